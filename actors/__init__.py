@@ -1,0 +1,87 @@
+"""trio-actors: an actor runtime for trio.
+
+Actors are objects with a mailbox that share no state and talk only through messages.
+Open a system with :func:`open_system`, spawn actors with ``system.spawn``, and talk to
+them through the :class:`ActorRef` that ``spawn`` returns.
+"""
+
+from ._actor import Actor
+from ._address import Address
+from ._context import ActorContext
+from ._errors import (
+    ActorDead,
+    ActorError,
+    ActorInitializationError,
+    ActorNameTaken,
+    ActorNotFound,
+    AskTimeout,
+    HandlerReturnedCoroutine,
+    InvalidActorName,
+    MailboxFull,
+    MailboxOverflow,
+    StashOverflow,
+    SystemClosed,
+    UnhandledFailure,
+    UnhandledMessage,
+    UnpicklableMessage,
+    WrongThread,
+)
+from ._events import EventBus
+from ._mailbox import Mailbox, Overflow
+from ._messages import (
+    ActorFailed,
+    ActorStarted,
+    ActorStopped,
+    DeadLetter,
+    DeadLetterReason,
+    PoisonPill,
+    ReceiveTimeout,
+    Terminated,
+)
+from ._ref import ActorRef
+from ._system import ActorSystem, Settings, open_system
+from ._timers import Timers
+
+__all__ = [
+    "Actor",
+    "ActorContext",
+    "ActorDead",
+    "ActorError",
+    "ActorFailed",
+    "ActorInitializationError",
+    "ActorNameTaken",
+    "ActorNotFound",
+    "ActorRef",
+    "ActorStarted",
+    "ActorStopped",
+    "ActorSystem",
+    "Address",
+    "AskTimeout",
+    "DeadLetter",
+    "DeadLetterReason",
+    "EventBus",
+    "HandlerReturnedCoroutine",
+    "InvalidActorName",
+    "Mailbox",
+    "MailboxFull",
+    "MailboxOverflow",
+    "Overflow",
+    "PoisonPill",
+    "ReceiveTimeout",
+    "Settings",
+    "StashOverflow",
+    "SystemClosed",
+    "Terminated",
+    "Timers",
+    "UnhandledFailure",
+    "UnhandledMessage",
+    "UnpicklableMessage",
+    "WrongThread",
+    "open_system",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type) and _obj.__module__.startswith("actors._"):
+        _obj.__module__ = "actors"
+del _name, _obj

@@ -1,0 +1,95 @@
+"""The ``Actor`` base class that user actors subclass."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from ._context import ActorContext
+    from ._mailbox import Mailbox
+
+# The cell whose instance is being constructed right now (set by the runtime around the
+# factory call), so ``self.context`` works inside ``__init__`` without a super() call.
+_constructing: ContextVar[ActorContext | None] = ContextVar("_constructing", default=None)
+
+
+class Actor:
+    """Base class of actors: state lives in the instance, behaviour in :meth:`receive`.
+
+    The runtime creates the instance (from the factory given to ``spawn``) inside the
+    actor's own task, so a failing constructor is an actor failure like any other. All
+    handlers of one actor run one at a time, never concurrently: the state needs no locks.
+
+    Class attributes ``mailbox`` and ``throughput`` set defaults for every spawn of the
+    class; the ``spawn`` arguments of the same names override them.
+    """
+
+    mailbox: ClassVar[Mailbox | None] = None
+    throughput: ClassVar[int | None] = None
+
+    _actor_cell: ActorContext | None
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Actor:
+        self = super().__new__(cls)
+        self._actor_cell = _constructing.get()
+        return self
+
+    @property
+    def context(self) -> ActorContext:
+        """This actor's :class:`ActorContext`: its ref, parent, children, timers, ...
+
+        Available from ``__init__`` on. Raises ``RuntimeError`` on an instance that was
+        not created by ``spawn`` (e.g. one built by hand in a unit test).
+        """
+        cell = self._actor_cell
+        if cell is None:
+            raise RuntimeError(
+                f"{type(self).__qualname__} instance was not created by spawn(), so it has "
+                "no context; spawn it with system.spawn() or context.spawn()"
+            )
+        return cell
+
+    def receive(self, message: Any) -> Any:
+        """Handle one message; may be ``def`` or ``async def``.
+
+        The returned value is the reply when the message came through ``ask`` (ignored
+        for ``tell``). An exception raised here during an ``ask`` is re-raised in the
+        caller and the actor goes on; outside an ``ask`` it is a failure of the actor.
+        The default implementation declares every message unhandled.
+        """
+        self.unhandled(message)
+
+    def unhandled(self, message: Any) -> None:
+        """Declare ``message`` unhandled: it is published as a ``DeadLetter`` (reason
+        ``"unhandled"``), and a caller waiting in ``ask`` gets :class:`UnhandledMessage`."""
+        self.context._unhandled(message)
+
+    def pre_start(self) -> Awaitable[None] | None:
+        """Called (and awaited if ``async def``) once before the first message.
+
+        Raising here fails the actor with :class:`ActorInitializationError`."""
+        return None
+
+    def post_stop(self) -> Awaitable[None] | None:
+        """Called after the actor and all its children have stopped, with at most the
+        system's ``stop_timeout`` to finish (then it is cancelled). Timers are already
+        cancelled. An exception here is reported as a failure of the actor."""
+        return None
+
+    def pre_restart(self, error: BaseException, message: Any) -> Awaitable[None] | None:
+        """Called on the failed instance before a supervisor replaces it (supervision).
+
+        ``message`` is the message whose handling failed, or ``None``. The default calls
+        :meth:`post_stop`."""
+        return self.post_stop()
+
+    def post_restart(self, error: BaseException) -> Awaitable[None] | None:
+        """Called on the fresh instance after a restart, instead of :meth:`pre_start`.
+
+        The default calls :meth:`pre_start`."""
+        return self.pre_start()
+
+
+Actor.__module__ = "actors"

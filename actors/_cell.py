@@ -1,0 +1,698 @@
+"""The runtime side of one actor: its mailbox, its task's loop and its lifecycle.
+
+One :class:`ActorCell` exists per actor incarnation. It owns the mailbox (a deque of
+``(message, sender, slot)`` envelopes, where ``slot`` is ``None`` for a plain ``tell``, a
+:class:`_Reply` for an ``ask`` or a timer), the system lane (stop and fail requests,
+never bounded) and the trio task that runs the actor. The public face of a cell is
+:class:`~actors.ActorContext`, a subclass that adds the API actors call.
+
+Scheduling: the task processes up to ``throughput`` messages per turn without a
+checkpoint, then yields; an empty mailbox parks the task with
+``trio.lowlevel.wait_task_rescheduled`` and ``tell`` reschedules it directly, which is
+cheaper than a memory channel.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import threading
+from collections import deque
+from collections.abc import Callable
+from types import CoroutineType
+from typing import TYPE_CHECKING, Any, Final
+
+import cloudpickle
+import trio
+
+from ._actor import Actor, _constructing
+from ._errors import (
+    ActorDead,
+    ActorError,
+    ActorInitializationError,
+    AskTimeout,
+    HandlerReturnedCoroutine,
+    MailboxFull,
+    MailboxOverflow,
+    UnhandledMessage,
+    UnpicklableMessage,
+    WrongThread,
+)
+from ._mailbox import Mailbox, Overflow
+from ._messages import (
+    ActorFailed,
+    ActorStarted,
+    ActorStopped,
+    DeadLetterReason,
+    PoisonPill,
+    Terminated,
+)
+from ._ref import ActorRef
+
+if TYPE_CHECKING:
+    from ._context import ActorContext
+    from ._system import ActorSystem
+    from ._timers import Timers, _Timer
+
+_get_ident: Final = threading.get_ident
+_reschedule: Final = trio.lowlevel.reschedule
+_current_task: Final = trio.lowlevel.current_task
+_wait_task_rescheduled: Final = trio.lowlevel.wait_task_rescheduled
+_Abort: Final = trio.lowlevel.Abort
+
+# Cell states.
+NEW: Final = 0
+RUNNING: Final = 1
+STOPPING: Final = 2
+DEAD: Final = 3
+
+# System-lane requests.
+_STOP: Final = 0
+_FAIL: Final = 1
+
+Envelope = tuple[Any, "ActorRef | None", "_Reply | _Timer | None"]
+
+
+class _Reply:
+    """The slot an ``ask`` waits on. ``task`` is ``None`` once the caller gave up."""
+
+    __slots__ = ("error", "task", "unhandled", "value")
+    is_timer: Final = False
+
+    def __init__(self, task: trio.lowlevel.Task) -> None:
+        self.task: trio.lowlevel.Task | None = task
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.unhandled = False
+
+    def abort(self, _: Any) -> trio.lowlevel.Abort:
+        self.task = None
+        return _Abort.SUCCEEDED
+
+
+def roundtrip(message: Any) -> Any:
+    """Pickle and unpickle ``message`` with cloudpickle, as a process boundary would."""
+    try:
+        data = cloudpickle.dumps(message)
+    except Exception as exc:
+        raise UnpicklableMessage(message, exc) from exc
+    return cloudpickle.loads(data)
+
+
+class ActorCell:
+    """Mailbox, task loop and lifecycle of one actor incarnation (internal)."""
+
+    __slots__ = (
+        "_behavior",
+        "_behavior_async",
+        "_behaviors",
+        "_capacity",
+        "_child_counter",
+        "_children",
+        "_current",
+        "_factory",
+        "_instance",
+        "_last_activity",
+        "_mailbox",
+        "_overflow",
+        "_parked",
+        "_reason",
+        "_recv_timeout",
+        "_recv_timeout_msg",
+        "_roundtrip",
+        "_scope",
+        "_space",
+        "_started",
+        "_stash",
+        "_stash_capacity",
+        "_state",
+        "_stop_deadline",
+        "_stop_requested",
+        "_sysq",
+        "_task",
+        "_terminated",
+        "_thread",
+        "_throughput",
+        "_timers",
+        "_watchers",
+        "_watching",
+        "name",
+        "parent_cell",
+        "ref",
+        "system",
+    )
+
+    def __init__(
+        self,
+        system: ActorSystem,
+        parent: ActorContext | None,
+        name: str,
+        path: str,
+        uid: int,
+        factory: Callable[[], Actor],
+        mailbox: Mailbox,
+        throughput: int,
+        stash_capacity: int,
+    ) -> None:
+        from ._address import Address
+
+        self.system = system
+        self.parent_cell = parent
+        self.name = name
+        self.ref = ActorRef(Address(system.name, path, uid), self)
+        self._factory = factory
+        self._instance: Actor | None = None
+        self._behavior: Callable[[Any], Any] = _not_started
+        self._behavior_async = False
+        self._behaviors: list[tuple[Callable[[Any], Any], bool]] | None = None
+        self._mailbox: deque[Envelope] = deque()
+        self._capacity = mailbox.capacity
+        self._overflow = mailbox.overflow
+        self._sysq: list[tuple[int, Any]] | None = None
+        self._parked: trio.lowlevel.Task | None = None
+        self._task: trio.lowlevel.Task | None = None
+        self._state = NEW
+        self._started = False
+        self._throughput = throughput
+        self._thread = system._thread_id
+        self._roundtrip = system.settings.roundtrip_messages
+        self._children: dict[str, ActorContext] | None = None
+        self._child_counter = 0
+        self._watchers: dict[ActorCell, None] | None = None
+        self._watching: dict[ActorRef, None] | None = None
+        self._timers: Timers | None = None
+        self._stash: deque[Envelope] | None = None
+        self._stash_capacity = stash_capacity
+        self._current: Envelope | None = None
+        self._recv_timeout: float | None = None
+        self._recv_timeout_msg: Any = None
+        self._last_activity = 0.0
+        self._scope: trio.CancelScope | None = None
+        self._stop_deadline = math.inf
+        self._stop_requested = False
+        self._reason: BaseException | None = None
+        self._terminated: trio.Event | None = None
+        self._space: trio.lowlevel.ParkingLot | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.ref.path}>"
+
+    # == delivery (called by ActorRef, from any task of the system's thread) ==============
+
+    def tell(self, message: Any, sender: ActorRef | None) -> None:
+        if self._thread != _get_ident():
+            raise WrongThread(
+                f"tell to {self.ref.path} from a thread that does not run its actor system; "
+                "use ref.tell_threadsafe() from other threads"
+            )
+        if self._state == DEAD:
+            self.system._dead_letter(message, sender, self.ref, DeadLetterReason.STOPPED)
+            return
+        if self._roundtrip:
+            message = roundtrip(message)
+        q = self._mailbox
+        capacity = self._capacity
+        if capacity is not None and len(q) >= capacity:
+            self._overflowed(message, sender, raise_full=True)
+            return
+        q.append((message, sender, None))
+        task = self._parked
+        if task is not None:
+            self._parked = None
+            _reschedule(task)
+
+    def offer(self, message: Any, sender: ActorRef | None) -> None:
+        """Enqueue from inside the runtime (event bus, foreign threads): never raises; a
+        refusal under ``backpressure`` becomes a dead letter (``dropped-newest``)."""
+        if self._state == DEAD:
+            self.system._dead_letter(message, sender, self.ref, DeadLetterReason.STOPPED)
+            return
+        capacity = self._capacity
+        if capacity is not None and len(self._mailbox) >= capacity:
+            self._overflowed(message, sender, raise_full=False)
+            return
+        self._append((message, sender, None))
+
+    def tell_threadsafe(self, message: Any, sender: ActorRef | None) -> None:
+        if self._roundtrip:
+            message = roundtrip(message)
+        if self._thread == _get_ident():
+            self.tell(message, sender)
+            return
+        try:
+            self.system._token.run_sync_soon(self.offer, message, sender)
+        except trio.RunFinishedError:
+            from ._errors import SystemClosed
+
+            raise SystemClosed(
+                f"actor system {self.system.name!r} has ended; cannot deliver to {self.ref.path}"
+            ) from None
+
+    async def send(self, message: Any, sender: ActorRef | None) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self._check_thread()
+        if self._roundtrip:
+            message = roundtrip(message)
+        await self._wait_for_room()
+        if self._state == DEAD:
+            self.system._dead_letter(message, sender, self.ref, DeadLetterReason.STOPPED)
+        else:
+            self._append((message, sender, None))
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def ask(self, message: Any, timeout: float | None, sender: ActorRef | None) -> Any:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self._check_thread()
+        task = _current_task()
+        if task is self._task:
+            raise ActorError(
+                f"{self.ref.path} asked itself; that would wait forever on its own "
+                "mailbox (reply directly, or tell yourself a message)"
+            )
+        if timeout is None:
+            timeout = self.system.settings.ask_timeout
+        if self._roundtrip:
+            message = roundtrip(message)
+        reply = _Reply(task)
+        with trio.move_on_after(timeout) as scope:
+            await self._wait_for_room()
+            if self._state == DEAD:
+                raise ActorDead(self.ref.path)
+            self._append((message, sender, reply))
+            await _wait_task_rescheduled(reply.abort)
+        if scope.cancelled_caught:
+            raise AskTimeout(self.ref.path, timeout, message)
+        error = reply.error
+        if error is not None:
+            raise error
+        return reply.value
+
+    # -- delivery helpers -----------------------------------------------------------------
+
+    def _check_thread(self) -> None:
+        if self._thread != _get_ident():
+            raise WrongThread(
+                f"{self.ref.path} used from a thread that does not run its actor system; "
+                "use trio.from_thread.run() to call into the system's thread"
+            )
+
+    def _append(self, envelope: Envelope) -> None:
+        self._mailbox.append(envelope)
+        task = self._parked
+        if task is not None:
+            self._parked = None
+            _reschedule(task)
+
+    def _append_always(self, envelope: Envelope) -> None:
+        """Enqueue ignoring capacity (Terminated, timer ticks): never dropped."""
+        if self._state != DEAD:
+            self._append(envelope)
+
+    async def _wait_for_room(self) -> None:
+        capacity = self._capacity
+        if capacity is None:
+            return
+        while self._state != DEAD and len(self._mailbox) >= capacity:
+            if self._space is None:
+                self._space = trio.lowlevel.ParkingLot()
+            await self._space.park()
+
+    def _overflowed(self, message: Any, sender: ActorRef | None, *, raise_full: bool) -> None:
+        policy = self._overflow
+        capacity = self._capacity
+        assert capacity is not None
+        if policy is Overflow.BACKPRESSURE:
+            if raise_full:
+                raise MailboxFull(self.ref.path, capacity)
+            self.system._dead_letter(message, sender, self.ref, DeadLetterReason.DROPPED_NEWEST)
+        elif policy is Overflow.DROP_NEWEST:
+            self.system._dead_letter(message, sender, self.ref, DeadLetterReason.DROPPED_NEWEST)
+        elif policy is Overflow.DROP_OLDEST:
+            oldest = self._mailbox.popleft()
+            self._discard(oldest, DeadLetterReason.DROPPED_OLDEST)
+            self._append((message, sender, None))
+        else:
+            self.system._dead_letter(message, sender, self.ref, DeadLetterReason.OVERFLOW)
+            self._system_request(_FAIL, MailboxOverflow(self.ref.path, capacity))
+
+    def _discard(self, envelope: Envelope, reason: DeadLetterReason) -> None:
+        """Account for an envelope that will never be processed."""
+        message, sender, slot = envelope
+        if slot is None:
+            if message is not PoisonPill:
+                self.system._dead_letter(message, sender, self.ref, reason)
+        elif not slot.is_timer:
+            assert isinstance(slot, _Reply)
+            if reason is DeadLetterReason.DROPPED_OLDEST:
+                assert self._capacity is not None
+                error: ActorError = MailboxFull(self.ref.path, self._capacity)
+            else:
+                error = ActorDead(self.ref.path, "stopped before replying")
+            if slot.task is None:
+                self.system._dead_letter(message, sender, self.ref, reason)
+            else:
+                self._complete(slot, None, error)
+        # A tick of a timer is dropped: timers are cancelled with the actor.
+
+    def _complete(self, reply: _Reply, value: Any, error: BaseException | None) -> None:
+        task = reply.task
+        if task is None:
+            late = error if error is not None else value
+            self.system._dead_letter(late, self.ref, self.ref, DeadLetterReason.ASK_EXPIRED)
+            return
+        if error is None and self._roundtrip:
+            try:
+                value = roundtrip(value)
+            except UnpicklableMessage as exc:
+                error = exc
+        reply.task = None
+        reply.value = value
+        reply.error = error
+        _reschedule(task)
+
+    def _system_request(self, kind: int, arg: Any) -> None:
+        if self._state == DEAD:
+            return
+        if self._sysq is None:
+            self._sysq = [(kind, arg)]
+        else:
+            self._sysq.append((kind, arg))
+        task = self._parked
+        if task is not None:
+            self._parked = None
+            _reschedule(task)
+
+    def _request_stop(self, deadline: float | None = None) -> None:
+        """Ask the actor to stop after its current message. If it has not left its
+        handler by ``deadline`` (default: now + ``stop_timeout``), it is cancelled."""
+        if self._state == DEAD:
+            return
+        if deadline is None:
+            deadline = trio.current_time() + self.system.settings.stop_timeout
+        if deadline < self._stop_deadline:
+            self._stop_deadline = deadline
+            if self._scope is not None:
+                self._scope.deadline = deadline
+        if not self._stop_requested:
+            self._stop_requested = True
+            self._system_request(_STOP, None)
+
+    # == the actor's task ==================================================================
+
+    async def _run(self) -> None:
+        self._task = _current_task()
+        self._state = RUNNING
+        try:
+            with trio.CancelScope(deadline=self._stop_deadline) as scope:
+                self._scope = scope
+                if not self._stop_requested and await self._start():
+                    await self._loop()
+            self._scope = None
+            if self._current is not None:
+                # The stop deadline cancelled a handler mid-message.
+                interrupted, self._current = self._current, None
+                self._discard(interrupted, DeadLetterReason.STOPPED)
+            self._state = STOPPING
+            await self._stop_children()
+            await self._run_post_stop()
+        except BaseException:
+            # Cancelled from outside (the system is being torn down) or interrupted:
+            # clean up within a shielded, bounded scope, then let the exception go on.
+            if self._state != DEAD:
+                self._state = STOPPING
+                with trio.CancelScope(shield=True) as shield:
+                    shield.deadline = trio.current_time() + self.system.settings.stop_timeout
+                    await self._stop_children()
+                    await self._run_post_stop()
+                self._finalize()
+            raise
+        self._finalize()
+
+    async def _start(self) -> bool:
+        token = _constructing.set(self)  # type: ignore[arg-type]
+        try:
+            instance = self._factory()
+            if not isinstance(instance, Actor):
+                raise TypeError(f"the factory returned {type(instance).__qualname__}, not an Actor")
+        except Exception as exc:
+            self._fail(ActorInitializationError(self.ref.path, exc))
+            return False
+        finally:
+            _constructing.reset(token)
+        self._instance = instance
+        self._set_behavior(instance.receive)
+        try:
+            result = instance.pre_start()
+            if result is not None:
+                await result
+        except Exception as exc:
+            self._fail(ActorInitializationError(self.ref.path, exc))
+            return False
+        self._started = True
+        bus = self.system.events
+        if bus._subscriptions:
+            bus.publish(ActorStarted(self.ref))
+        return True
+
+    def _set_behavior(self, handler: Callable[[Any], Any]) -> None:
+        self._behavior = handler
+        self._behavior_async = inspect.iscoroutinefunction(handler)
+
+    async def _loop(self) -> None:
+        q = self._mailbox
+        while True:
+            if self._sysq is not None and self._take_system_requests():
+                return
+            if not q:
+                await self._park()
+                continue
+            n = self._throughput
+            while n and q:
+                n -= 1
+                envelope = q.popleft()
+                message, _, slot = envelope
+                if slot is None:
+                    if message is PoisonPill:
+                        self._stop_requested = True
+                        return
+                    self._current = envelope
+                    try:
+                        if self._behavior_async:
+                            await self._behavior(message)
+                        else:
+                            result = self._behavior(message)
+                            if result is not None and result.__class__ is CoroutineType:
+                                result.close()
+                                raise HandlerReturnedCoroutine(self.ref.path, self._behavior)
+                    except Exception as exc:
+                        self._current = None
+                        self._failed_message(envelope, exc)
+                        return
+                elif not await self._process_slot(envelope):
+                    return
+                if self._sysq is not None:
+                    break
+            self._current = None
+            if self._space is not None and self._capacity is not None:
+                free = self._capacity - len(q)
+                if free > 0:
+                    self._space.unpark(count=free)
+            if self._recv_timeout is not None:
+                self._last_activity = trio.current_time()
+            if q and self._sysq is None:
+                await trio.lowlevel.checkpoint()
+
+    async def _process_slot(self, envelope: Envelope) -> bool:
+        """Process an ask or a timer tick. Returns ``False`` if the actor must stop."""
+        message, _, slot = envelope
+        if slot is not None and slot.is_timer:
+            timers = self._timers
+            if timers is None or not timers._accept(slot):  # type: ignore[arg-type]
+                return True
+            self._current = envelope
+            try:
+                await self._invoke(message)
+            except Exception as exc:
+                self._current = None
+                self._failed_message(envelope, exc)
+                return False
+            self._current = None
+            return True
+        assert isinstance(slot, _Reply)
+        self._current = envelope
+        try:
+            value = await self._invoke(message)
+        except Exception as exc:
+            self._current = None
+            self._complete(slot, None, exc)
+            return True
+        self._current = None
+        if slot.unhandled:
+            self._complete(slot, None, UnhandledMessage(self.ref.path, message))
+        else:
+            self._complete(slot, value, None)
+        return True
+
+    async def _invoke(self, message: Any) -> Any:
+        handler = self._behavior
+        if self._behavior_async:
+            return await handler(message)
+        result = handler(message)
+        if result is not None and result.__class__ is CoroutineType:
+            result.close()
+            raise HandlerReturnedCoroutine(self.ref.path, handler)
+        return result
+
+    def _failed_message(self, envelope: Envelope, error: Exception) -> None:
+        message, sender, _ = envelope
+        self.system._dead_letter(message, sender, self.ref, DeadLetterReason.FAILED)
+        self._fail(error)
+
+    async def _park(self) -> None:
+        timeout = self._recv_timeout
+        self._parked = _current_task()
+        if timeout is None:
+            await _wait_task_rescheduled(self._abort_park)
+            return
+        with trio.move_on_at(self._last_activity + timeout) as scope:
+            await _wait_task_rescheduled(self._abort_park)
+        if scope.cancelled_caught and self._recv_timeout is not None:
+            self._last_activity = trio.current_time()
+            if not self._mailbox:
+                self._mailbox.append((self._recv_timeout_msg, None, None))
+
+    def _abort_park(self, _: Any) -> trio.lowlevel.Abort:
+        self._parked = None
+        return _Abort.SUCCEEDED
+
+    def _take_system_requests(self) -> bool:
+        requests, self._sysq = self._sysq, None
+        assert requests is not None
+        for kind, arg in requests:
+            if kind == _FAIL:
+                self._fail(arg)
+                return True
+            if kind == _STOP:
+                return True
+        return False
+
+    def _fail(self, error: BaseException) -> None:
+        """Record a failure: the actor stops; watchers will see ``error``."""
+        self._stop_requested = True
+        if self._reason is None:
+            self._reason = error
+        bus = self.system.events
+        if bus._subscriptions:
+            bus.publish(ActorFailed(self.ref, error))
+
+    # == stopping ==========================================================================
+
+    async def _stop_children(self) -> None:
+        """Stop children one at a time, newest first, each with its own deadline."""
+        children = self._children
+        while children:
+            child = next(reversed(children.values()))
+            child._request_stop()
+            await child._wait_terminated()
+
+    async def _run_post_stop(self) -> None:
+        if self._timers is not None:
+            self._timers.cancel_all()
+        instance = self._instance
+        if not self._started or instance is None:
+            return
+        self._started = False
+        try:
+            with trio.move_on_after(self.system.settings.stop_timeout):
+                result = instance.post_stop()
+                if result is not None:
+                    await result
+        except Exception as exc:
+            self._fail(exc)
+
+    async def _wait_terminated(self) -> None:
+        if self._state == DEAD:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._terminated is None:
+            self._terminated = trio.Event()
+        await self._terminated.wait()
+
+    def _finalize(self) -> None:
+        """Synchronous end of life: nothing queued is lost, everyone who asked is told."""
+        self._state = DEAD
+        self._parked = None
+        self._sysq = None
+        if self._timers is not None:
+            self._timers.cancel_all()
+        system = self.system
+        if self._stash:
+            for envelope in self._stash:
+                self._discard(envelope, DeadLetterReason.STOPPED)
+            self._stash = None
+        q = self._mailbox
+        while q:
+            self._discard(q.popleft(), DeadLetterReason.STOPPED)
+        if self._space is not None:
+            self._space.unpark_all()
+        if self._watching:
+            for ref in self._watching:
+                target = ref._cell
+                if target is not None and target._watchers:
+                    target._watchers.pop(self, None)
+            self._watching = None
+        system.events._remove_subscriber(self.ref)
+        parent = self.parent_cell
+        siblings = None if parent is None else parent._children
+        if siblings is not None and siblings.get(self.name) is self:
+            del siblings[self.name]
+        reason = self._reason
+        watchers = self._watchers
+        self._watchers = None
+        if watchers:
+            for watcher in watchers:
+                watcher._watched_terminated(self.ref, reason, True)
+        elif reason is not None:
+            system._unhandled_failure(self.ref, reason)
+        if system.events._subscriptions:
+            system.events.publish(ActorStopped(self.ref, reason))
+        self._instance = None
+        self._behavior = _not_started
+        self._behaviors = None
+        if self._terminated is not None:
+            self._terminated.set()
+
+    def _watched_terminated(
+        self, ref: ActorRef, reason: BaseException | None, confirmed: bool
+    ) -> None:
+        watching = self._watching
+        if self._state == DEAD or not watching or ref not in watching:
+            return
+        del watching[ref]
+        self._append((Terminated(ref, reason, confirmed), None, None))
+
+
+def _not_started(message: Any) -> Any:
+    raise ActorError("this actor is not running")  # pragma: no cover - never reached
+
+
+class DeadCell(ActorCell):
+    """Stands in for an address that resolves to no live actor: every message goes to
+    dead letters (``no-such-actor``) and every ``ask`` raises :class:`ActorDead`."""
+
+    __slots__ = ()
+
+    def tell(self, message: Any, sender: ActorRef | None) -> None:
+        self._check_thread()
+        self.system._dead_letter(message, sender, self.ref, DeadLetterReason.NO_SUCH_ACTOR)
+
+    def offer(self, message: Any, sender: ActorRef | None) -> None:
+        self.system._dead_letter(message, sender, self.ref, DeadLetterReason.NO_SUCH_ACTOR)
+
+    async def send(self, message: Any, sender: ActorRef | None) -> None:
+        await trio.lowlevel.checkpoint()
+        self.tell(message, sender)
+
+    async def ask(self, message: Any, timeout: float | None, sender: ActorRef | None) -> Any:
+        await trio.lowlevel.checkpoint()
+        raise ActorDead(self.ref.path, "does not exist (no live actor at this address)")

@@ -1,0 +1,292 @@
+"""``ActorContext``: what an actor can do to itself and to its children (``self.context``)."""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ._cell import DEAD, NEW, ActorCell, Envelope
+from ._errors import ActorNameTaken, InvalidActorName, StashOverflow, SystemClosed
+from ._messages import ReceiveTimeout
+from ._ref import ActorRef
+from ._timers import Timers
+
+if TYPE_CHECKING:
+    from ._actor import Actor
+    from ._mailbox import Mailbox
+    from ._system import ActorSystem
+
+_RECEIVE_TIMEOUT = ReceiveTimeout()
+_VALID_NAME = re.compile(r"[A-Za-z0-9\-_.~:@+=,]+")
+
+
+def check_name(name: str) -> None:
+    """Raise :class:`InvalidActorName` unless ``name`` is usable as a path segment."""
+    if not isinstance(name, str) or not _VALID_NAME.fullmatch(name):
+        raise InvalidActorName(
+            f"invalid actor name {name!r}: use 1 or more of A-Z a-z 0-9 - _ . ~ : @ + = , "
+            "(no '/', and '$' is reserved for generated names)"
+        )
+
+
+class ActorContext(ActorCell):
+    """The actor's view of itself in the system, available as ``self.context``.
+
+    Every method must be called from the actor's own handlers or hooks (its own task):
+    the context is not shared with other actors. Use refs to talk to other actors.
+    """
+
+    __slots__ = ()
+
+    # -- identity and family --------------------------------------------------------------
+
+    @property
+    def self(self) -> ActorRef:
+        """This actor's own ref."""
+        return self.ref
+
+    @property
+    def parent(self) -> ActorRef | None:
+        """The parent's ref (``/user`` for actors spawned by the system), or ``None``
+        for the ``/user`` guardian itself."""
+        parent = self.parent_cell
+        return None if parent is None else parent.ref
+
+    @property
+    def children(self) -> list[ActorRef]:
+        """Refs of the live children, oldest first (a child leaves this list once it has
+        fully stopped)."""
+        return [child.ref for child in (self._children or {}).values()]
+
+    def child(self, name: str) -> ActorRef | None:
+        """The live child called ``name``, or ``None``."""
+        child = (self._children or {}).get(name)
+        return None if child is None else child.ref
+
+    @property
+    def sender(self) -> ActorRef | None:
+        """The ``sender`` given with the message being processed, if any."""
+        current = self._current
+        return None if current is None else current[1]
+
+    @property
+    def actor_system(self) -> ActorSystem:
+        """The system this actor runs in (same as ``system``)."""
+        return self.system
+
+    # -- spawning and stopping ------------------------------------------------------------
+
+    def spawn(
+        self,
+        factory: Callable[..., Actor],
+        *args: Any,
+        name: str | None = None,
+        mailbox: Mailbox | None = None,
+        throughput: int | None = None,
+        **kwargs: Any,
+    ) -> ActorRef:
+        """Start a child actor and return its ref at once.
+
+        ``factory(*args, **kwargs)`` (usually the actor class) is called inside the new
+        actor's task; messages sent before it has started wait in its mailbox. ``name``
+        must be unique among live siblings (default: a generated ``$n`` name).
+        ``mailbox`` and ``throughput`` default to the class attributes of the same name,
+        then to the system settings. (Arguments for the factory that are themselves
+        called ``name``, ``mailbox`` or ``throughput`` need a ``functools.partial``.)
+
+        Raises :class:`InvalidActorName`, :class:`ActorNameTaken`, or
+        :class:`SystemClosed` if this actor or the system is stopping.
+        """
+        system = self.system
+        if system._closing or self._stop_requested or self._state == DEAD:
+            what = f"actor system {system.name!r}" if system._closing else self.ref.path
+            raise SystemClosed(f"cannot spawn: {what} is stopping or stopped")
+        if name is None:
+            self._child_counter += 1
+            name = f"${self._child_counter}"
+        else:
+            check_name(name)
+        children = self._children
+        if children is None:
+            children = self._children = {}
+        path = f"{self.ref.path}/{name}"
+        if name in children:
+            raise ActorNameTaken(path)
+        settings = system.settings
+        if mailbox is None:
+            mailbox = getattr(factory, "mailbox", None) or settings.mailbox
+        if throughput is None:
+            throughput = getattr(factory, "throughput", None) or settings.throughput
+        if not isinstance(throughput, int) or throughput < 1:
+            raise ValueError(f"throughput must be an int >= 1, got {throughput!r}")
+        stash_capacity = getattr(factory, "stash_capacity", None) or settings.stash_capacity
+        if args or kwargs:
+            factory = functools.partial(factory, *args, **kwargs)
+        child = ActorContext(
+            system,
+            self,
+            name,
+            path,
+            system._uids.getrandbits(63),
+            factory,
+            mailbox,
+            throughput,
+            stash_capacity,
+        )
+        children[name] = child
+        system._nursery.start_soon(child._run, name=path)
+        return child.ref
+
+    def stop(self, ref: ActorRef | None = None) -> None:
+        """Stop this actor (``ref`` omitted or ``self``) or one of its children.
+
+        The actor finishes the message it is processing (within ``stop_timeout``, after
+        which the handler is cancelled), stops its own children newest first, runs
+        ``post_stop``, and sends everything left in its mailbox to dead letters. Returns
+        at once; watch the ref to learn when it is done. A no-op on a stopped child.
+        """
+        if ref is None or ref == self.ref:
+            self._request_stop()
+            return
+        child = (self._children or {}).get(ref.name)
+        if child is not None and child.ref == ref:
+            child._request_stop()
+            return
+        if ref.path.rpartition("/")[0] == self.ref.path:
+            return  # a child that has already stopped
+        raise ValueError(
+            f"{self.ref.path} can only stop itself or its children, not {ref.path}; "
+            "use system.stop() or send it a message"
+        )
+
+    # -- death watch ----------------------------------------------------------------------
+
+    def watch(self, ref: ActorRef) -> ActorRef:
+        """Receive ``Terminated(ref, reason)`` when ``ref`` stops: exactly once per watch,
+        after every message ``ref`` sent to this actor, and at once (with
+        ``existence_confirmed=False``) if it is already gone. Watching a ref that is
+        already watched changes nothing. Returns ``ref``."""
+        if ref == self.ref:
+            return ref
+        watching = self._watching
+        if watching is None:
+            watching = self._watching = {}
+        if ref in watching:
+            return ref
+        watching[ref] = None
+        target = ref._resolve()
+        if target._state == DEAD:
+            self._watched_terminated(ref, None, False)
+        else:
+            if target._watchers is None:
+                target._watchers = {}
+            target._watchers[self] = None
+            ref._cell = target
+        return ref
+
+    def unwatch(self, ref: ActorRef) -> ActorRef:
+        """Stop watching ``ref``. A ``Terminated`` for it that is not yet processed is
+        still delivered if it was already queued. Returns ``ref``."""
+        if self._watching is not None and self._watching.pop(ref, False) is None:
+            target = ref._cell
+            if target is not None and target._watchers is not None:
+                target._watchers.pop(self, None)
+        return ref
+
+    # -- timers and receive timeout -------------------------------------------------------
+
+    @property
+    def timers(self) -> Timers:
+        """This actor's keyed :class:`Timers` (all cancelled when it stops)."""
+        if self._timers is None:
+            self._timers = Timers(self)
+        return self._timers
+
+    def set_receive_timeout(self, timeout: float | None, message: Any = _RECEIVE_TIMEOUT) -> None:
+        """Deliver ``message`` after ``timeout`` seconds in which no message arrived;
+        it repeats after each further idle period. ``None`` turns it off."""
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"receive timeout must be > 0 seconds or None, got {timeout!r}")
+        self._recv_timeout = timeout
+        self._recv_timeout_msg = message
+        if self._state != NEW:
+            self._last_activity = trio.current_time()
+
+    # -- behaviour ------------------------------------------------------------------------
+
+    def become(self, behavior: Callable[[Any], Any], *, discard_old: bool = True) -> None:
+        """Handle the next messages with ``behavior`` (``def`` or ``async def``) instead
+        of the current handler. With ``discard_old=True`` (the default) the current one
+        is replaced; with ``False`` it is kept on a stack so that :meth:`unbecome`
+        returns to it. Survives nothing: a new incarnation starts with ``receive``."""
+        if not callable(behavior):
+            raise TypeError(f"become() needs a callable, got {behavior!r}")
+        if not discard_old:
+            if self._behaviors is None:
+                self._behaviors = []
+            self._behaviors.append((self._behavior, self._behavior_async))
+        self._set_behavior(behavior)
+
+    def unbecome(self) -> None:
+        """Return to the behaviour before the latest :meth:`become` (at the bottom of the
+        stack, that is ``receive``)."""
+        if self._behaviors:
+            self._behavior, self._behavior_async = self._behaviors.pop()
+        elif self._instance is not None:
+            self._set_behavior(self._instance.receive)
+
+    # -- stash ----------------------------------------------------------------------------
+
+    def stash(self) -> None:
+        """Put the message being processed aside; :meth:`unstash_all` puts it back.
+
+        Raises :class:`StashOverflow` (a failure of the handler) when the stash already
+        holds ``stash_capacity`` messages. Stashed messages still in the stash when the
+        actor stops go to dead letters (asks among them fail with ``ActorDead``)."""
+        current = self._current
+        if current is None:
+            raise RuntimeError("stash() can only be called while processing a message")
+        if self._stash is None:
+            self._stash = deque()
+        if len(self._stash) >= self._stash_capacity:
+            raise StashOverflow(self.ref.path, self._stash_capacity)
+        self._stash.append(current)
+
+    def unstash_all(self) -> int:
+        """Put every stashed message back at the front of the mailbox, in the order they
+        were stashed (ahead of newer messages, ignoring capacity: they were accepted
+        already). Returns how many."""
+        stash = self._stash
+        if not stash:
+            return 0
+        count = len(stash)
+        self._mailbox.extendleft(reversed(stash))
+        stash.clear()
+        return count
+
+    @property
+    def stash_size(self) -> int:
+        """How many messages are stashed."""
+        return len(self._stash) if self._stash else 0
+
+    # -- runtime hooks used by Actor --------------------------------------------------------
+
+    def _unhandled(self, message: Any) -> None:
+        from ._messages import DeadLetterReason
+
+        current: Envelope | None = self._current
+        sender = None
+        if current is not None and current[0] is message:
+            sender = current[1]
+            slot = current[2]
+            if slot is not None and not slot.is_timer:
+                slot.unhandled = True  # type: ignore[union-attr]
+        self.system._dead_letter(message, sender, self.ref, DeadLetterReason.UNHANDLED)
+
+
+ActorContext.__module__ = "actors"

@@ -1,0 +1,162 @@
+"""Exceptions raised by the actor runtime.
+
+Every error names what went wrong and, where there is one, the actor path involved, so a
+message in a log or a test failure can be acted on without a debugger.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._ref import ActorRef
+
+
+class ActorError(Exception):
+    """Base class of every error raised by trio-actors."""
+
+
+class ActorDead(ActorError):
+    """The target of an ``ask`` is stopped, never existed, or stopped before it replied."""
+
+    def __init__(self, path: str, detail: str = "is not running") -> None:
+        super().__init__(f"actor {path} {detail}")
+        self.path = path
+
+
+class AskTimeout(ActorError):
+    """No reply to an ``ask`` arrived within its timeout.
+
+    The question stays in the target's mailbox; if it is answered later, the reply goes to
+    dead letters with reason ``"ask-expired"``.
+    """
+
+    def __init__(self, path: str, timeout: float, message: object) -> None:
+        super().__init__(
+            f"no reply from {path} within {timeout:g} s to {type(message).__qualname__}"
+        )
+        self.path = path
+        self.timeout = timeout
+
+
+class MailboxFull(ActorError):
+    """A bounded mailbox had no room and its overflow policy refused the message.
+
+    The message was **not** accepted: nothing was enqueued and nothing was lost. Use
+    ``await ref.send(message)`` to wait for room instead.
+    """
+
+    def __init__(self, path: str, capacity: int) -> None:
+        super().__init__(f"mailbox of {path} is full ({capacity} messages)")
+        self.path = path
+        self.capacity = capacity
+
+
+class MailboxOverflow(ActorError):
+    """The failure given to an actor whose mailbox policy is ``fail`` when it overflows."""
+
+    def __init__(self, path: str, capacity: int) -> None:
+        super().__init__(f"mailbox of {path} overflowed its capacity of {capacity}")
+        self.path = path
+        self.capacity = capacity
+
+
+class StashOverflow(ActorError):
+    """``context.stash()`` was called with the stash already at its capacity."""
+
+    def __init__(self, path: str, capacity: int) -> None:
+        super().__init__(f"stash of {path} is full ({capacity} messages)")
+        self.path = path
+        self.capacity = capacity
+
+
+class InvalidActorName(ActorError, ValueError):
+    """An actor name is empty, contains ``/``, starts with the reserved ``$`` or uses
+    characters outside ``[A-Za-z0-9-_.~:@+=,]``."""
+
+
+class ActorNameTaken(ActorError):
+    """A live sibling already uses this name (a name is free again once its holder has
+    fully stopped)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"an actor named {path} already exists")
+        self.path = path
+
+
+class ActorNotFound(ActorError, LookupError):
+    """``system.lookup(path)`` found no live actor at that path."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"no live actor at {path}")
+        self.path = path
+
+
+class SystemClosed(ActorError):
+    """The actor system (or the spawning actor) is stopping or stopped: nothing new can be
+    spawned."""
+
+
+class WrongThread(ActorError, RuntimeError):
+    """An actor ref was used from a thread other than the one running its system.
+
+    Use ``ref.tell_threadsafe(message)`` from other threads, or
+    ``trio.from_thread.run(ref.ask, message)`` for a reply.
+    """
+
+
+class UnpicklableMessage(ActorError, TypeError):
+    """Under ``roundtrip_messages=True`` a message (or reply) could not be pickled, so it
+    could never cross a process boundary. Nothing was enqueued."""
+
+    def __init__(self, message: object, cause: BaseException) -> None:
+        super().__init__(
+            f"message of type {type(message).__module__}.{type(message).__qualname__} "
+            f"cannot be pickled: {cause}"
+        )
+        self.message_type = type(message)
+
+
+class UnhandledMessage(ActorError):
+    """Raised in the caller of ``ask`` when the target declared the question unhandled."""
+
+    def __init__(self, path: str, message: object) -> None:
+        super().__init__(f"{path} did not handle {type(message).__qualname__}")
+        self.path = path
+
+
+class HandlerReturnedCoroutine(ActorError, TypeError):
+    """A synchronous ``receive`` (or ``become`` behaviour) returned a coroutine.
+
+    It was almost certainly meant to be ``async def`` or to ``await`` something; the
+    coroutine is closed (never run) and the message counts as failed.
+    """
+
+    def __init__(self, path: str, handler: object) -> None:
+        name = getattr(handler, "__qualname__", repr(handler))
+        super().__init__(
+            f"{path}: synchronous handler {name} returned a coroutine; declare it "
+            "`async def` or await the coroutine inside it"
+        )
+
+
+class ActorInitializationError(ActorError):
+    """Creating the actor instance or running ``pre_start`` raised; the actor never ran."""
+
+    def __init__(self, path: str, cause: BaseException) -> None:
+        super().__init__(f"actor {path} failed to start: {cause!r}")
+        self.path = path
+
+
+class UnhandledFailure(ActorError):
+    """Raised out of ``open_system`` when an actor failed and nobody handled it.
+
+    A failure is handled when at least one actor watched the failed actor (it then
+    receives ``Terminated`` carrying the error). ``failures`` lists every unhandled
+    ``(ref, error)`` in the order they happened; ``__cause__`` is the first error.
+    """
+
+    def __init__(self, failures: list[tuple[ActorRef, BaseException]]) -> None:
+        lines = [f"{ref.path}: {err!r}" for ref, err in failures]
+        super().__init__(f"{len(failures)} unhandled actor failure(s):\n  " + "\n  ".join(lines))
+        self.failures = failures

@@ -1,0 +1,118 @@
+"""Messages and events the runtime itself sends: death watch, dead letters, lifecycle."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Final
+
+import attrs
+
+from ._ref import ActorRef
+
+
+@attrs.frozen
+class Terminated:
+    """Delivered to a watcher, exactly once per ``watch``, when the watched actor stops.
+
+    ``reason`` is ``None`` for a normal stop and the error for a failure.
+    ``existence_confirmed`` is ``False`` when the actor was already gone (or never existed)
+    at the time of ``watch``; ``reason`` is then ``None`` because it is not known.
+    It arrives after every message the dead actor sent to the watcher.
+    """
+
+    ref: ActorRef
+    reason: BaseException | None = None
+    existence_confirmed: bool = True
+
+    @property
+    def failed(self) -> bool:
+        return self.reason is not None
+
+
+class DeadLetterReason(enum.StrEnum):
+    """Why a message was not delivered."""
+
+    STOPPED = "stopped"
+    """The recipient had stopped (or stopped before processing the message)."""
+    NO_SUCH_ACTOR = "no-such-actor"
+    """The address resolves to no live actor (never existed, or another incarnation)."""
+    DROPPED_NEWEST = "dropped-newest"
+    """The mailbox was full under ``drop_newest``: the new message was dropped."""
+    DROPPED_OLDEST = "dropped-oldest"
+    """The mailbox was full under ``drop_oldest``: this oldest message made room."""
+    OVERFLOW = "mailbox-overflow"
+    """The mailbox was full under ``fail``: the message was refused, the actor fails."""
+    FAILED = "failed"
+    """Processing the message raised outside an ``ask``: the actor failed on it."""
+    UNHANDLED = "unhandled"
+    """The recipient called ``unhandled(message)`` (the default ``receive`` does)."""
+    ASK_EXPIRED = "ask-expired"
+    """The reply to an ``ask`` whose caller had already given up (timeout or cancel)."""
+
+
+@attrs.frozen
+class DeadLetter:
+    """Published on the event bus for every message that could not be delivered."""
+
+    message: Any
+    sender: ActorRef | None
+    recipient: ActorRef
+    reason: DeadLetterReason
+
+
+@attrs.frozen
+class ActorStarted:
+    """Published when an actor has been created and its ``pre_start`` has returned."""
+
+    ref: ActorRef
+
+
+@attrs.frozen
+class ActorStopped:
+    """Published when an actor has fully stopped (children stopped, ``post_stop`` run).
+
+    ``reason`` is ``None`` for a normal stop, else the failure that stopped it."""
+
+    ref: ActorRef
+    reason: BaseException | None
+
+
+@attrs.frozen
+class ActorFailed:
+    """Published when an actor fails: its handler (outside an ``ask``), its constructor or
+    a lifecycle hook raised. The actor stops; watchers get ``Terminated`` with ``error``."""
+
+    ref: ActorRef
+    error: BaseException
+
+
+@attrs.frozen
+class ReceiveTimeout:
+    """The default message delivered when ``context.set_receive_timeout`` elapses."""
+
+
+@attrs.frozen
+class _PoisonPillType:
+    def __repr__(self) -> str:
+        return "PoisonPill"
+
+    def __reduce__(self) -> str:
+        return "PoisonPill"
+
+
+PoisonPill: Final = _PoisonPillType()
+"""Tell this to an actor to stop it once it reaches this point of its mailbox: messages
+enqueued before it are processed, messages after it go to dead letters."""
+
+
+for _cls in (
+    Terminated,
+    DeadLetterReason,
+    DeadLetter,
+    ActorStarted,
+    ActorStopped,
+    ActorFailed,
+    ReceiveTimeout,
+):
+    _cls.__module__ = "actors"
+_PoisonPillType.__module__ = "actors._messages"

@@ -1,0 +1,136 @@
+"""``ActorRef``: the only handle through which anyone talks to an actor."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from . import _registry
+from ._address import Address
+from ._errors import ActorDead
+
+if TYPE_CHECKING:
+    from ._cell import ActorCell
+
+
+def _restore_ref(address: Address) -> ActorRef:
+    return ActorRef(address)
+
+
+class ActorRef:
+    """A small, hashable, ordered and picklable handle to one incarnation of an actor.
+
+    Two refs are equal when their :class:`Address` is equal (system, node, path and
+    incarnation uid). A ref keeps working after pickling: in the same process it finds
+    the live actor again; if that incarnation has stopped, messages go to dead letters.
+
+    Refs are created by the runtime (``spawn``); do not construct them yourself.
+    """
+
+    __slots__ = ("_cell", "address")
+
+    address: Address
+    _cell: ActorCell | None
+
+    def __init__(self, address: Address, cell: ActorCell | None = None) -> None:
+        self.address = address
+        self._cell = cell
+
+    # -- identity -------------------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        """The hierarchical path, e.g. ``/user/orders/worker-1``."""
+        return self.address.path
+
+    @property
+    def name(self) -> str:
+        """The last segment of the path."""
+        return self.address.path.rpartition("/")[2]
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not ActorRef:
+            return NotImplemented
+        return self.address == other.address
+
+    def __hash__(self) -> int:
+        return hash(self.address)
+
+    def __lt__(self, other: ActorRef) -> bool:
+        return self.address < other.address
+
+    def __le__(self, other: ActorRef) -> bool:
+        return self.address <= other.address
+
+    def __gt__(self, other: ActorRef) -> bool:
+        return self.address > other.address
+
+    def __ge__(self, other: ActorRef) -> bool:
+        return self.address >= other.address
+
+    def __repr__(self) -> str:
+        return f"<ActorRef {self.address.path}#{self.address.uid}>"
+
+    def __reduce__(self) -> tuple[Any, tuple[Address]]:
+        return (_restore_ref, (self.address,))
+
+    # -- delivery -------------------------------------------------------------------------
+
+    def _resolve(self) -> ActorCell:
+        cell = self._cell
+        if cell is None:
+            cell = _registry.resolve(self.address)
+            if cell is None:
+                system = _registry.system_named(self.address.system)
+                if system is None:
+                    raise ActorDead(
+                        self.address.path,
+                        f"belongs to system {self.address.system!r}, which is not running "
+                        "in this process",
+                    )
+                return system._tombstone(self)
+            self._cell = cell
+        return cell
+
+    def tell(self, message: Any, sender: ActorRef | None = None) -> None:
+        """Enqueue ``message`` and return at once; never blocks, never yields.
+
+        If the actor is stopped, the message goes to dead letters (reason ``"stopped"``).
+        On a full bounded mailbox the overflow policy decides: ``backpressure`` raises
+        :class:`MailboxFull` (nothing enqueued), ``drop_newest`` / ``drop_oldest`` send the
+        dropped message to dead letters, ``fail`` dead-letters it and fails the actor.
+        Raises :class:`WrongThread` when called from a thread other than the system's.
+        """
+        cell = self._cell
+        if cell is None:
+            cell = self._resolve()
+        cell.tell(message, sender)
+
+    def tell_threadsafe(self, message: Any, sender: ActorRef | None = None) -> None:
+        """Like :meth:`tell`, callable from any thread; the message is enqueued by the
+        system's trio thread soon after. Raises :class:`SystemClosed` if the system has
+        ended. An overflow under ``backpressure`` cannot be reported to a foreign thread,
+        so there it is sent to dead letters instead."""
+        self._resolve().tell_threadsafe(message, sender)
+
+    async def send(self, message: Any, sender: ActorRef | None = None) -> None:
+        """Enqueue ``message``, first waiting for room if the mailbox is bounded and full
+        (whatever its overflow policy). A checkpoint: if cancelled, the message was not
+        enqueued. To a stopped actor, the message goes to dead letters."""
+        await self._resolve().send(message, sender)
+
+    async def ask(
+        self, message: Any, *, timeout: float | None = None, sender: ActorRef | None = None
+    ) -> Any:
+        """Send ``message`` and wait for the value the handler returns.
+
+        Raises what the handler raised (the actor itself keeps running),
+        :class:`AskTimeout` after ``timeout`` seconds (default: the system's
+        ``ask_timeout``), or :class:`ActorDead` if the actor is stopped or stops before
+        replying. Waits for room in a full bounded mailbox (the wait counts towards the
+        timeout). If the caller is cancelled, the question stays queued and a late reply
+        goes to dead letters.
+        """
+        return await self._resolve().ask(message, timeout, sender)
+
+
+ActorRef.__module__ = "actors"

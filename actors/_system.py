@@ -1,0 +1,277 @@
+"""The actor system: settings, the ``/user`` guardian, dead letters and ``open_system``."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import trio
+
+from . import _registry
+from ._actor import Actor
+from ._cell import DEAD, DeadCell
+from ._context import ActorContext, check_name
+from ._errors import ActorNotFound, UnhandledFailure
+from ._events import EventBus
+from ._mailbox import Mailbox
+from ._messages import DeadLetter, DeadLetterReason
+from ._ref import ActorRef
+
+
+def _positive(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not value > 0:
+        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
+
+
+@attrs.frozen
+class Settings:
+    """Settings of one actor system (see :func:`open_system`)."""
+
+    throughput: int = attrs.field(default=100, validator=_positive)
+    """Messages an actor processes per turn before it yields to other tasks."""
+    mailbox: Mailbox = attrs.field(factory=Mailbox)
+    """Default mailbox of actors whose class and ``spawn`` call set none."""
+    stash_capacity: int = attrs.field(default=1_000, validator=_positive)
+    """Default capacity of ``context.stash()``."""
+    ask_timeout: float = attrs.field(default=5.0, validator=_positive)
+    """Default timeout of ``ref.ask`` in seconds (``math.inf``: wait forever)."""
+    stop_timeout: float = attrs.field(default=5.0, validator=_positive)
+    """How long a stopping actor may take to finish its current message, and then how
+    long ``post_stop`` may take; past either, it is cancelled."""
+    shutdown_timeout: float = attrs.field(default=60.0, validator=_positive)
+    """Upper bound on the whole ordered shutdown when leaving ``open_system``; actors
+    still running after it are cancelled (their cleanup is bounded by ``stop_timeout``)."""
+    roundtrip_messages: bool = False
+    """Pickle and unpickle (cloudpickle) every message and reply on send, proving it could
+    cross a process boundary; an unpicklable one raises :class:`UnpicklableMessage`."""
+
+
+class _Guardian(Actor):
+    """The ``/user`` actor: parent of every actor spawned with ``system.spawn``."""
+
+
+class ActorSystem:
+    """A running actor system: spawns top-level actors and owns every actor's task.
+
+    Create one with :func:`open_system`. All methods must be called from the trio thread
+    that runs the system (use ``ref.tell_threadsafe`` or ``trio.from_thread`` from
+    others).
+    """
+
+    name: str
+    settings: Settings
+    events: EventBus
+    dead_letter_count: int
+
+    def __init__(self, name: str, settings: Settings) -> None:
+        check_name(name)
+        self.name = name
+        self.settings = settings
+        self.events = EventBus(self)
+        self.dead_letter_count = 0
+        """How many messages went to dead letters so far."""
+        self._uids = random.Random(int.from_bytes(os.urandom(8), "little"))
+        self._thread_id = threading.get_ident()
+        self._token = trio.lowlevel.current_trio_token()
+        self._closing = False
+        self._failures: list[tuple[ActorRef, BaseException]] = []
+        self._body_scope = trio.CancelScope()
+        self._nursery: trio.Nursery
+        self._guardian: ActorContext
+
+    def __repr__(self) -> str:
+        return f"<ActorSystem {self.name!r}>"
+
+    # -- public API -------------------------------------------------------------------------
+
+    def spawn(
+        self,
+        factory: Callable[..., Actor],
+        *args: Any,
+        name: str | None = None,
+        mailbox: Mailbox | None = None,
+        throughput: int | None = None,
+        **kwargs: Any,
+    ) -> ActorRef:
+        """Start a top-level actor (child of ``/user``) and return its ref at once.
+
+        Same arguments and errors as :meth:`ActorContext.spawn`; raises
+        :class:`SystemClosed` once the system is shutting down."""
+        return self._guardian.spawn(
+            factory, *args, name=name, mailbox=mailbox, throughput=throughput, **kwargs
+        )
+
+    def stop(self, ref: ActorRef) -> None:
+        """Ask any actor of this system to stop (see :meth:`ActorContext.stop`); returns
+        at once. A no-op if it has already stopped."""
+        cell = ref._resolve()
+        if cell.system is self:
+            cell._request_stop()
+
+    async def graceful_stop(self, ref: ActorRef) -> None:
+        """Stop ``ref`` and wait until it (and its children) have fully stopped."""
+        cell = ref._resolve()
+        cell._request_stop()
+        await cell._wait_terminated()
+
+    def lookup(self, path: str) -> ActorRef:
+        """The ref of the live actor at ``path`` (e.g. ``"/user/a/b"``); raises
+        :class:`ActorNotFound` if there is none."""
+        cell = self._find_cell(path)
+        if cell is None:
+            raise ActorNotFound(path)
+        return cell.ref
+
+    def find(self, path: str) -> ActorRef | None:
+        """Like :meth:`lookup`, but returns ``None`` when no actor lives at ``path``."""
+        cell = self._find_cell(path)
+        return None if cell is None else cell.ref
+
+    @property
+    def user_guardian(self) -> ActorRef:
+        """The ref of ``/user``, the parent of top-level actors."""
+        return self._guardian.ref
+
+    # -- runtime ---------------------------------------------------------------------------
+
+    def _find_cell(self, path: str) -> ActorContext | None:
+        parts = path.strip("/").split("/")
+        if parts[0] != "user":
+            return None
+        cell: ActorContext | None = self._guardian
+        for part in parts[1:]:
+            if cell is None or not cell._children:
+                return None
+            cell = cell._children.get(part)
+        if cell is None or cell._state == DEAD:
+            return None
+        return cell
+
+    def _tombstone(self, ref: ActorRef) -> DeadCell:
+        address = ref.address
+        cell = DeadCell(
+            self,
+            None,
+            ref.name,
+            address.path,
+            address.uid,
+            _Guardian,
+            self.settings.mailbox,
+            1,
+            1,
+        )
+        cell._state = DEAD
+        return cell
+
+    def _dead_letter(
+        self,
+        message: Any,
+        sender: ActorRef | None,
+        recipient: ActorRef,
+        reason: DeadLetterReason,
+    ) -> None:
+        self.dead_letter_count += 1
+        # A dead letter about a dead letter is counted, never published again.
+        if self.events._subscriptions and message.__class__ is not DeadLetter:
+            self.events.publish(DeadLetter(message, sender, recipient, reason))
+
+    def _unhandled_failure(self, ref: ActorRef, error: BaseException) -> None:
+        """A failure nobody watched: it ends the system and leaves ``open_system``."""
+        self._failures.append((ref, error))
+        self._body_scope.cancel()
+
+    async def _shutdown(self) -> None:
+        self._closing = True
+        self._guardian._request_stop()
+        await self._guardian._wait_terminated()
+
+
+_Guardian.__module__ = "actors._system"
+Settings.__module__ = "actors"
+ActorSystem.__module__ = "actors"
+
+
+@asynccontextmanager
+async def open_system(
+    name: str = "actors",
+    *,
+    settings: Settings | None = None,
+    throughput: int | None = None,
+    mailbox: Mailbox | None = None,
+    stash_capacity: int | None = None,
+    ask_timeout: float | None = None,
+    stop_timeout: float | None = None,
+    shutdown_timeout: float | None = None,
+    roundtrip_messages: bool | None = None,
+) -> AsyncIterator[ActorSystem]:
+    """Run an actor system for the duration of the ``async with`` block.
+
+    Keyword arguments override the fields of ``settings`` (see :class:`Settings`).
+
+    Leaving the block stops every actor in order: children before their parents,
+    siblings newest first, each with ``stop_timeout`` to finish its current message and
+    again for ``post_stop``; the whole shutdown is bounded by ``shutdown_timeout``.
+
+    An actor failure that nobody handled (no actor watched the failed actor) cancels the
+    body, shuts the system down in that order, and is raised from the ``async with`` as
+    :class:`UnhandledFailure`. If the body itself raised, that exception propagates and
+    unhandled failures are attached to it as a note. Cancellation of the surrounding
+    scope also shuts the system down (within bounded time) and propagates.
+    """
+    overrides: dict[str, Any] = {
+        key: value
+        for key, value in (
+            ("throughput", throughput),
+            ("mailbox", mailbox),
+            ("stash_capacity", stash_capacity),
+            ("ask_timeout", ask_timeout),
+            ("stop_timeout", stop_timeout),
+            ("shutdown_timeout", shutdown_timeout),
+            ("roundtrip_messages", roundtrip_messages),
+        )
+        if value is not None
+    }
+    system = ActorSystem(name, attrs.evolve(settings or Settings(), **overrides))
+    _registry.register(system)
+    body_error: BaseException | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            system._nursery = nursery
+            guardian = ActorContext(
+                system,
+                None,
+                "user",
+                "/user",
+                system._uids.getrandbits(63),
+                _Guardian,
+                Mailbox(),
+                system.settings.throughput,
+                system.settings.stash_capacity,
+            )
+            system._guardian = guardian
+            nursery.start_soon(guardian._run, name="/user")
+            try:
+                with system._body_scope:
+                    yield system
+            except BaseException as exc:
+                # Re-raised below, outside the nursery, so that it is not wrapped in an
+                # exception group.
+                body_error = exc
+            with trio.CancelScope(shield=True) as shield:
+                shield.deadline = trio.current_time() + system.settings.shutdown_timeout
+                await system._shutdown()
+            if guardian._state != DEAD:
+                nursery.cancel_scope.cancel()
+    finally:
+        _registry.unregister(system)
+    if body_error is not None:
+        if system._failures:
+            body_error.add_note(str(UnhandledFailure(system._failures)))
+        raise body_error
+    if system._failures:
+        raise UnhandledFailure(system._failures) from system._failures[0][1]

@@ -1,0 +1,129 @@
+"""Keyed timers that deliver messages to their own actor."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Any, Final
+
+import trio
+
+if TYPE_CHECKING:
+    from ._cell import ActorCell
+
+
+class _Timer:
+    """One scheduled timer; also the mailbox slot of each tick it enqueues."""
+
+    __slots__ = ("interval", "key", "message", "pending", "scope")
+    is_timer: Final = True
+
+    def __init__(self, key: Hashable, message: Any, interval: float | None) -> None:
+        self.key = key
+        self.message = message
+        self.interval = interval
+        self.scope = trio.CancelScope()
+        self.pending = False
+
+
+class Timers:
+    """``context.timers``: timers keyed by any hashable value, owned by one actor.
+
+    Starting a timer with a key that is in use replaces the old timer, and a tick the
+    old timer already enqueued is discarded, never delivered: after ``cancel(key)`` or a
+    restart of the key, no stale message for that key arrives. Every timer is cancelled
+    when the actor stops. Ticks are enqueued whatever the mailbox capacity (they come
+    from the actor itself), all delays run on trio's clock (virtual time in tests).
+    """
+
+    __slots__ = ("_cell", "_timers")
+
+    def __init__(self, cell: ActorCell) -> None:
+        self._cell = cell
+        self._timers: dict[Hashable, _Timer] = {}
+
+    def start_single(self, key: Hashable, message: Any, delay: float) -> None:
+        """Deliver ``message`` once, ``delay`` seconds from now."""
+        _check_delay("delay", delay)
+        self._start(_Timer(key, message, None), delay)
+
+    def start_periodic(
+        self,
+        key: Hashable,
+        message: Any,
+        interval: float,
+        *,
+        initial_delay: float | None = None,
+    ) -> None:
+        """Deliver ``message`` every ``interval`` seconds (first after ``initial_delay``,
+        default ``interval``), at a fixed rate. While a tick is still waiting in the
+        mailbox, later ticks of the same timer are skipped instead of piling up."""
+        _check_delay("interval", interval)
+        if interval <= 0:
+            raise ValueError(f"a periodic timer needs a positive interval, got {interval}")
+        first = interval if initial_delay is None else initial_delay
+        _check_delay("initial_delay", first)
+        self._start(_Timer(key, message, interval), first)
+
+    def cancel(self, key: Hashable) -> bool:
+        """Cancel the timer ``key``; returns whether one was active. A tick of it that is
+        already queued is discarded."""
+        timer = self._timers.pop(key, None)
+        if timer is None:
+            return False
+        timer.scope.cancel()
+        return True
+
+    def cancel_all(self) -> None:
+        """Cancel every timer of this actor."""
+        timers, self._timers = self._timers, {}
+        for timer in timers.values():
+            timer.scope.cancel()
+
+    def is_active(self, key: Hashable) -> bool:
+        """Whether a timer with this key is scheduled (or its single tick is queued)."""
+        return key in self._timers
+
+    def __len__(self) -> int:
+        return len(self._timers)
+
+    # -- runtime side ---------------------------------------------------------------------
+
+    def _start(self, timer: _Timer, first_delay: float) -> None:
+        cell = self._cell
+        from ._cell import DEAD
+
+        if cell._state == DEAD:
+            return
+        self.cancel(timer.key)
+        self._timers[timer.key] = timer
+        cell.system._nursery.start_soon(self._run, timer, first_delay, name=f"timer {timer.key!r}")
+
+    async def _run(self, timer: _Timer, first_delay: float) -> None:
+        with timer.scope:
+            deadline = trio.current_time() + first_delay
+            while True:
+                await trio.sleep_until(deadline)
+                if not timer.pending:
+                    timer.pending = True
+                    self._cell._append_always((timer.message, None, timer))
+                if timer.interval is None:
+                    return
+                deadline += timer.interval
+
+    def _accept(self, timer: _Timer) -> bool:
+        """Called when a tick reaches the front of the mailbox: deliver it or not."""
+        timer.pending = False
+        if self._timers.get(timer.key) is not timer:
+            return False
+        if timer.interval is None:
+            del self._timers[timer.key]
+        return True
+
+
+def _check_delay(what: str, value: float) -> None:
+    if not isinstance(value, int | float) or math.isnan(value) or value < 0:
+        raise ValueError(f"timer {what} must be a number >= 0, got {value!r}")
+
+
+Timers.__module__ = "actors"
