@@ -110,6 +110,7 @@ class ActorCell:
         "_child_counter",
         "_children",
         "_current",
+        "_current_stashed",
         "_factory",
         "_instance",
         "_last_activity",
@@ -184,6 +185,7 @@ class ActorCell:
         self._stash: deque[Envelope] | None = None
         self._stash_capacity = stash_capacity
         self._current: Envelope | None = None
+        self._current_stashed = False
         self._recv_timeout: float | None = None
         self._recv_timeout_msg: Any = None
         self._last_activity = 0.0
@@ -520,6 +522,8 @@ class ActorCell:
             return True
         assert isinstance(slot, _Reply)
         self._current = envelope
+        self._current_stashed = False
+        slot.unhandled = False
         try:
             value = await self._invoke(message)
         except Exception as exc:
@@ -527,7 +531,10 @@ class ActorCell:
             self._complete(slot, None, exc)
             return True
         self._current = None
-        if slot.unhandled:
+        if self._current_stashed:
+            # Stashed: it is answered when it is processed again after unstash.
+            self._current_stashed = False
+        elif slot.unhandled:
             self._complete(slot, None, UnhandledMessage(self.ref.path, message))
         else:
             self._complete(slot, value, None)

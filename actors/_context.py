@@ -245,6 +245,10 @@ class ActorContext(ActorCell):
     def stash(self) -> None:
         """Put the message being processed aside; :meth:`unstash_all` puts it back.
 
+        A stashed ``ask`` is not answered by the handler that stashed it: the caller keeps
+        waiting (within its timeout) until the message is processed again after
+        ``unstash_all``.
+
         Raises :class:`StashOverflow` (a failure of the handler) when the stash already
         holds ``stash_capacity`` messages. Stashed messages still in the stash when the
         actor stops go to dead letters (asks among them fail with ``ActorDead``)."""
@@ -256,6 +260,7 @@ class ActorContext(ActorCell):
         if len(self._stash) >= self._stash_capacity:
             raise StashOverflow(self.ref.path, self._stash_capacity)
         self._stash.append(current)
+        self._current_stashed = True
 
     def unstash_all(self) -> int:
         """Put every stashed message back at the front of the mailbox, in the order they

@@ -1,0 +1,47 @@
+"""Every script in examples/ runs as written and prints what its docs promise."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+EXPECTED = {
+    "quickstart.py": [
+        "total: 55",
+        "refused: cannot add a negative amount (-1)",
+        "still running, total: 55",
+    ],
+    "bank.py": [
+        "opened: /user/bank/alice",
+        "transfer: 70",
+        "refused: bob: balance 90 < 500",
+        "alice after audit: 35 (held until the audit ended: True)",
+        "balances: {'alice': 35, 'bob': 90}",
+        "closed accounts: ['bob']",
+        "bob is gone: True",
+        "dead letters: ['Deposit to bob'] count: 1",
+    ],
+}
+
+
+def test_every_example_is_covered() -> None:
+    assert sorted(p.name for p in EXAMPLES.glob("*.py")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("script", sorted(EXPECTED))
+def test_example_runs(script: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == EXPECTED[script]
+    assert result.stderr == ""
