@@ -22,12 +22,14 @@ class Actor:
     actor's own task, so a failing constructor is an actor failure like any other. All
     handlers of one actor run one at a time, never concurrently: the state needs no locks.
 
-    Class attributes ``mailbox`` and ``throughput`` set defaults for every spawn of the
-    class; the ``spawn`` arguments of the same names override them.
+    Class attributes ``mailbox``, ``throughput`` and ``stash_capacity`` set defaults for
+    every spawn of the class (``None``: the system's setting); the ``spawn`` arguments
+    ``mailbox`` and ``throughput`` override them.
     """
 
     mailbox: ClassVar[Mailbox | None] = None
     throughput: ClassVar[int | None] = None
+    stash_capacity: ClassVar[int | None] = None
 
     _actor_cell: ActorContext | None
 

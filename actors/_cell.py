@@ -26,6 +26,7 @@ import cloudpickle
 import trio
 
 from ._actor import Actor, _constructing
+from ._ask_deadlines import deadline_after
 from ._errors import (
     ActorDead,
     ActorError,
@@ -66,21 +67,29 @@ RUNNING: Final = 1
 STOPPING: Final = 2
 DEAD: Final = 3
 
+# Kinds of mailbox slot (the third item of an envelope; None is a plain tell).
+ASK: Final = 1
+TIMER: Final = 2
+NOTE: Final = 3  # Terminated, ReceiveTimeout: from the runtime, not counted in capacity
+
 # System-lane requests.
 _STOP: Final = 0
 _FAIL: Final = 1
 
-Envelope = tuple[Any, "ActorRef | None", "_Reply | _Timer | None"]
+Envelope = tuple[Any, "ActorRef | None", "_Reply | _Timer | _Note | None"]
 
 
 class _Reply:
     """The slot an ``ask`` waits on. ``task`` is ``None`` once the caller gave up."""
 
-    __slots__ = ("error", "task", "unhandled", "value")
-    is_timer: Final = False
+    __slots__ = ("error", "message", "path", "task", "timeout", "unhandled", "value")
+    kind: Final = ASK
 
-    def __init__(self, task: trio.lowlevel.Task) -> None:
+    def __init__(self, task: trio.lowlevel.Task, path: str, message: Any, timeout: float) -> None:
         self.task: trio.lowlevel.Task | None = task
+        self.path = path
+        self.message = message
+        self.timeout = timeout
         self.value: Any = None
         self.error: BaseException | None = None
         self.unhandled = False
@@ -88,6 +97,16 @@ class _Reply:
     def abort(self, _: Any) -> trio.lowlevel.Abort:
         self.task = None
         return _Abort.SUCCEEDED
+
+
+class _Note:
+    """The slot of a runtime notification (``Terminated``, ``ReceiveTimeout``)."""
+
+    __slots__ = ()
+    kind: Final = NOTE
+
+
+_NOTE: Final = _Note()
 
 
 def roundtrip(message: Any) -> Any:
@@ -135,6 +154,7 @@ class ActorCell:
         "_thread",
         "_throughput",
         "_timers",
+        "_uncounted",
         "_watchers",
         "_watching",
         "name",
@@ -167,6 +187,7 @@ class ActorCell:
         self._behavior_async = False
         self._behaviors: list[tuple[Callable[[Any], Any], bool]] | None = None
         self._mailbox: deque[Envelope] = deque()
+        self._uncounted = 0  # timer ticks and notes in the mailbox: outside capacity
         self._capacity = mailbox.capacity
         self._overflow = mailbox.overflow
         self._sysq: list[tuple[int, Any]] | None = None
@@ -207,14 +228,14 @@ class ActorCell:
                 f"tell to {self.ref.path} from a thread that does not run its actor system; "
                 "use ref.tell_threadsafe() from other threads"
             )
+        if self._roundtrip:
+            message = roundtrip(message)
         if self._state == DEAD:
             self.system._dead_letter(message, sender, self.ref, DeadLetterReason.STOPPED)
             return
-        if self._roundtrip:
-            message = roundtrip(message)
         q = self._mailbox
         capacity = self._capacity
-        if capacity is not None and len(q) >= capacity:
+        if capacity is not None and len(q) - self._uncounted >= capacity:
             self._overflowed(message, sender, raise_full=True)
             return
         q.append((message, sender, None))
@@ -229,8 +250,7 @@ class ActorCell:
         if self._state == DEAD:
             self.system._dead_letter(message, sender, self.ref, DeadLetterReason.STOPPED)
             return
-        capacity = self._capacity
-        if capacity is not None and len(self._mailbox) >= capacity:
+        if self._is_full():
             self._overflowed(message, sender, raise_full=False)
             return
         self._append((message, sender, None))
@@ -263,27 +283,37 @@ class ActorCell:
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def ask(self, message: Any, timeout: float | None, sender: ActorRef | None) -> Any:
-        await trio.lowlevel.checkpoint_if_cancelled()
-        self._check_thread()
+        # No cancel scope per ask (they are costly): the wait below is the checkpoint and
+        # the system's AskDeadlines task enforces the timeout.
+        if self._thread != _get_ident():
+            self._check_thread()
+        system = self.system
+        if timeout is None:
+            timeout = system.settings.ask_timeout
+        elif not timeout > 0:
+            raise ValueError(f"ask timeout must be > 0 seconds, got {timeout!r}")
         task = _current_task()
         if task is self._task:
             raise ActorError(
                 f"{self.ref.path} asked itself; that would wait forever on its own "
                 "mailbox (reply directly, or tell yourself a message)"
             )
-        if timeout is None:
-            timeout = self.system.settings.ask_timeout
         if self._roundtrip:
             message = roundtrip(message)
-        reply = _Reply(task)
-        with trio.move_on_after(timeout) as scope:
-            await self._wait_for_room()
-            if self._state == DEAD:
-                raise ActorDead(self.ref.path)
-            self._append((message, sender, reply))
-            await _wait_task_rescheduled(reply.abort)
-        if scope.cancelled_caught:
-            raise AskTimeout(self.ref.path, timeout, message)
+        deadline = deadline_after(timeout)
+        if self._is_full():
+            with trio.move_on_at(deadline):
+                await self._wait_for_room()
+            if self._state != DEAD and self._is_full():
+                raise AskTimeout(self.ref.path, timeout, message)
+        if self._state == DEAD:
+            await trio.lowlevel.checkpoint()
+            raise ActorDead(self.ref.path)
+        reply = _Reply(task, self.ref.path, message, timeout)
+        self._append((message, sender, reply))
+        if deadline != math.inf:
+            system._ask_deadlines.add(deadline, reply)
+        await _wait_task_rescheduled(reply.abort)
         error = reply.error
         if error is not None:
             raise error
@@ -305,16 +335,20 @@ class ActorCell:
             self._parked = None
             _reschedule(task)
 
-    def _append_always(self, envelope: Envelope) -> None:
-        """Enqueue ignoring capacity (Terminated, timer ticks): never dropped."""
+    def _append_uncounted(self, envelope: Envelope) -> None:
+        """Enqueue a timer tick or a note: outside capacity, never dropped by overflow."""
         if self._state != DEAD:
+            self._uncounted += 1
             self._append(envelope)
 
-    async def _wait_for_room(self) -> None:
+    def _is_full(self) -> bool:
         capacity = self._capacity
-        if capacity is None:
+        return capacity is not None and len(self._mailbox) - self._uncounted >= capacity
+
+    async def _wait_for_room(self) -> None:
+        if self._capacity is None:
             return
-        while self._state != DEAD and len(self._mailbox) >= capacity:
+        while self._state != DEAD and self._is_full():
             if self._space is None:
                 self._space = trio.lowlevel.ParkingLot()
             await self._space.park()
@@ -330,20 +364,29 @@ class ActorCell:
         elif policy is Overflow.DROP_NEWEST:
             self.system._dead_letter(message, sender, self.ref, DeadLetterReason.DROPPED_NEWEST)
         elif policy is Overflow.DROP_OLDEST:
-            oldest = self._mailbox.popleft()
-            self._discard(oldest, DeadLetterReason.DROPPED_OLDEST)
+            self._discard(self._pop_oldest_counted(), DeadLetterReason.DROPPED_OLDEST)
             self._append((message, sender, None))
         else:
             self.system._dead_letter(message, sender, self.ref, DeadLetterReason.OVERFLOW)
             self._system_request(_FAIL, MailboxOverflow(self.ref.path, capacity))
 
+    def _pop_oldest_counted(self) -> Envelope:
+        """Remove and return the oldest envelope that counts against capacity (timer ticks
+        and notes are never evicted)."""
+        q = self._mailbox
+        for index, envelope in enumerate(q):
+            slot = envelope[2]
+            if slot is None or slot.kind == ASK:
+                del q[index]
+                return envelope
+        raise AssertionError("a full mailbox holds at least one counted message")
+
     def _discard(self, envelope: Envelope, reason: DeadLetterReason) -> None:
         """Account for an envelope that will never be processed."""
         message, sender, slot = envelope
-        if slot is None:
-            if message is not PoisonPill:
-                self.system._dead_letter(message, sender, self.ref, reason)
-        elif not slot.is_timer:
+        if slot is None or slot.kind == NOTE:
+            self.system._dead_letter(message, sender, self.ref, reason)
+        elif slot.kind == ASK:
             assert isinstance(slot, _Reply)
             if reason is DeadLetterReason.DROPPED_OLDEST:
                 assert self._capacity is not None
@@ -410,11 +453,8 @@ class ActorCell:
                 if not self._stop_requested and await self._start():
                     await self._loop()
             self._scope = None
-            if self._current is not None:
-                # The stop deadline cancelled a handler mid-message.
-                interrupted, self._current = self._current, None
-                self._discard(interrupted, DeadLetterReason.STOPPED)
             self._state = STOPPING
+            self._stop_requested = True
             await self._stop_children()
             await self._run_post_stop()
         except BaseException:
@@ -422,6 +462,7 @@ class ActorCell:
             # clean up within a shielded, bounded scope, then let the exception go on.
             if self._state != DEAD:
                 self._state = STOPPING
+                self._stop_requested = True
                 with trio.CancelScope(shield=True) as shield:
                     shield.deadline = trio.current_time() + self.system.settings.stop_timeout
                     await self._stop_children()
@@ -473,82 +514,63 @@ class ActorCell:
                 n -= 1
                 envelope = q.popleft()
                 message, _, slot = envelope
-                if slot is None:
-                    if message is PoisonPill:
-                        self._stop_requested = True
-                        return
-                    self._current = envelope
-                    try:
-                        if self._behavior_async:
-                            await self._behavior(message)
-                        else:
-                            result = self._behavior(message)
-                            if result is not None and result.__class__ is CoroutineType:
-                                result.close()
-                                raise HandlerReturnedCoroutine(self.ref.path, self._behavior)
-                    except Exception as exc:
-                        self._current = None
+                if slot is not None:
+                    kind = slot.kind
+                    if kind == TIMER:
+                        self._uncounted -= 1
+                        timers = self._timers
+                        if timers is None or not timers._accept(slot):  # type: ignore[arg-type]
+                            continue
+                        slot = None
+                    elif kind == NOTE:
+                        self._uncounted -= 1
+                        slot = None
+                    else:
+                        self._current_stashed = False
+                        slot.unhandled = False  # type: ignore[union-attr]
+                elif message is PoisonPill:
+                    self._stop_requested = True
+                    return
+                self._current = envelope
+                try:
+                    if self._behavior_async:
+                        result = await self._behavior(message)
+                    else:
+                        result = self._behavior(message)
+                        if result is not None and result.__class__ is CoroutineType:
+                            result.close()
+                            raise HandlerReturnedCoroutine(self.ref.path, self._behavior)
+                except Exception as exc:
+                    self._current = None
+                    if slot is None:
                         self._failed_message(envelope, exc)
                         return
-                elif not await self._process_slot(envelope):
-                    return
+                    self._complete(slot, None, exc)  # type: ignore[arg-type]
+                else:
+                    if slot is not None:
+                        self._current = None
+                        if self._current_stashed:
+                            # Answered when it is processed again after unstash_all().
+                            self._current_stashed = False
+                        elif slot.unhandled:  # type: ignore[union-attr]
+                            self._complete(
+                                slot,  # type: ignore[arg-type]
+                                None,
+                                UnhandledMessage(self.ref.path, message),
+                            )
+                        else:
+                            self._complete(slot, result, None)  # type: ignore[arg-type]
                 if self._sysq is not None:
                     break
             self._current = None
             if self._space is not None and self._capacity is not None:
-                free = self._capacity - len(q)
+                free = self._capacity - (len(q) - self._uncounted)
                 if free > 0:
                     self._space.unpark(count=free)
             if self._recv_timeout is not None:
                 self._last_activity = trio.current_time()
             if q and self._sysq is None:
                 await trio.lowlevel.checkpoint()
-
-    async def _process_slot(self, envelope: Envelope) -> bool:
-        """Process an ask or a timer tick. Returns ``False`` if the actor must stop."""
-        message, _, slot = envelope
-        if slot is not None and slot.is_timer:
-            timers = self._timers
-            if timers is None or not timers._accept(slot):  # type: ignore[arg-type]
-                return True
-            self._current = envelope
-            try:
-                await self._invoke(message)
-            except Exception as exc:
-                self._current = None
-                self._failed_message(envelope, exc)
-                return False
-            self._current = None
-            return True
-        assert isinstance(slot, _Reply)
-        self._current = envelope
-        self._current_stashed = False
-        slot.unhandled = False
-        try:
-            value = await self._invoke(message)
-        except Exception as exc:
-            self._current = None
-            self._complete(slot, None, exc)
-            return True
-        self._current = None
-        if self._current_stashed:
-            # Stashed: it is answered when it is processed again after unstash.
-            self._current_stashed = False
-        elif slot.unhandled:
-            self._complete(slot, None, UnhandledMessage(self.ref.path, message))
-        else:
-            self._complete(slot, value, None)
-        return True
-
-    async def _invoke(self, message: Any) -> Any:
-        handler = self._behavior
-        if self._behavior_async:
-            return await handler(message)
-        result = handler(message)
-        if result is not None and result.__class__ is CoroutineType:
-            result.close()
-            raise HandlerReturnedCoroutine(self.ref.path, handler)
-        return result
 
     def _failed_message(self, envelope: Envelope, error: Exception) -> None:
         message, sender, _ = envelope
@@ -566,7 +588,7 @@ class ActorCell:
         if scope.cancelled_caught and self._recv_timeout is not None:
             self._last_activity = trio.current_time()
             if not self._mailbox:
-                self._mailbox.append((self._recv_timeout_msg, None, None))
+                self._append_uncounted((self._recv_timeout_msg, None, _NOTE))
 
     def _abort_park(self, _: Any) -> trio.lowlevel.Abort:
         self._parked = None
@@ -630,6 +652,10 @@ class ActorCell:
         self._state = DEAD
         self._parked = None
         self._sysq = None
+        if self._current is not None:
+            # A stop deadline or a cancellation interrupted a handler mid-message.
+            interrupted, self._current = self._current, None
+            self._discard(interrupted, DeadLetterReason.STOPPED)
         if self._timers is not None:
             self._timers.cancel_all()
         system = self.system
@@ -640,6 +666,7 @@ class ActorCell:
         q = self._mailbox
         while q:
             self._discard(q.popleft(), DeadLetterReason.STOPPED)
+        self._uncounted = 0
         if self._space is not None:
             self._space.unpark_all()
         if self._watching:
@@ -676,7 +703,7 @@ class ActorCell:
         if self._state == DEAD or not watching or ref not in watching:
             return
         del watching[ref]
-        self._append((Terminated(ref, reason, confirmed), None, None))
+        self._append_uncounted((Terminated(ref, reason, confirmed), None, _NOTE))
 
 
 def _not_started(message: Any) -> Any:
@@ -691,6 +718,8 @@ class DeadCell(ActorCell):
 
     def tell(self, message: Any, sender: ActorRef | None) -> None:
         self._check_thread()
+        if self._roundtrip:
+            message = roundtrip(message)
         self.system._dead_letter(message, sender, self.ref, DeadLetterReason.NO_SUCH_ACTOR)
 
     def offer(self, message: Any, sender: ActorRef | None) -> None:

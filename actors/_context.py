@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._cell import DEAD, NEW, ActorCell, Envelope
+from ._cell import ASK, DEAD, NEW, ActorCell, Envelope, _Reply
 from ._errors import ActorNameTaken, InvalidActorName, StashOverflow, SystemClosed
+from ._mailbox import Mailbox
 from ._messages import ReceiveTimeout
 from ._ref import ActorRef
 from ._timers import Timers
 
 if TYPE_CHECKING:
     from ._actor import Actor
-    from ._mailbox import Mailbox
     from ._system import ActorSystem
 
 _RECEIVE_TIMEOUT = ReceiveTimeout()
@@ -32,6 +32,16 @@ def check_name(name: str) -> None:
             f"invalid actor name {name!r}: use 1 or more of A-Z a-z 0-9 - _ . ~ : @ + = , "
             "(no '/', and '$' is reserved for generated names)"
         )
+
+
+def _class_default(factory: object, attribute: str, default: Any) -> Any:
+    value = getattr(factory, attribute, None)
+    return default if value is None else value
+
+
+def _check_positive_int(what: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{what} must be an int >= 1, got {value!r}")
 
 
 class ActorContext(ActorCell):
@@ -119,12 +129,14 @@ class ActorContext(ActorCell):
             raise ActorNameTaken(path)
         settings = system.settings
         if mailbox is None:
-            mailbox = getattr(factory, "mailbox", None) or settings.mailbox
+            mailbox = _class_default(factory, "mailbox", settings.mailbox)
+        if not isinstance(mailbox, Mailbox):
+            raise TypeError(f"mailbox must be an actors.Mailbox, got {mailbox!r}")
         if throughput is None:
-            throughput = getattr(factory, "throughput", None) or settings.throughput
-        if not isinstance(throughput, int) or throughput < 1:
-            raise ValueError(f"throughput must be an int >= 1, got {throughput!r}")
-        stash_capacity = getattr(factory, "stash_capacity", None) or settings.stash_capacity
+            throughput = _class_default(factory, "throughput", settings.throughput)
+        _check_positive_int("throughput", throughput)
+        stash_capacity = _class_default(factory, "stash_capacity", settings.stash_capacity)
+        _check_positive_int("stash_capacity", stash_capacity)
         if args or kwargs:
             factory = functools.partial(factory, *args, **kwargs)
         child = ActorContext(
@@ -270,6 +282,7 @@ class ActorContext(ActorCell):
         if not stash:
             return 0
         count = len(stash)
+        self._uncounted += sum(1 for _, _, slot in stash if slot is not None and slot.kind != ASK)
         self._mailbox.extendleft(reversed(stash))
         stash.clear()
         return count
@@ -289,8 +302,8 @@ class ActorContext(ActorCell):
         if current is not None and current[0] is message:
             sender = current[1]
             slot = current[2]
-            if slot is not None and not slot.is_timer:
-                slot.unhandled = True  # type: ignore[union-attr]
+            if isinstance(slot, _Reply):
+                slot.unhandled = True
         self.system._dead_letter(message, sender, self.ref, DeadLetterReason.UNHANDLED)
 
 

@@ -18,8 +18,10 @@ class Overflow(enum.StrEnum):
     DROP_NEWEST = "drop_newest"
     """The new message goes to dead letters; the mailbox is unchanged."""
     DROP_OLDEST = "drop_oldest"
-    """The oldest queued message goes to dead letters (an ``ask`` among them fails with
-    :class:`MailboxFull`) and the new one is enqueued."""
+    """The oldest queued message goes to dead letters and the new one is enqueued. If the
+    evicted message is an ``ask`` whose caller still waits, the caller gets
+    :class:`MailboxFull` instead (no dead letter: someone was told). Timer ticks and
+    ``Terminated`` are never evicted."""
     FAIL = "fail"
     """The new message goes to dead letters and the actor fails with
     :class:`MailboxOverflow` once it finishes its current message."""

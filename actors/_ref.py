@@ -55,16 +55,24 @@ class ActorRef:
     def __hash__(self) -> int:
         return hash(self.address)
 
-    def __lt__(self, other: ActorRef) -> bool:
+    def __lt__(self, other: object) -> bool:
+        if other.__class__ is not ActorRef:
+            return NotImplemented
         return self.address < other.address
 
-    def __le__(self, other: ActorRef) -> bool:
+    def __le__(self, other: object) -> bool:
+        if other.__class__ is not ActorRef:
+            return NotImplemented
         return self.address <= other.address
 
-    def __gt__(self, other: ActorRef) -> bool:
+    def __gt__(self, other: object) -> bool:
+        if other.__class__ is not ActorRef:
+            return NotImplemented
         return self.address > other.address
 
-    def __ge__(self, other: ActorRef) -> bool:
+    def __ge__(self, other: object) -> bool:
+        if other.__class__ is not ActorRef:
+            return NotImplemented
         return self.address >= other.address
 
     def __repr__(self) -> str:

@@ -14,6 +14,7 @@ import trio
 
 from . import _registry
 from ._actor import Actor
+from ._ask_deadlines import AskDeadlines
 from ._cell import DEAD, DeadCell
 from ._context import ActorContext, check_name
 from ._errors import ActorNotFound, UnhandledFailure
@@ -81,6 +82,8 @@ class ActorSystem:
         self._closing = False
         self._failures: list[tuple[ActorRef, BaseException]] = []
         self._body_scope = trio.CancelScope()
+        self._ask_deadlines = AskDeadlines()
+        self._ask_deadlines_scope = trio.CancelScope()
         self._nursery: trio.Nursery
         self._guardian: ActorContext
 
@@ -110,8 +113,11 @@ class ActorSystem:
         """Ask any actor of this system to stop (see :meth:`ActorContext.stop`); returns
         at once. A no-op if it has already stopped."""
         cell = ref._resolve()
-        if cell.system is self:
-            cell._request_stop()
+        if cell.system is not self:
+            raise ValueError(
+                f"{ref.path} belongs to system {cell.system.name!r}, not {self.name!r}"
+            )
+        cell._request_stop()
 
     async def graceful_stop(self, ref: ActorRef) -> None:
         """Stop ``ref`` and wait until it (and its children) have fully stopped."""
@@ -185,6 +191,10 @@ class ActorSystem:
         self._failures.append((ref, error))
         self._body_scope.cancel()
 
+    async def _run_ask_deadlines(self) -> None:
+        with self._ask_deadlines_scope:
+            await self._ask_deadlines.run()
+
     async def _shutdown(self) -> None:
         self._closing = True
         self._guardian._request_stop()
@@ -255,6 +265,7 @@ async def open_system(
             )
             system._guardian = guardian
             nursery.start_soon(guardian._run, name="/user")
+            nursery.start_soon(system._run_ask_deadlines, name="ask deadlines")
             try:
                 with system._body_scope:
                     yield system
@@ -265,6 +276,7 @@ async def open_system(
             with trio.CancelScope(shield=True) as shield:
                 shield.deadline = trio.current_time() + system.settings.shutdown_timeout
                 await system._shutdown()
+            system._ask_deadlines_scope.cancel()
             if guardian._state != DEAD:
                 nursery.cancel_scope.cancel()
     finally:

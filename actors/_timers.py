@@ -16,7 +16,7 @@ class _Timer:
     """One scheduled timer; also the mailbox slot of each tick it enqueues."""
 
     __slots__ = ("interval", "key", "message", "pending", "scope")
-    is_timer: Final = True
+    kind: Final = 2  # _cell.TIMER
 
     def __init__(self, key: Hashable, message: Any, interval: float | None) -> None:
         self.key = key
@@ -106,7 +106,7 @@ class Timers:
                 await trio.sleep_until(deadline)
                 if not timer.pending:
                     timer.pending = True
-                    self._cell._append_always((timer.message, None, timer))
+                    self._cell._append_uncounted((timer.message, None, timer))
                 if timer.interval is None:
                     return
                 deadline += timer.interval

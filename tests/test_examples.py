@@ -45,3 +45,13 @@ def test_example_runs(script: str) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == EXPECTED[script]
     assert result.stderr == ""
+
+
+def test_readme_example_runs() -> None:
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "55\n"
