@@ -82,11 +82,19 @@ Envelope = tuple[Any, "ActorRef | None", "_Reply | _Timer | _Note | None"]
 class _Reply:
     """The slot an ``ask`` waits on. ``task`` is ``None`` once the caller gave up."""
 
-    __slots__ = ("error", "message", "path", "task", "timeout", "unhandled", "value")
+    __slots__ = ("error", "message", "path", "sender", "task", "timeout", "unhandled", "value")
     kind: Final = ASK
 
-    def __init__(self, task: trio.lowlevel.Task, path: str, message: Any, timeout: float) -> None:
+    def __init__(
+        self,
+        task: trio.lowlevel.Task,
+        path: str,
+        message: Any,
+        timeout: float,
+        sender: ActorRef | None,
+    ) -> None:
         self.task: trio.lowlevel.Task | None = task
+        self.sender = sender
         self.path = path
         self.message = message
         self.timeout = timeout
@@ -131,6 +139,7 @@ class ActorCell:
         "_current",
         "_current_stashed",
         "_factory",
+        "_granted",
         "_instance",
         "_last_activity",
         "_mailbox",
@@ -201,7 +210,8 @@ class ActorCell:
         self._children: dict[str, ActorContext] | None = None
         self._child_counter = 0
         self._watchers: dict[ActorCell, None] | None = None
-        self._watching: dict[ActorRef, None] | None = None
+        # ref -> its cell; an entry stays until its Terminated has been processed.
+        self._watching: dict[ActorRef, ActorCell] | None = None
         self._timers: Timers | None = None
         self._stash: deque[Envelope] | None = None
         self._stash_capacity = stash_capacity
@@ -216,6 +226,7 @@ class ActorCell:
         self._reason: BaseException | None = None
         self._terminated: trio.Event | None = None
         self._space: trio.lowlevel.ParkingLot | None = None
+        self._granted = 0  # waiting senders woken for a free place, not yet enqueued
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.ref.path}>"
@@ -247,6 +258,12 @@ class ActorCell:
     def offer(self, message: Any, sender: ActorRef | None) -> None:
         """Enqueue from inside the runtime (event bus, foreign threads): never raises; a
         refusal under ``backpressure`` becomes a dead letter (``dropped-newest``)."""
+        if self._roundtrip:
+            try:
+                message = roundtrip(message)
+            except UnpicklableMessage:
+                self.system._dead_letter(message, sender, self.ref, DeadLetterReason.UNPICKLABLE)
+                return
         if self._state == DEAD:
             self.system._dead_letter(message, sender, self.ref, DeadLetterReason.STOPPED)
             return
@@ -257,7 +274,7 @@ class ActorCell:
 
     def tell_threadsafe(self, message: Any, sender: ActorRef | None) -> None:
         if self._roundtrip:
-            message = roundtrip(message)
+            roundtrip(message)  # raises UnpicklableMessage in the calling thread
         if self._thread == _get_ident():
             self.tell(message, sender)
             return
@@ -309,7 +326,7 @@ class ActorCell:
         if self._state == DEAD:
             await trio.lowlevel.checkpoint()
             raise ActorDead(self.ref.path)
-        reply = _Reply(task, self.ref.path, message, timeout)
+        reply = _Reply(task, self.ref.path, message, timeout, sender)
         self._append((message, sender, reply))
         if deadline != math.inf:
             system._ask_deadlines.add(deadline, reply)
@@ -352,6 +369,7 @@ class ActorCell:
             if self._space is None:
                 self._space = trio.lowlevel.ParkingLot()
             await self._space.park()
+            self._granted -= 1
 
     def _overflowed(self, message: Any, sender: ActorRef | None, *, raise_full: bool) -> None:
         policy = self._overflow
@@ -402,12 +420,17 @@ class ActorCell:
     def _complete(self, reply: _Reply, value: Any, error: BaseException | None) -> None:
         task = reply.task
         if task is None:
+            # The caller gave up; the reply goes to its sender ref if it named one.
             late = error if error is not None else value
-            self.system._dead_letter(late, self.ref, self.ref, DeadLetterReason.ASK_EXPIRED)
+            recipient = reply.sender or self.ref
+            self.system._dead_letter(late, self.ref, recipient, DeadLetterReason.ASK_EXPIRED)
             return
-        if error is None and self._roundtrip:
+        if self._roundtrip:
             try:
-                value = roundtrip(value)
+                if error is None:
+                    value = roundtrip(value)
+                else:
+                    error = roundtrip(error)
             except UnpicklableMessage as exc:
                 error = exc
         reply.task = None
@@ -483,7 +506,11 @@ class ActorCell:
         finally:
             _constructing.reset(token)
         self._instance = instance
-        self._set_behavior(instance.receive)
+        if self._behavior is _not_started:  # unless __init__ called become()
+            self._set_behavior(instance.receive)
+        if self._behaviors:
+            receive = (instance.receive, inspect.iscoroutinefunction(instance.receive))
+            self._behaviors = [receive if b[0] is _not_started else b for b in self._behaviors]
         try:
             result = instance.pre_start()
             if result is not None:
@@ -521,19 +548,29 @@ class ActorCell:
                         timers = self._timers
                         if timers is None or not timers._accept(slot):  # type: ignore[arg-type]
                             continue
+                        # From now on a plain message (so that stash/unstash keeps it).
                         slot = None
+                        envelope = (message, None, None)
                     elif kind == NOTE:
                         self._uncounted -= 1
+                        if message.__class__ is Terminated and not self._take_terminated(
+                            message.ref
+                        ):
+                            continue
                         slot = None
+                        envelope = (message, None, None)
                     else:
                         self._current_stashed = False
                         slot.unhandled = False  # type: ignore[union-attr]
                 elif message is PoisonPill:
                     self._stop_requested = True
+                    self._current = None
                     return
                 self._current = envelope
                 try:
                     if self._behavior_async:
+                        if self._space is not None:
+                            self._wake_senders()  # the handler may wait: free room now
                         result = await self._behavior(message)
                     else:
                         result = self._behavior(message)
@@ -563,14 +600,22 @@ class ActorCell:
                 if self._sysq is not None:
                     break
             self._current = None
-            if self._space is not None and self._capacity is not None:
-                free = self._capacity - (len(q) - self._uncounted)
-                if free > 0:
-                    self._space.unpark(count=free)
+            if self._space is not None:
+                self._wake_senders()
             if self._recv_timeout is not None:
                 self._last_activity = trio.current_time()
             if q and self._sysq is None:
                 await trio.lowlevel.checkpoint()
+
+    def _wake_senders(self) -> None:
+        """Let as many waiting ``send``/``ask`` callers go as there is room."""
+        assert self._space is not None
+        assert self._capacity is not None
+        # Places already promised to woken senders that have not run yet do not count as
+        # free: the waiting senders go in the order they started waiting.
+        free = self._capacity - (len(self._mailbox) - self._uncounted) - self._granted
+        if free > 0:
+            self._granted += len(self._space.unpark(count=free))
 
     def _failed_message(self, envelope: Envelope, error: Exception) -> None:
         message, sender, _ = envelope
@@ -659,6 +704,7 @@ class ActorCell:
         if self._timers is not None:
             self._timers.cancel_all()
         system = self.system
+        system.events._remove_subscriber(self.ref)  # before draining: no self-addressed mail
         if self._stash:
             for envelope in self._stash:
                 self._discard(envelope, DeadLetterReason.STOPPED)
@@ -668,14 +714,12 @@ class ActorCell:
             self._discard(q.popleft(), DeadLetterReason.STOPPED)
         self._uncounted = 0
         if self._space is not None:
-            self._space.unpark_all()
+            self._granted += len(self._space.unpark_all())
         if self._watching:
-            for ref in self._watching:
-                target = ref._cell
-                if target is not None and target._watchers:
+            for target in self._watching.values():
+                if target._watchers:
                     target._watchers.pop(self, None)
             self._watching = None
-        system.events._remove_subscriber(self.ref)
         parent = self.parent_cell
         siblings = None if parent is None else parent._children
         if siblings is not None and siblings.get(self.name) is self:
@@ -683,10 +727,12 @@ class ActorCell:
         reason = self._reason
         watchers = self._watchers
         self._watchers = None
+        handled = False
         if watchers:
             for watcher in watchers:
-                watcher._watched_terminated(self.ref, reason, True)
-        elif reason is not None:
+                handled |= watcher._watched_terminated(self.ref, reason, True)
+        if reason is not None and not handled:
+            # Nobody who will still process messages watched it: never swallow it.
             system._unhandled_failure(self.ref, reason)
         if system.events._subscriptions:
             system.events.publish(ActorStopped(self.ref, reason))
@@ -698,12 +744,20 @@ class ActorCell:
 
     def _watched_terminated(
         self, ref: ActorRef, reason: BaseException | None, confirmed: bool
-    ) -> None:
+    ) -> bool:
+        """Queue ``Terminated`` for a watched ref. Returns whether this watcher will
+        process it (it is watching and not stopping)."""
         watching = self._watching
         if self._state == DEAD or not watching or ref not in watching:
-            return
-        del watching[ref]
+            return False
         self._append_uncounted((Terminated(ref, reason, confirmed), None, _NOTE))
+        return not self._stop_requested
+
+    def _take_terminated(self, ref: ActorRef) -> bool:
+        """A queued ``Terminated`` reached the handler: deliver it only if the watch is
+        still on (``unwatch`` withdraws one already queued), and end the watch."""
+        watching = self._watching
+        return watching is not None and watching.pop(ref, None) is not None
 
 
 def _not_started(message: Any) -> Any:

@@ -113,8 +113,8 @@ class ActorContext(ActorCell):
         :class:`SystemClosed` if this actor or the system is stopping.
         """
         system = self.system
-        if system._closing or self._stop_requested or self._state == DEAD:
-            what = f"actor system {system.name!r}" if system._closing else self.ref.path
+        if self._stop_requested or self._state == DEAD:
+            what = f"actor system {system.name!r}" if self.parent_cell is None else self.ref.path
             raise SystemClosed(f"cannot spawn: {what} is stopping or stopped")
         if name is None:
             self._child_counter += 1
@@ -190,24 +190,22 @@ class ActorContext(ActorCell):
             watching = self._watching = {}
         if ref in watching:
             return ref
-        watching[ref] = None
         target = ref._resolve()
+        watching[ref] = target
         if target._state == DEAD:
             self._watched_terminated(ref, None, False)
         else:
             if target._watchers is None:
                 target._watchers = {}
             target._watchers[self] = None
-            ref._cell = target
         return ref
 
     def unwatch(self, ref: ActorRef) -> ActorRef:
-        """Stop watching ``ref``. A ``Terminated`` for it that is not yet processed is
-        still delivered if it was already queued. Returns ``ref``."""
-        if self._watching is not None and self._watching.pop(ref, False) is None:
-            target = ref._cell
-            if target is not None and target._watchers is not None:
-                target._watchers.pop(self, None)
+        """Stop watching ``ref``. No ``Terminated`` for it is delivered afterwards, not
+        even one that was already queued. Returns ``ref``."""
+        target = None if self._watching is None else self._watching.pop(ref, None)
+        if target is not None and target._watchers is not None:
+            target._watchers.pop(self, None)
         return ref
 
     # -- timers and receive timeout -------------------------------------------------------

@@ -6,14 +6,27 @@ message in a log or a test failure can be acted on without a debugger.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._ref import ActorRef
 
 
+def _restore_error(cls: type[ActorError], text: str, state: dict[str, Any]) -> ActorError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, text)
+    error.__dict__.update(state)
+    return error
+
+
 class ActorError(Exception):
-    """Base class of every error raised by trio-actors."""
+    """Base class of every error raised by trio-actors.
+
+    Errors pickle with their message and attributes, so they can cross a process
+    boundary (for instance as the error an ``ask`` re-raises)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore_error, (type(self), str(self), dict(self.__dict__)))
 
 
 class ActorDead(ActorError):
@@ -141,11 +154,15 @@ class HandlerReturnedCoroutine(ActorError, TypeError):
 
 
 class ActorInitializationError(ActorError):
-    """Creating the actor instance or running ``pre_start`` raised; the actor never ran."""
+    """Creating the actor instance or running ``pre_start`` raised; the actor never ran.
+
+    The original error is ``cause`` (and ``__cause__``)."""
 
     def __init__(self, path: str, cause: BaseException) -> None:
         super().__init__(f"actor {path} failed to start: {cause!r}")
         self.path = path
+        self.cause = cause
+        self.__cause__ = cause
 
 
 class UnhandledFailure(ActorError):

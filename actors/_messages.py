@@ -46,6 +46,9 @@ class DeadLetterReason(enum.StrEnum):
     """Processing the message raised outside an ``ask``: the actor failed on it."""
     UNHANDLED = "unhandled"
     """The recipient called ``unhandled(message)`` (the default ``receive`` does)."""
+    UNPICKLABLE = "unpicklable"
+    """``roundtrip_messages`` is on and an event published on the bus could not be
+    pickled (``tell`` and ``ask`` raise :class:`UnpicklableMessage` instead)."""
     ASK_EXPIRED = "ask-expired"
     """The reply to an ``ask`` whose caller had already given up (timeout or cancel)."""
 

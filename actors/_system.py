@@ -25,19 +25,24 @@ from ._ref import ActorRef
 
 
 def _positive(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not value > 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"{attribute.name} must be a number > 0, got {value!r}")
+
+
+def _positive_int(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{attribute.name} must be an int >= 1, got {value!r}")
 
 
 @attrs.frozen
 class Settings:
     """Settings of one actor system (see :func:`open_system`)."""
 
-    throughput: int = attrs.field(default=100, validator=_positive)
+    throughput: int = attrs.field(default=100, validator=_positive_int)
     """Messages an actor processes per turn before it yields to other tasks."""
     mailbox: Mailbox = attrs.field(factory=Mailbox)
     """Default mailbox of actors whose class and ``spawn`` call set none."""
-    stash_capacity: int = attrs.field(default=1_000, validator=_positive)
+    stash_capacity: int = attrs.field(default=1_000, validator=_positive_int)
     """Default capacity of ``context.stash()``."""
     ask_timeout: float = attrs.field(default=5.0, validator=_positive)
     """Default timeout of ``ref.ask`` in seconds (``math.inf``: wait forever)."""
