@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Awaitable
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from ._context import ActorContext
     from ._mailbox import Mailbox
 
-# The cell whose instance is being constructed right now (set by the runtime around the
-# factory call), so ``self.context`` works inside ``__init__`` without a super() call.
-_constructing: ContextVar[ActorContext | None] = ContextVar("_constructing", default=None)
+# ``cell``: the cell whose instance is being constructed right now in this thread (set by
+# the runtime around the synchronous factory call), so that ``self.context`` works inside
+# ``__init__`` without a super() call.
+_constructing = threading.local()
 
 
 class Actor:
@@ -35,7 +36,7 @@ class Actor:
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Actor:
         self = super().__new__(cls)
-        self._actor_cell = _constructing.get()
+        self._actor_cell = getattr(_constructing, "cell", None)
         return self
 
     @property

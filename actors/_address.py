@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import attrs
+from typing import NamedTuple
 
 
-@attrs.frozen(order=True, cache_hash=True)
-class Address:
-    """The location of one incarnation of an actor.
+class Address(NamedTuple):
+    """The location of one incarnation of an actor (immutable, hashable, ordered).
 
     ``system`` and ``node`` name the actor system and the process it runs in (``"local"``
     until actors span processes), ``path`` is the hierarchical name (``/user/a/b``) and

@@ -73,8 +73,12 @@ TIMER: Final = 2
 NOTE: Final = 3  # Terminated, ReceiveTimeout: from the runtime, not counted in capacity
 
 # System-lane requests.
-_STOP: Final = 0
-_FAIL: Final = 1
+_STOP: Final = 1
+_FAIL: Final = 2
+_RESCOPE: Final = 3
+
+# Whether each ``receive`` method (the function in its class) is ``async def``.
+_ASYNC_RECEIVE: dict[object, bool] = {}
 
 Envelope = tuple[Any, "ActorRef | None", "_Reply | _Timer | _Note | None"]
 
@@ -327,9 +331,11 @@ class ActorCell:
             await trio.lowlevel.checkpoint()
             raise ActorDead(self.ref.path)
         reply = _Reply(task, self.ref.path, message, timeout, sender)
-        self._append((message, sender, reply))
         if deadline != math.inf:
             system._ask_deadlines.add(deadline, reply)
+        # Nothing between enqueueing and parking may raise or yield: once queued, the
+        # reply will reschedule this task.
+        self._append((message, sender, reply))
         await _wait_task_rescheduled(reply.abort)
         error = reply.error
         if error is not None:
@@ -471,11 +477,20 @@ class ActorCell:
         self._task = _current_task()
         self._state = RUNNING
         try:
-            with trio.CancelScope(deadline=self._stop_deadline) as scope:
-                self._scope = scope
-                if not self._stop_requested and await self._start():
-                    await self._loop()
-            self._scope = None
+            if not self._stop_requested and await self._start():
+                # A stop deadline can only be missed while user code awaits, i.e. in an
+                # async handler: only then does the loop run in a cancel scope (entering
+                # one costs as much as starting a task). A parked actor wakes for a stop.
+                while True:
+                    if not self._behavior_async:
+                        if await self._loop():
+                            break
+                        continue  # become() switched to an async behaviour
+                    with trio.CancelScope(deadline=self._stop_deadline) as scope:
+                        self._scope = scope
+                        await self._loop()
+                    self._scope = None
+                    break
             self._state = STOPPING
             self._stop_requested = True
             await self._stop_children()
@@ -495,7 +510,7 @@ class ActorCell:
         self._finalize()
 
     async def _start(self) -> bool:
-        token = _constructing.set(self)  # type: ignore[arg-type]
+        _constructing.cell = self
         try:
             instance = self._factory()
             if not isinstance(instance, Actor):
@@ -504,18 +519,32 @@ class ActorCell:
             self._fail(ActorInitializationError(self.ref.path, exc))
             return False
         finally:
-            _constructing.reset(token)
+            _constructing.cell = None
         self._instance = instance
         if self._behavior is _not_started:  # unless __init__ called become()
-            self._set_behavior(instance.receive)
+            receive = instance.receive
+            function = getattr(receive, "__func__", None)  # a method defined by a class
+            is_async = _ASYNC_RECEIVE.get(function)
+            if is_async is None:
+                is_async = inspect.iscoroutinefunction(receive)
+                if function is not None:
+                    _ASYNC_RECEIVE[function] = is_async
+            self._behavior = receive
+            self._behavior_async = is_async
         if self._behaviors:
-            receive = (instance.receive, inspect.iscoroutinefunction(instance.receive))
-            self._behaviors = [receive if b[0] is _not_started else b for b in self._behaviors]
+            bottom = (instance.receive, inspect.iscoroutinefunction(instance.receive))
+            self._behaviors = [bottom if b[0] is _not_started else b for b in self._behaviors]
         try:
             result = instance.pre_start()
             if result is not None:
-                await result
+                with trio.CancelScope(deadline=self._stop_deadline) as scope:
+                    self._scope = scope
+                    await result
+                self._scope = None
+                if scope.cancelled_caught:
+                    return False  # asked to stop, and the deadline passed while starting
         except Exception as exc:
+            self._scope = None
             self._fail(ActorInitializationError(self.ref.path, exc))
             return False
         self._started = True
@@ -524,15 +553,23 @@ class ActorCell:
             bus.publish(ActorStarted(self.ref))
         return True
 
-    def _set_behavior(self, handler: Callable[[Any], Any]) -> None:
+    def _set_behavior(self, handler: Callable[[Any], Any], is_async: bool | None = None) -> None:
         self._behavior = handler
-        self._behavior_async = inspect.iscoroutinefunction(handler)
+        if is_async is None:
+            is_async = inspect.iscoroutinefunction(handler)
+        self._behavior_async = is_async
+        if is_async and self._scope is None:
+            self._system_request(_RESCOPE, None)
 
-    async def _loop(self) -> None:
+    async def _loop(self) -> bool:
+        """Process messages until the actor must stop (``True``) or must re-enter the loop
+        in a cancel scope (``False``)."""
         q = self._mailbox
         while True:
-            if self._sysq is not None and self._take_system_requests():
-                return
+            if self._sysq is not None:
+                action = self._take_system_requests()
+                if action:
+                    return action == _STOP
             if not q:
                 await self._park()
                 continue
@@ -565,7 +602,7 @@ class ActorCell:
                 elif message is PoisonPill:
                     self._stop_requested = True
                     self._current = None
-                    return
+                    return True
                 self._current = envelope
                 try:
                     if self._behavior_async:
@@ -581,7 +618,7 @@ class ActorCell:
                     self._current = None
                     if slot is None:
                         self._failed_message(envelope, exc)
-                        return
+                        return True
                     self._complete(slot, None, exc)  # type: ignore[arg-type]
                 else:
                     if slot is not None:
@@ -639,16 +676,21 @@ class ActorCell:
         self._parked = None
         return _Abort.SUCCEEDED
 
-    def _take_system_requests(self) -> bool:
+    def _take_system_requests(self) -> int:
+        """0: go on; _STOP: stop now; _RESCOPE: leave the loop to re-enter it in a cancel
+        scope (the behaviour became async)."""
         requests, self._sysq = self._sysq, None
         assert requests is not None
+        action = 0
         for kind, arg in requests:
             if kind == _FAIL:
                 self._fail(arg)
-                return True
+                return _STOP
             if kind == _STOP:
-                return True
-        return False
+                return _STOP
+            if kind == _RESCOPE and self._scope is None:
+                action = _RESCOPE
+        return action
 
     def _fail(self, error: BaseException) -> None:
         """Record a failure: the actor stops; watchers will see ``error``."""

@@ -246,7 +246,7 @@ class ActorContext(ActorCell):
         """Return to the behaviour before the latest :meth:`become` (at the bottom of the
         stack, that is ``receive``)."""
         if self._behaviors:
-            self._behavior, self._behavior_async = self._behaviors.pop()
+            self._set_behavior(*self._behaviors.pop())
         elif self._instance is not None:
             self._set_behavior(self._instance.receive)
 

@@ -11,6 +11,7 @@ import trio
 import trio.testing
 from trio.testing import MockClock
 
+import actors
 from actors import (
     Actor,
     ActorDead,
@@ -593,3 +594,96 @@ async def test_stash_outside_message_processing_raises(actor_system: ActorSystem
     ref = actor_system.spawn(EarlyStash)
     assert await ref.ask("unstash") == 0
     assert outcome == ["RuntimeError"]
+
+
+# -- stop deadlines follow the behaviour (the loop enters a cancel scope only when needed)
+
+
+class SyncThenStuck(actors.Actor):
+    """Sync ``receive``; ``"stick"`` switches to an async behaviour that never returns."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def receive(self, message: object) -> None:
+        if message == "stick":
+            self.context.become(self.stuck, discard_old=False)
+        elif message == "back":
+            self.context.unbecome()
+        else:
+            self.log.append(f"sync {message}")
+
+    async def stuck(self, message: object) -> None:
+        if message == "back":
+            self.context.unbecome()
+            return
+        self.log.append(f"stuck on {message}")
+        await trio.sleep_forever()
+
+    def post_stop(self) -> None:
+        self.log.append(f"post_stop at {trio.current_time():g}")
+
+
+async def test_a_sync_actor_that_becomes_async_is_cancelled_at_its_stop_deadline(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    log: list[str] = []
+    async with actors.open_system("t", stop_timeout=2.0) as system:
+        ref = system.spawn(SyncThenStuck, log)
+        ref.tell("a")
+        ref.tell("stick")
+        ref.tell("b")
+        await trio.testing.wait_all_tasks_blocked()
+        assert log == ["sync a", "stuck on b"]
+        start = trio.current_time()
+        with trio.fail_after(60):  # a failure, not a hang, if the deadline is ignored
+            await system.graceful_stop(ref)
+        assert trio.current_time() - start == 2.0
+    assert log == ["sync a", "stuck on b", f"post_stop at {start + 2.0:g}"]
+
+
+async def test_unbecome_back_to_an_async_behaviour_keeps_the_stop_deadline(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    log: list[str] = []
+    async with actors.open_system("t", stop_timeout=3.0) as system:
+        ref = system.spawn(SyncThenStuck, log)
+        ref.tell("stick")  # async behaviour on top of the stack
+        ref.tell("back")  # back to sync receive
+        ref.tell("x")
+        ref.tell("stick")  # async again
+        ref.tell("y")
+        await trio.testing.wait_all_tasks_blocked()
+        assert log == ["sync x", "stuck on y"]
+        start = trio.current_time()
+        with trio.fail_after(60):  # a failure, not a hang, if the deadline is ignored
+            await system.graceful_stop(ref)
+        assert trio.current_time() - start == 3.0
+
+
+class SlowStart(actors.Actor):
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    async def pre_start(self) -> None:
+        self.log.append("starting")
+        await trio.sleep_forever()
+
+    def receive(self, message: object) -> None:
+        self.log.append(f"got {message}")
+
+
+async def test_an_async_pre_start_that_hangs_is_cancelled_at_the_stop_deadline(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    log: list[str] = []
+    async with actors.open_system("t", stop_timeout=4.0) as system:
+        ref = system.spawn(SlowStart, log)
+        ref.tell("m")
+        await trio.testing.wait_all_tasks_blocked()
+        start = trio.current_time()
+        with trio.fail_after(60):  # a failure, not a hang, if the deadline is ignored
+            await system.graceful_stop(ref)
+        assert trio.current_time() - start == 4.0
+        assert system.dead_letter_count == 1  # "m" was never processed
+    assert log == ["starting"]

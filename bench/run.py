@@ -1,0 +1,90 @@
+"""Run every workload, each in its own subprocess, and print one table of results.
+
+Usage: ``python bench/run.py [W1 W3 ...]`` (default: all workloads). The environment
+variable ``BENCH_REPEATS`` (default 5) sets how many runs each figure is the best of.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import trio
+from _common import REPEATS, Result, Row, format_table
+
+HERE = Path(__file__).resolve().parent
+WORKLOADS = {
+    "W1": "w1_tell.py",
+    "W2": "w2_ask.py",
+    "W3": "w3_fanout.py",
+    "W4": "w4_spawn.py",
+    "W5": "w5_ring.py",
+}
+
+
+def run_workload(script: str) -> Result:
+    completed = subprocess.run(
+        [sys.executable, str(HERE / script), "--json"],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    result: Result = json.loads(completed.stdout)
+    return result
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def revision() -> str:
+    """The commit measured, flagged if ``actors/`` has uncommitted changes."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=HERE, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--", "../actors")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown revision"
+    return f"commit {head}" + (" + uncommitted changes in actors/" if dirty else "")
+
+
+def main() -> None:
+    chosen = [name.upper() for name in sys.argv[1:]] or list(WORKLOADS)
+    unknown = sorted(set(chosen) - set(WORKLOADS))
+    if unknown:
+        sys.exit(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(WORKLOADS)}")
+    print(
+        f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
+        f"{os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}, "
+        f"trio {trio.__version__}, {revision()}, best of {REPEATS}",
+        flush=True,
+    )
+    rows: list[Row] = []
+    start = time.perf_counter()
+    for name in chosen:
+        print(f"running {name} ({WORKLOADS[name]}) ...", file=sys.stderr, flush=True)
+        rows.extend(run_workload(WORKLOADS[name])["rows"])
+    print(format_table(rows))
+    print(f"total {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
