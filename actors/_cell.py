@@ -118,16 +118,16 @@ class _Note:
     kind: Final = NOTE
 
 
-_NOTE: Final = _Note()
+_NOTE: Final = _Note()  # a notification not yet delivered
+_ACCEPTED: Final = _Note()  # a timer tick or notification delivered once (then stashed)
 
 
 def roundtrip(message: Any) -> Any:
     """Pickle and unpickle ``message`` with cloudpickle, as a process boundary would."""
     try:
-        data = cloudpickle.dumps(message)
-    except Exception as exc:
+        return cloudpickle.loads(cloudpickle.dumps(message))
+    except Exception as exc:  # pickling or unpickling failed: it cannot cross a process
         raise UnpicklableMessage(message, exc) from exc
-    return cloudpickle.loads(data)
 
 
 class ActorCell:
@@ -250,7 +250,7 @@ class ActorCell:
             return
         q = self._mailbox
         capacity = self._capacity
-        if capacity is not None and len(q) - self._uncounted >= capacity:
+        if capacity is not None and len(q) - self._uncounted + self._granted >= capacity:
             self._overflowed(message, sender, raise_full=True)
             return
         q.append((message, sender, None))
@@ -259,10 +259,12 @@ class ActorCell:
             self._parked = None
             _reschedule(task)
 
-    def offer(self, message: Any, sender: ActorRef | None) -> None:
+    def offer(self, message: Any, sender: ActorRef | None, copy: bool = True) -> None:
         """Enqueue from inside the runtime (event bus, foreign threads): never raises; a
-        refusal under ``backpressure`` becomes a dead letter (``dropped-newest``)."""
-        if self._roundtrip:
+        refusal under ``backpressure`` becomes a dead letter (``dropped-newest``).
+        ``copy=False`` skips the round trip (the runtime's own events, which may carry
+        objects that were the very reason for a dead letter)."""
+        if copy and self._roundtrip:
             try:
                 message = roundtrip(message)
             except UnpicklableMessage:
@@ -365,13 +367,23 @@ class ActorCell:
             self._append(envelope)
 
     def _is_full(self) -> bool:
+        """No free place: places promised to woken senders are not free for others."""
         capacity = self._capacity
-        return capacity is not None and len(self._mailbox) - self._uncounted >= capacity
+        return (
+            capacity is not None
+            and len(self._mailbox) - self._uncounted + self._granted >= capacity
+        )
 
     async def _wait_for_room(self) -> None:
         if self._capacity is None:
             return
         while self._state != DEAD and self._is_full():
+            if self._task is not None and _current_task() is self._task:
+                raise MailboxFull(
+                    self.ref.path,
+                    self._capacity,
+                    "; the actor itself cannot wait for room in its own mailbox",
+                )
             if self._space is None:
                 self._space = trio.lowlevel.ParkingLot()
             await self._space.park()
@@ -388,22 +400,27 @@ class ActorCell:
         elif policy is Overflow.DROP_NEWEST:
             self.system._dead_letter(message, sender, self.ref, DeadLetterReason.DROPPED_NEWEST)
         elif policy is Overflow.DROP_OLDEST:
-            self._discard(self._pop_oldest_counted(), DeadLetterReason.DROPPED_OLDEST)
+            oldest = self._pop_oldest_counted()
+            if oldest is None:
+                # Every place is promised to a waiting sender, whose message is older.
+                self.system._dead_letter(message, sender, self.ref, DeadLetterReason.DROPPED_NEWEST)
+                return
+            self._discard(oldest, DeadLetterReason.DROPPED_OLDEST)
             self._append((message, sender, None))
         else:
             self.system._dead_letter(message, sender, self.ref, DeadLetterReason.OVERFLOW)
             self._system_request(_FAIL, MailboxOverflow(self.ref.path, capacity))
 
-    def _pop_oldest_counted(self) -> Envelope:
+    def _pop_oldest_counted(self) -> Envelope | None:
         """Remove and return the oldest envelope that counts against capacity (timer ticks
-        and notes are never evicted)."""
+        and notes are never evicted), or ``None`` if there is none."""
         q = self._mailbox
         for index, envelope in enumerate(q):
             slot = envelope[2]
             if slot is None or slot.kind == ASK:
                 del q[index]
                 return envelope
-        raise AssertionError("a full mailbox holds at least one counted message")
+        return None
 
     def _discard(self, envelope: Envelope, reason: DeadLetterReason) -> None:
         """Account for an envelope that will never be processed."""
@@ -550,7 +567,7 @@ class ActorCell:
         self._started = True
         bus = self.system.events
         if bus._subscriptions:
-            bus.publish(ActorStarted(self.ref))
+            bus._publish_runtime(ActorStarted(self.ref))
         return True
 
     def _set_behavior(self, handler: Callable[[Any], Any], is_async: bool | None = None) -> None:
@@ -585,17 +602,19 @@ class ActorCell:
                         timers = self._timers
                         if timers is None or not timers._accept(slot):  # type: ignore[arg-type]
                             continue
-                        # From now on a plain message (so that stash/unstash keeps it).
+                        # Delivered: if stashed, it comes back as an accepted note.
                         slot = None
-                        envelope = (message, None, None)
+                        envelope = (message, None, _ACCEPTED)
                     elif kind == NOTE:
                         self._uncounted -= 1
-                        if message.__class__ is Terminated and not self._take_terminated(
-                            message.ref
+                        if (
+                            slot is _NOTE
+                            and message.__class__ is Terminated
+                            and not self._take_terminated(message.ref)
                         ):
                             continue
                         slot = None
-                        envelope = (message, None, None)
+                        envelope = (message, None, _ACCEPTED)
                     else:
                         self._current_stashed = False
                         slot.unhandled = False  # type: ignore[union-attr]
@@ -699,7 +718,7 @@ class ActorCell:
             self._reason = error
         bus = self.system.events
         if bus._subscriptions:
-            bus.publish(ActorFailed(self.ref, error))
+            bus._publish_runtime(ActorFailed(self.ref, error))
 
     # == stopping ==========================================================================
 
@@ -777,7 +796,7 @@ class ActorCell:
             # Nobody who will still process messages watched it: never swallow it.
             system._unhandled_failure(self.ref, reason)
         if system.events._subscriptions:
-            system.events.publish(ActorStopped(self.ref, reason))
+            system.events._publish_runtime(ActorStopped(self.ref, reason))
         self._instance = None
         self._behavior = _not_started
         self._behaviors = None
@@ -818,7 +837,7 @@ class DeadCell(ActorCell):
             message = roundtrip(message)
         self.system._dead_letter(message, sender, self.ref, DeadLetterReason.NO_SUCH_ACTOR)
 
-    def offer(self, message: Any, sender: ActorRef | None) -> None:
+    def offer(self, message: Any, sender: ActorRef | None, copy: bool = True) -> None:
         self.system._dead_letter(message, sender, self.ref, DeadLetterReason.NO_SUCH_ACTOR)
 
     async def send(self, message: Any, sender: ActorRef | None) -> None:
@@ -827,4 +846,6 @@ class DeadCell(ActorCell):
 
     async def ask(self, message: Any, timeout: float | None, sender: ActorRef | None) -> Any:
         await trio.lowlevel.checkpoint()
+        if self._roundtrip:
+            roundtrip(message)
         raise ActorDead(self.ref.path, "does not exist (no live actor at this address)")

@@ -110,7 +110,9 @@ class ActorContext(ActorCell):
         called ``name``, ``mailbox`` or ``throughput`` need a ``functools.partial``.)
 
         Raises :class:`InvalidActorName`, :class:`ActorNameTaken`, or
-        :class:`SystemClosed` if this actor or the system is stopping.
+        :class:`SystemClosed` if this actor has been asked to stop (for ``system.spawn``:
+        once the system is shutting down). Children spawned by an actor that is still
+        running during shutdown are stopped with it.
         """
         system = self.system
         if self._stop_requested or self._state == DEAD:

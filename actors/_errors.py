@@ -59,8 +59,8 @@ class MailboxFull(ActorError):
     ``await ref.send(message)`` to wait for room instead.
     """
 
-    def __init__(self, path: str, capacity: int) -> None:
-        super().__init__(f"mailbox of {path} is full ({capacity} messages)")
+    def __init__(self, path: str, capacity: int, detail: str = "") -> None:
+        super().__init__(f"mailbox of {path} is full ({capacity} messages){detail}")
         self.path = path
         self.capacity = capacity
 
@@ -168,8 +168,8 @@ class ActorInitializationError(ActorError):
 class UnhandledFailure(ActorError):
     """Raised out of ``open_system`` when an actor failed and nobody handled it.
 
-    A failure is handled when at least one actor watched the failed actor (it then
-    receives ``Terminated`` carrying the error). ``failures`` lists every unhandled
+    A failure is handled when at least one watcher that is not itself stopping was
+    notified (it receives ``Terminated`` carrying the error). ``failures`` lists every unhandled
     ``(ref, error)`` in the order they happened; ``__cause__`` is the first error.
     """
 

@@ -59,7 +59,18 @@ class EventBus:
 
     def publish(self, event: Any) -> int:
         """Send ``event`` to every subscriber of its type or one of its base classes
-        (each subscriber once). Returns how many subscribers it was offered to."""
+        (each subscriber once). Returns how many subscribers it was offered to.
+
+        Under ``roundtrip_messages`` each subscriber gets its own unpickled copy; an event
+        that cannot be pickled becomes a dead letter (reason ``"unpicklable"``)."""
+        return self._publish(event, True)
+
+    def _publish_runtime(self, event: Any) -> int:
+        """Publish an event of the runtime itself (dead letters, lifecycle): delivered
+        as is, never round-tripped, since it may carry what could not be delivered."""
+        return self._publish(event, False)
+
+    def _publish(self, event: Any, copy: bool) -> int:
         subscriptions = self._subscriptions
         if not subscriptions:
             return 0
@@ -69,7 +80,7 @@ class EventBus:
             if subscribers:
                 targets.update(subscribers)
         for ref in targets:
-            ref._resolve().offer(event, None)
+            ref._resolve().offer(event, None, copy)
         return len(targets)
 
     def subscribers(self, event_type: type) -> list[ActorRef]:

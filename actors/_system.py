@@ -127,6 +127,10 @@ class ActorSystem:
     async def graceful_stop(self, ref: ActorRef) -> None:
         """Stop ``ref`` and wait until it (and its children) have fully stopped."""
         cell = ref._resolve()
+        if cell.system is not self:
+            raise ValueError(
+                f"{ref.path} belongs to system {cell.system.name!r}, not {self.name!r}"
+            )
         cell._request_stop()
         await cell._wait_terminated()
 
@@ -189,7 +193,7 @@ class ActorSystem:
         self.dead_letter_count += 1
         # A dead letter about a dead letter is counted, never published again.
         if self.events._subscriptions and message.__class__ is not DeadLetter:
-            self.events.publish(DeadLetter(message, sender, recipient, reason))
+            self.events._publish_runtime(DeadLetter(message, sender, recipient, reason))
 
     def _unhandled_failure(self, ref: ActorRef, error: BaseException) -> None:
         """A failure nobody watched: it ends the system and leaves ``open_system``."""
@@ -232,11 +236,12 @@ async def open_system(
     siblings newest first, each with ``stop_timeout`` to finish its current message and
     again for ``post_stop``; the whole shutdown is bounded by ``shutdown_timeout``.
 
-    An actor failure that nobody handled (no actor watched the failed actor) cancels the
-    body, shuts the system down in that order, and is raised from the ``async with`` as
-    :class:`UnhandledFailure`. If the body itself raised, that exception propagates and
-    unhandled failures are attached to it as a note. Cancellation of the surrounding
-    scope also shuts the system down (within bounded time) and propagates.
+    An actor failure that nobody handled (no watcher that is not itself stopping was
+    notified of it) cancels the body, shuts the system down in that order, and is raised
+    from the ``async with`` as :class:`UnhandledFailure`. If the body itself raised,
+    that exception propagates and unhandled failures are attached to it as a note.
+    Cancellation of the surrounding scope also shuts the system down (within bounded
+    time) and propagates.
     """
     overrides: dict[str, Any] = {
         key: value
