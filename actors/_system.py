@@ -15,7 +15,7 @@ import trio
 from . import _registry
 from ._actor import Actor
 from ._ask_deadlines import AskDeadlines
-from ._cell import DEAD, DeadCell
+from ._cell import DEAD, ActorCell, DeadCell
 from ._context import ActorContext, check_name
 from ._errors import ActorNotFound, UnhandledFailure
 from ._events import EventBus
@@ -84,7 +84,6 @@ class ActorSystem:
         self._uids = random.Random(int.from_bytes(os.urandom(8), "little"))
         self._thread_id = threading.get_ident()
         self._token = trio.lowlevel.current_trio_token()
-        self._closing = False
         self._failures: list[tuple[ActorRef, BaseException]] = []
         self._body_scope = trio.CancelScope()
         self._ask_deadlines = AskDeadlines()
@@ -117,20 +116,11 @@ class ActorSystem:
     def stop(self, ref: ActorRef) -> None:
         """Ask any actor of this system to stop (see :meth:`ActorContext.stop`); returns
         at once. A no-op if it has already stopped."""
-        cell = ref._resolve()
-        if cell.system is not self:
-            raise ValueError(
-                f"{ref.path} belongs to system {cell.system.name!r}, not {self.name!r}"
-            )
-        cell._request_stop()
+        self._own_cell(ref)._request_stop()
 
     async def graceful_stop(self, ref: ActorRef) -> None:
         """Stop ``ref`` and wait until it (and its children) have fully stopped."""
-        cell = ref._resolve()
-        if cell.system is not self:
-            raise ValueError(
-                f"{ref.path} belongs to system {cell.system.name!r}, not {self.name!r}"
-            )
+        cell = self._own_cell(ref)
         cell._request_stop()
         await cell._wait_terminated()
 
@@ -153,6 +143,14 @@ class ActorSystem:
         return self._guardian.ref
 
     # -- runtime ---------------------------------------------------------------------------
+
+    def _own_cell(self, ref: ActorRef) -> ActorCell:
+        cell = ref._resolve()
+        if cell.system is not self:
+            raise ValueError(
+                f"{ref.path} belongs to system {cell.system.name!r}, not {self.name!r}"
+            )
+        return cell
 
     def _find_cell(self, path: str) -> ActorContext | None:
         parts = path.strip("/").split("/")
@@ -205,7 +203,6 @@ class ActorSystem:
             await self._ask_deadlines.run()
 
     async def _shutdown(self) -> None:
-        self._closing = True
         self._guardian._request_stop()
         await self._guardian._wait_terminated()
 
