@@ -503,9 +503,15 @@ class ActorCell:
                         if await self._loop():
                             break
                         continue  # become() switched to an async behaviour
-                    with trio.CancelScope(deadline=self._stop_deadline) as scope:
-                        self._scope = scope
-                        await self._loop()
+                    try:
+                        with trio.CancelScope(deadline=self._stop_deadline) as scope:
+                            self._scope = scope
+                            await self._loop()
+                    except Exception as exc:
+                        # A handler's error group that also held the Cancelled of the stop
+                        # deadline: the scope took its Cancelled, the rest is a failure.
+                        self._current = None
+                        self._fail(exc)
                     self._scope = None
                     break
             self._state = STOPPING

@@ -35,6 +35,8 @@ def check_name(name: str) -> None:
 
 
 def _class_default(factory: object, attribute: str, default: Any) -> Any:
+    while isinstance(factory, functools.partial):  # spawn(partial(MyActor, name=...))
+        factory = factory.func
     value = getattr(factory, attribute, None)
     return default if value is None else value
 

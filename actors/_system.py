@@ -286,6 +286,12 @@ async def open_system(
             system._ask_deadlines_scope.cancel()
             if guardian._state != DEAD:
                 nursery.cancel_scope.cancel()
+    except BaseException as crash:
+        # A task of the system itself raised (a bug, or KeyboardInterrupt): that wins,
+        # but the body's own error must not vanish with it.
+        if body_error is not None and body_error is not crash:
+            crash.add_note(f"the body of open_system({name!r}) had raised {body_error!r}")
+        raise
     finally:
         _registry.unregister(system)
     if body_error is not None:

@@ -110,6 +110,11 @@ class Timers:
                 if timer.interval is None:
                     return
                 deadline += timer.interval
+                now = trio.current_time()
+                if deadline <= now:
+                    # Fell behind (the thread was blocked): skip the missed ticks, keep the
+                    # grid of the fixed rate.
+                    deadline += (now - deadline) // timer.interval * timer.interval + timer.interval
 
     def _accept(self, timer: _Timer) -> bool:
         """Called when a tick reaches the front of the mailbox: deliver it or not."""
