@@ -147,7 +147,9 @@ class ActorCell:
         "_instance",
         "_last_activity",
         "_mailbox",
+        "_name",
         "_overflow",
+        "_parent",
         "_parked",
         "_reason",
         "_recv_timeout",
@@ -170,8 +172,6 @@ class ActorCell:
         "_uncounted",
         "_watchers",
         "_watching",
-        "name",
-        "parent_cell",
         "ref",
         "system",
     )
@@ -191,8 +191,8 @@ class ActorCell:
         from ._address import Address
 
         self.system = system
-        self.parent_cell = parent
-        self.name = name
+        self._parent = parent
+        self._name = name
         self.ref = ActorRef(Address(system.name, path, uid), self)
         self._factory = factory
         self._instance: Actor | None = None
@@ -237,7 +237,7 @@ class ActorCell:
 
     # == delivery (called by ActorRef, from any task of the system's thread) ==============
 
-    def tell(self, message: Any, sender: ActorRef | None) -> None:
+    def _tell(self, message: Any, sender: ActorRef | None) -> None:
         if self._thread != _get_ident():
             raise WrongThread(
                 f"tell to {self.ref.path} from a thread that does not run its actor system; "
@@ -259,11 +259,15 @@ class ActorCell:
             self._parked = None
             _reschedule(task)
 
-    def offer(self, message: Any, sender: ActorRef | None, copy: bool = True) -> None:
+    def _offer(self, message: Any, sender: ActorRef | None, copy: bool = True) -> None:
         """Enqueue from inside the runtime (event bus, foreign threads): never raises; a
         refusal under ``backpressure`` becomes a dead letter (``dropped-newest``).
         ``copy=False`` skips the round trip (the runtime's own events, which may carry
-        objects that were the very reason for a dead letter)."""
+        objects that were the very reason for a dead letter). Called from another thread
+        (an event of a system running elsewhere), it hands over to this system's thread."""
+        if self._thread != _get_ident():
+            self.system._token.run_sync_soon(self._offer, message, sender, copy)
+            return
         if copy and self._roundtrip:
             try:
                 message = roundtrip(message)
@@ -278,14 +282,14 @@ class ActorCell:
             return
         self._append((message, sender, None))
 
-    def tell_threadsafe(self, message: Any, sender: ActorRef | None) -> None:
+    def _tell_threadsafe(self, message: Any, sender: ActorRef | None) -> None:
         if self._roundtrip:
             roundtrip(message)  # raises UnpicklableMessage in the calling thread
         if self._thread == _get_ident():
-            self.tell(message, sender)
+            self._tell(message, sender)
             return
         try:
-            self.system._token.run_sync_soon(self.offer, message, sender)
+            self.system._token.run_sync_soon(self._offer, message, sender)
         except trio.RunFinishedError:
             from ._errors import SystemClosed
 
@@ -293,7 +297,7 @@ class ActorCell:
                 f"actor system {self.system.name!r} has ended; cannot deliver to {self.ref.path}"
             ) from None
 
-    async def send(self, message: Any, sender: ActorRef | None) -> None:
+    async def _send(self, message: Any, sender: ActorRef | None) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
         self._check_thread()
         if self._roundtrip:
@@ -305,9 +309,10 @@ class ActorCell:
             self._append((message, sender, None))
         await trio.lowlevel.cancel_shielded_checkpoint()
 
-    async def ask(self, message: Any, timeout: float | None, sender: ActorRef | None) -> Any:
+    async def _ask(self, message: Any, timeout: float | None, sender: ActorRef | None) -> Any:
         # No cancel scope per ask (they are costly): the wait below is the checkpoint and
         # the system's AskDeadlines task enforces the timeout.
+        await trio.lowlevel.checkpoint_if_cancelled()  # cancelled: nothing is sent
         if self._thread != _get_ident():
             self._check_thread()
         system = self.system
@@ -325,9 +330,9 @@ class ActorCell:
             message = roundtrip(message)
         deadline = deadline_after(timeout)
         if self._is_full():
-            with trio.move_on_at(deadline):
+            with trio.move_on_at(deadline) as waiting:
                 await self._wait_for_room()
-            if self._state != DEAD and self._is_full():
+            if waiting.cancelled_caught:
                 raise AskTimeout(self.ref.path, timeout, message)
         if self._state == DEAD:
             await trio.lowlevel.checkpoint()
@@ -339,10 +344,12 @@ class ActorCell:
         # reply will reschedule this task.
         self._append((message, sender, reply))
         await _wait_task_rescheduled(reply.abort)
-        error = reply.error
+        error, value = reply.error, reply.value
+        # The deadline heap may hold the reply a while longer: keep nothing alive in it.
+        reply.error = reply.value = reply.message = None
         if error is not None:
             raise error
-        return reply.value
+        return value
 
     # -- delivery helpers -----------------------------------------------------------------
 
@@ -405,8 +412,9 @@ class ActorCell:
                 # Every place is promised to a waiting sender, whose message is older.
                 self.system._dead_letter(message, sender, self.ref, DeadLetterReason.DROPPED_NEWEST)
                 return
-            self._discard(oldest, DeadLetterReason.DROPPED_OLDEST)
             self._append((message, sender, None))
+            # After the append: the dead letter may re-enter this mailbox (a subscriber).
+            self._discard(oldest, DeadLetterReason.DROPPED_OLDEST)
         else:
             self.system._dead_letter(message, sender, self.ref, DeadLetterReason.OVERFLOW)
             self._system_request(_FAIL, MailboxOverflow(self.ref.path, capacity))
@@ -524,9 +532,12 @@ class ActorCell:
             if self._state != DEAD:
                 self._state = STOPPING
                 self._stop_requested = True
+                stop_timeout = self.system.settings.stop_timeout
                 with trio.CancelScope(shield=True) as shield:
-                    shield.deadline = trio.current_time() + self.system.settings.stop_timeout
+                    shield.deadline = trio.current_time() + stop_timeout
                     await self._stop_children()
+                with trio.CancelScope(shield=True) as shield:  # post_stop gets its own time
+                    shield.deadline = trio.current_time() + stop_timeout
                     await self._run_post_stop()
                 self._finalize()
             raise
@@ -622,13 +633,20 @@ class ActorCell:
                         slot = None
                         envelope = (message, None, _ACCEPTED)
                     else:
-                        self._current_stashed = False
                         slot.unhandled = False  # type: ignore[union-attr]
-                elif message is PoisonPill:
+                if message is PoisonPill and self._parent is not None:
+                    # Also from a timer or an ask (whose caller learns the actor stopped).
                     self._stop_requested = True
                     self._current = None
+                    if slot is not None:
+                        self._complete(
+                            slot,  # type: ignore[arg-type]
+                            None,
+                            ActorDead(self.ref.path, "was stopped by the PoisonPill it was asked"),
+                        )
                     return True
                 self._current = envelope
+                self._current_stashed = False
                 try:
                     if self._behavior_async:
                         if self._space is not None:
@@ -641,6 +659,10 @@ class ActorCell:
                             raise HandlerReturnedCoroutine(self.ref.path, self._behavior)
                 except Exception as exc:
                     self._current = None
+                    if self._current_stashed:
+                        # Stashed, then failed: the failure settles it, it never returns.
+                        self._current_stashed = False
+                        self._unstash_last(envelope)
                     if slot is None:
                         self._failed_message(envelope, exc)
                         return True
@@ -668,6 +690,11 @@ class ActorCell:
                 self._last_activity = trio.current_time()
             if q and self._sysq is None:
                 await trio.lowlevel.checkpoint()
+
+    def _unstash_last(self, envelope: Envelope) -> None:
+        stash = self._stash
+        if stash and stash[-1] is envelope:
+            stash.pop()
 
     def _wake_senders(self) -> None:
         """Let as many waiting ``send``/``ask`` callers go as there is room."""
@@ -732,7 +759,10 @@ class ActorCell:
         """Stop children one at a time, newest first, each with its own deadline."""
         children = self._children
         while children:
-            child = next(reversed(children.values()))
+            name, child = next(reversed(children.items()))
+            if child._state == DEAD:  # already gone (it leaves the dict when it ends)
+                children.pop(name, None)
+                continue
             child._request_stop()
             await child._wait_terminated()
 
@@ -751,6 +781,17 @@ class ActorCell:
         except Exception as exc:
             self._fail(exc)
 
+    def _in_subtree(self, task: trio.lowlevel.Task) -> bool:
+        """Whether ``task`` runs this actor or one of its descendants."""
+        pending: list[ActorCell] = [self]
+        while pending:
+            cell = pending.pop()
+            if cell._task is task:
+                return True
+            if cell._children:
+                pending.extend(cell._children.values())
+        return False
+
     async def _wait_terminated(self) -> None:
         if self._state == DEAD:
             await trio.lowlevel.checkpoint()
@@ -764,50 +805,65 @@ class ActorCell:
         self._state = DEAD
         self._parked = None
         self._sysq = None
-        if self._current is not None:
-            # A stop deadline or a cancellation interrupted a handler mid-message.
-            interrupted, self._current = self._current, None
-            self._discard(interrupted, DeadLetterReason.STOPPED)
         if self._timers is not None:
             self._timers.cancel_all()
         system = self.system
         system.events._remove_subscriber(self.ref)  # before draining: no self-addressed mail
-        if self._stash:
-            for envelope in self._stash:
-                self._discard(envelope, DeadLetterReason.STOPPED)
-            self._stash = None
+        try:
+            self._drain()
+        finally:
+            try:
+                self._say_goodbye()
+            finally:
+                # Refs may outlive the actor: keep nothing of it alive through them.
+                self._instance = None
+                self._factory = _gone
+                self._behavior = _not_started
+                self._behaviors = None
+                self._children = None
+                self._timers = None
+                self._recv_timeout_msg = None
+                if self._terminated is not None:
+                    self._terminated.set()
+
+    def _drain(self) -> None:
+        """Dead-letter everything that will never be processed; fail pending asks."""
+        current, self._current = self._current, None
+        if current is not None and not self._current_stashed:
+            # A stop deadline or a cancellation interrupted a handler mid-message.
+            self._discard(current, DeadLetterReason.STOPPED)
+        stash, self._stash = self._stash, None
+        for envelope in stash or ():
+            self._discard(envelope, DeadLetterReason.STOPPED)
         q = self._mailbox
         while q:
             self._discard(q.popleft(), DeadLetterReason.STOPPED)
         self._uncounted = 0
         if self._space is not None:
             self._granted += len(self._space.unpark_all())
+
+    def _say_goodbye(self) -> None:
+        """Leave the parent and the watched; tell the watchers; never lose a failure."""
         if self._watching:
             for target in self._watching.values():
                 if target._watchers:
                     target._watchers.pop(self, None)
             self._watching = None
-        parent = self.parent_cell
+        parent = self._parent
         siblings = None if parent is None else parent._children
-        if siblings is not None and siblings.get(self.name) is self:
-            del siblings[self.name]
+        if siblings is not None and siblings.get(self._name) is self:
+            del siblings[self._name]
         reason = self._reason
-        watchers = self._watchers
-        self._watchers = None
+        watchers, self._watchers = self._watchers, None
         handled = False
-        if watchers:
-            for watcher in watchers:
-                handled |= watcher._watched_terminated(self.ref, reason, True)
+        for watcher in watchers or ():
+            handled |= watcher._watched_terminated(self.ref, reason, True)
+        system = self.system
         if reason is not None and not handled:
             # Nobody who will still process messages watched it: never swallow it.
             system._unhandled_failure(self.ref, reason)
         if system.events._subscriptions:
             system.events._publish_runtime(ActorStopped(self.ref, reason))
-        self._instance = None
-        self._behavior = _not_started
-        self._behaviors = None
-        if self._terminated is not None:
-            self._terminated.set()
 
     def _watched_terminated(
         self, ref: ActorRef, reason: BaseException | None, confirmed: bool
@@ -827,6 +883,10 @@ class ActorCell:
         return watching is not None and watching.pop(ref, None) is not None
 
 
+def _gone() -> Actor:
+    raise ActorError("this actor has stopped")  # pragma: no cover - never called
+
+
 def _not_started(message: Any) -> Any:
     raise ActorError("this actor is not running")  # pragma: no cover - never reached
 
@@ -837,20 +897,20 @@ class DeadCell(ActorCell):
 
     __slots__ = ()
 
-    def tell(self, message: Any, sender: ActorRef | None) -> None:
+    def _tell(self, message: Any, sender: ActorRef | None) -> None:
         self._check_thread()
         if self._roundtrip:
             message = roundtrip(message)
         self.system._dead_letter(message, sender, self.ref, DeadLetterReason.NO_SUCH_ACTOR)
 
-    def offer(self, message: Any, sender: ActorRef | None, copy: bool = True) -> None:
+    def _offer(self, message: Any, sender: ActorRef | None, copy: bool = True) -> None:
         self.system._dead_letter(message, sender, self.ref, DeadLetterReason.NO_SUCH_ACTOR)
 
-    async def send(self, message: Any, sender: ActorRef | None) -> None:
+    async def _send(self, message: Any, sender: ActorRef | None) -> None:
         await trio.lowlevel.checkpoint()
-        self.tell(message, sender)
+        self._tell(message, sender)
 
-    async def ask(self, message: Any, timeout: float | None, sender: ActorRef | None) -> Any:
+    async def _ask(self, message: Any, timeout: float | None, sender: ActorRef | None) -> Any:
         await trio.lowlevel.checkpoint()
         if self._roundtrip:
             roundtrip(message)

@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._cell import ASK, DEAD, NEW, ActorCell, Envelope, _Reply
-from ._errors import ActorNameTaken, InvalidActorName, StashOverflow, SystemClosed
+from ._errors import (
+    ActorDead,
+    ActorNameTaken,
+    InvalidActorName,
+    StashOverflow,
+    SystemClosed,
+    WrongThread,
+)
 from ._mailbox import Mailbox
 from ._messages import ReceiveTimeout
 from ._ref import ActorRef
@@ -66,7 +73,7 @@ class ActorContext(ActorCell):
     def parent(self) -> ActorRef | None:
         """The parent's ref (``/user`` for actors spawned by the system), or ``None``
         for the ``/user`` guardian itself."""
-        parent = self.parent_cell
+        parent = self._parent
         return None if parent is None else parent.ref
 
     @property
@@ -117,8 +124,9 @@ class ActorContext(ActorCell):
         running during shutdown are stopped with it.
         """
         system = self.system
+        self._check_thread()
         if self._stop_requested or self._state == DEAD:
-            what = f"actor system {system.name!r}" if self.parent_cell is None else self.ref.path
+            what = f"actor system {system.name!r}" if self._parent is None else self.ref.path
             raise SystemClosed(f"cannot spawn: {what} is stopping or stopped")
         if name is None:
             self._child_counter += 1
@@ -154,8 +162,8 @@ class ActorContext(ActorCell):
             throughput,
             stash_capacity,
         )
-        children[name] = child
         system._nursery.start_soon(child._run, name=path)
+        children[name] = child  # registered once its task exists
         return child.ref
 
     def stop(self, ref: ActorRef | None = None) -> None:
@@ -187,6 +195,7 @@ class ActorContext(ActorCell):
         after every message ``ref`` sent to this actor, and at once (with
         ``existence_confirmed=False``) if it is already gone. Watching a ref that is
         already watched changes nothing. Returns ``ref``."""
+        self._check_thread()
         if ref == self.ref:
             return ref
         watching = self._watching
@@ -194,7 +203,14 @@ class ActorContext(ActorCell):
             watching = self._watching = {}
         if ref in watching:
             return ref
-        target = ref._resolve()
+        try:
+            target = ref._resolve()
+        except ActorDead:  # its system is not running here: it is as good as gone
+            target = self.system._tombstone(ref)
+        if target._thread != self._thread:
+            raise WrongThread(
+                f"{self.ref.path} cannot watch {ref.path}: its system runs in another thread"
+            )
         watching[ref] = target
         if target._state == DEAD:
             self._watched_terminated(ref, None, False)
@@ -269,6 +285,8 @@ class ActorContext(ActorCell):
         current = self._current
         if current is None:
             raise RuntimeError("stash() can only be called while processing a message")
+        if self._current_stashed:
+            raise RuntimeError("this message is already stashed; stash() it only once")
         if self._stash is None:
             self._stash = deque()
         if len(self._stash) >= self._stash_capacity:

@@ -16,6 +16,9 @@ def _restore_error(cls: type[ActorError], text: str, state: dict[str, Any]) -> A
     error = cls.__new__(cls)
     Exception.__init__(error, text)
     error.__dict__.update(state)
+    cause = state.get("cause")
+    if isinstance(cause, BaseException):
+        error.__cause__ = cause
     return error
 
 
@@ -55,8 +58,10 @@ class AskTimeout(ActorError):
 class MailboxFull(ActorError):
     """A bounded mailbox had no room and its overflow policy refused the message.
 
-    The message was **not** accepted: nothing was enqueued and nothing was lost. Use
-    ``await ref.send(message)`` to wait for room instead.
+    Raised by ``tell`` under ``backpressure``: the message was **not** accepted, nothing
+    was enqueued and nothing was lost (``await ref.send(message)`` waits for room
+    instead). Also raised in the caller of an ``ask`` whose question was accepted and
+    then evicted under ``drop_oldest``, and to an actor sending to its own full mailbox.
     """
 
     def __init__(self, path: str, capacity: int, detail: str = "") -> None:

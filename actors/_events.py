@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._cell import DEAD
+from ._errors import ActorDead
 from ._ref import ActorRef
 
 if TYPE_CHECKING:
@@ -34,8 +36,14 @@ class EventBus:
     def subscribe(self, ref: ActorRef, event_type: type) -> bool:
         """Deliver future events of ``event_type`` (or a subclass) to ``ref``. Returns
         ``False`` if it was already subscribed to exactly this type."""
+        self._system._check_thread()
         if not isinstance(event_type, type):
             raise TypeError(f"subscribe() takes an event class, got {event_type!r}")
+        try:
+            if ref._resolve()._state == DEAD:
+                return False  # a stopped actor receives nothing: no subscription to end
+        except ActorDead:
+            return False
         subscribers = self._subscriptions.setdefault(event_type, {})
         if ref in subscribers:
             return False
@@ -63,6 +71,7 @@ class EventBus:
 
         Under ``roundtrip_messages`` each subscriber gets its own unpickled copy; an event
         that cannot be pickled becomes a dead letter (reason ``"unpicklable"``)."""
+        self._system._check_thread()
         return self._publish(event, True)
 
     def _publish_runtime(self, event: Any) -> int:
@@ -80,7 +89,12 @@ class EventBus:
             if subscribers:
                 targets.update(subscribers)
         for ref in targets:
-            ref._resolve().offer(event, None, copy)
+            try:
+                cell = ref._resolve()
+            except ActorDead:  # its system has ended: the subscription ends too
+                self.unsubscribe(ref)
+                continue
+            cell._offer(event, None, copy)
         return len(targets)
 
     def subscribers(self, event_type: type) -> list[ActorRef]:

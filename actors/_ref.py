@@ -111,20 +111,20 @@ class ActorRef:
         cell = self._cell
         if cell is None:
             cell = self._resolve()
-        cell.tell(message, sender)
+        cell._tell(message, sender)
 
     def tell_threadsafe(self, message: Any, sender: ActorRef | None = None) -> None:
         """Like :meth:`tell`, callable from any thread; the message is enqueued by the
         system's trio thread soon after. Raises :class:`SystemClosed` if the system has
         ended. An overflow under ``backpressure`` cannot be reported to a foreign thread,
         so there it is sent to dead letters instead."""
-        self._resolve().tell_threadsafe(message, sender)
+        self._resolve()._tell_threadsafe(message, sender)
 
     async def send(self, message: Any, sender: ActorRef | None = None) -> None:
         """Enqueue ``message``, first waiting for room if the mailbox is bounded and full
         (whatever its overflow policy). A checkpoint: if cancelled, the message was not
         enqueued. To a stopped actor, the message goes to dead letters."""
-        await self._resolve().send(message, sender)
+        await self._resolve()._send(message, sender)
 
     async def ask(
         self, message: Any, *, timeout: float | None = None, sender: ActorRef | None = None
@@ -138,7 +138,7 @@ class ActorRef:
         timeout). If the caller is cancelled, the question stays queued and a late reply
         goes to dead letters.
         """
-        return await self._resolve().ask(message, timeout, sender)
+        return await self._resolve()._ask(message, timeout, sender)
 
 
 ActorRef.__module__ = "actors"

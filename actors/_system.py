@@ -17,7 +17,7 @@ from ._actor import Actor
 from ._ask_deadlines import AskDeadlines
 from ._cell import DEAD, ActorCell, DeadCell
 from ._context import ActorContext, check_name
-from ._errors import ActorNotFound, UnhandledFailure
+from ._errors import ActorDead, ActorError, ActorNotFound, UnhandledFailure, WrongThread
 from ._events import EventBus
 from ._mailbox import Mailbox
 from ._messages import DeadLetter, DeadLetterReason
@@ -88,6 +88,9 @@ class ActorSystem:
         self._body_scope = trio.CancelScope()
         self._ask_deadlines = AskDeadlines()
         self._ask_deadlines_scope = trio.CancelScope()
+        self._host_scope = trio.CancelScope(shield=True)
+        self._host_done = trio.Event()
+        self._terminating = False
         self._nursery: trio.Nursery
         self._guardian: ActorContext
 
@@ -109,6 +112,7 @@ class ActorSystem:
 
         Same arguments and errors as :meth:`ActorContext.spawn`; raises
         :class:`SystemClosed` once the system is shutting down."""
+        self._check_thread()
         return self._guardian.spawn(
             factory, *args, name=name, mailbox=mailbox, throughput=throughput, **kwargs
         )
@@ -116,17 +120,31 @@ class ActorSystem:
     def stop(self, ref: ActorRef) -> None:
         """Ask any actor of this system to stop (see :meth:`ActorContext.stop`); returns
         at once. A no-op if it has already stopped."""
-        self._own_cell(ref)._request_stop()
+        try:
+            cell = self._own_cell(ref)
+        except ActorDead:
+            return  # its system is not running here: it has stopped
+        cell._request_stop()
 
     async def graceful_stop(self, ref: ActorRef) -> None:
         """Stop ``ref`` and wait until it (and its children) have fully stopped."""
-        cell = self._own_cell(ref)
+        try:
+            cell = self._own_cell(ref)
+        except ActorDead:
+            await trio.lowlevel.checkpoint()
+            return
+        if cell._in_subtree(trio.lowlevel.current_task()):
+            raise ActorError(
+                f"graceful_stop({ref.path}) called by that actor or one of its descendants, "
+                "which would wait for its own end; use context.stop() instead"
+            )
         cell._request_stop()
         await cell._wait_terminated()
 
     def lookup(self, path: str) -> ActorRef:
         """The ref of the live actor at ``path`` (e.g. ``"/user/a/b"``); raises
         :class:`ActorNotFound` if there is none."""
+        self._check_thread()
         cell = self._find_cell(path)
         if cell is None:
             raise ActorNotFound(path)
@@ -138,14 +156,29 @@ class ActorSystem:
         return None if cell is None else cell.ref
 
     @property
+    def terminating(self) -> bool:
+        """Whether the system has begun to shut down (``system.spawn`` now refuses)."""
+        return self._terminating
+
+    @property
     def user_guardian(self) -> ActorRef:
         """The ref of ``/user``, the parent of top-level actors."""
         return self._guardian.ref
 
     # -- runtime ---------------------------------------------------------------------------
 
+    def _check_thread(self) -> None:
+        if threading.get_ident() != self._thread_id:
+            raise WrongThread(
+                f"actor system {self.name!r} used from a thread that does not run it; use "
+                "trio.from_thread.run_sync() / run() to call into the system's thread"
+            )
+
     def _own_cell(self, ref: ActorRef) -> ActorCell:
+        self._check_thread()
         cell = ref._resolve()
+        if cell is self._guardian:
+            raise ValueError("/user cannot be stopped by itself: leave open_system instead")
         if cell.system is not self:
             raise ValueError(
                 f"{ref.path} belongs to system {cell.system.name!r}, not {self.name!r}"
@@ -197,6 +230,14 @@ class ActorSystem:
         """A failure nobody watched: it ends the system and leaves ``open_system``."""
         self._failures.append((ref, error))
         self._body_scope.cancel()
+
+    async def _host(self, *, task_status: trio.TaskStatus[trio.Nursery]) -> None:
+        """Owns the nursery of every actor task, inside a shielded scope that gets a
+        deadline once shutdown begins."""
+        with self._host_scope:
+            async with trio.open_nursery() as nursery:
+                task_status.started(nursery)
+                await self._host_done.wait()
 
     async def _run_ask_deadlines(self) -> None:
         with self._ask_deadlines_scope:
@@ -257,7 +298,11 @@ async def open_system(
     _registry.register(system)
     body_error: BaseException | None = None
     try:
-        async with trio.open_nursery() as nursery:
+        async with trio.open_nursery() as outer:
+            # The actors live in a nursery of their own, shielded from the caller's cancel
+            # scopes: cancelling the block cancels the body, then the shutdown below runs
+            # in order, as on a normal exit (bounded by the host's deadline).
+            nursery: trio.Nursery = await outer.start(system._host, name=f"system {name}")
             system._nursery = nursery
             guardian = ActorContext(
                 system,
@@ -280,12 +325,18 @@ async def open_system(
                 # Re-raised below, outside the nursery, so that it is not wrapped in an
                 # exception group.
                 body_error = exc
+            settings = system.settings
+            system._terminating = True
+            system._host_scope.deadline = (
+                trio.current_time() + settings.shutdown_timeout + settings.stop_timeout
+            )
             with trio.CancelScope(shield=True) as shield:
-                shield.deadline = trio.current_time() + system.settings.shutdown_timeout
+                shield.deadline = trio.current_time() + settings.shutdown_timeout
                 await system._shutdown()
             system._ask_deadlines_scope.cancel()
             if guardian._state != DEAD:
-                nursery.cancel_scope.cancel()
+                nursery.cancel_scope.cancel()  # past shutdown_timeout: cancel the rest
+            system._host_done.set()
     except BaseException as crash:
         # A task of the system itself raised (a bug, or KeyboardInterrupt): that wins,
         # but the body's own error must not vanish with it.
@@ -296,6 +347,9 @@ async def open_system(
         _registry.unregister(system)
     if body_error is not None:
         if system._failures:
+            if isinstance(body_error, trio.Cancelled):
+                # The caller's scope would swallow the failures with the Cancelled.
+                raise UnhandledFailure(system._failures) from system._failures[0][1]
             body_error.add_note(str(UnhandledFailure(system._failures)))
         raise body_error
     if system._failures:
