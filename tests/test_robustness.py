@@ -128,3 +128,290 @@ async def test_the_body_error_is_kept_when_unhandled_failures_also_happen(
     with pytest.raises(KeyError) as caught:
         await body_fails_after_an_actor_did()
     assert any("RuntimeError('boom')" in note for note in caught.value.__notes__)
+
+
+# -- leaving open_system by cancellation ----------------------------------------------------
+
+
+class Worker2(actors.Actor):
+    def __init__(self, label: str, log: list[str]) -> None:
+        self.label = label
+        self.log = log
+
+    async def receive(self, message: Any) -> None:
+        await trio.sleep(0.5)
+        self.log.append(f"{self.label} finished {message}")
+
+    async def post_stop(self) -> None:
+        await trio.sleep(0.1)
+        self.log.append(f"{self.label} post_stop at {trio.current_time():g}")
+
+
+async def test_an_outer_cancel_runs_the_same_ordered_shutdown_as_a_normal_exit(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    log: list[str] = []
+    with trio.move_on_after(1.0) as scope:
+        async with actors.open_system("t") as system:
+            older = system.spawn(Worker2, "A", log)
+            newer = system.spawn(Worker2, "B", log)
+            await trio.sleep(0.8)
+            older.tell("job")
+            newer.tell("job")
+            await trio.sleep_forever()
+    assert scope.cancelled_caught
+    # Handlers finish their message (within stop_timeout); newest stops first.
+    assert log == [
+        "A finished job" if log[0].startswith("A") else "B finished job",
+        "B finished job" if log[0].startswith("A") else "A finished job",
+        "B post_stop at 1.4",
+        "A post_stop at 1.5",
+    ]
+
+
+class StuckChild(actors.Actor):
+    async def receive(self, message: Any) -> None:
+        await trio.sleep_forever()
+
+    async def post_stop(self) -> None:
+        await trio.sleep_forever()
+
+
+class ParentOfStuck(actors.Actor):
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def pre_start(self) -> None:
+        self.context.spawn(StuckChild, name="child").tell("work")
+
+    def post_stop(self) -> None:
+        self.log.append(f"parent post_stop at {trio.current_time():g}")
+
+
+async def test_past_shutdown_timeout_a_parent_still_runs_its_post_stop(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    log: list[str] = []
+    async with actors.open_system("t", shutdown_timeout=1, stop_timeout=5) as system:
+        system.spawn(ParentOfStuck, log, name="parent")
+        await trio.testing.wait_all_tasks_blocked()
+    assert log == ["parent post_stop at 6"]
+    assert trio.current_time() == 6
+
+
+# -- stash, PoisonPill and ask edge cases ---------------------------------------------------
+
+
+class Stasher(actors.Actor):
+    def __init__(self, log: list[Any]) -> None:
+        self.log = log
+
+    def receive(self, message: Any) -> Any:
+        self.log.append(message)
+        if message == "twice":
+            self.context.stash()
+            self.context.stash()
+        elif message == "stash-then-fail":
+            self.context.stash()
+            raise ValueError("failed after stashing")
+        elif message == "go":
+            return self.context.unstash_all()
+        return None
+
+
+async def test_stash_twice_is_refused_and_a_failed_stashed_message_never_comes_back(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    log: list[Any] = []
+    async with actors.open_system("t") as system:
+        ref = system.spawn(Stasher, log)
+        with pytest.raises(RuntimeError, match="already stashed"):
+            await ref.ask("twice")
+        with pytest.raises(ValueError, match="failed after stashing"):
+            await ref.ask("stash-then-fail")
+        # Both handlers failed after stashing: the failure settled their messages.
+        assert await ref.ask("go") == 0
+        await trio.testing.wait_all_tasks_blocked()
+    assert log == ["twice", "stash-then-fail", "go"]
+    assert system.dead_letter_count == 0
+
+
+class Timed(actors.Actor):
+    def pre_start(self) -> None:
+        self.context.timers.start_single("die", actors.PoisonPill, 2.0)
+
+    def receive(self, message: Any) -> Any:
+        return message
+
+
+async def test_a_poison_pill_from_a_timer_or_an_ask_stops_the_actor(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with actors.open_system("t") as system:
+        probe = TestProbe(system)
+        timed = probe.watch(system.spawn(Timed))
+        await probe.expect_terminated(timed)
+        assert trio.current_time() == 2.0
+        asked = probe.watch(system.spawn(Timed))
+        with pytest.raises(actors.ActorDead, match="PoisonPill"):
+            await asked.ask(actors.PoisonPill)
+        await probe.expect_terminated(asked)
+
+
+async def test_an_ask_in_a_cancelled_scope_sends_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    log: list[Any] = []
+    async with actors.open_system("t") as system:
+        ref = system.spawn(Stasher, log)
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await ref.ask("must not arrive")
+        await trio.testing.wait_all_tasks_blocked()
+        assert log == []
+        assert system.dead_letter_count == 0
+
+
+class Blocked(actors.Actor):
+    mailbox = Mailbox(capacity=1)
+
+    def __init__(self, log: list[Any]) -> None:
+        self.log = log
+
+    async def receive(self, message: Any) -> None:
+        await trio.sleep(1.0)
+        self.log.append(message)
+
+
+async def test_an_ask_that_times_out_waiting_for_room_is_never_enqueued(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    log: list[Any] = []
+    async with actors.open_system("t") as system:
+        ref = system.spawn(Blocked, log)
+        ref.tell("m0")
+        await trio.testing.wait_all_tasks_blocked()
+        ref.tell("m1")  # full until m0 is done, at t=1.0: the same instant as the timeout
+        with pytest.raises(actors.AskTimeout):
+            await ref.ask("question", timeout=1.0)
+        await trio.sleep(5)
+    assert log == ["m0", "m1"]
+    assert system.dead_letter_count == 0
+
+
+async def test_answered_asks_keep_no_reply_alive(
+    actor_system: actors.ActorSystem,
+) -> None:
+    import gc
+    import weakref
+
+    class Payload:
+        pass
+
+    class Giver(actors.Actor):
+        def receive(self, message: Any) -> Payload:
+            return Payload()
+
+    giver = actor_system.spawn(Giver)
+    alive = []
+    for _ in range(20):
+        alive.append(weakref.ref(await giver.ask("x")))
+    gc.collect()
+    assert sum(1 for ref in alive if ref() is not None) == 0
+
+
+async def test_a_ref_to_a_stopped_actor_keeps_its_spawn_arguments_alive_no_longer() -> None:
+    import gc
+    import weakref
+
+    class Big:
+        pass
+
+    class Holder(actors.Actor):
+        def __init__(self, big: Big) -> None:
+            self.big = big
+
+    async with actors.open_system("t") as system:
+        big = Big()
+        witness = weakref.ref(big)
+        ref = system.spawn(Holder, big)
+        del big
+        await system.graceful_stop(ref)
+        gc.collect()
+        assert witness() is None
+        assert ref.path == "/user/$1"
+
+
+# -- misuse that must give a clear error -------------------------------------------------------
+
+
+class SelfStopper(actors.Actor):
+    async def receive(self, message: Any) -> None:
+        await self.context.system.graceful_stop(self.context.self)
+
+
+async def test_graceful_stop_of_yourself_is_refused_not_a_deadlock(
+    actor_system: actors.ActorSystem,
+) -> None:
+    ref = actor_system.spawn(SelfStopper)
+    with pytest.raises(actors.ActorError, match="would wait for its own end"):
+        await ref.ask("stop yourself")
+
+
+async def test_the_user_guardian_cannot_be_stopped_by_hand(
+    actor_system: actors.ActorSystem,
+) -> None:
+    with pytest.raises(ValueError, match="/user"):
+        actor_system.stop(actor_system.user_guardian)
+    actor_system.user_guardian.tell(actors.PoisonPill)
+    await trio.testing.wait_all_tasks_blocked()
+    assert actor_system.find("/user") == actor_system.user_guardian
+    assert not actor_system.terminating
+
+
+async def test_terminating_is_true_once_shutdown_begins() -> None:
+    seen: list[bool] = []
+
+    class Observer(actors.Actor):
+        def post_stop(self) -> None:
+            seen.append(self.context.system.terminating)
+
+    async with actors.open_system("t") as system:
+        system.spawn(Observer)
+        await trio.testing.wait_all_tasks_blocked()  # started, so post_stop will run
+        assert not system.terminating
+    assert seen == [True]
+
+
+async def test_the_system_refuses_calls_from_other_threads(
+    actor_system: actors.ActorSystem,
+) -> None:
+    ref = actor_system.spawn(Stasher, [])
+
+    def from_thread() -> list[str]:
+        refused = []
+        for name, call in [
+            ("spawn", lambda: actor_system.spawn(Stasher, [])),
+            ("stop", lambda: actor_system.stop(ref)),
+            ("lookup", lambda: actor_system.lookup(ref.path)),
+            ("publish", lambda: actor_system.events.publish("event")),
+            ("subscribe", lambda: actor_system.events.subscribe(ref, str)),
+        ]:
+            try:
+                call()
+            except actors.WrongThread:
+                refused.append(name)
+        return refused
+
+    refused = await trio.to_thread.run_sync(from_thread)
+    assert refused == ["spawn", "stop", "lookup", "publish", "subscribe"]
+    assert [c.path for c in [ref]] == [ref.path]
+    assert len(actor_system.user_guardian._resolve()._children or {}) == 1  # nothing half-made
+
+
+async def test_subscribing_a_stopped_actor_does_nothing(actor_system: actors.ActorSystem) -> None:
+    ref = actor_system.spawn(Stasher, [])
+    await actor_system.graceful_stop(ref)
+    assert actor_system.events.subscribe(ref, str) is False
+    assert actor_system.events.subscribers(str) == []
+    assert actor_system.events.publish("event") == 0
