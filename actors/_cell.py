@@ -266,7 +266,10 @@ class ActorCell:
         objects that were the very reason for a dead letter). Called from another thread
         (an event of a system running elsewhere), it hands over to this system's thread."""
         if self._thread != _get_ident():
-            self.system._token.run_sync_soon(self._offer, message, sender, copy)
+            try:
+                self.system._token.run_sync_soon(self._offer, message, sender, copy)
+            except trio.RunFinishedError:  # that system has ended
+                self.system._dead_letter(message, sender, self.ref, DeadLetterReason.STOPPED)
             return
         if copy and self._roundtrip:
             try:
@@ -517,9 +520,16 @@ class ActorCell:
                             await self._loop()
                     except Exception as exc:
                         # A handler's error group that also held the Cancelled of the stop
-                        # deadline: the scope took its Cancelled, the rest is a failure.
-                        self._current = None
-                        self._fail(exc)
+                        # deadline: the scope took its Cancelled, the rest is an error of
+                        # the message being handled.
+                        current, self._current = self._current, None
+                        slot = None if current is None else current[2]
+                        if isinstance(slot, _Reply):
+                            self._complete(slot, None, exc)  # the asker gets it
+                        elif current is not None:
+                            self._failed_message(current, exc)
+                        else:
+                            self._fail(exc)
                     self._scope = None
                     break
             self._state = STOPPING

@@ -94,7 +94,9 @@ class EventBus:
             except ActorDead:  # its system has ended: the subscription ends too
                 self.unsubscribe(ref)
                 continue
-            cell._offer(event, None, copy)
+            cell._offer(event, None, copy)  # to a stopped actor: a dead letter
+            if cell._state == DEAD:  # of another system, which could not tell this bus
+                self.unsubscribe(ref)
         return len(targets)
 
     def subscribers(self, event_type: type) -> list[ActorRef]:

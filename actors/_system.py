@@ -50,8 +50,10 @@ class Settings:
     """How long a stopping actor may take to finish its current message, and then how
     long ``post_stop`` may take; past either, it is cancelled."""
     shutdown_timeout: float = attrs.field(default=60.0, validator=_positive)
-    """Upper bound on the whole ordered shutdown when leaving ``open_system``; actors
-    still running after it are cancelled (their cleanup is bounded by ``stop_timeout``)."""
+    """Upper bound on the ordered shutdown when leaving ``open_system``; actors still
+    running after it are cancelled, then each gets ``stop_timeout`` to stop its children
+    and ``stop_timeout`` for ``post_stop``: leaving takes at most ``shutdown_timeout + 2 *
+    stop_timeout``."""
     roundtrip_messages: bool = False
     """Pickle and unpickle (cloudpickle) every message and reply on send, proving it could
     cross a process boundary; an unpicklable one raises :class:`UnpicklableMessage`."""
@@ -152,6 +154,7 @@ class ActorSystem:
 
     def find(self, path: str) -> ActorRef | None:
         """Like :meth:`lookup`, but returns ``None`` when no actor lives at ``path``."""
+        self._check_thread()
         cell = self._find_cell(path)
         return None if cell is None else cell.ref
 
@@ -328,7 +331,7 @@ async def open_system(
             settings = system.settings
             system._terminating = True
             system._host_scope.deadline = (
-                trio.current_time() + settings.shutdown_timeout + settings.stop_timeout
+                trio.current_time() + settings.shutdown_timeout + 2 * settings.stop_timeout
             )
             with trio.CancelScope(shield=True) as shield:
                 shield.deadline = trio.current_time() + settings.shutdown_timeout

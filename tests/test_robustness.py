@@ -415,3 +415,22 @@ async def test_subscribing_a_stopped_actor_does_nothing(actor_system: actors.Act
     assert actor_system.events.subscribe(ref, str) is False
     assert actor_system.events.subscribers(str) == []
     assert actor_system.events.publish("event") == 0
+
+
+async def test_an_ask_cut_by_the_stop_deadline_with_an_error_group_gets_the_error(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with actors.open_system("t", stop_timeout=1.0) as system:
+        ref = system.spawn(ErrorWhileCancelled)
+
+        async def stop_soon() -> None:
+            await trio.sleep(0.5)
+            system.stop(ref)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stop_soon)
+            with pytest.raises(ExceptionGroup) as caught:
+                await ref.ask("q", timeout=10)
+        assert trio.current_time() == 1.5
+        assert caught.value.subgroup(ValueError) is not None
+        assert system.dead_letter_count == 0
