@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._cell import ASK, DEAD, NEW, ActorCell, Envelope, _Reply
+from ._cell import _NOTE, ASK, DEAD, NEW, ActorCell, Envelope, _Reply
 from ._errors import (
     ActorDead,
     ActorNameTaken,
@@ -20,7 +20,7 @@ from ._errors import (
     WrongThread,
 )
 from ._mailbox import Mailbox
-from ._messages import ReceiveTimeout
+from ._messages import ReceiveTimeout, Terminated
 from ._ref import ActorRef
 from ._timers import Timers
 
@@ -224,8 +224,18 @@ class ActorContext(ActorCell):
         """Stop watching ``ref``. No ``Terminated`` for it is delivered afterwards, not
         even one that was already queued. Returns ``ref``."""
         target = None if self._watching is None else self._watching.pop(ref, None)
-        if target is not None and target._watchers is not None:
+        if target is None:
+            return ref
+        if target._watchers is not None:
             target._watchers.pop(self, None)
+        # Withdraw its Terminated if already queued, so that a later watch of the same
+        # ref gets its own notification, not this one.
+        q = self._mailbox
+        for index, (message, _, slot) in enumerate(q):
+            if slot is _NOTE and message.__class__ is Terminated and message.ref == ref:
+                del q[index]
+                self._uncounted -= 1
+                break
         return ref
 
     # -- timers and receive timeout -------------------------------------------------------
