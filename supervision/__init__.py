@@ -1,7 +1,27 @@
-"""Supervision: OTP-style restart strategies for actors and plain trio tasks.
+"""Supervision: OTP-style restart policy for actors and for plain trio tasks.
 
-This package is importable but empty for now; it imports only trio and attrs, never
-``actors`` (the dependency runs one way: ``actors`` -> ``supervision``).
+This package imports only trio and attrs, never ``actors`` (the dependency runs one way:
+``actors`` -> ``supervision``). So far it holds the policy building blocks: directives
+and deciders, restart intensity, backoff with jitter, and the one-for-one, one-for-all
+and rest-for-one strategies. The supervisor that applies them comes next.
 """
 
-__all__: list[str] = []
+from ._backoff import Backoff, BackoffState
+from ._directive import Decider, Directive, decider_from, default_decider
+from ._intensity import IntensityTracker, RestartIntensity
+from ._strategy import OneForAll, OneForOne, RestForOne, Strategy
+
+__all__ = [
+    "Backoff",
+    "BackoffState",
+    "Decider",
+    "Directive",
+    "IntensityTracker",
+    "OneForAll",
+    "OneForOne",
+    "RestForOne",
+    "RestartIntensity",
+    "Strategy",
+    "decider_from",
+    "default_decider",
+]
