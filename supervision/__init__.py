@@ -2,24 +2,29 @@
 
 This package imports only trio and attrs, never ``actors`` (the dependency runs one way:
 ``actors`` -> ``supervision``). So far it holds the policy building blocks: directives
-and deciders, restart intensity, backoff with jitter, and the one-for-one, one-for-all
-and rest-for-one strategies. The supervisor that applies them comes next.
+and deciders, restart intensity, backoff with jitter, the one-for-one, one-for-all and
+rest-for-one strategies, and child specifications. The supervisor that applies them comes next.
 """
 
 from ._backoff import Backoff, BackoffState
 from ._directive import Decider, Directive, decider_from, default_decider
 from ._intensity import IntensityTracker, RestartIntensity
+from ._spec import BRUTAL, AutoShutdown, ChildSpec, Restart
 from ._strategy import OneForAll, OneForOne, RestForOne, Strategy
 
 __all__ = [
+    "BRUTAL",
+    "AutoShutdown",
     "Backoff",
     "BackoffState",
+    "ChildSpec",
     "Decider",
     "Directive",
     "IntensityTracker",
     "OneForAll",
     "OneForOne",
     "RestForOne",
+    "Restart",
     "RestartIntensity",
     "Strategy",
     "decider_from",

@@ -9,12 +9,16 @@ import sys
 import pytest
 
 from supervision import (
+    BRUTAL,
+    AutoShutdown,
     Backoff,
     BackoffState,
+    ChildSpec,
     Directive,
     IntensityTracker,
     OneForAll,
     OneForOne,
+    Restart,
     RestartIntensity,
     RestForOne,
     Strategy,
@@ -146,3 +150,25 @@ def test_strategies_carry_their_policy_and_are_abstract_at_the_root() -> None:
     assert strategy.backoff == Backoff(jitter=0.0)
     with pytest.raises(TypeError, match="abstract"):
         Strategy()  # type: ignore[abstract]
+
+
+def test_restart_types_follow_otp() -> None:
+    assert Restart.PERMANENT.restarts_after(abnormal=False)
+    assert Restart.PERMANENT.restarts_after(abnormal=True)
+    assert not Restart.TRANSIENT.restarts_after(abnormal=False)
+    assert Restart.TRANSIENT.restarts_after(abnormal=True)
+    assert not Restart.TEMPORARY.restarts_after(abnormal=True)
+
+
+def test_child_spec_defaults_and_validation() -> None:
+    spec = ChildSpec("worker", start=object)
+    assert (spec.restart, spec.shutdown, spec.significant) == (Restart.PERMANENT, 5.0, False)
+    assert ChildSpec("w", start=object, restart="transient").restart is Restart.TRANSIENT
+    assert ChildSpec("w", start=object, shutdown=BRUTAL).shutdown == BRUTAL
+    assert ChildSpec("w", start=object, restart=Restart.TEMPORARY, significant=True).significant
+    for bad in (0, -1, "soon", True):
+        with pytest.raises(ValueError, match="shutdown"):
+            ChildSpec("w", start=object, shutdown=bad)
+    with pytest.raises(ValueError, match="cannot be permanent"):
+        ChildSpec("w", start=object, significant=True)
+    assert {a.value for a in AutoShutdown} == {"never", "any_significant", "all_significant"}
