@@ -26,6 +26,7 @@ import cloudpickle
 import trio
 
 from ._actor import Actor, _constructing
+from ._address import Address
 from ._ask_deadlines import deadline_after
 from ._errors import (
     ActorDead,
@@ -35,6 +36,7 @@ from ._errors import (
     HandlerReturnedCoroutine,
     MailboxFull,
     MailboxOverflow,
+    SystemClosed,
     UnhandledMessage,
     UnpicklableMessage,
     WrongThread,
@@ -188,8 +190,6 @@ class ActorCell:
         throughput: int,
         stash_capacity: int,
     ) -> None:
-        from ._address import Address
-
         self.system = system
         self._parent = parent
         self._name = name
@@ -294,8 +294,6 @@ class ActorCell:
         try:
             self.system._token.run_sync_soon(self._offer, message, sender)
         except trio.RunFinishedError:
-            from ._errors import SystemClosed
-
             raise SystemClosed(
                 f"actor system {self.system.name!r} has ended; cannot deliver to {self.ref.path}"
             ) from None
@@ -365,6 +363,11 @@ class ActorCell:
 
     def _append(self, envelope: Envelope) -> None:
         self._mailbox.append(envelope)
+        self._wake()
+
+    def _wake(self) -> None:
+        """Reschedule the actor's task if it is parked on an empty mailbox (``_tell``
+        inlines this: it is the per-message hot path)."""
         task = self._parked
         if task is not None:
             self._parked = None
@@ -479,10 +482,7 @@ class ActorCell:
             self._sysq = [(kind, arg)]
         else:
             self._sysq.append((kind, arg))
-        task = self._parked
-        if task is not None:
-            self._parked = None
-            _reschedule(task)
+        self._wake()
 
     def _request_stop(self, deadline: float | None = None) -> None:
         """Ask the actor to stop after its current message. If it has not left its

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
+from ._cell import DEAD
+
 if TYPE_CHECKING:
     from ._cell import ActorCell
 
@@ -91,8 +93,6 @@ class Timers:
 
     def _start(self, timer: _Timer, first_delay: float) -> None:
         cell = self._cell
-        from ._cell import DEAD
-
         if cell._state == DEAD:
             return
         self.cancel(timer.key)
