@@ -8,6 +8,7 @@ rest-for-one strategies, and child specifications. The supervisor that applies t
 
 from ._backoff import Backoff, BackoffState
 from ._directive import Decider, Directive, decider_from, default_decider
+from ._engine import ChildState, Plan, RestartEngine, TooManyRestarts
 from ._intensity import IntensityTracker, RestartIntensity
 from ._spec import BRUTAL, AutoShutdown, ChildSpec, Restart
 from ._strategy import OneForAll, OneForOne, RestForOne, Strategy
@@ -18,15 +19,19 @@ __all__ = [
     "Backoff",
     "BackoffState",
     "ChildSpec",
+    "ChildState",
     "Decider",
     "Directive",
     "IntensityTracker",
     "OneForAll",
     "OneForOne",
+    "Plan",
     "RestForOne",
+    "RestartEngine",
     "Restart",
     "RestartIntensity",
     "Strategy",
+    "TooManyRestarts",
     "decider_from",
     "default_decider",
 ]

@@ -20,11 +20,17 @@ class Strategy(abc.ABC):
     """What a supervisor does when a child fails: ``decider`` picks the directive,
     ``intensity`` bounds restarts (then the supervisor gives up and fails itself), and
     an optional ``backoff`` delays each restart. Subclasses say which children a
-    restart or stop applies to."""
+    restart or stop applies to.
+
+    ``stop_children`` matters for children that have children of their own (actors):
+    by default a restarted child's own children are stopped with its old instance
+    (Akka's default); ``False`` keeps them running under the fresh instance.
+    """
 
     decider: Decider = default_decider
     intensity: RestartIntensity = attrs.field(factory=RestartIntensity)
     backoff: Backoff | None = None
+    stop_children: bool = True
 
     @abc.abstractmethod
     def affected(self, children: Sequence[K], failed: K) -> list[K]:
