@@ -1,23 +1,29 @@
 """Supervision: OTP-style restart policy for actors and for plain trio tasks.
 
 This package imports only trio and attrs, never ``actors`` (the dependency runs one way:
-``actors`` -> ``supervision``). So far it holds the policy building blocks: directives
-and deciders, restart intensity, backoff with jitter, the one-for-one, one-for-all and
-rest-for-one strategies, and child specifications. The supervisor that applies them comes next.
+``actors`` -> ``supervision``). It holds the policy building blocks (directives and
+deciders, restart intensity, backoff with jitter, the one-for-one, one-for-all and
+rest-for-one strategies, child specifications), the pure :class:`RestartEngine` that
+turns them into decisions, and :class:`TaskSupervisor`, which applies those decisions to
+plain trio tasks.
 """
 
 from ._backoff import Backoff, BackoffState
+from ._child import ChildCounts, ChildInfo, stop_requested
 from ._directive import Decider, Directive, decider_from, default_decider
 from ._engine import ChildState, Plan, RestartEngine, TooManyRestarts
 from ._intensity import IntensityTracker, RestartIntensity
 from ._spec import BRUTAL, AutoShutdown, ChildSpec, Restart
 from ._strategy import OneForAll, OneForOne, RestForOne, Strategy
+from ._tasks import TaskSupervisor, open_supervisor
 
 __all__ = [
     "BRUTAL",
     "AutoShutdown",
     "Backoff",
     "BackoffState",
+    "ChildCounts",
+    "ChildInfo",
     "ChildSpec",
     "ChildState",
     "Decider",
@@ -31,7 +37,10 @@ __all__ = [
     "Restart",
     "RestartIntensity",
     "Strategy",
+    "TaskSupervisor",
     "TooManyRestarts",
     "decider_from",
     "default_decider",
+    "open_supervisor",
+    "stop_requested",
 ]

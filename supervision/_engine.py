@@ -54,8 +54,10 @@ class Plan:
     is set, wait ``delay`` seconds and start the children in ``start`` (in start order).
 
     ``directive`` is the decider's answer (``None`` for a normal exit). With ``RESUME``
-    the failed child keeps running as it is (only a driver that can resume, such as the
-    actor runtime, uses it; the others treat it as ``RESTART`` without a delay).
+    the failed child keeps running as it is, for a driver that can resume (the actor
+    runtime). An engine built with ``can_resume=False`` (for trio tasks, which cannot
+    go on after raising) answers ``RESUME`` with a restart of the failed child alone,
+    in ``start``, without a backoff delay but counted towards restart intensity.
 
     ``give_up`` (a :class:`TooManyRestarts`) and ``escalate`` (the child's error) both
     mean: stop every child in reverse start order, then fail the supervisor with that
@@ -96,17 +98,20 @@ class RestartEngine:
     from the caller. The engine never starts or stops anything itself.
     """
 
-    __slots__ = ("_children", "_intensity", "_rng", "auto_shutdown", "strategy")
+    __slots__ = ("_children", "_intensity", "_rng", "auto_shutdown", "can_resume", "strategy")
 
     def __init__(
         self,
         strategy: Strategy,
         auto_shutdown: AutoShutdown = AutoShutdown.NEVER,
         rng: random.Random | None = None,
+        *,
+        can_resume: bool = True,
     ) -> None:
         if not isinstance(strategy, Strategy):
             raise TypeError(f"strategy must be a supervision.Strategy, got {strategy!r}")
         self.strategy = strategy
+        self.can_resume = can_resume
         self.auto_shutdown = AutoShutdown(auto_shutdown)
         self._rng = rng if rng is not None else random.Random()
         self._intensity = IntensityTracker(strategy.intensity)
@@ -193,17 +198,19 @@ class RestartEngine:
                 return self._end(child_id, None, escalate=exc)
             if directive is Directive.ESCALATE:
                 return self._end(child_id, directive, escalate=error)
-            if directive is Directive.RESUME:
+            if directive is Directive.RESUME and self.can_resume:
                 # The child goes on as it is: no restart, nothing counted.
                 state.running = True
                 return Plan(child_id, directive)
+        # Past this point RESUME means the driver cannot resume: restart the child alone.
+        resume = directive is Directive.RESUME
         if directive is Directive.STOP or not spec.restart.restarts_after(
             abnormal=error is not None
         ):
             return self._gone_for_good(child_id, directive)
         # A restart (a failure with RESTART, or a permanent child that ended normally).
         delay = 0.0
-        if state.backoff is not None:
+        if state.backoff is not None and not resume:
             next_delay = state.backoff.next_delay(now, state.started_at)
             if next_delay is None:  # the backoff's max_restarts is used up: stop it
                 return self._gone_for_good(child_id, Directive.STOP)
@@ -215,7 +222,7 @@ class RestartEngine:
             gave_up.__cause__ = cause
             return self._end(child_id, directive, give_up=gave_up)
         order = list(self._children)
-        affected = strategy.affected(order, child_id)
+        affected = [child_id] if resume else strategy.affected(order, child_id)
         stop = [cid for cid in reversed(affected) if cid != child_id and self._is_running(cid)]
         for cid in stop:
             self._children[cid].running = False
