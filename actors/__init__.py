@@ -30,15 +30,27 @@ from ._events import EventBus
 from ._mailbox import Mailbox, Overflow
 from ._messages import (
     ActorFailed,
+    ActorRestarted,
     ActorStarted,
     ActorStopped,
     DeadLetter,
     DeadLetterReason,
     PoisonPill,
     ReceiveTimeout,
+    SupervisorGaveUp,
     Terminated,
 )
 from ._ref import ActorRef
+from ._supervisor import (
+    CountChildren,
+    DeleteChild,
+    RestartChild,
+    StartChild,
+    SupervisedChild,
+    Supervisor,
+    TerminateChild,
+    WhichChildren,
+)
 from ._system import ActorSystem, Settings, open_system
 from ._timers import Timers
 
@@ -52,13 +64,16 @@ __all__ = [
     "ActorNameTaken",
     "ActorNotFound",
     "ActorRef",
+    "ActorRestarted",
     "ActorStarted",
     "ActorStopped",
     "ActorSystem",
     "Address",
     "AskTimeout",
+    "CountChildren",
     "DeadLetter",
     "DeadLetterReason",
+    "DeleteChild",
     "EventBus",
     "HandlerReturnedCoroutine",
     "InvalidActorName",
@@ -68,14 +83,21 @@ __all__ = [
     "Overflow",
     "PoisonPill",
     "ReceiveTimeout",
+    "RestartChild",
     "Settings",
+    "StartChild",
     "StashOverflow",
+    "SupervisedChild",
+    "Supervisor",
+    "SupervisorGaveUp",
     "SystemClosed",
+    "TerminateChild",
     "Terminated",
     "Timers",
     "UnhandledFailure",
     "UnhandledMessage",
     "UnpicklableMessage",
+    "WhichChildren",
     "WrongThread",
     "open_system",
 ]

@@ -7,6 +7,8 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from supervision import Strategy
+
     from ._context import ActorContext
     from ._mailbox import Mailbox
 
@@ -23,14 +25,19 @@ class Actor:
     actor's own task, so a failing constructor is an actor failure like any other. All
     handlers of one actor run one at a time, never concurrently: the state needs no locks.
 
-    Class attributes ``mailbox``, ``throughput`` and ``stash_capacity`` set defaults for
-    every spawn of the class (``None``: the system's setting); the ``spawn`` arguments
-    ``mailbox`` and ``throughput`` override them.
+    Class attributes ``mailbox``, ``throughput``, ``stash_capacity`` and
+    ``supervisor_strategy`` set defaults for every spawn of the class (``None``: the
+    system's setting); the ``spawn`` arguments of the same names (but
+    ``stash_capacity``) override them.
+
+    ``supervisor_strategy`` (a :class:`supervision.Strategy`) is how this actor
+    supervises the children it spawns: what happens to a child that fails.
     """
 
     mailbox: ClassVar[Mailbox | None] = None
     throughput: ClassVar[int | None] = None
     stash_capacity: ClassVar[int | None] = None
+    supervisor_strategy: ClassVar[Strategy | None] = None
 
     _actor_cell: ActorContext | None
 
@@ -82,16 +89,20 @@ class Actor:
         return None
 
     def pre_restart(self, error: BaseException, message: Any) -> Awaitable[None] | None:
-        """Called on the failed instance before a supervisor replaces it (supervision).
+        """Called on the failed instance before its supervisor replaces it.
 
-        ``message`` is the message whose handling failed, or ``None``. The default calls
-        :meth:`post_stop`."""
+        ``message`` is the message whose handling failed (``None`` if the failure was
+        elsewhere, or if the actor restarts because a sibling failed). Its timers are
+        already cancelled; its children are stopped right after this returns, unless the
+        supervisor's strategy keeps them. The default calls :meth:`post_stop`. Raising
+        here is a new failure, reported to the supervisor (it counts towards restart
+        intensity)."""
         return self.post_stop()
 
     def post_restart(self, error: BaseException) -> Awaitable[None] | None:
-        """Called on the fresh instance after a restart, instead of :meth:`pre_start`.
-
-        The default calls :meth:`pre_start`."""
+        """Called on the fresh instance after a restart, instead of :meth:`pre_start`,
+        before it processes the waiting messages. The default calls :meth:`pre_start`.
+        Raising here is a new failure, reported to the supervisor."""
         return self.pre_start()
 
 

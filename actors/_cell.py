@@ -14,7 +14,9 @@ cheaper than a memory channel.
 
 from __future__ import annotations
 
+import functools
 import inspect
+import logging
 import math
 import threading
 from collections import deque
@@ -24,6 +26,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import cloudpickle
 import trio
+
+from supervision import BRUTAL, ChildSpec, Directive, Restart, RestartEngine, Strategy
 
 from ._actor import Actor, _constructing
 from ._address import Address
@@ -44,10 +48,12 @@ from ._errors import (
 from ._mailbox import Mailbox, Overflow
 from ._messages import (
     ActorFailed,
+    ActorRestarted,
     ActorStarted,
     ActorStopped,
     DeadLetterReason,
     PoisonPill,
+    SupervisorGaveUp,
     Terminated,
 )
 from ._ref import ActorRef
@@ -57,6 +63,7 @@ if TYPE_CHECKING:
     from ._system import ActorSystem
     from ._timers import Timers, _Timer
 
+_log: Final = logging.getLogger("actors.supervision")
 _get_ident: Final = threading.get_ident
 _reschedule: Final = trio.lowlevel.reschedule
 _current_task: Final = trio.lowlevel.current_task
@@ -76,13 +83,22 @@ NOTE: Final = 3  # Terminated, ReceiveTimeout: from the runtime, not counted in 
 
 # System-lane requests.
 _STOP: Final = 1
-_FAIL: Final = 2
+_FAIL: Final = 2  # arg: (error, stop its children before reporting the failure)
 _RESCOPE: Final = 3
+_RESTART: Final = 4  # arg: (error, delay): a sibling failed, the strategy restarts this one
 
 # Whether each ``receive`` method (the function in its class) is ``async def``.
 _ASYNC_RECEIVE: dict[object, bool] = {}
 
 Envelope = tuple[Any, "ActorRef | None", "_Reply | _Timer | _Note | None"]
+_Failure = tuple[BaseException, Any]  # (error, the message being handled or None)
+
+
+@functools.cache
+def _child_spec(name: str) -> ChildSpec:
+    """The implicit spec of a child spawned with ``spawn``: restarted on failure only
+    (Akka semantics: a child that stops normally is gone)."""
+    return ChildSpec(name, None, restart=Restart.TRANSIENT, shutdown=BRUTAL)
 
 
 class _Reply:
@@ -144,18 +160,24 @@ class ActorCell:
         "_children",
         "_current",
         "_current_stashed",
+        "_drop_children",
+        "_engine",
         "_factory",
+        "_failure",
         "_granted",
         "_instance",
         "_last_activity",
         "_mailbox",
         "_name",
+        "_on_child_exit",
         "_overflow",
         "_parent",
         "_parked",
+        "_ready",
         "_reason",
         "_recv_timeout",
         "_recv_timeout_msg",
+        "_restart_order",
         "_roundtrip",
         "_scope",
         "_space",
@@ -165,6 +187,9 @@ class ActorCell:
         "_state",
         "_stop_deadline",
         "_stop_requested",
+        "_stopped_by_parent",
+        "_strategy",
+        "_suspended",
         "_sysq",
         "_task",
         "_terminated",
@@ -189,6 +214,7 @@ class ActorCell:
         mailbox: Mailbox,
         throughput: int,
         stash_capacity: int,
+        strategy: Strategy | None = None,
     ) -> None:
         self.system = system
         self._parent = parent
@@ -202,7 +228,7 @@ class ActorCell:
         self._mailbox: deque[Envelope] = deque()
         self._uncounted = 0  # timer ticks and notes in the mailbox: outside capacity
         self._capacity = mailbox.capacity
-        self._overflow = mailbox.overflow
+        self._overflow: Overflow | None = mailbox.overflow  # None: restart stash full
         self._sysq: list[tuple[int, Any]] | None = None
         self._parked: trio.lowlevel.Task | None = None
         self._task: trio.lowlevel.Task | None = None
@@ -231,6 +257,16 @@ class ActorCell:
         self._terminated: trio.Event | None = None
         self._space: trio.lowlevel.ParkingLot | None = None
         self._granted = 0  # waiting senders woken for a free place, not yet enqueued
+        # Supervision: of its children (strategy, engine), and of itself by its parent.
+        self._strategy = strategy
+        self._engine: RestartEngine | None = None
+        self._on_child_exit: Callable[[ActorCell], None] | None = None
+        self._failure: _Failure | None = None
+        self._restart_order: tuple[BaseException, float] | None = None
+        self._suspended: tuple[int | None, Overflow | None] | None = None
+        self._drop_children = False
+        self._stopped_by_parent = False
+        self._ready: trio.Event | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.ref.path}>"
@@ -421,9 +457,12 @@ class ActorCell:
             self._append((message, sender, None))
             # After the append: the dead letter may re-enter this mailbox (a subscriber).
             self._discard(oldest, DeadLetterReason.DROPPED_OLDEST)
+        elif policy is None:  # restarting: the restart stash is full
+            reason = DeadLetterReason.RESTART_STASH_OVERFLOW
+            self.system._dead_letter(message, sender, self.ref, reason)
         else:
             self.system._dead_letter(message, sender, self.ref, DeadLetterReason.OVERFLOW)
-            self._system_request(_FAIL, MailboxOverflow(self.ref.path, capacity))
+            self._system_request(_FAIL, (MailboxOverflow(self.ref.path, capacity), False))
 
     def _pop_oldest_counted(self) -> Envelope | None:
         """Remove and return the oldest envelope that counts against capacity (timer ticks
@@ -505,33 +544,23 @@ class ActorCell:
         self._task = _current_task()
         self._state = RUNNING
         try:
-            if not self._stop_requested and await self._start():
-                # A stop deadline can only be missed while user code awaits, i.e. in an
-                # async handler: only then does the loop run in a cancel scope (entering
-                # one costs as much as starting a task). A parked actor wakes for a stop.
+            if not self._stop_requested:
+                failure = await self._start(None)
                 while True:
-                    if not self._behavior_async:
-                        if await self._loop():
+                    if failure is not None:
+                        # Supervision: the parent resumes, restarts or stops this actor.
+                        if not await self._recover(*failure):
                             break
-                        continue  # become() switched to an async behaviour
-                    try:
-                        with trio.CancelScope(deadline=self._stop_deadline) as scope:
-                            self._scope = scope
-                            await self._loop()
-                    except Exception as exc:
-                        # A handler's error group that also held the Cancelled of the stop
-                        # deadline: the scope took its Cancelled, the rest is an error of
-                        # the message being handled.
-                        current, self._current = self._current, None
-                        slot = None if current is None else current[2]
-                        if isinstance(slot, _Reply):
-                            self._complete(slot, None, exc)  # the asker gets it
-                        elif current is not None:
-                            self._failed_message(current, exc)
-                        else:
-                            self._fail(exc)
-                    self._scope = None
-                    break
+                    elif self._restart_order is not None:
+                        # A sibling failed and the strategy restarts this actor too.
+                        (error, delay), self._restart_order = self._restart_order, None
+                        if not await self._recover(error, None, delay):
+                            break
+                    elif self._stop_requested:
+                        break
+                    failure = await self._serve()
+                    if failure is None and self._restart_order is None:
+                        break  # asked to stop
             self._state = STOPPING
             self._stop_requested = True
             await self._stop_children()
@@ -553,15 +582,50 @@ class ActorCell:
             raise
         self._finalize()
 
-    async def _start(self) -> bool:
+    async def _serve(self) -> _Failure | None:
+        """Process messages until the actor must stop (``None``), has failed (the
+        failure), or was told to restart with its siblings (``None`` with
+        ``_restart_order`` set)."""
+        # A stop deadline can only be missed while user code awaits, i.e. in an async
+        # handler: only then does the loop run in a cancel scope (entering one costs as
+        # much as starting a task). A parked actor wakes for a stop.
+        while True:
+            if not self._behavior_async:
+                if await self._loop():
+                    break
+                continue  # become() switched to an async behaviour
+            try:
+                with trio.CancelScope(deadline=self._stop_deadline) as scope:
+                    self._scope = scope
+                    await self._loop()
+            except Exception as exc:
+                # A handler's error group that also held the Cancelled of the stop
+                # deadline: the scope took its Cancelled, the rest is an error of the
+                # message being handled.
+                current, self._current = self._current, None
+                slot = None if current is None else current[2]
+                if isinstance(slot, _Reply):
+                    self._complete(slot, None, exc)  # the asker gets it
+                elif current is not None:
+                    self._failed_message(current, exc)
+                else:
+                    self._fail(exc)
+            finally:
+                self._scope = None
+            break
+        failure, self._failure = self._failure, None
+        return failure
+
+    async def _start(self, restarted_after: BaseException | None) -> _Failure | None:
+        """Create the instance and run ``pre_start`` (``post_restart(error)`` after a
+        restart). Returns the failure, or ``None`` (also when asked to stop meanwhile)."""
         _constructing.cell = self
         try:
             instance = self._factory()
             if not isinstance(instance, Actor):
                 raise TypeError(f"the factory returned {type(instance).__qualname__}, not an Actor")
         except Exception as exc:
-            self._fail(ActorInitializationError(self.ref.path, exc))
-            return False
+            return self._failed_start(ActorInitializationError(self.ref.path, exc))
         finally:
             _constructing.cell = None
         self._instance = instance
@@ -579,23 +643,254 @@ class ActorCell:
             bottom = (instance.receive, inspect.iscoroutinefunction(instance.receive))
             self._behaviors = [bottom if b[0] is _not_started else b for b in self._behaviors]
         try:
-            result = instance.pre_start()
-            if result is not None:
-                with trio.CancelScope(deadline=self._stop_deadline) as scope:
-                    self._scope = scope
-                    await result
-                self._scope = None
-                if scope.cancelled_caught:
-                    return False  # asked to stop, and the deadline passed while starting
+            if restarted_after is None:
+                result = instance.pre_start()
+            else:
+                result = instance.post_restart(restarted_after)
+            if result is not None and not await self._await_hook(result):
+                return None  # asked to stop, and the deadline passed while starting
         except Exception as exc:
-            self._scope = None
-            self._fail(ActorInitializationError(self.ref.path, exc))
-            return False
+            return self._failed_start(ActorInitializationError(self.ref.path, exc))
         self._started = True
+        if self._ready is not None:
+            self._ready.set()
         bus = self.system.events
         if bus._subscriptions:
-            bus._publish_runtime(ActorStarted(self.ref))
-        return True
+            if restarted_after is None:
+                bus._publish_runtime(ActorStarted(self.ref))
+            else:
+                bus._publish_runtime(ActorRestarted(self.ref, restarted_after))
+        return None
+
+    def _failed_start(self, error: ActorInitializationError) -> _Failure | None:
+        self._fail(error)
+        failure, self._failure = self._failure, None
+        return failure
+
+    async def _await_hook(self, result: Any) -> bool:
+        """Await an ``async`` lifecycle hook within the stop deadline. ``False`` if the
+        deadline cancelled it."""
+        with trio.CancelScope(deadline=self._stop_deadline) as scope:
+            self._scope = scope
+            try:
+                await result
+            finally:
+                self._scope = None
+        return not scope.cancelled_caught
+
+    # -- supervision (the child's side) ---------------------------------------------------
+
+    async def _recover(
+        self, error: BaseException, message: Any, delay: float | None = None
+    ) -> bool:
+        """This actor failed with ``error`` (on ``message``, if any): let its supervisor
+        (the parent) decide, and carry out the verdict in this task. With ``delay``
+        given, the supervisor has already decided to restart it (a sibling failed).
+
+        Returns ``True`` to go on processing messages (resumed or restarted), ``False``
+        to stop. A failure while restarting is reported again, so it counts towards the
+        supervisor's restart intensity: no endless restart loop is possible."""
+        self._suspend()
+        try:
+            if self._drop_children:  # it gives up: its children stop before it reports
+                self._drop_children = False
+                await self._stop_children()
+            while True:
+                if self._stop_requested:
+                    if self._reason is None:
+                        self._reason = error
+                    return False
+                if delay is None:
+                    parent = self._parent
+                    if parent is None:  # /user itself failed: that ends the system
+                        self._reason = error
+                        self.system._unhandled_failure(self.ref, error)
+                        return False
+                    can_resume = self._started and self._instance is not None
+                    directive, delay = parent._child_failed(self, error, can_resume)
+                    if directive is Directive.RESUME:
+                        return True
+                    if directive is not Directive.RESTART:
+                        self._reason = error
+                        self._stop_requested = True
+                        return False
+                failure = await self._restart(error, message, delay)
+                if failure is None:
+                    return not self._stop_requested
+                (error, message), delay = failure, None
+        finally:
+            self._unsuspend()
+            if self._sysq:  # a group restart ordered meanwhile is already done
+                self._sysq = [r for r in self._sysq if r[0] != _RESTART] or None
+
+    async def _restart(self, error: BaseException, message: Any, delay: float) -> _Failure | None:
+        """Replace the instance in place: the ref, the mailbox and the watches stay;
+        timers, receive timeout, behaviour stack and (unless the strategy keeps them)
+        children go with the old instance. Stashed messages return to the mailbox."""
+        self._restart_order = None
+        self._current = None
+        if self._timers is not None:
+            self._timers.cancel_all()
+        self._recv_timeout = None
+        self._recv_timeout_msg = None
+        stash = self._stash
+        if stash:
+            self._uncounted += sum(1 for _, _, s in stash if s is not None and s.kind != ASK)
+            self._mailbox.extendleft(reversed(stash))
+            stash.clear()
+        old = self._instance
+        if old is not None and self._started:
+            self._started = False
+            try:
+                result = old.pre_restart(error, message)
+                if result is not None:
+                    await self._await_hook(result)
+            except Exception as exc:
+                self._fail(exc)
+                failure, self._failure = self._failure, None
+                return failure
+        parent = self._parent
+        if parent is None or parent._children_strategy().stop_children:
+            await self._stop_children()
+        if delay > 0:
+            await self._wait_backoff(trio.current_time() + delay)
+        if self._stop_requested:
+            return None
+        self._instance = None
+        self._behavior = _not_started
+        self._behavior_async = False
+        self._behaviors = None
+        failure = await self._start(error)
+        if failure is None and self._started and parent is not None:
+            parent._child_restarted(self)
+        return failure
+
+    async def _wait_backoff(self, until: float) -> None:
+        """Wait until ``until`` (a restart backoff), or less if asked to stop. Messages
+        that arrive meanwhile wait in the mailbox (bounded: see ``_suspend``)."""
+        while not self._stop_requested and trio.current_time() < until:
+            with trio.move_on_at(until):
+                self._parked = _current_task()
+                await _wait_task_rescheduled(self._abort_park)
+
+    def _suspend(self) -> None:
+        """While the supervisor decides and a restart (or its backoff) runs, the mailbox
+        is the restart stash: it holds at most ``restart_stash_capacity`` messages, and
+        more go to dead letters (``restart-stash-overflow``). A mailbox whose own bound
+        is tighter keeps its own bound and policy."""
+        limit = self.system.settings.restart_stash_capacity
+        if self._capacity is None or self._capacity > limit:
+            self._suspended = (self._capacity, self._overflow)
+            self._capacity = limit
+            self._overflow = None  # None: the restart stash is full
+
+    def _unsuspend(self) -> None:
+        saved, self._suspended = self._suspended, None
+        if saved is not None:
+            self._capacity, self._overflow = saved
+            if self._space is not None:
+                self._wake_senders()
+
+    # -- supervision (the parent's side) --------------------------------------------------
+
+    def _children_strategy(self) -> Strategy:
+        """The strategy this actor applies to its children."""
+        strategy = self._strategy
+        if strategy is None:
+            settings = self.system.settings
+            strategy = settings.supervisor_strategy
+            if self._parent is None and settings.guardian_strategy is not None:
+                strategy = settings.guardian_strategy
+            self._strategy = strategy
+        return strategy
+
+    def _children_engine(self) -> RestartEngine:
+        """The restart engine over this actor's children, made at the first failure of a
+        child (spawning stays cheap until then)."""
+        engine = self._engine
+        if engine is None:
+            engine = RestartEngine(self._children_strategy(), rng=self.system._rng)
+            self._engine = engine
+            now = trio.current_time()
+            for name, child in (self._children or {}).items():
+                if child._state != DEAD:
+                    engine.add(_child_spec(name))
+                    engine.started(name, now)
+        return engine
+
+    def _child_failed(
+        self, child: ActorCell, error: BaseException, can_resume: bool
+    ) -> tuple[Directive, float]:
+        """Decide about a failed child (called from the child's task). Returns the
+        child's own verdict (``RESUME``, ``RESTART`` with a delay, or ``STOP``) and
+        carries out the rest: siblings restarted or stopped by the strategy, or this
+        actor giving up / escalating."""
+        if self._stop_requested or self._state >= STOPPING:
+            return Directive.STOP, 0.0  # a stopping parent stops its children anyway
+        engine = self._children_engine()
+        name = child._name
+        if name not in engine:
+            return Directive.STOP, 0.0
+        plan = engine.exited(name, error, trio.current_time())
+        directive = plan.directive
+        if plan.give_up is not None:
+            bus = self.system.events
+            if bus._subscriptions:
+                bus._publish_runtime(SupervisorGaveUp(self.ref, child.ref, error))
+            self._escalate(child, plan.give_up, stop_children=True)
+            return Directive.STOP, 0.0
+        if plan.escalate is not None:
+            self._escalate(child, plan.escalate, stop_children=False)
+            return Directive.STOP, 0.0
+        if plan.shutdown:
+            self._request_stop()
+            return Directive.STOP, 0.0
+        if directive is Directive.RESUME:
+            if can_resume:
+                return Directive.RESUME, 0.0
+            # Nothing to resume (the constructor or pre_start failed): stop it, rather
+            # than retry without counting towards intensity.
+            engine.stopped(name)
+            return Directive.STOP, 0.0
+        children = self._children or {}
+        for sibling_name in plan.stop:
+            sibling = children.get(sibling_name)
+            if sibling is None:
+                continue
+            if sibling_name in plan.start:
+                sibling._system_request(_RESTART, (error, plan.delay))
+            else:
+                self._stop_child(sibling)
+        if name in plan.start:
+            return Directive.RESTART, plan.delay
+        return Directive.STOP, 0.0
+
+    def _escalate(self, child: ActorCell, error: BaseException, *, stop_children: bool) -> None:
+        """Fail this actor with ``error`` (from a child): its own supervisor decides.
+        At the root (``/user``) the failure ends the system: ``open_system`` raises it."""
+        if self._parent is None:
+            self.system._unhandled_failure(child.ref, error)
+            return
+        self._system_request(_FAIL, (error, stop_children))
+
+    def _child_restarted(self, child: ActorCell) -> None:
+        engine = self._engine
+        if engine is not None and child._name in engine:
+            engine.started(child._name, trio.current_time())
+
+    def _child_gone(self, child: ActorCell) -> None:
+        """A child has fully stopped: a supervisor built from child specs decides what
+        follows; other actors just forget it."""
+        engine = self._engine
+        name = child._name
+        if engine is None or name not in engine:
+            return
+        if self._on_child_exit is not None:
+            self._on_child_exit(child)
+            return
+        engine.stopped(name)
+        if name in engine:
+            engine.delete(name)
 
     def _set_behavior(self, handler: Callable[[Any], Any], is_async: bool | None = None) -> None:
         self._behavior = handler
@@ -719,7 +1014,7 @@ class ActorCell:
     def _failed_message(self, envelope: Envelope, error: Exception) -> None:
         message, sender, _ = envelope
         self.system._dead_letter(message, sender, self.ref, DeadLetterReason.FAILED)
-        self._fail(error)
+        self._fail(error, message)
 
     async def _park(self) -> None:
         timeout = self._recv_timeout
@@ -739,29 +1034,42 @@ class ActorCell:
         return _Abort.SUCCEEDED
 
     def _take_system_requests(self) -> int:
-        """0: go on; _STOP: stop now; _RESCOPE: leave the loop to re-enter it in a cancel
+        """0: go on; _STOP: leave the loop (to stop, to be supervised after a failure, or
+        to restart with a sibling); _RESCOPE: leave the loop to re-enter it in a cancel
         scope (the behaviour became async)."""
         requests, self._sysq = self._sysq, None
         assert requests is not None
         action = 0
         for kind, arg in requests:
             if kind == _FAIL:
-                self._fail(arg)
+                error, drop_children = arg
+                self._drop_children = drop_children
+                self._fail(error)
                 return _STOP
             if kind == _STOP:
                 return _STOP
-            if kind == _RESCOPE and self._scope is None:
+            if kind == _RESTART:
+                if self._restart_order is None:
+                    self._restart_order = arg
+                action = _STOP
+            elif kind == _RESCOPE and self._scope is None and action == 0:
                 action = _RESCOPE
         return action
 
-    def _fail(self, error: BaseException) -> None:
-        """Record a failure: the actor stops; watchers will see ``error``."""
-        self._stop_requested = True
-        if self._reason is None:
-            self._reason = error
+    def _fail(self, error: BaseException, message: Any = None) -> None:
+        """Record a failure (``message``: the one being handled, if any). A running actor
+        leaves its loop and its supervisor decides; one that is already stopping only
+        reports it: the error becomes the reason of its stop."""
         bus = self.system.events
         if bus._subscriptions:
             bus._publish_runtime(ActorFailed(self.ref, error))
+        if self._stop_requested or self._state != RUNNING:
+            if self._reason is None:
+                self._reason = error
+            _log.error("%s failed while stopping", self.ref.path, exc_info=error)
+            return
+        if self._failure is None:
+            self._failure = (error, message)
 
     # == stopping ==========================================================================
 
@@ -773,8 +1081,23 @@ class ActorCell:
             if child._state == DEAD:  # already gone (it leaves the dict when it ends)
                 children.pop(name, None)
                 continue
-            child._request_stop()
+            self._stop_child(child)
             await child._wait_terminated()
+
+    def _stop_child(self, child: ActorCell) -> None:
+        """Ask a child to stop on this actor's behalf (not an exit of its own). A child
+        with a spec (see :class:`Supervisor`) gets the deadline of its ``shutdown``:
+        ``BRUTAL`` cancels its handler at once."""
+        child._stopped_by_parent = True
+        deadline = None
+        engine = self._engine
+        if engine is not None and self._on_child_exit is not None and child._name in engine:
+            shutdown = engine.state(child._name).spec.shutdown
+            deadline = trio.current_time()
+            if shutdown != BRUTAL:
+                assert isinstance(shutdown, int | float)
+                deadline += shutdown
+        child._request_stop(deadline)
 
     async def _run_post_stop(self) -> None:
         if self._timers is not None:
@@ -801,6 +1124,17 @@ class ActorCell:
             if cell._children:
                 pending.extend(cell._children.values())
         return False
+
+    async def _wait_ready(self) -> bool:
+        """Wait until the actor has started (``True``) or has stopped (``False``); a
+        start that fails and is restarted counts once the restart succeeds."""
+        if not self._started and self._state != DEAD:
+            if self._ready is None:
+                self._ready = trio.Event()
+            await self._ready.wait()
+        else:
+            await trio.lowlevel.checkpoint()
+        return self._state != DEAD
 
     async def _wait_terminated(self) -> None:
         if self._state == DEAD:
@@ -835,6 +1169,8 @@ class ActorCell:
                 self._recv_timeout_msg = None
                 if self._terminated is not None:
                     self._terminated.set()
+                if self._ready is not None:
+                    self._ready.set()
 
     def _drain(self) -> None:
         """Dead-letter everything that will never be processed; fail pending asks."""
@@ -863,15 +1199,13 @@ class ActorCell:
         siblings = None if parent is None else parent._children
         if siblings is not None and siblings.get(self._name) is self:
             del siblings[self._name]
+        if parent is not None:
+            parent._child_gone(self)
         reason = self._reason
         watchers, self._watchers = self._watchers, None
-        handled = False
         for watcher in watchers or ():
-            handled |= watcher._watched_terminated(self.ref, reason, True)
+            watcher._watched_terminated(self.ref, reason, True)
         system = self.system
-        if reason is not None and not handled:
-            # Nobody who will still process messages watched it: never swallow it.
-            system._unhandled_failure(self.ref, reason)
         if system.events._subscriptions:
             system.events._publish_runtime(ActorStopped(self.ref, reason))
 

@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._cell import _NOTE, ASK, DEAD, NEW, ActorCell, Envelope, _Reply
+from supervision import Strategy
+
+from ._cell import _NOTE, ASK, DEAD, NEW, ActorCell, Envelope, _child_spec, _Reply
 from ._errors import (
     ActorDead,
     ActorNameTaken,
@@ -107,6 +109,7 @@ class ActorContext(ActorCell):
         name: str | None = None,
         mailbox: Mailbox | None = None,
         throughput: int | None = None,
+        supervisor_strategy: Strategy | None = None,
         **kwargs: Any,
     ) -> ActorRef:
         """Start a child actor and return its ref at once.
@@ -114,9 +117,12 @@ class ActorContext(ActorCell):
         ``factory(*args, **kwargs)`` (usually the actor class) is called inside the new
         actor's task; messages sent before it has started wait in its mailbox. ``name``
         must be unique among live siblings (default: a generated ``$n`` name).
-        ``mailbox`` and ``throughput`` default to the class attributes of the same name,
+        ``mailbox``, ``throughput`` and ``supervisor_strategy`` (how the new actor will
+        supervise its own children) default to the class attributes of the same name,
         then to the system settings. (Arguments for the factory that are themselves
-        called ``name``, ``mailbox`` or ``throughput`` need a ``functools.partial``.)
+        called ``name``, ``mailbox``, ``throughput`` or ``supervisor_strategy`` need a
+        ``functools.partial``.) The new actor is supervised by this one, with this
+        actor's ``supervisor_strategy``.
 
         Raises :class:`InvalidActorName`, :class:`ActorNameTaken`, or
         :class:`SystemClosed` if this actor has been asked to stop (for ``system.spawn``:
@@ -149,6 +155,12 @@ class ActorContext(ActorCell):
         _check_positive_int("throughput", throughput)
         stash_capacity = _class_default(factory, "stash_capacity", settings.stash_capacity)
         _check_positive_int("stash_capacity", stash_capacity)
+        if supervisor_strategy is None:
+            supervisor_strategy = _class_default(factory, "supervisor_strategy", None)
+        if supervisor_strategy is not None and not isinstance(supervisor_strategy, Strategy):
+            raise TypeError(
+                f"supervisor_strategy must be a supervision.Strategy, got {supervisor_strategy!r}"
+            )
         if args or kwargs:
             factory = functools.partial(factory, *args, **kwargs)
         child = ActorContext(
@@ -161,9 +173,15 @@ class ActorContext(ActorCell):
             mailbox,
             throughput,
             stash_capacity,
+            supervisor_strategy,
         )
         system._nursery.start_soon(child._run, name=path)
         children[name] = child  # registered once its task exists
+        engine = self._engine
+        if engine is not None:  # supervision has begun: it must know every child
+            if name not in engine:
+                engine.add(_child_spec(name))
+            engine.started(name, trio.current_time())
         return child.ref
 
     def stop(self, ref: ActorRef | None = None) -> None:

@@ -51,6 +51,9 @@ class DeadLetterReason(enum.StrEnum):
     pickled (``tell`` and ``ask`` raise :class:`UnpicklableMessage` instead)."""
     ASK_EXPIRED = "ask-expired"
     """The reply to an ``ask`` whose caller had already given up (timeout or cancel)."""
+    RESTART_STASH_OVERFLOW = "restart-stash-overflow"
+    """The recipient was restarting (or waiting out a restart backoff) and already held
+    ``Settings.restart_stash_capacity`` messages."""
 
 
 @attrs.frozen
@@ -83,9 +86,33 @@ class ActorStopped:
 @attrs.frozen
 class ActorFailed:
     """Published when an actor fails: its handler (outside an ``ask``), its constructor or
-    a lifecycle hook raised. The actor stops; watchers get ``Terminated`` with ``error``."""
+    a lifecycle hook raised, or its mailbox overflowed under ``fail``. Its supervisor
+    (the parent) then resumes, restarts or stops it, or escalates the error. A failure
+    while the actor is already stopping (e.g. in ``post_stop``) is only reported: it
+    becomes the ``reason`` of its ``ActorStopped`` and ``Terminated``."""
 
     ref: ActorRef
+    error: BaseException
+
+
+@attrs.frozen
+class ActorRestarted:
+    """Published when a supervisor has restarted an actor in place after ``error``: the
+    fresh instance is running (``post_restart`` has returned), with the same ref and
+    mailbox."""
+
+    ref: ActorRef
+    error: BaseException
+
+
+@attrs.frozen
+class SupervisorGaveUp:
+    """Published when ``supervisor`` gives up because ``child`` failed (with ``error``)
+    once more than its restart intensity allows: the supervisor stops its children and
+    fails with :class:`supervision.TooManyRestarts`, which escalates to its own parent."""
+
+    supervisor: ActorRef
+    child: ActorRef
     error: BaseException
 
 
@@ -115,6 +142,8 @@ for _cls in (
     ActorStarted,
     ActorStopped,
     ActorFailed,
+    ActorRestarted,
+    SupervisorGaveUp,
     ReceiveTimeout,
 ):
     _cls.__module__ = "actors"

@@ -12,6 +12,8 @@ from typing import Any
 import attrs
 import trio
 
+from supervision import OneForOne, Strategy
+
 from . import _registry
 from ._actor import Actor
 from ._ask_deadlines import AskDeadlines
@@ -54,6 +56,22 @@ class Settings:
     running after it are cancelled, then each gets ``stop_timeout`` to stop its children
     and ``stop_timeout`` for ``post_stop``: leaving takes at most ``shutdown_timeout + 2 *
     stop_timeout``."""
+    supervisor_strategy: Strategy = attrs.field(factory=OneForOne)
+    """How actors supervise their children when neither their class nor ``spawn`` sets
+    a ``supervisor_strategy``: by default one-for-one, restart on ``Exception``,
+    escalate anything else, at most 3 restarts within 5 seconds."""
+    guardian_strategy: Strategy | None = None
+    """How ``/user`` supervises top-level actors (``None``: ``supervisor_strategy``).
+    When ``/user`` gives up or a failure is escalated to it, the system shuts down and
+    ``open_system`` raises :class:`UnhandledFailure`."""
+    restart_stash_capacity: int = attrs.field(default=10_000, validator=_positive_int)
+    """While an actor is being restarted (or waits out a restart backoff), at most this
+    many messages wait in its mailbox; more go to dead letters with reason
+    ``restart-stash-overflow``. A bounded mailbox with a smaller capacity keeps its own
+    capacity and overflow policy."""
+    seed: int | None = None
+    """Seed of the system's random source (the jitter of restart backoffs), for
+    reproducible runs; ``None``: seeded from the operating system."""
     roundtrip_messages: bool = False
     """Pickle and unpickle (cloudpickle) every message and reply on send, proving it could
     cross a process boundary; an unpicklable one raises :class:`UnpicklableMessage`."""
@@ -84,6 +102,7 @@ class ActorSystem:
         self.dead_letter_count = 0
         """How many messages went to dead letters so far."""
         self._uids = random.Random(int.from_bytes(os.urandom(8), "little"))
+        self._rng = random.Random(settings.seed)  # restart jitter (Settings.seed)
         self._thread_id = threading.get_ident()
         self._token = trio.lowlevel.current_trio_token()
         self._failures: list[tuple[ActorRef, BaseException]] = []
@@ -108,6 +127,7 @@ class ActorSystem:
         name: str | None = None,
         mailbox: Mailbox | None = None,
         throughput: int | None = None,
+        supervisor_strategy: Strategy | None = None,
         **kwargs: Any,
     ) -> ActorRef:
         """Start a top-level actor (child of ``/user``) and return its ref at once.
@@ -116,7 +136,13 @@ class ActorSystem:
         :class:`SystemClosed` once the system is shutting down."""
         self._check_thread()
         return self._guardian.spawn(
-            factory, *args, name=name, mailbox=mailbox, throughput=throughput, **kwargs
+            factory,
+            *args,
+            name=name,
+            mailbox=mailbox,
+            throughput=throughput,
+            supervisor_strategy=supervisor_strategy,
+            **kwargs,
         )
 
     def stop(self, ref: ActorRef) -> None:
@@ -268,6 +294,10 @@ async def open_system(
     stop_timeout: float | None = None,
     shutdown_timeout: float | None = None,
     roundtrip_messages: bool | None = None,
+    supervisor_strategy: Strategy | None = None,
+    guardian_strategy: Strategy | None = None,
+    restart_stash_capacity: int | None = None,
+    seed: int | None = None,
 ) -> AsyncIterator[ActorSystem]:
     """Run an actor system for the duration of the ``async with`` block.
 
@@ -277,9 +307,10 @@ async def open_system(
     siblings newest first, each with ``stop_timeout`` to finish its current message and
     again for ``post_stop``; the whole shutdown is bounded by ``shutdown_timeout``.
 
-    An actor failure that nobody handled (no watcher that is not itself stopping was
-    notified of it) cancels the body, shuts the system down in that order, and is raised
-    from the ``async with`` as :class:`UnhandledFailure`. If the body itself raised,
+    Top-level actors are supervised by ``/user`` (see ``Settings.guardian_strategy``).
+    A failure that reaches it (escalated, or ``/user`` gave up after too many restarts)
+    cancels the body, shuts the system down in that order, and is raised from the
+    ``async with`` as :class:`UnhandledFailure`. If the body itself raised,
     that exception propagates and unhandled failures are attached to it as a note.
     Cancellation of the surrounding scope also shuts the system down (within bounded
     time) and propagates.
@@ -294,6 +325,10 @@ async def open_system(
             ("stop_timeout", stop_timeout),
             ("shutdown_timeout", shutdown_timeout),
             ("roundtrip_messages", roundtrip_messages),
+            ("supervisor_strategy", supervisor_strategy),
+            ("guardian_strategy", guardian_strategy),
+            ("restart_stash_capacity", restart_stash_capacity),
+            ("seed", seed),
         )
         if value is not None
     }

@@ -1,0 +1,287 @@
+"""``Supervisor``: an actor that runs a static set of children from child specs (OTP)."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from supervision import (
+    AutoShutdown,
+    ChildCounts,
+    ChildSpec,
+    Restart,
+    RestartEngine,
+    Strategy,
+)
+
+from ._actor import Actor
+from ._context import check_name
+from ._errors import ActorDead
+from ._messages import SupervisorGaveUp
+from ._ref import ActorRef
+
+if TYPE_CHECKING:
+    from ._cell import ActorCell
+
+
+@attrs.frozen
+class WhichChildren:
+    """Ask a :class:`Supervisor` for its children: the reply is a list of
+    :class:`SupervisedChild`, in start order."""
+
+
+@attrs.frozen
+class CountChildren:
+    """Ask a :class:`Supervisor` how many children it knows and runs: the reply is a
+    :class:`supervision.ChildCounts`."""
+
+
+@attrs.frozen
+class StartChild:
+    """Ask a :class:`Supervisor` to add ``spec`` after its other children and start it.
+    The reply is the new child's ref once it has started. Fails (the asker gets the
+    error) with ``ValueError`` if a child with that id exists, or ``ActorDead`` if the
+    child stopped before it could start."""
+
+    spec: ChildSpec
+
+
+@attrs.frozen
+class RestartChild:
+    """Ask a :class:`Supervisor` to start again a known child that is not running (after
+    :class:`TerminateChild`, or one that ended for good). The reply is its new ref.
+    Fails with ``KeyError`` for an unknown id and ``RuntimeError`` if it runs."""
+
+    id: str
+
+
+@attrs.frozen
+class TerminateChild:
+    """Ask a :class:`Supervisor` to stop a child per its ``shutdown`` spec; the reply
+    (``None``) comes once it has stopped. It is not restarted and keeps its place
+    (a temporary child is forgotten). Fails with ``KeyError`` for an unknown id."""
+
+    id: str
+
+
+@attrs.frozen
+class DeleteChild:
+    """Ask a :class:`Supervisor` to forget the spec of a child that is not running.
+    Fails with ``KeyError`` for an unknown id and ``RuntimeError`` if it runs."""
+
+    id: str
+
+
+@attrs.frozen
+class SupervisedChild:
+    """One child of a :class:`Supervisor`: its id, its ref while it runs (else
+    ``None``), its restart type and whether it is significant."""
+
+    id: str
+    ref: ActorRef | None
+    restart: Restart
+    significant: bool
+
+
+@attrs.frozen
+class _StartAgain:
+    """Sent by a supervisor to itself: start these stopped children again."""
+
+    ids: tuple[str, ...]
+
+
+class Supervisor(Actor):
+    """An actor whose only job is to supervise children given as child specs: a static
+    supervision tree in the style of OTP.
+
+    Each :class:`supervision.ChildSpec` has an ``id`` that becomes the child's actor name,
+    and a ``start`` that is the actor factory (an ``Actor`` subclass, or a callable such as
+    ``functools.partial(Worker, 3)``). Children start in order, each after the previous
+    one has finished ``pre_start``, and stop in reverse order, each with its spec's
+    ``shutdown`` deadline (``BRUTAL``: its handler is cancelled at once; ``post_stop``
+    still runs).
+
+    A child that fails is handled by ``strategy`` like any actor's child: restarted in
+    place (same ref and mailbox), resumed, stopped, or escalated. The spec's restart type
+    adds OTP's rules: a transient child is never restarted after a normal stop, a
+    temporary one never at all (and is forgotten when it ends), and a permanent child
+    that stops by itself is started again as a new incarnation with the same name.
+    ``auto_shutdown`` makes the exit of significant children stop the supervisor.
+
+    Manage it at run time with the messages :class:`WhichChildren`,
+    :class:`CountChildren`, :class:`StartChild`, :class:`RestartChild`,
+    :class:`TerminateChild` and :class:`DeleteChild` (use ``ask``).
+    """
+
+    def __init__(
+        self,
+        children: Sequence[ChildSpec] = (),
+        strategy: Strategy | None = None,
+        auto_shutdown: AutoShutdown = AutoShutdown.NEVER,
+    ) -> None:
+        context = self.context
+        if strategy is None:
+            strategy = context._children_strategy()
+        engine = RestartEngine(strategy, AutoShutdown(auto_shutdown), context.system._rng)
+        for spec in children:
+            _check_spec(spec)
+            engine.add(spec)
+        context._strategy = strategy
+        context._engine = engine
+        context._on_child_exit = self._child_exited
+        self._engine = engine
+
+    async def pre_start(self) -> None:
+        for child_id in list(self._engine):
+            if await self._start(str(child_id)) is None:
+                break  # it stopped before it could start: the supervisor is ending
+
+    async def receive(self, message: Any) -> Any:
+        engine = self._engine
+        if isinstance(message, WhichChildren):
+            return [
+                SupervisedChild(
+                    str(cid),
+                    self._live_ref(cid),
+                    engine.state(cid).spec.restart,
+                    engine.state(cid).spec.significant,
+                )
+                for cid in engine
+            ]
+        if isinstance(message, CountChildren):
+            return ChildCounts(len(engine), sum(self._live_ref(c) is not None for c in engine))
+        if isinstance(message, StartChild):
+            _check_spec(message.spec)
+            engine.add(message.spec)
+            return await self._started_or_dead(message.spec.id)
+        if isinstance(message, RestartChild):
+            self._known(message.id)
+            if self._live_ref(message.id) is not None:
+                raise RuntimeError(f"child {message.id!r} is already running")
+            return await self._started_or_dead(message.id)
+        if isinstance(message, TerminateChild):
+            self._known(message.id)
+            cell = self._cell_of(message.id)
+            if cell is not None:
+                self.context._stop_child(cell)
+                await cell._wait_terminated()
+            if message.id in engine:
+                engine.stopped(message.id)
+            return None
+        if isinstance(message, DeleteChild):
+            self._known(message.id)
+            if self._cell_of(message.id) is not None:
+                raise RuntimeError(
+                    f"child {message.id!r} is running; terminate it before deleting it"
+                )
+            engine.delete(message.id)
+            return None
+        if isinstance(message, _StartAgain):
+            for child_id in message.ids:
+                cell = self._cell_of(child_id)
+                if cell is not None:
+                    if not cell._stopped_by_parent:
+                        continue  # started meanwhile (RestartChild)
+                    await cell._wait_terminated()  # the old incarnation is still stopping
+                if child_id in engine:
+                    await self._start(child_id)
+            return None
+        self.unhandled(message)
+        return None
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    async def _start(self, child_id: str) -> ActorRef | None:
+        """Spawn a child from its spec and wait until it has started; ``None`` if it
+        stopped first (its start failed for good)."""
+        spec = self._engine.state(child_id).spec
+        cell = self._cell_of(child_id)
+        if cell is not None and not cell._stopped_by_parent:
+            # Kept through a restart of this supervisor (its strategy keeps children).
+            self._engine.started(child_id, trio.current_time())
+        else:
+            if cell is not None:
+                await cell._wait_terminated()
+            self.context.spawn(spec.start, name=child_id)
+            cell = self._cell_of(child_id)
+            assert cell is not None
+        return cell.ref if await cell._wait_ready() else None
+
+    async def _started_or_dead(self, child_id: Hashable) -> ActorRef:
+        ref = await self._start(str(child_id))
+        if ref is None:
+            raise ActorDead(f"{self.context.ref.path}/{child_id}", "stopped before it started")
+        return ref
+
+    def _known(self, child_id: str) -> None:
+        if child_id not in self._engine:
+            raise KeyError(f"{self.context.ref.path} has no child with id {child_id!r}")
+
+    def _cell_of(self, child_id: Hashable) -> ActorCell | None:
+        children = self.context._children
+        cell = None if children is None or not isinstance(child_id, str) else children.get(child_id)
+        return cell
+
+    def _live_ref(self, child_id: Hashable) -> ActorRef | None:
+        cell = self._cell_of(child_id)
+        return None if cell is None or cell._stop_requested else cell.ref
+
+    def _child_exited(self, child: ActorCell) -> None:
+        """A child has fully stopped (called from its task): apply its restart type."""
+        context = self.context
+        engine = self._engine
+        name = child._name
+        if context._engine is not engine:
+            return  # this instance has been replaced by a restart
+        if child._stopped_by_parent or context._stop_requested:
+            engine.stopped(name)
+            return
+        if not engine.state(name).running:
+            return  # a failure the strategy already settled (stopped or gave up)
+        plan = engine.exited(name, None, trio.current_time())
+        if plan.give_up is not None:
+            bus = context.system.events
+            if bus._subscriptions:
+                bus._publish_runtime(SupervisorGaveUp(context.ref, child.ref, plan.give_up.error))
+            context._escalate(child, plan.give_up, stop_children=True)
+            return
+        if plan.shutdown:
+            context._request_stop()
+            return
+        children = context._children or {}
+        for sibling in plan.stop:
+            cell = children.get(sibling)
+            if cell is not None:
+                context._stop_child(cell)
+        if plan.start:
+            again = _StartAgain(tuple(str(cid) for cid in plan.start))
+            if plan.delay > 0:
+                context.timers.start_single(again, again, plan.delay)
+            else:
+                context._offer(again, None, copy=False)
+
+
+def _check_spec(spec: object) -> None:
+    if not isinstance(spec, ChildSpec):
+        raise TypeError(f"children must be supervision.ChildSpec, got {spec!r}")
+    if not isinstance(spec.id, str):
+        raise TypeError(f"an actor child's id is its name, a str; got {spec.id!r}")
+    check_name(spec.id)
+    if not callable(spec.start):
+        raise TypeError(f"child {spec.id!r}: start must be an actor factory, got {spec.start!r}")
+
+
+for _cls in (
+    WhichChildren,
+    CountChildren,
+    StartChild,
+    RestartChild,
+    TerminateChild,
+    DeleteChild,
+    SupervisedChild,
+    Supervisor,
+):
+    _cls.__module__ = "actors"
