@@ -11,6 +11,26 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 EXPECTED = {
+    "supervision_tree.py": [
+        "store: up",
+        "fetcher: up",
+        "fetcher: down",
+        "monitor: dead letter 'ftp://old.example.org' (failed)",
+        "fetcher: restarted after ValueError(\"cannot fetch 'ftp://old.example.org'\")",
+        "monitor: /user/services/fetcher restarted",
+        "pages stored: 2",
+        "same fetcher ref: True",
+        "fetcher: down",
+        "monitor: dead letter 'gopher://1' (failed)",
+        "fetcher: restarted after ValueError(\"cannot fetch 'gopher://1'\")",
+        "monitor: /user/services/fetcher restarted",
+        "fetcher: down",
+        "monitor: dead letter 'gopher://2' (failed)",
+        "monitor: /user/services gave up on /user/services/fetcher",
+        "store: down",
+        "system ended: /user/services: supervisor gave up: child 'fetcher' failed with "
+        "ValueError(\"cannot fetch 'gopher://2'\") after 2 restart(s) within 10 s",
+    ],
     "quickstart.py": [
         "total: 55",
         "refused: cannot add a negative amount (-1)",
