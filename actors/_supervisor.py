@@ -18,6 +18,7 @@ from supervision import (
 )
 
 from ._actor import Actor
+from ._cell import _NOTE
 from ._context import check_name
 from ._errors import ActorDead
 from ._messages import SupervisorGaveUp
@@ -260,8 +261,8 @@ class Supervisor(Actor):
             again = _StartAgain(tuple(str(cid) for cid in plan.start))
             if plan.delay > 0:
                 context.timers.start_single(again, again, plan.delay)
-            else:
-                context._offer(again, None, copy=False)
+            else:  # outside the mailbox's capacity, like a timer tick: never dropped
+                context._append_uncounted((again, None, _NOTE))
 
 
 def _check_spec(spec: object) -> None:

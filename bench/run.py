@@ -25,6 +25,7 @@ WORKLOADS = {
     "W3": "w3_fanout.py",
     "W4": "w4_spawn.py",
     "W5": "w5_ring.py",
+    "W6": "w6_restart.py",
 }
 
 

@@ -532,7 +532,7 @@ async def test_a_failure_in_post_stop_is_reported_not_raised(
 
 
 async def test_a_failure_during_shutdown_does_not_restart_and_the_system_ends(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     stopped: list[str] = []
 
@@ -547,11 +547,19 @@ async def test_a_failure_during_shutdown_does_not_restart_and_the_system_ends(
         def post_restart(self, error: BaseException) -> None:
             stopped.append("restarted")
 
+    caplog.set_level(logging.ERROR, logger="actors.supervision")
     async with actors.open_system("shutdown", stop_timeout=1.0) as system:
         ref = system.spawn(FailsOnStop, name="f")
         ref.tell("hang")
         await trio.testing.wait_all_tasks_blocked()
+        left_at = trio.current_time()
+    # Cancelled at its stop deadline, it raised: reported, not restarted, not raised.
     assert stopped == ["handler"]
+    assert trio.current_time() == left_at + 1.0
+    [record] = [r for r in caplog.records if r.name == "actors.supervision"]
+    assert record.getMessage() == "/user/f failed while stopping"
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], Boom)
 
 
 # -- the Supervisor actor ------------------------------------------------------------------
@@ -722,3 +730,47 @@ async def test_supervisor_rejects_a_bad_spec_as_an_initialization_error(
             terminated = await probe.expect_terminated(ref)
             assert isinstance(terminated.reason, actors.ActorInitializationError)
             assert message in str(terminated.reason)
+
+
+async def test_a_failing_pre_start_counts_towards_intensity_and_cannot_loop(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    attempts: list[str] = []
+
+    class NeverStarts(Actor):
+        def pre_start(self) -> None:
+            attempts.append("pre_start")
+            raise Boom("no database")
+
+    strategy = sv.OneForOne(intensity=sv.RestartIntensity(max_restarts=3, within=60.0))
+
+    async def run_system() -> None:
+        async with actors.open_system("pre-start", guardian_strategy=strategy) as system:
+            system.spawn(NeverStarts, name="n")
+            await trio.sleep_forever()
+
+    with pytest.raises(actors.UnhandledFailure) as info:
+        await run_system()
+    # The first start and 3 restarts (post_restart calls pre_start), then /user gives up.
+    assert attempts == ["pre_start"] * 4
+    [(ref, error)] = info.value.failures
+    assert ref.path == "/user/n"
+    assert isinstance(error, sv.TooManyRestarts)
+    assert isinstance(error.error, actors.ActorInitializationError)
+    assert isinstance(error.error.cause, Boom)
+
+
+async def test_ask_errors_are_the_callers_and_never_restart_the_actor(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    log: list[tuple[Any, ...]] = []
+    async with actors.open_system("ask-errors") as system:
+        seen = await _events(system, actors.ActorFailed, actors.ActorRestarted)
+        ref = system.spawn(Worker, log, name="w")
+        ref.tell(1)
+        with pytest.raises(Boom):
+            await ref.ask(Crash())
+        assert await ref.ask("count") == 1
+        await trio.testing.wait_all_tasks_blocked()
+    assert seen == []
+    assert log.count(("init", "w")) == 1
