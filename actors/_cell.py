@@ -163,6 +163,7 @@ class ActorCell:
         "_drop_children",
         "_engine",
         "_factory",
+        "_failing",
         "_failure",
         "_granted",
         "_instance",
@@ -265,6 +266,7 @@ class ActorCell:
         self._restart_order: tuple[BaseException, float] | None = None
         self._suspended: tuple[int | None, Overflow | None] | None = None
         self._drop_children = False
+        self._failing = False  # it gave up or escalated: no more decisions until handled
         self._stopped_by_parent = False
         self._ready: trio.Event | None = None
 
@@ -563,6 +565,7 @@ class ActorCell:
                         break  # asked to stop
             self._state = STOPPING
             self._stop_requested = True
+            self._settle_pending_failures()
             await self._stop_children()
             await self._run_post_stop()
         except BaseException:
@@ -571,6 +574,7 @@ class ActorCell:
             if self._state != DEAD:
                 self._state = STOPPING
                 self._stop_requested = True
+                self._settle_pending_failures()
                 stop_timeout = self.system.settings.stop_timeout
                 with trio.CancelScope(shield=True) as shield:
                     shield.deadline = trio.current_time() + stop_timeout
@@ -720,8 +724,19 @@ class ActorCell:
                 (error, message), delay = failure, None
         finally:
             self._unsuspend()
+            self._failing = False
             if self._sysq:  # a group restart ordered meanwhile is already done
                 self._sysq = [r for r in self._sysq if r[0] != _RESTART] or None
+
+    def _settle_pending_failures(self) -> None:
+        """The actor stops: a failure still queued for it (a give-up or an escalation
+        from a child) is reported as a failure while stopping, never dropped."""
+        requests = self._sysq
+        if requests and any(kind == _FAIL for kind, _ in requests):
+            self._sysq = [r for r in requests if r[0] != _FAIL] or None
+            for kind, arg in requests:
+                if kind == _FAIL:
+                    self._fail(arg[0])
 
     async def _restart(self, error: BaseException, message: Any, delay: float) -> _Failure | None:
         """Replace the instance in place: the ref, the mailbox and the watches stay;
@@ -825,8 +840,15 @@ class ActorCell:
         child's own verdict (``RESUME``, ``RESTART`` with a delay, or ``STOP``) and
         carries out the rest: siblings restarted or stopped by the strategy, or this
         actor giving up / escalating."""
-        if self._stop_requested or self._state >= STOPPING:
-            return Directive.STOP, 0.0  # a stopping parent stops its children anyway
+        if self._stop_requested or self._state >= STOPPING or self._failing:
+            # A stopping (or failing) parent stops its children anyway: report it.
+            _log.error(
+                "%s failed while its supervisor %s was stopping or failing",
+                child.ref.path,
+                self.ref.path,
+                exc_info=error,
+            )
+            return Directive.STOP, 0.0
         engine = self._children_engine()
         name = child._name
         if name not in engine:
@@ -871,6 +893,7 @@ class ActorCell:
         if self._parent is None:
             self.system._unhandled_failure(child.ref, error)
             return
+        self._failing = True
         self._system_request(_FAIL, (error, stop_children))
 
     def _child_restarted(self, child: ActorCell) -> None:
@@ -1040,11 +1063,19 @@ class ActorCell:
         requests, self._sysq = self._sysq, None
         assert requests is not None
         action = 0
-        for kind, arg in requests:
+        for index, (kind, arg) in enumerate(requests):
             if kind == _FAIL:
                 error, drop_children = arg
                 self._drop_children = drop_children
                 self._fail(error)
+                for later_kind, later_arg in requests[index + 1 :]:
+                    if later_kind == _FAIL:  # one failure is handled; report the others
+                        self._fail(later_arg[0])
+                        _log.error(
+                            "%s also failed while a failure was handled",
+                            self.ref.path,
+                            exc_info=later_arg[0],
+                        )
                 return _STOP
             if kind == _STOP:
                 return _STOP

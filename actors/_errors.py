@@ -171,11 +171,12 @@ class ActorInitializationError(ActorError):
 
 
 class UnhandledFailure(ActorError):
-    """Raised out of ``open_system`` when an actor failed and nobody handled it.
+    """Raised out of ``open_system`` when a failure reached the top of the supervision
+    tree: ``/user`` gave up on a top-level actor (``supervision.TooManyRestarts``) or a
+    failure was escalated to it.
 
-    A failure is handled when at least one watcher that is not itself stopping was
-    notified (it receives ``Terminated`` carrying the error). ``failures`` lists every unhandled
-    ``(ref, error)`` in the order they happened; ``__cause__`` is the first error.
+    ``failures`` lists every such ``(ref of the top-level actor, error)`` in the order
+    they happened; ``__cause__`` is the first error.
     """
 
     def __init__(self, failures: list[tuple[ActorRef, BaseException]]) -> None:

@@ -256,7 +256,8 @@ class ActorSystem:
             self.events._publish_runtime(DeadLetter(message, sender, recipient, reason))
 
     def _unhandled_failure(self, ref: ActorRef, error: BaseException) -> None:
-        """A failure nobody watched: it ends the system and leaves ``open_system``."""
+        """A failure that reached ``/user`` (a give-up or an escalation): it ends the
+        system and leaves ``open_system``."""
         self._failures.append((ref, error))
         self._body_scope.cancel()
 

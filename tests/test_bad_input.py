@@ -14,8 +14,16 @@ import trio
 import trio.testing
 
 import actors
+import supervision
 from actors import ActorStarted, DeadLetter, DeadLetterReason, Mailbox
 from actors.testing import TestProbe
+
+# Top-level actors that fail stop (watchers get ``Terminated`` with the error) instead of
+# being restarted by ``/user``.
+STOP_ON_FAILURE = supervision.OneForOne(
+    decider=supervision.decider_from({Exception: supervision.Directive.STOP})
+)
+stop_on_failure = pytest.mark.actor_system(guardian_strategy=STOP_ON_FAILURE)
 
 # -- helpers ------------------------------------------------------------------------------
 
@@ -369,6 +377,7 @@ async def test_sync_handler_returning_coroutine_raises_to_the_asker(
     assert collect_runtime_warnings() == []
 
 
+@stop_on_failure
 async def test_sync_handler_returning_coroutine_fails_the_actor_on_tell(
     actor_system: actors.ActorSystem,
     probe: TestProbe,
@@ -435,6 +444,7 @@ class RaisesInPreStart(actors.Actor):
     ],
     ids=["non-actor", "init-raises", "pre-start-raises"],
 )
+@stop_on_failure
 async def test_failing_factory_is_an_initialization_error(
     actor_system: actors.ActorSystem,
     probe: TestProbe,
@@ -460,20 +470,35 @@ async def test_failing_factory_is_an_initialization_error(
     assert actor_system.find("/user/broken") is None
 
 
-async def test_unwatched_initialization_error_is_an_unhandled_failure(
+async def test_a_factory_that_always_fails_ends_the_system_when_user_gives_up(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
+    """Under the default strategy the failing start is retried (the factory is called
+    again) until ``/user`` gives up: ``open_system`` raises ``UnhandledFailure`` naming
+    the child, with the initialization error as the last error."""
+    calls: list[float] = []
+
+    def counted_not_an_actor() -> Any:
+        calls.append(trio.current_time())
+        return not_an_actor()
+
     async def run_system() -> None:
         async with actors.open_system("init-failure") as system:
-            system.spawn(not_an_actor, name="broken")
+            system.spawn(counted_not_an_actor, name="broken")
             await trio.sleep_forever()
 
     with pytest.raises(actors.UnhandledFailure) as info:
         await run_system()
     [(ref, err)] = info.value.failures
     assert ref.path == "/user/broken"
-    assert isinstance(err, actors.ActorInitializationError)
-    assert "int" in str(err)
+    assert isinstance(err, supervision.TooManyRestarts)
+    assert (err.child, err.max_restarts, err.within) == ("broken", 3, 5.0)
+    assert isinstance(err.error, actors.ActorInitializationError)
+    assert err.error.path == "/user/broken"
+    assert "int" in str(err.error)
+    assert info.value.__cause__ is err
+    # The first start and three restarts, all at once (no backoff by default).
+    assert calls == [0, 0, 0, 0]
 
 
 # -- invalid configuration ----------------------------------------------------------------
@@ -514,11 +539,20 @@ async def test_class_attribute_throughput_zero_is_refused(
 
 
 @pytest.mark.parametrize(
-    "field", ["throughput", "stash_capacity", "ask_timeout", "stop_timeout", "shutdown_timeout"]
+    "field",
+    [
+        "throughput",
+        "stash_capacity",
+        "ask_timeout",
+        "stop_timeout",
+        "shutdown_timeout",
+        "restart_stash_capacity",
+    ],
 )
 def test_settings_must_be_positive(field: str) -> None:
+    zero: dict[str, Any] = {field: 0}
     with pytest.raises(ValueError, match=field):
-        actors.Settings(**{field: 0})
+        actors.Settings(**zero)
 
 
 async def test_open_system_with_zero_throughput(autojump_clock: trio.testing.MockClock) -> None:

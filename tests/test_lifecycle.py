@@ -142,7 +142,7 @@ async def test_messages_sent_before_the_actor_started_are_processed(
     actor_system: ActorSystem, probe: TestProbe, autojump_clock: MockClock
 ) -> None:
     class SlowStart(Forwarder):
-        async def pre_start(self) -> None:  # type: ignore[override]
+        async def pre_start(self) -> None:
             await trio.sleep(10)
 
     ref = actor_system.spawn(SlowStart, probe.ref)
@@ -187,7 +187,8 @@ async def test_hierarchical_paths_children_parent_and_lookup(
     autojump_clock: MockClock, actor_system: ActorSystem
 ) -> None:
     stops: list[str] = []
-    spec = {"b": {"x": {}}, "a": {}, "c": {}}  # start order b, a, c (not alphabetical)
+    # Start order b, a, c (not alphabetical).
+    spec: dict[str, Any] = {"b": {"x": {}}, "a": {}, "c": {}}
     top = actor_system.spawn(Node, stops, spec, name="top")
 
     children = await top.ask("children")
@@ -394,7 +395,7 @@ async def test_hanging_post_stop_is_cancelled_after_stop_timeout(
     log: list[Any] = []
 
     class HangingPostStop(Actor):
-        async def post_stop(self) -> None:  # type: ignore[override]
+        async def post_stop(self) -> None:
             log.append(("post_stop", trio.current_time()))
             try:
                 await trio.sleep_forever()
@@ -420,7 +421,7 @@ async def test_stuck_handler_and_hanging_post_stop_each_get_stop_timeout(
         async def receive(self, message: Any) -> None:
             await trio.sleep_forever()
 
-        async def post_stop(self) -> None:  # type: ignore[override]
+        async def post_stop(self) -> None:
             log.append(("post_stop", trio.current_time()))
             await trio.sleep_forever()
 
@@ -466,7 +467,7 @@ async def test_shutdown_timeout_cancels_hanging_post_stop(
     log: list[Any] = []
 
     class HangingPostStop(Actor):
-        async def post_stop(self) -> None:  # type: ignore[override]
+        async def post_stop(self) -> None:
             try:
                 await trio.sleep_forever()
             finally:
@@ -517,7 +518,7 @@ async def test_shutdown_takes_at_most_shutdown_timeout_plus_stop_timeout(
             finally:
                 log.append(("handler-cancelled", trio.current_time()))
 
-        async def post_stop(self) -> None:  # type: ignore[override]
+        async def post_stop(self) -> None:
             try:
                 await trio.sleep_forever()
             finally:

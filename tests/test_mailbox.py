@@ -13,8 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import actors
+import supervision
 from actors import DeadLetter, DeadLetterReason, Mailbox, Overflow
 from actors.testing import TestProbe
+
+# How ``/user`` treats a failing top-level actor: stop it, or escalate (end the system).
+STOP = supervision.OneForOne(
+    decider=supervision.decider_from({Exception: supervision.Directive.STOP})
+)
+ESCALATE = supervision.OneForOne(decider=lambda error: supervision.Directive.ESCALATE)
 
 # -- helpers ------------------------------------------------------------------------------
 
@@ -386,6 +393,7 @@ async def test_drop_newest_dead_letters_a_dropped_poison_pill(
 # -- bounded: fail ------------------------------------------------------------------------
 
 
+@pytest.mark.actor_system(guardian_strategy=STOP)
 async def test_fail_policy_dead_letters_and_fails_the_actor_after_current_message(
     actor_system: actors.ActorSystem,
     probe: TestProbe,
@@ -414,13 +422,50 @@ async def test_fail_policy_dead_letters_and_fails_the_actor_after_current_messag
     assert actor_system.find(ref.path) is None
 
 
-async def test_fail_policy_unwatched_overflow_is_an_unhandled_failure(
+async def test_fail_policy_overflow_restarts_the_actor_with_its_mailbox_by_default(
+    actor_system: actors.ActorSystem,
+    probe: TestProbe,
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    dead = dead_letter_probe(actor_system)
+    events = TestProbe(actor_system, name="events")
+    await trio.testing.wait_all_tasks_blocked()
+    actor_system.events.subscribe(events.ref, actors.ActorFailed)
+    actor_system.events.subscribe(events.ref, actors.ActorRestarted)
+    ref, log, release = await spawn_held(actor_system, Mailbox(1, Overflow.FAIL))
+    probe.watch(ref)
+    ref.tell("a")
+    ref.tell("b")  # overflows: never raises
+    await expect_dead_letter(dead, "b", DeadLetterReason.OVERFLOW, ref)
+    # It finishes its current message first.
+    await events.expect_no_message()
+    release.set()
+    failed = await events.expect_message(actors.ActorFailed)
+    assert failed.ref == ref
+    assert isinstance(failed.error, actors.MailboxOverflow)
+    assert failed.error.capacity == 1
+    restarted = await events.expect_message(actors.ActorRestarted)
+    assert restarted.ref == ref
+    assert isinstance(restarted.error, actors.MailboxOverflow)
+    # Restarted in place: the queued "a" survived in the mailbox and was handled by the
+    # fresh instance (no failing message to drop: the overflow was not a handler's).
+    assert await ref.ask("c") == "c"
+    assert log == ["hold", "a", "c"]
+    assert actor_system.find(ref.path) == ref
+    await probe.expect_no_message()  # never terminated
+    await dead.expect_no_message()
+    assert actor_system.dead_letter_count == 1
+
+
+async def test_fail_policy_overflow_escalated_to_user_is_an_unhandled_failure(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     refs: list[actors.ActorRef] = []
 
     async def run_system() -> None:
-        async with actors.open_system("fail-policy", roundtrip_messages=True) as system:
+        async with actors.open_system(
+            "fail-policy", roundtrip_messages=True, guardian_strategy=ESCALATE
+        ) as system:
             ref, _, release = await spawn_held(system, Mailbox(1, Overflow.FAIL))
             refs.append(ref)
             ref.tell("a")

@@ -6,8 +6,10 @@ lets several sender tasks ``tell`` / ``send`` / ``ask`` numbered messages to the
 controller task stops them (``stop``, ``PoisonPill``, ``graceful_stop``) and makes them
 watch and unwatch each other. A message may make its handler fail, be declared unhandled,
 be stashed, unstash the stash, make the actor tell another actor a message, or be slow
-enough to be cancelled by the stop deadline. A ``TestProbe`` watches every actor, so every
-failure is handled and ``open_system`` must not raise. On virtual time, it checks:
+enough to be cancelled by the stop deadline. Every supervisor has a ``STOP`` strategy, so a
+failure stops the actor (as a stop with a reason; restarts are tested elsewhere), a
+``TestProbe`` watches every actor, and ``open_system`` must not raise. On virtual time, it
+checks:
 
 1. conservation: every message accepted by ``tell`` / ``send`` is processed by exactly one
    handler invocation (after at most one stash) or reported by exactly one ``DeadLetter``
@@ -23,14 +25,19 @@ failure is handled and ``open_system`` must not raise. On virtual time, it check
 5. the system shuts down without error and ``post_stop`` ran exactly once for every actor
    that started (after all its messages, and after its children's).
 
-``test_unhandled_failures_match_a_model`` runs sequential operations (tell, PoisonPill,
-stop, graceful_stop, overflowing bounded mailboxes, watch / unwatch by a guard actor that
-the test can keep busy) separated by settle points where everything is quiescent, against
-an exact model of the documented semantics. At every settle point it checks the guard's
-``Terminated`` messages and every dead letter; ``MailboxFull`` is raised exactly when
-predicted; ``UnhandledFailure`` is raised exactly when a failing actor was not watched,
-listing exactly those failures, and the body is cancelled at that point; ``post_stop`` ran
-once for every actor that started.
+``test_failures_and_their_directives_match_a_model`` runs sequential operations (tell,
+failing messages, PoisonPill, stop, graceful_stop, overflowing bounded mailboxes, watch /
+unwatch by a guard actor that the test can keep busy) separated by settle points where
+everything is quiescent, against an exact model of the documented semantics. Each
+top-level actor gets its own directive from ``/user`` when it fails (a handler's error, or
+an overflow under ``fail``): ``RESUME`` and ``RESTART`` keep it and its mailbox (a restart
+runs ``post_stop`` and ``pre_start`` again), ``STOP`` stops it with the error as reason,
+``ESCALATE`` stops it and ends the system; an actor already asked to stop just stops with
+the error. At every settle point it checks the guard's ``Terminated`` messages (only for
+real stops, with the right reason) and every dead letter; ``MailboxFull`` is raised
+exactly when predicted; ``UnhandledFailure`` is raised exactly when a failure was
+escalated, listing exactly those failures, and the body is cancelled at that point;
+``pre_start`` and ``post_stop`` ran as often as the model says.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import actors
+import supervision
 from actors import (
     ActorDead,
     ActorRef,
@@ -84,6 +92,12 @@ class Boom(Exception):
     def __init__(self, message: object) -> None:
         super().__init__(repr(message))
         self.message = message
+
+
+STOP_ON_FAILURE = supervision.OneForOne(
+    decider=supervision.decider_from({Exception: supervision.Directive.STOP})
+)
+"""Every supervisor stops a child that fails (rather than restarting it, the default)."""
 
 
 # == random traffic ==========================================================================
@@ -434,7 +448,12 @@ def check_told(world: World, m: Msg, invs: list[Invocation], dls: list[R]) -> No
 
 
 def check_ask(
-    world: World, m: Msg, outcome: Any, invs: list[Invocation], dls: list[R], expired: Counter
+    world: World,
+    m: Msg,
+    outcome: Any,
+    invs: list[Invocation],
+    dls: list[R],
+    expired: Counter[tuple[str, Any]],
 ) -> None:
     outcomes = [inv.outcome for inv in invs]
     where = f"{m} -> {outcome!r}; handled {outcomes}, dead letters {dls}"
@@ -564,7 +583,7 @@ def replay_watches(world: World, system: actors.ActorSystem | None) -> None:
 
 
 def check_guard(world: World, terminated: list[Any]) -> None:
-    count = Counter()
+    count: Counter[int] = Counter()
     reasons: dict[int, BaseException | None] = {}
     for message in terminated:
         assert isinstance(message, Terminated), message
@@ -621,7 +640,9 @@ async def test_random_traffic_keeps_the_global_invariants(
     autojump_clock: trio.testing.MockClock, plan: Plan
 ) -> None:
     world = World(plan.actors)
-    async with actors.open_system("p", stop_timeout=STOP_TIMEOUT) as system:
+    async with actors.open_system(
+        "p", stop_timeout=STOP_TIMEOUT, supervisor_strategy=STOP_ON_FAILURE
+    ) as system:
         recorder = system.spawn(Recorder, world.dead_letters, name="recorder")
         system.events.subscribe(recorder, DeadLetter)
         guard = world.guard = TestProbe(system, name="guard")
@@ -667,7 +688,7 @@ async def test_random_traffic_keeps_the_global_invariants(
     check_lifecycle(world)
 
 
-# == unhandled failures against a model ======================================================
+# == failures, directives and unhandled failures against a model =============================
 
 
 @attrs.frozen
@@ -675,6 +696,7 @@ class FSpec:
     capacity: int | None
     overflow: Overflow
     guarded: bool
+    directive: supervision.Directive  # what /user does when this actor fails
 
 
 @attrs.frozen
@@ -739,7 +761,7 @@ class Fragile(actors.Actor):
 class MActor:
     spec: FSpec
     state: str = "new"  # new, running, dead
-    started: bool = False
+    starts: int = 0  # pre_start calls: the first start, then one per restart
     stop_requested: bool = False
     queue: list[Any] = attrs.Factory(list)  # FMsg or ("pill", i)
     system_lane: list[str] = attrs.Factory(list)  # "stop", "fail"
@@ -758,7 +780,7 @@ class Model:
         self.guard_busy = False
         self.released_for_good = False
         self.dead_letters: Counter[tuple[Any, R]] = Counter()
-        self.unhandled: list[tuple[int, Any]] = []
+        self.unhandled: list[tuple[int, Any]] = []  # failures escalated to /user
 
     def tell(self, i: int, item: Any) -> bool:
         """Returns whether ``tell`` raises ``MailboxFull``."""
@@ -820,10 +842,16 @@ class Model:
                     self.die(i, None)  # stopped before its task ran: never constructed
                     continue
                 actor.state = "running"
-                actor.started = True
+                actor.starts += 1
             if actor.system_lane:
-                self.die(i, None if actor.system_lane[0] == "stop" else "overflow")
-                continue
+                # The actor takes every system request at once: the first one decides.
+                first = actor.system_lane[0]
+                actor.system_lane.clear()
+                if first == "stop":
+                    self.die(i, None)
+                    continue
+                if not self.fail(i, "overflow"):
+                    continue
             while actor.queue:
                 item = actor.queue.pop(0)
                 if isinstance(item, tuple):  # PoisonPill
@@ -831,8 +859,8 @@ class Model:
                     break
                 if item.fail:
                     self.dead_letters[item, R.FAILED] += 1
-                    self.die(i, ("boom", item.n))
-                    break
+                    if not self.fail(i, ("boom", item.n)):
+                        break
         got = []
         while self.guard_mail and not self.guard_busy:
             item = self.guard_mail.pop(0)
@@ -844,6 +872,25 @@ class Model:
                 got.append((i, reason, confirmed))
         return got
 
+    def fail(self, i: int, reason: Any) -> bool:
+        """Actor ``i`` failed; returns whether it goes on with its mailbox (resumed, or
+        restarted in place). An actor already asked to stop just stops, with the error
+        as its reason: its supervisor is not asked."""
+        actor = self.actors[i]
+        directive = actor.spec.directive
+        if actor.stop_requested:
+            self.die(i, reason)
+            return False
+        if directive is supervision.Directive.RESUME:
+            return True
+        if directive is supervision.Directive.RESTART:
+            actor.starts += 1  # pre_restart runs post_stop, post_restart runs pre_start
+            return True
+        if directive is supervision.Directive.ESCALATE:
+            self.unhandled.append((i, reason))
+        self.die(i, reason)
+        return False
+
     def die(self, i: int, reason: Any) -> None:
         actor = self.actors[i]
         for item in actor.queue:
@@ -853,8 +900,6 @@ class Model:
         actor.state = "dead"
         if i in self.watching:  # the guard never stops before the end of the body
             self.guard_mail.append(("term", i, reason, True))
-        elif reason is not None:
-            self.unhandled.append((i, reason))
 
 
 @st.composite
@@ -867,6 +912,7 @@ def failure_plans(draw: st.DrawFn) -> tuple[list[FSpec], list[tuple[str, int]]]:
                 capacity=st.sampled_from([None, 1, 2, 3]),
                 overflow=st.sampled_from(list(Overflow)),
                 guarded=st.booleans(),
+                directive=st.sampled_from(list(supervision.Directive)),
             ),
             min_size=n,
             max_size=n,
@@ -875,7 +921,7 @@ def failure_plans(draw: st.DrawFn) -> tuple[list[FSpec], list[tuple[str, int]]]:
     kinds = [
         *["ok"] * 6,
         "flood",  # four "ok" in a row: overflows any bounded mailbox
-        "fail",
+        *["fail"] * 3,
         "poison",
         *["stop", "watch", "unwatch", "settle"] * 2,
         "graceful",
@@ -904,12 +950,30 @@ def reason_key(world: FWorld, i: int, reason: BaseException | None) -> Any:
         return "overflow"
     assert isinstance(reason, Boom), reason
     assert world.raised[i] is reason, (i, reason)
+    assert isinstance(reason.message, FMsg), reason
     return ("boom", reason.message.n)
+
+
+def directive_per_actor(specs: list[FSpec]) -> supervision.Strategy:
+    """How /user supervises the ``Fragile`` actors: each one's failures get the directive
+    of its spec. No restart intensity limit: the order in which two actors fail within
+    one settle is up to the scheduler, so giving up could not be predicted."""
+
+    def decide(error: BaseException) -> supervision.Directive:
+        if isinstance(error, Boom):
+            assert isinstance(error.message, FMsg), error
+            return specs[error.message.target].directive
+        assert isinstance(error, MailboxOverflow), error
+        return specs[int(error.path.removeprefix("/user/f"))].directive
+
+    return supervision.OneForOne(
+        decider=decide, intensity=supervision.RestartIntensity(max_restarts=1_000_000)
+    )
 
 
 @PROPERTY_SETTINGS
 @given(plan=failure_plans())
-async def test_unhandled_failures_match_a_model(
+async def test_failures_and_their_directives_match_a_model(
     plan: tuple[list[FSpec], list[tuple[str, int]]],
 ) -> None:
     specs, ops = plan
@@ -957,7 +1021,7 @@ async def test_unhandled_failures_match_a_model(
 
     failure: UnhandledFailure | None = None
     try:
-        async with actors.open_system("f") as system:
+        async with actors.open_system("f", guardian_strategy=directive_per_actor(specs)) as system:
             system.events.subscribe(system.spawn(FRecorder, world), DeadLetter)
             guard_ref = system.spawn(Guard, world, name="guard")
             await trio.testing.wait_all_tasks_blocked()
@@ -1020,5 +1084,5 @@ async def test_unhandled_failures_match_a_model(
     else:
         assert failure is None
     for i, actor in enumerate(model.actors):
-        assert world.started[i] == int(actor.started), (i, world.started, actor)
+        assert world.started[i] == actor.starts, (i, world.started, actor)
         assert world.post_stopped[i] == world.started[i], (i, world.post_stopped)

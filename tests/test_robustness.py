@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ import trio
 import trio.testing
 
 import actors
+import supervision
 from actors import Mailbox
 from actors.testing import TestProbe
 
@@ -119,8 +121,9 @@ async def test_the_body_error_is_kept_when_unhandled_failures_also_happen(
             raise RuntimeError("boom")
 
     async def body_fails_after_an_actor_did() -> None:
-        async with actors.open_system("t") as system:
-            system.spawn(Boom).tell("x")
+        escalate = supervision.OneForOne(decider=lambda e: supervision.Directive.ESCALATE)
+        async with actors.open_system("t", guardian_strategy=escalate) as system:
+            system.spawn(Boom).tell("x")  # escalated to /user: an unhandled failure
             with trio.CancelScope(shield=True):  # the failure cancels the body; not yet
                 await trio.testing.wait_all_tasks_blocked()
             raise KeyError("body")
@@ -390,13 +393,14 @@ async def test_the_system_refuses_calls_from_other_threads(
 
     def from_thread() -> list[str]:
         refused = []
-        for name, call in [
+        calls: list[tuple[str, Callable[[], object]]] = [
             ("spawn", lambda: actor_system.spawn(Stasher, [])),
             ("stop", lambda: actor_system.stop(ref)),
             ("lookup", lambda: actor_system.lookup(ref.path)),
             ("publish", lambda: actor_system.events.publish("event")),
             ("subscribe", lambda: actor_system.events.subscribe(ref, str)),
-        ]:
+        ]
+        for name, call in calls:
             try:
                 call()
             except actors.WrongThread:

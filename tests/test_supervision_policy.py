@@ -105,7 +105,9 @@ def test_backoff_doubles_up_to_the_cap_with_seeded_jitter() -> None:
     delays = [state.next_delay(now=float(i)) for i in range(6)]
     bases = [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
     assert delays == [base * (1.0 + reference.random() * 0.5) for base in bases]
-    assert all(base <= d <= base * 1.5 for d, base in zip(delays, bases, strict=True))
+    assert all(
+        d is not None and base <= d <= base * 1.5 for d, base in zip(delays, bases, strict=True)
+    )
 
 
 def test_backoff_without_jitter_is_exact_and_resets_after_a_quiet_period() -> None:

@@ -12,6 +12,7 @@ import trio.testing
 from trio.testing import MockClock
 
 import actors
+import supervision
 from actors import (
     Actor,
     ActorDead,
@@ -237,12 +238,13 @@ async def test_invalid_timer_arguments_raise(actor_system: ActorSystem) -> None:
     def bad(actor: Scripted) -> list[str]:
         errors = []
         timers = actor.context.timers
-        for call in (
+        calls: tuple[Callable[[], object], ...] = (
             lambda: timers.start_single("k", "m", -1),
             lambda: timers.start_single("k", "m", float("nan")),
             lambda: timers.start_periodic("k", "m", 0),
             lambda: timers.start_periodic("k", "m", 1, initial_delay=-0.5),
-        ):
+        )
+        for call in calls:
             try:
                 call()
             except ValueError:
@@ -511,6 +513,11 @@ async def test_a_stashed_ask_is_answered_after_unstash(
     await probe.expect_messages(("unstashed", 1), "question")
 
 
+@pytest.mark.actor_system(
+    guardian_strategy=supervision.OneForOne(
+        decider=supervision.decider_from({Exception: supervision.Directive.STOP})
+    )
+)
 async def test_stash_overflow_at_capacity(
     autojump_clock: MockClock, actor_system: ActorSystem, probe: TestProbe
 ) -> None:
@@ -525,10 +532,33 @@ async def test_stash_overflow_at_capacity(
     assert excinfo.value.capacity == 3
     assert excinfo.value.path == ref.path
     assert await ref.ask("size") == 3
-    # Outside an ask it fails the actor.
+    # Outside an ask it fails the actor (stopped, under this strategy).
     ref.tell(4)
     terminated = await probe.expect_terminated(ref)
     assert isinstance(terminated.reason, StashOverflow)
+
+
+async def test_stash_overflow_outside_an_ask_restarts_the_actor_keeping_the_stash(
+    autojump_clock: MockClock, actor_system: ActorSystem, probe: TestProbe
+) -> None:
+    """Under the default strategy the overflow restarts the actor: the failing message
+    is dead-lettered, the stashed ones go back to the mailbox (and are stashed again)."""
+    dead = TestProbe(actor_system, name="dead")
+    await trio.testing.wait_all_tasks_blocked()
+    actor_system.events.subscribe(dead.ref, DeadLetter)
+    ref = actor_system.spawn(Gatekeeper, probe.ref)
+    probe.watch(ref)
+    for message in (1, 2, 3):
+        ref.tell(message)
+    assert await ref.ask("size") == 3
+    ref.tell(4)
+    letter = await dead.expect_message(DeadLetter)
+    assert (letter.message, letter.recipient, letter.reason) == (4, ref, DeadLetterReason.FAILED)
+    assert await ref.ask("size") == 3  # the fresh instance, same ref
+    ref.tell("open")
+    await probe.expect_messages(("unstashed", 3), 1, 2, 3)
+    await probe.expect_no_message()  # no Terminated: it was restarted, not stopped
+    await dead.expect_no_message()
 
 
 async def test_stash_contents_are_dead_lettered_on_stop(

@@ -10,6 +10,7 @@ import trio
 import trio.testing
 from trio.testing import MockClock
 
+import supervision
 from actors import (
     Actor,
     ActorFailed,
@@ -24,11 +25,17 @@ from actors import (
     MailboxOverflow,
     Overflow,
     Terminated,
-    UnhandledFailure,
     UnhandledMessage,
     open_system,
 )
 from actors.testing import TestProbe
+
+# Top-level actors that fail stop, and their watchers get ``Terminated(reason=error)``
+# (by default ``/user`` would restart them in place, and watchers would see nothing).
+STOP = supervision.OneForOne(
+    decider=supervision.decider_from({Exception: supervision.Directive.STOP})
+)
+stop_on_failure = pytest.mark.actor_system(guardian_strategy=STOP)
 
 # -- helpers ----------------------------------------------------------------------------------
 
@@ -136,6 +143,7 @@ async def test_watching_a_dead_actor_gives_terminated_without_confirmed_existenc
     await probe.expect_no_message()
 
 
+@stop_on_failure
 async def test_watching_a_dead_failed_actor_gives_unknown_reason(
     autojump_clock: MockClock, actor_system: ActorSystem, probe: TestProbe
 ) -> None:
@@ -202,6 +210,7 @@ async def test_unwatch_withdraws_a_terminated_that_is_already_queued(
     await probe.expect_no_message(within=10)
 
 
+@stop_on_failure
 @pytest.mark.parametrize("how", ["stop", "fail"])
 async def test_terminated_arrives_after_the_messages_the_dead_actor_sent(
     autojump_clock: MockClock, actor_system: ActorSystem, probe: TestProbe, how: str
@@ -216,6 +225,7 @@ async def test_terminated_arrives_after_the_messages_the_dead_actor_sent(
     await probe.expect_no_message()
 
 
+@stop_on_failure
 async def test_terminated_reason_is_none_for_stop_and_the_error_for_failure(
     autojump_clock: MockClock, actor_system: ActorSystem, probe: TestProbe
 ) -> None:
@@ -243,31 +253,32 @@ async def test_terminated_reason_is_none_for_stop_and_the_error_for_failure(
 
 
 async def test_a_watcher_that_dies_first_is_removed(autojump_clock: MockClock) -> None:
-    refs: dict[str, ActorRef] = {}
-    report_pending: list[int] = []
+    async with open_system("watcher-dies", guardian_strategy=STOP) as system:
+        report = await started_probe(system)
+        dead = await dead_letter_probe(system)
+        target = system.spawn(Idle)
+        watcher = system.spawn(Watcher, report.ref)
+        await watcher.ask(("watch", target))
+        await system.graceful_stop(watcher)
+        live = await started_probe(system, "live")
+        live.watch(target)
+        target.tell("fail")
+        terminated = await live.expect_terminated(target)
+        assert isinstance(terminated.reason, Boom)
+        # Only the failing message is a dead letter: no Terminated was queued for (or
+        # dead-lettered at) the watcher that had stopped, and it forwarded nothing.
+        letter = await dead.expect_message(DeadLetter)
+        assert (letter.message, letter.recipient) == ("fail", target)
+        assert letter.reason is DeadLetterReason.FAILED
+        await dead.expect_no_message()
+        assert report.pending == 0
+        assert system.dead_letter_count == 1
 
-    async def run() -> None:
-        async with open_system("watcher-dies") as system:
-            report = await started_probe(system)
-            target = refs["target"] = system.spawn(Idle)
-            watcher = system.spawn(Watcher, report.ref)
-            await watcher.ask(("watch", target))
-            await system.graceful_stop(watcher)
-            # Nobody watches the target any more: its failure is unhandled.
-            target.tell("fail")
-            try:
-                await trio.sleep_forever()
-            finally:
-                report_pending.append(report.pending)
 
-    with pytest.raises(UnhandledFailure) as excinfo:
-        await run()
-    assert [ref for ref, _ in excinfo.value.failures] == [refs["target"]]
-    assert report_pending == [0]
-
-
-async def test_a_live_watcher_handles_the_failure(autojump_clock: MockClock) -> None:
-    async with open_system("watcher-lives") as system:
+async def test_a_live_watcher_sees_the_failure_of_a_stopped_actor(
+    autojump_clock: MockClock,
+) -> None:
+    async with open_system("watcher-lives", guardian_strategy=STOP) as system:
         report = await started_probe(system)
         target = system.spawn(Idle)
         watcher = system.spawn(Watcher, report.ref)
@@ -275,6 +286,23 @@ async def test_a_live_watcher_handles_the_failure(autojump_clock: MockClock) -> 
         target.tell("fail")
         terminated = await report.expect_terminated(target)
         assert isinstance(terminated.reason, Boom)
+    # The STOP strategy handled it: leaving the system raised nothing.
+
+
+async def test_a_watcher_sees_nothing_while_the_watched_actor_is_restarted(
+    autojump_clock: MockClock, actor_system: ActorSystem, probe: TestProbe
+) -> None:
+    """Under the default strategy a failure restarts the actor in place: no
+    ``Terminated``; it comes only when the actor really stops."""
+    target = actor_system.spawn(Idle)
+    watcher = actor_system.spawn(Watcher, probe.ref)
+    await watcher.ask(("watch", target))
+    target.tell("fail")
+    assert await target.ask("ping") == "pong"  # the restarted instance, same ref
+    await probe.expect_no_message()
+    await actor_system.graceful_stop(target)
+    assert await probe.expect_terminated(target) == Terminated(target, None, True)
+    await probe.expect_no_message()
 
 
 async def test_watching_self_is_a_no_op(
@@ -359,7 +387,7 @@ class Gate(Actor):
         self.gate = gate
         self.report = report
 
-    async def pre_start(self) -> None:  # type: ignore[override]
+    async def pre_start(self) -> None:
         await self.gate.wait()
 
     def receive(self, message: Any) -> None:
@@ -412,6 +440,7 @@ async def test_backpressure_mailbox_refuses_without_dead_letter(
     await probe.expect_no_message()
 
 
+@stop_on_failure
 async def test_fail_mailbox_dead_letters_the_refused_message_and_fails(
     autojump_clock: MockClock, actor_system: ActorSystem, probe: TestProbe
 ) -> None:
@@ -572,6 +601,7 @@ async def test_each_subscriber_receives_events_in_publish_order(
     await second.expect_no_message()
 
 
+@stop_on_failure
 async def test_lifecycle_events_are_published(
     autojump_clock: MockClock, actor_system: ActorSystem
 ) -> None:
@@ -581,7 +611,7 @@ async def test_lifecycle_events_are_published(
         actor_system.events.subscribe(events.ref, event_type)
 
     class SlowStart(Idle):
-        async def pre_start(self) -> None:  # type: ignore[override]
+        async def pre_start(self) -> None:
             await trio.sleep(1)
 
     normal = actor_system.spawn(SlowStart)

@@ -7,6 +7,7 @@ The fixtures are async and need pytest-trio (``trio_mode = true``, or mark the t
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -23,16 +24,39 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "actor_system(**kwargs): keyword arguments of actors.open_system for the "
+        "actor_system fixture, e.g. supervisor_strategy=... or guardian_strategy=...",
+    )
+
+
 @pytest.fixture
 async def actor_system(request: pytest.FixtureRequest) -> AsyncIterator[ActorSystem]:
     """A running actor system for one test, shut down (in order) after it.
 
     Messages are round-tripped through cloudpickle (ini option ``trio_actors_roundtrip``,
-    default true) so the test proves they could cross a process boundary. An unhandled
-    actor failure fails the test at teardown with ``UnhandledFailure``.
+    default true) so the test proves they could cross a process boundary. A failure that
+    reaches the top of the supervision tree fails the test at teardown with
+    ``UnhandledFailure``.
+
+    The marker ``@pytest.mark.actor_system(**kwargs)`` passes keyword arguments to
+    ``open_system`` (the name stays ``"test"``), for instance a stop strategy to keep
+    failing actors stopped instead of restarted::
+
+        @pytest.mark.actor_system(
+            guardian_strategy=supervision.OneForOne(lambda e: supervision.Directive.STOP)
+        )
     """
     roundtrip = bool(request.config.getini("trio_actors_roundtrip"))
-    async with open_system("test", roundtrip_messages=roundtrip) as system:
+    options: dict[str, Any] = {"roundtrip_messages": roundtrip}
+    marker = request.node.get_closest_marker("actor_system")
+    if marker is not None:
+        if marker.args:
+            raise TypeError("@pytest.mark.actor_system takes keyword arguments only")
+        options.update(marker.kwargs)
+    async with open_system("test", **options) as system:
         yield system
 
 
