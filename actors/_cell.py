@@ -560,7 +560,15 @@ class ActorCell:
                             break
                     elif self._stop_requested:
                         break
-                    failure = await self._serve()
+                    # A stop deadline can only be missed while user code awaits, i.e.
+                    # in an async handler: only then does the loop run in a cancel scope
+                    # (entering one costs as much as starting a task). A parked actor
+                    # wakes for a stop.
+                    if self._behavior_async:
+                        await self._serve_in_scope()
+                    elif not await self._loop():
+                        continue  # become() switched to an async behaviour
+                    failure, self._failure = self._failure, None
                     if failure is None and self._restart_order is None:
                         break  # asked to stop
             self._state = STOPPING
@@ -586,39 +594,27 @@ class ActorCell:
             raise
         self._finalize()
 
-    async def _serve(self) -> _Failure | None:
-        """Process messages until the actor must stop (``None``), has failed (the
-        failure), or was told to restart with its siblings (``None`` with
-        ``_restart_order`` set)."""
-        # A stop deadline can only be missed while user code awaits, i.e. in an async
-        # handler: only then does the loop run in a cancel scope (entering one costs as
-        # much as starting a task). A parked actor wakes for a stop.
-        while True:
-            if not self._behavior_async:
-                if await self._loop():
-                    break
-                continue  # become() switched to an async behaviour
-            try:
-                with trio.CancelScope(deadline=self._stop_deadline) as scope:
-                    self._scope = scope
-                    await self._loop()
-            except Exception as exc:
-                # A handler's error group that also held the Cancelled of the stop
-                # deadline: the scope took its Cancelled, the rest is an error of the
-                # message being handled.
-                current, self._current = self._current, None
-                slot = None if current is None else current[2]
-                if isinstance(slot, _Reply):
-                    self._complete(slot, None, exc)  # the asker gets it
-                elif current is not None:
-                    self._failed_message(current, exc)
-                else:
-                    self._fail(exc)
-            finally:
-                self._scope = None
-            break
-        failure, self._failure = self._failure, None
-        return failure
+    async def _serve_in_scope(self) -> None:
+        """Run the loop of an async behaviour in a cancel scope with the stop deadline,
+        until it must stop, has failed or must restart."""
+        try:
+            with trio.CancelScope(deadline=self._stop_deadline) as scope:
+                self._scope = scope
+                await self._loop()
+        except Exception as exc:
+            # A handler's error group that also held the Cancelled of the stop deadline:
+            # the scope took its Cancelled, the rest is an error of the message being
+            # handled.
+            current, self._current = self._current, None
+            slot = None if current is None else current[2]
+            if isinstance(slot, _Reply):
+                self._complete(slot, None, exc)  # the asker gets it
+            elif current is not None:
+                self._failed_message(current, exc)
+            else:
+                self._fail(exc)
+        finally:
+            self._scope = None
 
     async def _start(self, restarted_after: BaseException | None) -> _Failure | None:
         """Create the instance and run ``pre_start`` (``post_restart(error)`` after a
