@@ -53,6 +53,7 @@ from ._supervisor import (
 )
 from ._system import ActorSystem, Settings, open_system
 from ._timers import Timers
+from ._topics import InvalidTopic
 
 __all__ = [
     "Actor",
@@ -77,6 +78,7 @@ __all__ = [
     "EventBus",
     "HandlerReturnedCoroutine",
     "InvalidActorName",
+    "InvalidTopic",
     "Mailbox",
     "MailboxFull",
     "MailboxOverflow",

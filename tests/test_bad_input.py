@@ -626,12 +626,15 @@ async def test_context_misuse_is_refused(
     assert actor_system.find(ref.path) == ref
 
 
-async def test_subscribe_needs_an_event_class(
+async def test_subscribe_needs_a_topic_pattern_or_an_event_class(
     actor_system: actors.ActorSystem, probe: TestProbe
 ) -> None:
-    with pytest.raises(TypeError, match="event class"):
-        actor_system.events.subscribe(probe.ref, "DeadLetter")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"topic pattern .* or an event class"):
+        actor_system.events.subscribe(probe.ref, DeadLetter(1, None, probe.ref, "x"))  # type: ignore[arg-type]
+    with pytest.raises(actors.InvalidTopic, match=r"orders\.>\.eu"):
+        actor_system.events.subscribe(probe.ref, "orders.>.eu")
     assert actor_system.events.subscribers(DeadLetter) == []
+    assert actor_system.events._subscriptions == 0
 
 
 def test_context_of_an_actor_not_created_by_spawn() -> None:

@@ -57,7 +57,7 @@ async def test_an_unpicklable_event_reaches_dead_letter_listeners_once(
     actor_system.events.subscribe(dead.ref, DeadLetter)
     subscriber = TestProbe(actor_system)
     actor_system.events.subscribe(subscriber.ref, TwoArgs)
-    assert actor_system.events.publish(TwoArgs(7, 8)) == 1
+    assert actor_system.events.publish("pairs", TwoArgs(7, 8)) == 1
     letter = await dead.expect_message(DeadLetter)
     assert letter.reason is DeadLetterReason.UNPICKLABLE
     assert letter.recipient == subscriber.ref

@@ -253,8 +253,8 @@ async def test_event_to_full_backpressure_subscriber_becomes_dead_letter(
 ) -> None:
     ref, log, release = await spawn_held(actor_system, Mailbox(1))
     actor_system.events.subscribe(ref, str)
-    assert actor_system.events.publish("event-1") == 1
-    assert actor_system.events.publish("event-2") == 1  # never raises
+    assert actor_system.events.publish("events", "event-1") == 1
+    assert actor_system.events.publish("events", "event-2") == 1  # never raises
     assert actor_system.dead_letter_count == 1
     release.set()
     await trio.testing.wait_all_tasks_blocked()

@@ -397,7 +397,7 @@ async def test_the_system_refuses_calls_from_other_threads(
             ("spawn", lambda: actor_system.spawn(Stasher, [])),
             ("stop", lambda: actor_system.stop(ref)),
             ("lookup", lambda: actor_system.lookup(ref.path)),
-            ("publish", lambda: actor_system.events.publish("event")),
+            ("publish", lambda: actor_system.events.publish("topic", "event")),
             ("subscribe", lambda: actor_system.events.subscribe(ref, str)),
         ]
         for name, call in calls:
@@ -418,7 +418,7 @@ async def test_subscribing_a_stopped_actor_does_nothing(actor_system: actors.Act
     await actor_system.graceful_stop(ref)
     assert actor_system.events.subscribe(ref, str) is False
     assert actor_system.events.subscribers(str) == []
-    assert actor_system.events.publish("event") == 0
+    assert actor_system.events.publish("topic", "event") == 0
 
 
 async def test_an_ask_cut_by_the_stop_deadline_with_an_error_group_gets_the_error(

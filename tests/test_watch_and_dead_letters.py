@@ -533,16 +533,16 @@ async def test_subscription_by_type_receives_subclasses(
     assert bus.subscribe(probe.ref, Event) is True
     assert bus.subscribe(probe.ref, Event) is False
     assert bus.subscribers(Event) == [probe.ref]
-    assert bus.publish(Event(1)) == 1
-    assert bus.publish(SubEvent(2)) == 1
-    assert bus.publish(Other(3)) == 0
+    assert bus.publish("events", Event(1)) == 1
+    assert bus.publish("events", SubEvent(2)) == 1
+    assert bus.publish("events", Other(3)) == 0
     await probe.expect_message(Event(1))
     assert await probe.expect_message(SubEvent) == SubEvent(2)
     await probe.expect_no_message()
 
     # Subscribed to a class and its subclass: the event is delivered once.
     assert bus.subscribe(probe.ref, SubEvent) is True
-    assert bus.publish(SubEvent(4)) == 1
+    assert bus.publish("events", SubEvent(4)) == 1
     await probe.expect_message(SubEvent(4))
     await probe.expect_no_message()
 
@@ -559,11 +559,11 @@ async def test_unsubscribe(
     bus.subscribe(probe.ref, Other)
     bus.unsubscribe(probe.ref, Event)
     assert bus.subscribers(Event) == []
-    assert bus.publish(Event(1)) == 0
-    assert bus.publish(Other(2)) == 1
+    assert bus.publish("events", Event(1)) == 0
+    assert bus.publish("events", Other(2)) == 1
     await probe.expect_message(Other(2))
     bus.unsubscribe(probe.ref)
-    assert bus.publish(Other(3)) == 0
+    assert bus.publish("events", Other(3)) == 0
     assert bus.subscribers(Other) == []
     bus.unsubscribe(probe.ref)  # no-op
     await probe.expect_no_message()
@@ -581,7 +581,7 @@ async def test_subscription_ends_when_subscriber_stops(
     assert bus.subscribers(Event) == []
     assert bus.subscribers(Other) == []
     before = actor_system.dead_letter_count
-    assert bus.publish(Event(1)) == 0
+    assert bus.publish("events", Event(1)) == 0
     assert actor_system.dead_letter_count == before
 
 
@@ -594,7 +594,7 @@ async def test_each_subscriber_receives_events_in_publish_order(
     actor_system.events.subscribe(second.ref, object)
     events = [SubEvent(i) if i % 3 else Event(i) for i in range(60)]
     for event in events:
-        actor_system.events.publish(event)
+        actor_system.events.publish("events", event)
     await first.expect_messages(*events)
     await second.expect_messages(*events)
     await first.expect_no_message()
