@@ -6,6 +6,7 @@ It carries user events and the runtime's own, under reserved topics: dead letter
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
 import trio
@@ -188,13 +189,15 @@ class EventBus:
         """The live cells to deliver to, each once, in a stable order."""
         if not self._subscriptions:
             return []
-        refs: dict[ActorRef, None] = dict.fromkeys(self._topics.match(topic))
+        refs: Iterable[ActorRef] = self._topics.match(topic)  # each ref once
         by_type = self._by_type
         if by_type:
+            unique = dict.fromkeys(refs)
             for cls in type(event).__mro__:
                 subscribers = by_type.get(cls)
                 if subscribers:
-                    refs.update(subscribers)
+                    unique.update(subscribers)
+            refs = unique
         cells = []
         for ref in refs:
             try:
@@ -208,13 +211,22 @@ class EventBus:
         return cells
 
 
+_checked: dict[str, None] = {}  # user topics found valid (bounded: cleared when full)
+
+
 def _check_user_topic(topic: str) -> None:
+    if type(topic) is str and topic in _checked:
+        return
     check_topic(topic)
     if topic.partition(".")[0] == RESERVED_PREFIX:
         raise ValueError(
             f"topic {topic!r} is reserved: topics under {RESERVED_PREFIX!r}. carry the "
             "runtime's own events (subscribe to them; publish elsewhere)"
         )
+    if type(topic) is str:
+        if len(_checked) >= 1024:
+            _checked.clear()
+        _checked[topic] = None
 
 
 EventBus.__module__ = "actors"

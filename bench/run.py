@@ -26,6 +26,7 @@ WORKLOADS = {
     "W4": "w4_spawn.py",
     "W5": "w5_ring.py",
     "W6": "w6_restart.py",
+    "W7": "w7_publish.py",
 }
 
 
