@@ -41,6 +41,23 @@ from ._messages import (
     Terminated,
 )
 from ._ref import ActorRef
+from ._router import (
+    AddRoutee,
+    AdjustPoolSize,
+    Broadcast,
+    GetRoutees,
+    RemoveRoutee,
+    Router,
+    mailbox_size,
+)
+from ._routing import (
+    BroadcastRouting,
+    ConsistentHashing,
+    RandomRouting,
+    RoundRobin,
+    RoutingLogic,
+    SmallestMailbox,
+)
 from ._supervisor import (
     CountChildren,
     DeleteChild,
@@ -69,13 +86,19 @@ __all__ = [
     "ActorStarted",
     "ActorStopped",
     "ActorSystem",
+    "AddRoutee",
     "Address",
+    "AdjustPoolSize",
     "AskTimeout",
+    "Broadcast",
+    "BroadcastRouting",
+    "ConsistentHashing",
     "CountChildren",
     "DeadLetter",
     "DeadLetterReason",
     "DeleteChild",
     "EventBus",
+    "GetRoutees",
     "HandlerReturnedCoroutine",
     "InvalidActorName",
     "InvalidTopic",
@@ -84,9 +107,15 @@ __all__ = [
     "MailboxOverflow",
     "Overflow",
     "PoisonPill",
+    "RandomRouting",
     "ReceiveTimeout",
+    "RemoveRoutee",
     "RestartChild",
+    "RoundRobin",
+    "Router",
+    "RoutingLogic",
     "Settings",
+    "SmallestMailbox",
     "StartChild",
     "StashOverflow",
     "SupervisedChild",
@@ -101,6 +130,7 @@ __all__ = [
     "UnpicklableMessage",
     "WhichChildren",
     "WrongThread",
+    "mailbox_size",
     "open_system",
 ]
 

@@ -323,6 +323,30 @@ class ActorCell:
             return
         self._append((message, sender, None))
 
+    def _accept_forwarded(self, envelope: Envelope) -> None:
+        """Enqueue an envelope handed over by another actor (``context.forward``): its
+        sender and, for an ask, the asker's reply slot come along. A stopped or full
+        recipient fails the ask (``ActorDead`` / ``MailboxFull``) or dead-letters a
+        tell, per its overflow policy."""
+        message, sender, slot = envelope
+        if self._roundtrip:
+            message = roundtrip(message)
+        if isinstance(slot, _Reply):
+            if self._state == DEAD:
+                self._complete(slot, None, ActorDead(self.ref.path))
+            elif self._is_full():
+                assert self._capacity is not None
+                self._complete(slot, None, MailboxFull(self.ref.path, self._capacity))
+            else:
+                self._append((message, sender, slot))
+            return
+        if self._state == DEAD:
+            self.system._dead_letter(message, sender, self.ref, DeadLetterReason.STOPPED)
+        elif self._is_full():
+            self._overflowed(message, sender, raise_full=False)
+        else:
+            self._append((message, sender, None))
+
     def _tell_threadsafe(self, message: Any, sender: ActorRef | None) -> None:
         if self._roundtrip:
             roundtrip(message)  # raises UnpicklableMessage in the calling thread

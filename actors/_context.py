@@ -335,6 +335,31 @@ class ActorContext(ActorCell):
         stash.clear()
         return count
 
+    def forward(self, ref: ActorRef) -> None:
+        """Hand the message being processed to ``ref``, keeping its original sender. If
+        it came with an ``ask``, the asker now waits for ``ref``'s answer instead of
+        this actor's (whatever this handler returns is ignored). Forward a message at
+        most once, and not after stashing it.
+
+        If ``ref`` has stopped or its bounded mailbox is full, the asker gets
+        ``ActorDead`` / ``MailboxFull``; a plain message goes to dead letters or
+        follows ``ref``'s overflow policy (a full ``backpressure`` mailbox turns it into
+        a ``dropped-newest`` dead letter). Must be called from ``ref``'s own system
+        thread."""
+        current = self._current
+        if current is None:
+            raise RuntimeError("forward() can only be called while processing a message")
+        if self._current_stashed:
+            raise RuntimeError("this message was already stashed or forwarded")
+        target = ref._resolve()
+        if target._thread != self._thread:
+            raise WrongThread(f"{self.ref.path} cannot forward to {ref.path}: another thread")
+        message, sender, slot = current
+        if slot is not None and slot.kind != ASK:
+            slot = None  # a timer tick or a note travels on as a plain message
+        self._current_stashed = True  # the loop must not answer or account for it here
+        target._accept_forwarded((message, sender, slot))
+
     @property
     def stash_size(self) -> int:
         """How many messages are stashed."""

@@ -51,6 +51,8 @@ class DeadLetterReason(enum.StrEnum):
     pickled (``tell`` and ``ask`` raise :class:`UnpicklableMessage` instead)."""
     ASK_EXPIRED = "ask-expired"
     """The reply to an ``ask`` whose caller had already given up (timeout or cancel)."""
+    NO_ROUTEES = "no-routees"
+    """The recipient is a router that had no routee to pass the message to."""
     RESTART_STASH_OVERFLOW = "restart-stash-overflow"
     """The recipient was restarting (or waiting out a restart backoff) and already held
     ``Settings.restart_stash_capacity`` messages."""

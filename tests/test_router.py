@@ -1,0 +1,231 @@
+"""Router actors: pools and groups over the routing logics, forwarding (asks answered by
+the routee), Broadcast, management messages, routee death and restart, no routees."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, ClassVar
+
+import pytest
+import trio
+import trio.testing
+
+import actors
+from actors import Actor, ActorRef, DeadLetter, DeadLetterReason
+from actors.testing import TestProbe
+
+
+class Echo(Actor):
+    """Answers with (its name, the message); records what it got."""
+
+    log: ClassVar[list[tuple[str, Any]]] = []
+
+    def receive(self, message: Any) -> Any:
+        if message == "crash":
+            raise RuntimeError("crash")
+        Echo.log.append((self.context.ref.name, message))
+        return (self.context.ref.name, message)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_log() -> None:
+    Echo.log = []
+
+
+async def test_round_robin_pool_routes_exactly_in_turn_and_asks_are_answered_by_routees(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with actors.open_system("rr") as system:
+        router = system.spawn(actors.Router, actors.RoundRobin(), pool=Echo, size=3, name="r")
+        routees = await router.ask(actors.GetRoutees())
+        assert len(routees) == 3
+        assert all(ref.path.startswith("/user/r/") for ref in routees)
+        replies = [await router.ask(n) for n in range(9)]
+    names = [ref.name for ref in routees]
+    assert replies == [(names[n % 3], n) for n in range(9)]
+
+
+async def test_a_routed_tell_keeps_its_sender(autojump_clock: trio.testing.MockClock) -> None:
+    class Replier(Actor):
+        def receive(self, message: Any) -> None:
+            sender = self.context.sender
+            assert sender is not None
+            sender.tell(("re", message))
+
+    async with actors.open_system("sender") as system:
+        probe = TestProbe(system)
+        router = system.spawn(actors.Router, actors.RoundRobin(), pool=Replier, size=2)
+        router.tell("hi", sender=probe.ref)
+        assert await probe.expect_message(("re", "hi")) == ("re", "hi")
+
+
+async def test_group_router_drops_routees_that_stop(autojump_clock: trio.testing.MockClock) -> None:
+    async with actors.open_system("group") as system:
+        a = system.spawn(Echo, name="a")
+        b = system.spawn(Echo, name="b")
+        router = system.spawn(actors.Router, actors.RoundRobin(), routees=[a, b])
+        assert await router.ask(actors.GetRoutees()) == (a, b)
+        await system.graceful_stop(a)
+        await trio.testing.wait_all_tasks_blocked()
+        assert await router.ask(actors.GetRoutees()) == (b,)
+        assert [await router.ask(n) for n in range(3)] == [("b", 0), ("b", 1), ("b", 2)]
+
+
+async def test_pool_routees_are_supervised_and_restarted_in_place(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with actors.open_system("pool") as system:
+        restarted: list[Any] = []
+        watcher = system.spawn(_Collector, restarted)
+        system.events.subscribe(watcher, actors.ActorRestarted)
+        router = system.spawn(actors.Router, actors.RoundRobin(), pool=Echo, size=2)
+        before = await router.ask(actors.GetRoutees())
+        router.tell("crash")  # the first routee fails and is restarted by the router
+        await trio.testing.wait_all_tasks_blocked()
+        assert await router.ask(actors.GetRoutees()) == before
+        assert [e.ref for e in restarted] == [before[0]]
+
+
+async def test_no_routees_sends_to_dead_letters_with_a_clear_reason(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with actors.open_system("empty") as system:
+        dead: list[DeadLetter] = []
+        system.events.subscribe(system.spawn(_Collector, dead), DeadLetter)
+        router = system.spawn(actors.Router, actors.RoundRobin(), name="lonely")
+        router.tell("nobody")
+        router.tell(actors.Broadcast("nobody either"))
+        await trio.testing.wait_all_tasks_blocked()
+    assert [(d.message, d.reason, d.recipient.path) for d in dead] == [
+        ("nobody", DeadLetterReason.NO_ROUTEES, "/user/lonely"),
+        (actors.Broadcast("nobody either"), DeadLetterReason.NO_ROUTEES, "/user/lonely"),
+    ]
+
+
+async def test_broadcast_reaches_every_routee_and_the_first_answers_an_ask(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with actors.open_system("broadcast") as system:
+        router = system.spawn(actors.Router, actors.RandomRouting(seed=1), pool=Echo, size=3)
+        routees = await router.ask(actors.GetRoutees())
+        reply = await router.ask(actors.Broadcast("all"))
+        await trio.testing.wait_all_tasks_blocked()
+    assert reply == (routees[0].name, "all")
+    assert sorted(Echo.log) == sorted((ref.name, "all") for ref in routees)
+
+
+async def test_management_messages_add_remove_and_resize(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with actors.open_system("manage") as system:
+        probe = TestProbe(system)
+        router = system.spawn(actors.Router, actors.RoundRobin(), pool=Echo, size=2)
+        await router.ask(actors.AdjustPoolSize(3))
+        routees = await router.ask(actors.GetRoutees())
+        assert len(routees) == 5
+        probe.watch(routees[-1])
+        await router.ask(actors.AdjustPoolSize(-2))  # the newest two stop
+        assert await router.ask(actors.GetRoutees()) == routees[:3]
+        await probe.expect_terminated(routees[-1])
+        outsider = system.spawn(Echo, name="outsider")
+        await router.ask(actors.AddRoutee(outsider))
+        await router.ask(actors.RemoveRoutee(routees[0]))
+        assert await router.ask(actors.GetRoutees()) == (*routees[1:3], outsider)
+        group = system.spawn(actors.Router, actors.RoundRobin(), routees=[outsider])
+        with pytest.raises(ValueError, match="pool routers"):
+            await group.ask(actors.AdjustPoolSize(1))
+        await group.ask(actors.RemoveRoutee(outsider))  # a group does not stop it
+        assert await outsider.ask("still here") == ("outsider", "still here")
+
+
+async def test_consistent_hashing_keeps_each_key_on_one_routee(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    def customer(message: Any) -> Any:
+        return message[0]
+
+    async with actors.open_system("hashing") as system:
+        router = system.spawn(actors.Router, actors.ConsistentHashing(customer), pool=Echo, size=4)
+        for n in range(200):
+            router.tell((f"customer-{n % 20}", n))
+        await trio.testing.wait_all_tasks_blocked()
+    owners: dict[str, set[str]] = {}
+    for routee, (key, _) in Echo.log:
+        owners.setdefault(key, set()).add(routee)
+    assert len(owners) == 20
+    assert all(len(names) == 1 for names in owners.values())
+    assert len({next(iter(names)) for names in owners.values()}) > 1  # spread out
+
+
+async def test_smallest_mailbox_prefers_the_least_loaded_routee(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class Slow(Actor):
+        async def receive(self, message: Any) -> None:
+            Echo.log.append((self.context.ref.name, message))
+            await trio.sleep(1.0)
+
+    async with actors.open_system("smallest") as system:
+        busy = system.spawn(Slow, name="busy")
+        idle = system.spawn(Slow, name="idle")
+        for n in range(3):
+            busy.tell(("preload", n))
+        await trio.testing.wait_all_tasks_blocked()
+        router = system.spawn(
+            actors.Router, actors.SmallestMailbox(actors.mailbox_size), routees=[busy, idle]
+        )
+        router.tell("routed")
+        await trio.sleep(10)
+    assert ("idle", "routed") in Echo.log
+
+
+async def test_random_routing_is_reproducible_with_a_seed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    runs = []
+    for _ in range(2):
+        Echo.log = []
+        async with actors.open_system("random") as system:
+            a, b, c = (system.spawn(Echo, name=n) for n in "abc")
+            router = system.spawn(actors.Router, actors.RandomRouting(seed=7), routees=[a, b, c])
+            for n in range(300):
+                assert await router.ask(n) is not None
+        runs.append([name for name, _ in Echo.log])
+    assert runs[0] == runs[1]
+    counts = Counter(runs[0])
+    assert all(70 <= counts[name] <= 130 for name in "abc")
+
+
+def test_router_arguments_are_checked() -> None:
+    with pytest.raises(TypeError, match="RoutingLogic"):
+        actors.Router("round robin")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="size"):
+        actors.Router(actors.RoundRobin(), size=-1)
+    with pytest.raises(ValueError, match="needs pool"):
+        actors.Router(actors.RoundRobin(), size=2)
+
+
+class _Collector(Actor):
+    def __init__(self, into: list[Any]) -> None:
+        self.into = into
+
+    def receive(self, message: Any) -> None:
+        self.into.append(message)
+
+
+async def test_forward_outside_a_router(autojump_clock: trio.testing.MockClock) -> None:
+    class Front(Actor):
+        def __init__(self, back: ActorRef) -> None:
+            self.back = back
+
+        def receive(self, message: Any) -> str:
+            self.context.forward(self.back)
+            return "ignored: the back answers"
+
+    async with actors.open_system("forward") as system:
+        back = system.spawn(Echo, name="back")
+        front = system.spawn(Front, back)
+        assert await front.ask("q") == ("back", "q")
+        await system.graceful_stop(back)
+        with pytest.raises(actors.ActorDead):
+            await front.ask("q2")
