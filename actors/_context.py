@@ -163,7 +163,8 @@ class ActorContext(ActorCell):
             )
         if args or kwargs:
             factory = functools.partial(factory, *args, **kwargs)
-        child = ActorContext(
+        cell_class: type[ActorContext] = _class_default(factory, "_cell_class", ActorContext)
+        child = cell_class(
             system,
             self,
             name,

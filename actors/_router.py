@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -9,6 +10,7 @@ import attrs
 
 from ._actor import Actor
 from ._cell import DEAD
+from ._context import ActorContext
 from ._messages import DeadLetterReason, Terminated
 from ._ref import ActorRef
 from ._routing import RoutingLogic
@@ -48,6 +50,80 @@ class AdjustPoolSize:
     routees; shrinking stops the newest routees first. Refused by a group router."""
 
     change: int
+
+
+_MANAGEMENT: frozenset[type] = frozenset()  # filled below, once the classes exist
+_get_ident = threading.get_ident
+
+
+class RouterContext(ActorContext):
+    """The cell of a router: it routes ordinary messages in the sender's task, straight
+    to the chosen routees, so a routed message crosses one mailbox, not two (what Akka
+    does too). Management messages, ``Broadcast`` and ``Terminated`` go to the router's
+    own mailbox. While anything waits in that mailbox (e.g. messages sent before the
+    router started), new messages queue behind it, so each sender's order is kept."""
+
+    __slots__ = ("_logic", "_routees")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._logic: RoutingLogic[ActorRef] | None = None  # set once routees are known
+        self._routees: tuple[ActorRef, ...] = ()
+
+    def _direct(self, message: Any) -> bool:
+        return (
+            self._logic is not None
+            and self._thread == _get_ident()
+            and not self._mailbox
+            and self._state != DEAD
+            and message.__class__ not in _MANAGEMENT
+        )
+
+    def _tell(self, message: Any, sender: ActorRef | None) -> None:
+        # The per-message path: _direct() inlined.
+        logic = self._logic
+        if (
+            logic is None
+            or self._mailbox
+            or message.__class__ in _MANAGEMENT
+            or self._thread != _get_ident()
+            or self._state == DEAD
+        ):
+            super()._tell(message, sender)
+            return
+        targets = logic.select(message, self._routees)
+        if not targets:
+            self.system._dead_letter(message, sender, self.ref, DeadLetterReason.NO_ROUTEES)
+            return
+        for target in targets:
+            cell = target._cell
+            if cell is None:
+                cell = target._resolve()
+            cell._tell(message, sender)
+
+    async def _send(self, message: Any, sender: ActorRef | None) -> None:
+        if not self._direct(message):
+            await super()._send(message, sender)
+            return
+        assert self._logic is not None
+        targets = self._logic.select(message, self._routees)
+        if not targets:
+            await super()._send(message, sender)  # the router dead-letters it
+            return
+        for target in targets:
+            await target.send(message, sender)
+
+    async def _ask(self, message: Any, timeout: float | None, sender: ActorRef | None) -> Any:
+        if not self._direct(message):
+            return await super()._ask(message, timeout, sender)
+        assert self._logic is not None
+        targets = self._logic.select(message, self._routees)
+        if not targets:
+            return await super()._ask(message, timeout, sender)  # dead letter + ActorDead
+        first, *rest = targets
+        for target in rest:
+            target.tell(message, sender)
+        return await first.ask(message, timeout=timeout, sender=sender)
 
 
 class Router(Actor):
@@ -96,6 +172,8 @@ class Router(Actor):
         self._size = size
         self._routees: tuple[ActorRef, ...] = ()
         self._initial = group
+
+    _cell_class = RouterContext
 
     def pre_start(self) -> None:
         for ref in self._initial:
@@ -190,6 +268,15 @@ class Router(Actor):
     def _set(self, routees: tuple[ActorRef, ...]) -> None:
         self._routees = routees
         self.logic.routees_changed(routees)
+        context = self.context
+        if isinstance(context, RouterContext):  # senders now route by themselves
+            context._routees = routees
+            context._logic = self.logic
+
+    def post_stop(self) -> None:
+        context = self.context
+        if isinstance(context, RouterContext):
+            context._logic = None
 
     def _grow(self, count: int) -> None:
         assert self._pool is not None
@@ -208,6 +295,11 @@ class Router(Actor):
                 self._remove(ref, stop=True)
 
 
+_MANAGEMENT = frozenset(
+    {Broadcast, GetRoutees, AddRoutee, RemoveRoutee, AdjustPoolSize, Terminated}
+)
+
+
 def mailbox_size(ref: ActorRef) -> int:
     """How many messages wait in the mailbox of ``ref`` (0 for a stopped actor): the
     size function for ``SmallestMailbox(actors.mailbox_size)``."""
@@ -215,6 +307,6 @@ def mailbox_size(ref: ActorRef) -> int:
     return len(cell._mailbox) if cell._state != DEAD else 0
 
 
-for _cls in (Broadcast, GetRoutees, AddRoutee, RemoveRoutee, AdjustPoolSize, Router):
+for _cls in (Broadcast, GetRoutees, AddRoutee, RemoveRoutee, AdjustPoolSize, Router, RouterContext):
     _cls.__module__ = "actors"
 mailbox_size.__module__ = "actors"

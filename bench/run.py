@@ -27,6 +27,7 @@ WORKLOADS = {
     "W5": "w5_ring.py",
     "W6": "w6_restart.py",
     "W7": "w7_publish.py",
+    "W8": "w8_router.py",
 }
 
 
