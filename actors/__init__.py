@@ -48,6 +48,8 @@ from ._router import (
     GetRoutees,
     RemoveRoutee,
     Router,
+    ScatterGatherFirstCompleted,
+    TailChopping,
     mailbox_size,
 )
 from ._routing import (
@@ -114,6 +116,7 @@ __all__ = [
     "RoundRobin",
     "Router",
     "RoutingLogic",
+    "ScatterGatherFirstCompleted",
     "Settings",
     "SmallestMailbox",
     "StartChild",
@@ -122,6 +125,7 @@ __all__ = [
     "Supervisor",
     "SupervisorGaveUp",
     "SystemClosed",
+    "TailChopping",
     "TerminateChild",
     "Terminated",
     "Timers",

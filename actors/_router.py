@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
+import trio
 
 from ._actor import Actor
-from ._cell import DEAD
+from ._cell import DEAD, _Reply
 from ._context import ActorContext
+from ._errors import AskTimeout
 from ._messages import DeadLetterReason, Terminated
 from ._ref import ActorRef
-from ._routing import RoutingLogic
+from ._routing import BroadcastRouting, RoundRobin, RoutingLogic
 
 
 @attrs.frozen
@@ -50,6 +53,91 @@ class AdjustPoolSize:
     routees; shrinking stops the newest routees first. Refused by a group router."""
 
     change: int
+
+
+class ScatterGatherFirstCompleted(BroadcastRouting[ActorRef]):
+    """Ask every routee at once; the first reply answers the asker, later replies are
+    discarded (they go to dead letters as ``ask-expired``, like any late reply). If no
+    routee replies within ``within`` seconds (or the asker's own, shorter timeout), the
+    asker gets :class:`AskTimeout`; if every routee fails, the asker gets the first
+    error. A plain ``tell`` goes to every routee (there is no reply to wait for)."""
+
+    __slots__ = ("within",)
+
+    def __init__(self, within: float) -> None:
+        if isinstance(within, bool) or not isinstance(within, int | float) or not within > 0:
+            raise ValueError(f"within must be a number of seconds > 0, got {within!r}")
+        self.within = float(within)
+
+    def __repr__(self) -> str:
+        return f"ScatterGatherFirstCompleted(within={self.within!r})"
+
+
+class TailChopping(RoundRobin[ActorRef]):
+    """Ask one routee; if it has not replied after ``interval`` seconds, ask the next one
+    too, and so on (in round-robin order); the first reply answers the asker and the
+    others are discarded. Past ``within`` seconds the asker gets :class:`AskTimeout`;
+    once every routee has failed, the first error. A plain ``tell`` goes to one routee,
+    round-robin."""
+
+    __slots__ = ("interval", "within")
+
+    def __init__(self, interval: float, within: float) -> None:
+        super().__init__()
+        for what, value in (("interval", interval), ("within", within)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"{what} must be a number of seconds > 0, got {value!r}")
+        self.interval = float(interval)
+        self.within = float(within)
+
+    def __repr__(self) -> str:
+        return f"TailChopping(interval={self.interval!r}, within={self.within!r})"
+
+
+async def _first_reply(
+    message: Any,
+    order: Sequence[ActorRef],
+    *,
+    interval: float,
+    within: float,
+    timeout: float | None,
+    sender: ActorRef | None,
+    path: str,
+) -> Any:
+    """Ask ``order[0]``, then each next routee every ``interval`` seconds (0: all at
+    once), and return the first reply. Losers are cancelled (their late replies are
+    dead letters). All failed: the first error; nothing by the deadline: AskTimeout."""
+    limit = within if timeout is None else min(within, timeout)
+    result: list[Any] = []
+    errors: list[BaseException] = []
+    pending = len(order)
+
+    async with trio.open_nursery() as nursery:
+
+        async def one(ref: ActorRef, delay: float) -> None:
+            nonlocal pending
+            if delay:
+                await trio.sleep(delay)
+            try:
+                value = await ref.ask(message, timeout=math.inf, sender=sender)
+            except Exception as exc:
+                errors.append(exc)
+                pending -= 1
+                if not pending:
+                    nursery.cancel_scope.cancel()
+                return
+            if not result:
+                result.append(value)
+                nursery.cancel_scope.cancel()
+
+        nursery.cancel_scope.deadline = trio.current_time() + limit
+        for index, ref in enumerate(order):
+            nursery.start_soon(one, ref, index * interval)
+    if result:
+        return result[0]
+    if errors and not pending:
+        raise errors[0]
+    raise AskTimeout(path, limit, message)
 
 
 _MANAGEMENT: frozenset[type] = frozenset()  # filled below, once the classes exist
@@ -116,8 +204,25 @@ class RouterContext(ActorContext):
     async def _ask(self, message: Any, timeout: float | None, sender: ActorRef | None) -> Any:
         if not self._direct(message):
             return await super()._ask(message, timeout, sender)
-        assert self._logic is not None
-        targets = self._logic.select(message, self._routees)
+        logic = self._logic
+        assert logic is not None
+        if isinstance(logic, ScatterGatherFirstCompleted | TailChopping) and self._routees:
+            routees = self._routees
+            interval = 0.0
+            if isinstance(logic, TailChopping):
+                start = routees.index(logic.select(message, routees)[0])
+                routees = routees[start:] + routees[:start]
+                interval = logic.interval
+            return await _first_reply(
+                message,
+                routees,
+                interval=interval,
+                within=logic.within,
+                timeout=timeout,
+                sender=sender,
+                path=self.ref.path,
+            )
+        targets = logic.select(message, self._routees)
         if not targets:
             return await super()._ask(message, timeout, sender)  # dead letter + ActorDead
         first, *rest = targets
@@ -218,6 +323,8 @@ class Router(Actor):
         if cls is AdjustPoolSize:
             self._adjust(message.change)
             return None
+        if self._ask_first_reply(message):
+            return None
         targets = self.logic.select(message, self._routees)
         if not targets:
             self._no_routees(message)
@@ -232,6 +339,47 @@ class Router(Actor):
         return None
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _ask_first_reply(self, message: Any) -> bool:
+        """An ask that reached the router's mailbox (e.g. before it had started) under
+        scatter-gather or tail-chopping: answer it from a task of the system, so that
+        the router goes on with its next message meanwhile."""
+        logic = self.logic
+        context = self.context
+        current = context._current
+        slot = None if current is None else current[2]
+        if not isinstance(logic, ScatterGatherFirstCompleted | TailChopping):
+            return False
+        if not isinstance(slot, _Reply) or not self._routees:
+            return False
+        routees = self._routees
+        interval = 0.0
+        if isinstance(logic, TailChopping):
+            start = routees.index(logic.select(message, routees)[0])
+            routees = routees[start:] + routees[:start]
+            interval = logic.interval
+        context._current_stashed = True  # answered by the task below, not by this handler
+        sender = context.sender
+        path = context.ref.path
+
+        async def answer() -> None:
+            try:
+                value = await _first_reply(
+                    message,
+                    routees,
+                    interval=interval,
+                    within=logic.within,
+                    timeout=slot.timeout,
+                    sender=sender,
+                    path=path,
+                )
+            except Exception as exc:
+                context._complete(slot, None, exc)
+            else:
+                context._complete(slot, value, None)
+
+        context.system._nursery.start_soon(answer, name=f"{path} first reply")
+        return True
 
     def _forward_as(self, target: ActorRef, payload: Any) -> None:
         """Forward the current message's reply slot and sender with another payload."""
@@ -307,6 +455,16 @@ def mailbox_size(ref: ActorRef) -> int:
     return len(cell._mailbox) if cell._state != DEAD else 0
 
 
-for _cls in (Broadcast, GetRoutees, AddRoutee, RemoveRoutee, AdjustPoolSize, Router, RouterContext):
+for _cls in (
+    ScatterGatherFirstCompleted,
+    TailChopping,
+    Broadcast,
+    GetRoutees,
+    AddRoutee,
+    RemoveRoutee,
+    AdjustPoolSize,
+    Router,
+    RouterContext,
+):
     _cls.__module__ = "actors"
 mailbox_size.__module__ = "actors"

@@ -229,3 +229,84 @@ async def test_forward_outside_a_router(autojump_clock: trio.testing.MockClock) 
         await system.graceful_stop(back)
         with pytest.raises(actors.ActorDead):
             await front.ask("q2")
+
+
+class _Delayed(Actor):
+    """Replies after its own delay; raises if the delay is negative."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    async def receive(self, message: Any) -> Any:
+        if self.delay < 0:
+            raise LookupError(f"{self.context.ref.name} failed")
+        await trio.sleep(self.delay)
+        return (self.context.ref.name, trio.current_time())
+
+
+async def test_scatter_gather_answers_with_the_first_reply_and_discards_the_rest(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with actors.open_system("scatter") as system:
+        dead: list[DeadLetter] = []
+        system.events.subscribe(system.spawn(_Collector, dead), DeadLetter)
+        slow, fast, mid = (
+            system.spawn(_Delayed, d, name=n)
+            for n, d in (("slow", 3.0), ("fast", 0.5), ("mid", 1.0))
+        )
+        router = system.spawn(
+            actors.Router, actors.ScatterGatherFirstCompleted(within=10), routees=[slow, fast, mid]
+        )
+        start = trio.current_time()
+        name, replied_at = await router.ask("q")
+        assert (name, replied_at - start) == ("fast", 0.5)
+        await trio.sleep(5)
+        # The two late replies were discarded with a trace.
+        late = sorted(d.message[0] for d in dead if d.reason is DeadLetterReason.ASK_EXPIRED)
+        assert late == ["mid", "slow"]
+        with pytest.raises(actors.AskTimeout):
+            await router.ask("q", timeout=0.25)  # the asker's own, shorter, timeout
+
+
+async def test_scatter_gather_raises_the_first_error_when_every_routee_fails(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with actors.open_system("scatter-fail") as system:
+        bad = [system.spawn(_Delayed, -1.0, name=f"bad{n}") for n in range(2)]
+        router = system.spawn(
+            actors.Router, actors.ScatterGatherFirstCompleted(within=10), routees=bad
+        )
+        with pytest.raises(LookupError, match="failed"):
+            await router.ask("q")
+
+
+async def test_tail_chopping_asks_the_next_routee_after_each_interval(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with actors.open_system("tail") as system:
+        stuck = system.spawn(_Delayed, 100.0, name="stuck")
+        quick = system.spawn(_Delayed, 0.25, name="quick")
+        router = system.spawn(
+            actors.Router, actors.TailChopping(interval=1.0, within=5.0), routees=[stuck, quick]
+        )
+        start = trio.current_time()
+        name, replied_at = await router.ask("q")  # stuck first, quick asked 1 s later
+        assert (name, replied_at - start) == ("quick", 1.25)
+        # Round-robin: the next question starts with quick.
+        start = trio.current_time()
+        assert (await router.ask("q"))[0] == "quick"
+        assert trio.current_time() - start == 0.25
+        only_stuck = system.spawn(
+            actors.Router, actors.TailChopping(interval=1.0, within=5.0), routees=[stuck]
+        )
+        start = trio.current_time()
+        with pytest.raises(actors.AskTimeout):
+            await only_stuck.ask("q")
+        assert trio.current_time() - start == 5.0
+
+
+def test_ask_time_strategies_check_their_arguments() -> None:
+    with pytest.raises(ValueError, match="within"):
+        actors.ScatterGatherFirstCompleted(within=0)
+    with pytest.raises(ValueError, match="interval"):
+        actors.TailChopping(interval=-1, within=1)
