@@ -62,6 +62,11 @@ class Audit(actors.Actor):
         return None
 
 
+def path_of(ref: actors.ActorRef) -> str:
+    """Place routees on the hash ring by path: the same layout in every run."""
+    return ref.path
+
+
 def customer_of(event: Any) -> str:
     customer: str = event.customer
     return customer
@@ -71,7 +76,7 @@ async def main() -> None:
     async with actors.open_system("orders") as system:
         router = system.spawn(
             actors.Router,
-            actors.ConsistentHashing(customer_of),
+            actors.ConsistentHashing(customer_of, node_key=path_of),
             pool=Worker,
             size=3,
             name="workers",

@@ -14,7 +14,7 @@ EXPECTED = {
     "order_pipeline.py": [
         "every customer on exactly one worker: True",
         "each customer's events in publish order: True",
-        "workers in use: 2 of 3",
+        "workers in use: 3 of 3",
         "audit entries: 45 first: ada/10/placed last: eve/34/shipped",
         "dead letters: [('fay', 'no-routees')]",
     ],
