@@ -6,6 +6,7 @@ It carries user events and the runtime's own, under reserved topics: dead letter
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -108,6 +109,7 @@ class EventBus:
     def unsubscribe(self, ref: ActorRef, pattern: str | type | None = None) -> None:
         """End ``ref``'s subscription to ``pattern``, or all its subscriptions if omitted.
         Unknown subscriptions are ignored."""
+        self._system._check_thread()
         if pattern is None:
             self._remove_subscriber(ref)
             return
@@ -129,6 +131,7 @@ class EventBus:
 
     def subscribers(self, pattern: str | type) -> list[ActorRef]:
         """The refs subscribed with exactly ``pattern`` (a topic pattern or a class)."""
+        self._system._check_thread()
         if isinstance(pattern, str):
             check_pattern(pattern)
             topics = self._topics
@@ -149,8 +152,9 @@ class EventBus:
     # -- publishing ------------------------------------------------------------------------
 
     def publish(self, topic: str, event: Any) -> int:
-        """Offer ``event`` to every subscriber whose pattern matches ``topic`` or whose
-        class ``event`` is an instance of, each once. Never blocks. Returns how many
+        """Offer ``event`` to every subscriber whose pattern matches ``topic`` or who
+        subscribed to the class of ``event`` or one of its base classes (its MRO; classes
+        registered with an ABC do not count), each once. Never blocks. Returns how many
         subscribers it was offered to.
 
         Under ``roundtrip_messages`` each subscriber gets its own unpickled copy; an event
@@ -166,12 +170,19 @@ class EventBus:
     async def send(self, topic: str, event: Any) -> int:
         """Like :meth:`publish`, but wait for room in each bounded subscriber's mailbox,
         one subscriber after the other (backpressure from the slowest). Cancelled while
-        waiting, the subscribers not yet served do not get the event."""
+        waiting, the subscribers not yet served do not get the event. Under
+        ``roundtrip_messages`` an unpicklable event raises :class:`UnpicklableMessage`
+        (as ``ref.send`` does) instead of becoming dead letters. A subscriber of a system
+        running in another thread gets the event handed over, without waiting."""
         self._system._check_thread()
         _check_user_topic(topic)
         targets = self._targets(topic, event)
+        here = threading.get_ident()
         for cell in targets:
-            await cell._send(event, None)
+            if cell._thread == here:
+                await cell._send(event, None)
+            else:  # a subscriber of a system in another thread: handed over, no wait
+                cell._offer(event, None, True)
         if not targets:
             await trio.lowlevel.checkpoint()
         return len(targets)
@@ -220,7 +231,7 @@ def _check_user_topic(topic: str) -> None:
     check_topic(topic)
     if topic.partition(".")[0] == RESERVED_PREFIX:
         raise ValueError(
-            f"topic {topic!r} is reserved: topics under {RESERVED_PREFIX!r}. carry the "
+            f"topic {topic!r} is reserved: topics under '{RESERVED_PREFIX}.' carry the "
             "runtime's own events (subscribe to them; publish elsewhere)"
         )
     if type(topic) is str:
