@@ -231,6 +231,69 @@ class RouterContext(ActorContext):
         return await first.ask(message, timeout=timeout, sender=sender)
 
 
+def _check_number(what: str, value: object, *, low: float, integer: bool = False) -> None:
+    ok = not isinstance(value, bool) and isinstance(value, int if integer else int | float)
+    if not ok or not value >= low:  # type: ignore[operator]
+        kind = "an int" if integer else "a number"
+        raise ValueError(f"{what} must be {kind} >= {low}, got {value!r}")
+
+
+@attrs.frozen
+class Resizer:
+    """Grows and shrinks a pool router with the pressure on its routees, checked every
+    ``interval`` seconds (a timer of the router, so on trio's clock).
+
+    A routee is *busy* when at least ``pressure_threshold`` messages wait in its
+    mailbox. When every routee is busy, the pool grows by ``ceil(rampup_rate * size)``
+    (at least 1); when fewer than ``backoff_threshold`` of them are busy, it shrinks by
+    ``floor(backoff_rate * size)`` (at least 1 once it is above ``lower``). The size
+    always stays within ``[lower, upper]``. Shrinking stops the newest routees first
+    (each finishes its current message; what is left in its mailbox goes to dead
+    letters, as for any stop)."""
+
+    lower: int = 1
+    upper: int = 10
+    pressure_threshold: int = 1
+    rampup_rate: float = 0.2
+    backoff_threshold: float = 0.3
+    backoff_rate: float = 0.1
+    interval: float = 1.0
+
+    def __attrs_post_init__(self) -> None:
+        _check_number("lower", self.lower, low=0, integer=True)
+        _check_number("upper", self.upper, low=1, integer=True)
+        if self.upper < self.lower:
+            raise ValueError(f"upper ({self.upper}) must not be below lower ({self.lower})")
+        _check_number("pressure_threshold", self.pressure_threshold, low=1, integer=True)
+        for what in ("rampup_rate", "backoff_threshold", "backoff_rate"):
+            _check_number(what, getattr(self, what), low=0)
+        if not self.interval > 0:
+            raise ValueError(f"interval must be > 0 seconds, got {self.interval!r}")
+
+    def change(self, mailbox_sizes: Sequence[int]) -> int:
+        """How many routees to add (> 0) or remove (< 0), given each routee's mailbox
+        size."""
+        size = len(mailbox_sizes)
+        if size < self.lower:
+            return self.lower - size
+        if size > self.upper:
+            return self.upper - size
+        if not size:
+            return 0
+        busy = sum(1 for n in mailbox_sizes if n >= self.pressure_threshold)
+        delta = 0
+        if busy == size:
+            delta = max(1, math.ceil(self.rampup_rate * size))
+        elif busy / size < self.backoff_threshold:
+            delta = -max(1, math.floor(self.backoff_rate * size))
+        return max(self.lower, min(self.upper, size + delta)) - size
+
+
+@attrs.frozen
+class _Resize:
+    """The resizer's timer tick (sent by a pool router to itself)."""
+
+
 class Router(Actor):
     """Routes every message it receives to routees chosen by ``logic`` (a
     :class:`RoutingLogic` such as :class:`RoundRobin` or :class:`ConsistentHashing`).
@@ -259,6 +322,7 @@ class Router(Actor):
         pool: Callable[..., Actor] | None = None,
         size: int = 0,
         routees: Iterable[ActorRef] = (),
+        resizer: Resizer | None = None,
     ) -> None:
         if not isinstance(logic, RoutingLogic):
             raise TypeError(f"logic must be a RoutingLogic, got {logic!r}")
@@ -269,6 +333,8 @@ class Router(Actor):
             raise ValueError("a router is a pool (pool=, size=) or a group (routees=), not both")
         if pool is None and size:
             raise ValueError("size= needs pool= (the factory of the routees)")
+        if resizer is not None and (pool is None or not isinstance(resizer, Resizer)):
+            raise ValueError("resizer= needs pool= and an actors.Resizer")
         for ref in group:
             if not isinstance(ref, ActorRef):
                 raise TypeError(f"routees must be ActorRefs, got {ref!r}")
@@ -277,6 +343,7 @@ class Router(Actor):
         self._size = size
         self._routees: tuple[ActorRef, ...] = ()
         self._initial = group
+        self._resizer = resizer
 
     _cell_class = RouterContext
 
@@ -286,6 +353,8 @@ class Router(Actor):
         self._initial = ()
         if self._pool is not None:
             self._grow(self._size)
+        if self._resizer is not None:
+            self.context.timers.start_periodic(_Resize, _Resize(), self._resizer.interval)
 
     @property
     def routees(self) -> tuple[ActorRef, ...]:
@@ -322,6 +391,12 @@ class Router(Actor):
             return None
         if cls is AdjustPoolSize:
             self._adjust(message.change)
+            return None
+        if cls is _Resize:
+            assert self._resizer is not None
+            change = self._resizer.change([mailbox_size(ref) for ref in self._routees])
+            if change:
+                self._adjust(change)
             return None
         if self._ask_first_reply(message):
             return None
@@ -444,7 +519,7 @@ class Router(Actor):
 
 
 _MANAGEMENT = frozenset(
-    {Broadcast, GetRoutees, AddRoutee, RemoveRoutee, AdjustPoolSize, Terminated}
+    {Broadcast, GetRoutees, AddRoutee, RemoveRoutee, AdjustPoolSize, Terminated, _Resize}
 )
 
 
@@ -456,6 +531,7 @@ def mailbox_size(ref: ActorRef) -> int:
 
 
 for _cls in (
+    Resizer,
     ScatterGatherFirstCompleted,
     TailChopping,
     Broadcast,

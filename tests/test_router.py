@@ -310,3 +310,45 @@ def test_ask_time_strategies_check_their_arguments() -> None:
         actors.ScatterGatherFirstCompleted(within=0)
     with pytest.raises(ValueError, match="interval"):
         actors.TailChopping(interval=-1, within=1)
+
+
+def test_resizer_change_follows_pressure_within_bounds() -> None:
+    resizer = actors.Resizer(lower=2, upper=5, pressure_threshold=2, rampup_rate=0.5)
+    assert resizer.change([]) == 2  # below lower: up to lower
+    assert resizer.change([3, 2]) == 1  # all busy: +ceil(0.5 * 2)
+    assert resizer.change([3, 2, 9, 9]) == 1  # +2 would pass upper: clamped to 5
+    assert resizer.change([3, 1]) == 0  # half busy: neither grow nor shrink
+    assert resizer.change([0, 0, 0, 0]) == -1  # idle: shrink by at least 1
+    assert resizer.change([0, 0]) == 0  # already at lower
+    assert resizer.change([0] * 7) == -2  # above upper: down to upper
+    with pytest.raises(ValueError, match="upper"):
+        actors.Resizer(lower=3, upper=2)
+    with pytest.raises(ValueError, match="resizer= needs pool="):
+        actors.Router(actors.RoundRobin(), resizer=resizer)
+
+
+async def test_a_resizing_pool_grows_under_pressure_and_shrinks_when_idle(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class Slow(Actor):
+        async def receive(self, message: Any) -> None:
+            await trio.sleep(1.0)
+
+    resizer = actors.Resizer(lower=1, upper=4, rampup_rate=1.0, backoff_rate=0.5, interval=0.5)
+    sizes: list[int] = []
+    async with actors.open_system("resize") as system:
+        router = system.spawn(
+            actors.Router, actors.RoundRobin(), pool=Slow, size=1, resizer=resizer
+        )
+        await trio.testing.wait_all_tasks_blocked()
+        for step in range(100):  # 20 busy steps (6 messages/s; 4 routees do 4/s), then idle
+            if step < 20:
+                for n in range(3):
+                    router.tell(n)
+            await trio.sleep(0.5)
+            sizes.append(len(await router.ask(actors.GetRoutees())))
+    assert sizes[0] in (1, 2)  # at 0.5 s the resize tick may come before or after the ask
+    assert max(sizes) == 4  # never above upper
+    grow = sizes[: sizes.index(4) + 1]
+    assert grow == sorted(grow)  # only grew until it reached the upper bound
+    assert sizes[-1] == 1  # idle at the end: back to lower
