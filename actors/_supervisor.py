@@ -237,8 +237,8 @@ class Supervisor(Actor):
         name = child._name
         if context._engine is not engine:
             return  # this instance has been replaced by a restart
-        if child._stopped_by_parent or context._stop_requested:
-            engine.stopped(name)
+        if child._stopped_by_parent or context._stop_requested or context.system._terminating:
+            engine.stopped(name)  # (no restarts while the system shuts down)
             return
         if not engine.state(name).running:
             return  # a failure the strategy already settled (stopped or gave up)
