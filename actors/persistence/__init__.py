@@ -5,16 +5,38 @@ contracts, the stored record types and the errors; backends and persistent actor
 follow.
 """
 
-from ._errors import EventRejected, JournalFailure, SequenceConflict
+from ._errors import EventRejected, JournalFailure, RecordUndecodable, SequenceConflict
 from ._journal import Journal, SnapshotStore
+from ._memory import InMemoryJournal, InMemorySnapshotStore
 from ._records import PersistentRecord, SnapshotRecord
+from ._serialization import (
+    CloudpickleSerializer,
+    PickleSerializer,
+    Serialization,
+    Serializer,
+    manifest_of,
+    parse_manifest,
+)
+from ._sqlite import SqliteJournal, SqliteSnapshotStore, open_sqlite_journal
 
 __all__ = [
+    "CloudpickleSerializer",
     "EventRejected",
+    "InMemoryJournal",
+    "InMemorySnapshotStore",
     "Journal",
     "JournalFailure",
     "PersistentRecord",
+    "PickleSerializer",
+    "RecordUndecodable",
     "SequenceConflict",
+    "Serialization",
+    "Serializer",
     "SnapshotRecord",
     "SnapshotStore",
+    "SqliteJournal",
+    "SqliteSnapshotStore",
+    "manifest_of",
+    "open_sqlite_journal",
+    "parse_manifest",
 ]

@@ -23,5 +23,14 @@ class EventRejected(ActorError):
     unchanged."""
 
 
-for _cls in (JournalFailure, SequenceConflict, EventRejected):
+class RecordUndecodable(JournalFailure):
+    """A stored event or snapshot cannot be decoded: its serializer id is not registered,
+    a class it refers to can no longer be imported, or its payload is garbled. The
+    message names the serializer id and the manifest; the original error is the
+    ``__cause__``. Nothing was changed in the journal. A persistent actor falls back to
+    an older snapshot when a snapshot is undecodable; an undecodable event fails its
+    recovery."""
+
+
+for _cls in (JournalFailure, SequenceConflict, EventRejected, RecordUndecodable):
     _cls.__module__ = "actors.persistence"
