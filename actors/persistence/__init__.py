@@ -1,8 +1,8 @@
 """Persistence: event-sourced actors and the journals that store their events.
 
 This package is being built (issue 5). So far it holds the journal and snapshot-store
-contracts, the stored record types and the errors; backends and persistent actors
-follow.
+contracts, the stored record types and errors, the serializers, and two backends: in
+memory (for tests) and SQLite (the embedded default). Persistent actors come next.
 """
 
 from ._errors import EventRejected, JournalFailure, RecordUndecodable, SequenceConflict
