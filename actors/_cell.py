@@ -14,7 +14,6 @@ cheaper than a memory channel.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import logging
 import math
@@ -94,7 +93,6 @@ Envelope = tuple[Any, "ActorRef | None", "_Reply | _Timer | _Note | None"]
 _Failure = tuple[BaseException, Any]  # (error, the message being handled or None)
 
 
-@functools.cache
 def _child_spec(name: str) -> ChildSpec:
     """The implicit spec of a child spawned with ``spawn``: restarted on failure only
     (Akka semantics: a child that stops normally is gone)."""

@@ -94,6 +94,20 @@ class TailChopping(RoundRobin[ActorRef]):
         return f"TailChopping(interval={self.interval!r}, within={self.within!r})"
 
 
+def _ask_order(
+    logic: ScatterGatherFirstCompleted | TailChopping,
+    message: Any,
+    routees: tuple[ActorRef, ...],
+) -> tuple[tuple[ActorRef, ...], float]:
+    """The routees in the order to ask them, and the interval between two asks:
+    scatter-gather asks all at once; tail-chopping starts at the next routee in its
+    rotation (advanced now, in the caller's turn)."""
+    if isinstance(logic, TailChopping):
+        start = routees.index(logic.select(message, routees)[0])
+        return routees[start:] + routees[:start], logic.interval
+    return routees, 0.0
+
+
 async def _first_reply(
     message: Any,
     order: Sequence[ActorRef],
@@ -207,12 +221,7 @@ class RouterContext(ActorContext):
         logic = self._logic
         assert logic is not None
         if isinstance(logic, ScatterGatherFirstCompleted | TailChopping) and self._routees:
-            routees = self._routees
-            interval = 0.0
-            if isinstance(logic, TailChopping):
-                start = routees.index(logic.select(message, routees)[0])
-                routees = routees[start:] + routees[:start]
-                interval = logic.interval
+            routees, interval = _ask_order(logic, message, self._routees)
             return await _first_reply(
                 message,
                 routees,
@@ -427,12 +436,7 @@ class Router(Actor):
             return False
         if not isinstance(slot, _Reply) or not self._routees:
             return False
-        routees = self._routees
-        interval = 0.0
-        if isinstance(logic, TailChopping):
-            start = routees.index(logic.select(message, routees)[0])
-            routees = routees[start:] + routees[:start]
-            interval = logic.interval
+        routees, interval = _ask_order(logic, message, self._routees)
         context._current_stashed = True  # answered by the task below, not by this handler
         sender = context.sender
         path = context.ref.path

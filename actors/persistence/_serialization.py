@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import abc
 import pickle
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import cloudpickle
@@ -85,7 +85,27 @@ class Serializer(abc.ABC):
         )
 
 
-class PickleSerializer(Serializer):
+class _PickleFormat(Serializer):
+    """Payloads in pickle format, written by ``_dumps`` and read back with plain
+    :mod:`pickle`."""
+
+    _dumps: Callable[..., bytes]
+
+    def to_binary(self, obj: object) -> tuple[str, bytes]:
+        try:
+            payload = self._dumps(obj, protocol=PICKLE_PROTOCOL)
+        except Exception as error:
+            raise self._rejected(obj, error) from error
+        return manifest_of(obj), payload
+
+    def from_binary(self, manifest: str, payload: bytes) -> object:
+        try:
+            return pickle.loads(payload)
+        except Exception as error:
+            raise self._undecodable(manifest, error) from error
+
+
+class PickleSerializer(_PickleFormat):
     """The default serializer (id ``"pickle"``): standard :mod:`pickle`, protocol 5.
 
     Classes and functions are stored by reference (module and qualified name), so an
@@ -96,22 +116,10 @@ class PickleSerializer(Serializer):
     """
 
     id = "pickle"
-
-    def to_binary(self, obj: object) -> tuple[str, bytes]:
-        try:
-            payload = pickle.dumps(obj, protocol=PICKLE_PROTOCOL)
-        except Exception as error:
-            raise self._rejected(obj, error) from error
-        return manifest_of(obj), payload
-
-    def from_binary(self, manifest: str, payload: bytes) -> object:
-        try:
-            return pickle.loads(payload)
-        except Exception as error:
-            raise self._undecodable(manifest, error) from error
+    _dumps = staticmethod(pickle.dumps)
 
 
-class CloudpickleSerializer(Serializer):
+class CloudpickleSerializer(_PickleFormat):
     """An opt-in serializer (id ``"cloudpickle"``): :mod:`cloudpickle`, protocol 5.
 
     Importable classes are still stored by reference, but lambdas, locally defined
@@ -121,19 +129,7 @@ class CloudpickleSerializer(Serializer):
     """
 
     id = "cloudpickle"
-
-    def to_binary(self, obj: object) -> tuple[str, bytes]:
-        try:
-            payload: bytes = cloudpickle.dumps(obj, protocol=PICKLE_PROTOCOL)
-        except Exception as error:
-            raise self._rejected(obj, error) from error
-        return manifest_of(obj), payload
-
-    def from_binary(self, manifest: str, payload: bytes) -> object:
-        try:
-            return pickle.loads(payload)
-        except Exception as error:
-            raise self._undecodable(manifest, error) from error
+    _dumps = staticmethod(cloudpickle.dumps)
 
 
 class Serialization:
