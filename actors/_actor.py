@@ -40,6 +40,12 @@ class Actor:
     supervisor_strategy: ClassVar[Strategy | None] = None
 
     _actor_cell: ActorContext | None
+    # Whether the runtime calls ``_actor_recover`` before ``pre_start``/``post_restart``
+    # (persistent actors recover their state from a journal there).
+    _actor_recovers: ClassVar[bool] = False
+
+    def _actor_recover(self) -> Awaitable[None]:
+        raise NotImplementedError
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Actor:
         self = super().__new__(cls)

@@ -85,6 +85,9 @@ _STOP: Final = 1
 _FAIL: Final = 2  # arg: (error, stop its children before reporting the failure)
 _RESCOPE: Final = 3
 _RESTART: Final = 4  # arg: (error, delay): a sibling failed, the strategy restarts this one
+# arg: (error, False): a failure of the current incarnation (a persistent actor whose journal
+# failed), reported once its handler returns; dropped when the incarnation is replaced.
+_BROKEN: Final = 5
 
 # Whether each ``receive`` method (the function in its class) is ``async def``.
 _ASYNC_RECEIVE: dict[object, bool] = {}
@@ -664,6 +667,17 @@ class ActorCell:
         if self._behaviors:
             bottom = (instance.receive, inspect.iscoroutinefunction(instance.receive))
             self._behaviors = [bottom if b[0] is _not_started else b for b in self._behaviors]
+        if instance._actor_recovers:
+            # A persistent actor recovers its state before pre_start/post_restart runs.
+            try:
+                if not await self._await_hook(instance._actor_recover()):
+                    return None  # asked to stop, and the deadline passed while recovering
+            except ActorError as exc:  # already names the actor and what failed
+                return self._failed_start(exc)
+            except Exception as exc:
+                return self._failed_start(ActorInitializationError(self.ref.path, exc))
+            if self._stop_requested:
+                return None  # recovery failed for good: the actor stops
         try:
             if restarted_after is None:
                 result = instance.pre_start()
@@ -684,7 +698,7 @@ class ActorCell:
                 bus._publish_runtime(ActorRestarted(self.ref, restarted_after))
         return None
 
-    def _failed_start(self, error: ActorInitializationError) -> _Failure | None:
+    def _failed_start(self, error: ActorError) -> _Failure | None:
         self._fail(error)
         failure, self._failure = self._failure, None
         return failure
@@ -743,17 +757,19 @@ class ActorCell:
         finally:
             self._unsuspend()
             self._failing = False
-            if self._sysq:  # a group restart ordered meanwhile is already done
-                self._sysq = [r for r in self._sysq if r[0] != _RESTART] or None
+            if self._sysq:
+                # A group restart ordered meanwhile is already done, and a failure of the
+                # replaced incarnation is settled.
+                self._sysq = [r for r in self._sysq if r[0] != _RESTART and r[0] != _BROKEN] or None
 
     def _settle_pending_failures(self) -> None:
         """The actor stops: a failure still queued for it (a give-up or an escalation
         from a child) is reported as a failure while stopping, never dropped."""
         requests = self._sysq
-        if requests and any(kind == _FAIL for kind, _ in requests):
-            self._sysq = [r for r in requests if r[0] != _FAIL] or None
+        if requests and any(kind in (_FAIL, _BROKEN) for kind, _ in requests):
+            self._sysq = [r for r in requests if r[0] != _FAIL and r[0] != _BROKEN] or None
             for kind, arg in requests:
-                if kind == _FAIL:
+                if kind in (_FAIL, _BROKEN):
                     self._fail(arg[0])
 
     async def _restart(self, error: BaseException, message: Any, delay: float) -> _Failure | None:
@@ -823,6 +839,43 @@ class ActorCell:
             self._capacity, self._overflow = saved
             if self._space is not None:
                 self._wake_senders()
+
+    def _limit_mailbox(self, bound: Mailbox) -> tuple[int | None, Overflow | None] | None:
+        """Bound the mailbox by ``bound`` (capacity and overflow policy) until
+        :meth:`_lift_limit` is given the returned token; a mailbox whose own bound is as
+        tight keeps its own (token ``None``). Used while a persistent actor persists or
+        recovers: the messages that arrive meanwhile wait in the mailbox, bounded."""
+        capacity = bound.capacity
+        if capacity is None or (self._capacity is not None and self._capacity <= capacity):
+            return None
+        saved = (self._capacity, self._overflow)
+        self._capacity = capacity
+        self._overflow = bound.overflow
+        return saved
+
+    def _lift_limit(self, saved: tuple[int | None, Overflow | None] | None) -> None:
+        if saved is not None:
+            self._capacity, self._overflow = saved
+            if self._space is not None:
+                self._wake_senders()
+
+    def _break(self, error: BaseException) -> None:
+        """The current incarnation cannot go on (a persistent actor's journal failed): it
+        fails with ``error`` as soon as its current handler returns, whatever the handler
+        does with the error it was given. A restart drops the request."""
+        self._system_request(_BROKEN, (error, False))
+
+    def _stop_failed(self, error: BaseException) -> None:
+        """Stop with ``error`` as the reason, without asking the supervisor (a persistent
+        actor whose recovery cannot succeed by retrying): published as ``ActorFailed``,
+        logged at ERROR, and the reason watchers and ``ActorStopped`` get."""
+        bus = self.system.events
+        if bus._subscriptions:
+            bus._publish_runtime(ActorFailed(self.ref, error))
+        if self._reason is None:
+            self._reason = error
+        self._stop_requested = True
+        _log.error("%s stopped: %s", self.ref.path, error, exc_info=error)
 
     # -- supervision (the parent's side) --------------------------------------------------
 
@@ -1045,7 +1098,9 @@ class ActorCell:
     def _wake_senders(self) -> None:
         """Let as many waiting ``send``/``ask`` callers go as there is room."""
         assert self._space is not None
-        assert self._capacity is not None
+        if self._capacity is None:  # unbounded again (a temporary bound was lifted)
+            self._granted += len(self._space.unpark_all())
+            return
         # Places already promised to woken senders that have not run yet do not count as
         # free: the waiting senders go in the order they started waiting.
         free = self._capacity - (len(self._mailbox) - self._uncounted) - self._granted
@@ -1082,12 +1137,12 @@ class ActorCell:
         assert requests is not None
         action = 0
         for index, (kind, arg) in enumerate(requests):
-            if kind == _FAIL:
+            if kind in (_FAIL, _BROKEN):
                 error, drop_children = arg
                 self._drop_children = drop_children
                 self._fail(error)
                 for later_kind, later_arg in requests[index + 1 :]:
-                    if later_kind == _FAIL:  # one failure is handled; report the others
+                    if later_kind in (_FAIL, _BROKEN):  # report the others
                         self._fail(later_arg[0])
                         _log.error(
                             "%s also failed while a failure was handled",

@@ -7,7 +7,7 @@ import random
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -24,6 +24,9 @@ from ._events import EventBus
 from ._mailbox import Mailbox
 from ._messages import DeadLetter, DeadLetterReason
 from ._ref import ActorRef
+
+if TYPE_CHECKING:
+    from .persistence import Journal, Serialization, SnapshotStore
 
 
 def _positive(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -75,6 +78,16 @@ class Settings:
     roundtrip_messages: bool = False
     """Pickle and unpickle (cloudpickle) every message and reply on send, proving it could
     cross a process boundary; an unpicklable one raises :class:`UnpicklableMessage`."""
+    journal: Journal | None = None
+    """Where persistent actors store their events (see :mod:`actors.persistence`);
+    ``None``: a persistent actor fails to start, saying that no journal is configured.
+    The system does not own it: open and close it around ``open_system``."""
+    snapshot_store: SnapshotStore | None = None
+    """Where persistent actors store snapshots; ``None``: the journal's own store (its
+    ``snapshots`` attribute) if it has one, else snapshots are off."""
+    serialization: Serialization | None = None
+    """The serializers of events and snapshots; ``None``: pickle by reference (default)
+    and cloudpickle (by id ``"cloudpickle"``)."""
 
 
 class _Guardian(Actor):
@@ -299,6 +312,9 @@ async def open_system(
     guardian_strategy: Strategy | None = None,
     restart_stash_capacity: int | None = None,
     seed: int | None = None,
+    journal: Journal | None = None,
+    snapshot_store: SnapshotStore | None = None,
+    serialization: Serialization | None = None,
 ) -> AsyncIterator[ActorSystem]:
     """Run an actor system for the duration of the ``async with`` block.
 
@@ -330,6 +346,9 @@ async def open_system(
             ("guardian_strategy", guardian_strategy),
             ("restart_stash_capacity", restart_stash_capacity),
             ("seed", seed),
+            ("journal", journal),
+            ("snapshot_store", snapshot_store),
+            ("serialization", serialization),
         )
         if value is not None
     }

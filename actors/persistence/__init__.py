@@ -5,9 +5,16 @@ contracts, the stored record types and errors, the serializers, and two backends
 memory (for tests) and SQLite (the embedded default). Persistent actors come next.
 """
 
-from ._errors import EventRejected, JournalFailure, RecordUndecodable, SequenceConflict
+from ._errors import (
+    EventRejected,
+    JournalFailure,
+    RecordUndecodable,
+    RecoveryFailed,
+    SequenceConflict,
+)
 from ._journal import Journal, SnapshotStore
 from ._memory import InMemoryJournal, InMemorySnapshotStore
+from ._persistent import PersistentActor
 from ._records import PersistentRecord, SnapshotRecord
 from ._serialization import (
     CloudpickleSerializer,
@@ -26,9 +33,11 @@ __all__ = [
     "InMemorySnapshotStore",
     "Journal",
     "JournalFailure",
+    "PersistentActor",
     "PersistentRecord",
     "PickleSerializer",
     "RecordUndecodable",
+    "RecoveryFailed",
     "SequenceConflict",
     "Serialization",
     "Serializer",

@@ -32,5 +32,27 @@ class RecordUndecodable(JournalFailure):
     recovery."""
 
 
-for _cls in (JournalFailure, SequenceConflict, EventRejected, RecordUndecodable):
+class RecoveryFailed(ActorError):
+    """A persistent actor could not recover its state. The message names the persistence
+    id and the sequence number where recovery stopped (``seq``: the event that could not
+    be read, decoded or applied; 0 before any event); the cause is ``__cause__``.
+
+    ``retryable`` tells what happens next. ``True``: the journal failed (an I/O error, an
+    unknown outcome): the actor fails and its supervisor decides, typically a restart with
+    backoff, which tries the recovery again. ``False``: retrying cannot help (an event
+    that cannot be decoded, ``apply`` or ``restore`` raised, events missing from the
+    journal, no journal configured): the actor stops with this error as its reason, and
+    nothing is written.
+    """
+
+    def __init__(self, persistence_id: str, seq: int, detail: str, *, retryable: bool) -> None:
+        super().__init__(
+            f"recovery of persistence id {persistence_id!r} failed at seq {seq}: {detail}"
+        )
+        self.persistence_id = persistence_id
+        self.seq = seq
+        self.retryable = retryable
+
+
+for _cls in (JournalFailure, SequenceConflict, EventRejected, RecordUndecodable, RecoveryFailed):
     _cls.__module__ = "actors.persistence"

@@ -88,6 +88,9 @@ class InMemoryJournal(Journal):
         self._streams: dict[str, _Stream] = {}
         self._tagged: dict[str, list[PersistentRecord]] = {}
         self._offset = 0
+        #: An :class:`InMemorySnapshotStore` that goes with this journal (persistent
+        #: actors use it when the system configures no other snapshot store).
+        self.snapshots = InMemorySnapshotStore()
 
     async def write(self, batch: Sequence[PersistentRecord]) -> list[int]:
         await trio.lowlevel.checkpoint_if_cancelled()

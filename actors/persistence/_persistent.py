@@ -1,0 +1,550 @@
+"""``PersistentActor``: an actor whose state is the fold of the events it journals.
+
+Writing
+    ``await self.persist(event)`` serializes the event, writes it to the journal, waits
+    for the commit, and only then applies it (``apply(event)``, the same code that
+    recovery runs) and returns its sequence number. ``persist_all`` does the same for a
+    batch, atomically. Persists of one actor are taken in call order (a fair lock), also
+    when a handler starts several from tasks of its own; ``defer`` queues a function
+    behind them without writing anything.
+
+Messages meanwhile
+    Handlers of one actor never overlap, so commands that arrive while a persist (or the
+    recovery) is in flight wait in the mailbox, in order, and are handled afterwards.
+    During that time the mailbox is bounded by :attr:`PersistentActor.persist_stash`
+    (capacity and overflow policy): nothing is dropped silently; what does not fit is
+    refused to the sender (``backpressure``) or goes to dead letters, as the policy says.
+
+Failure and rejection
+    A *rejection* (the event cannot be serialized, or the journal refused it before
+    storing anything) raises :class:`EventRejected` in the handler; the state and the
+    sequence number are unchanged and the actor goes on. A *failure* (the journal raised
+    :class:`JournalFailure`, the write was cancelled so its outcome is unknown, or
+    ``apply`` raised after the event was stored) raises in the handler too, and the
+    actor fails as soon as the handler returns, whatever the handler did with the error:
+    its supervisor decides (typically a restart, with backoff), and the restart recovers
+    from what the journal holds.
+
+Recovery
+    On start and after every restart, before ``pre_start``/``post_restart``: the newest
+    snapshot that can be decoded (falling back to older ones, then to no snapshot),
+    ``restore(state)``, then the later events through ``upcast`` and ``apply``, then
+    ``on_recovery_completed()`` (always, also for a new persistence id). See
+    :class:`RecoveryFailed` for what a failed recovery does.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
+
+import trio
+
+from .._actor import Actor
+from .._mailbox import Mailbox, Overflow
+from ._errors import EventRejected, JournalFailure, RecordUndecodable, RecoveryFailed
+from ._records import PersistentRecord, SnapshotRecord
+from ._serialization import Serialization
+
+if TYPE_CHECKING:
+    from .._context import ActorContext
+    from ._journal import Journal, SnapshotStore
+
+_log: Final = logging.getLogger("actors.persistence")
+_T = TypeVar("_T")
+_DEFAULT_SERIALIZATION: Serialization | None = None
+
+
+def _default_serialization() -> Serialization:
+    global _DEFAULT_SERIALIZATION
+    if _DEFAULT_SERIALIZATION is None:
+        _DEFAULT_SERIALIZATION = Serialization()
+    return _DEFAULT_SERIALIZATION
+
+
+class _Persistence:
+    """The persistence state of one incarnation of a persistent actor."""
+
+    __slots__ = (
+        "broken",
+        "cell",
+        "journal",
+        "lock",
+        "persistence_id",
+        "recovering",
+        "seq",
+        "serialization",
+        "snapshots",
+        "writer_id",
+    )
+
+    def __init__(
+        self,
+        cell: ActorContext,
+        persistence_id: str,
+        journal: Journal,
+        snapshots: SnapshotStore | None,
+        serialization: Serialization,
+    ) -> None:
+        self.cell = cell
+        self.persistence_id = persistence_id
+        self.journal = journal
+        self.snapshots = snapshots
+        self.serialization = serialization
+        self.seq = 0
+        self.recovering = True
+        self.broken: BaseException | None = None
+        self.lock = trio.Lock()
+        self.writer_id = f"{cell.ref.path}#{uuid.uuid4().hex[:12]}"
+
+
+class PersistentActor(Actor):
+    """An event-sourced actor: its state is rebuilt from the events it persisted.
+
+    Subclasses set :attr:`persistence_id` (a class attribute, or in ``__init__``) and
+    implement :meth:`apply`; they may implement :meth:`snapshot`/:meth:`restore`,
+    :meth:`upcast`, :meth:`tags_for` and :meth:`on_recovery_completed`. The journal,
+    snapshot store and serializers come from the system's settings (``open_system(
+    journal=..., snapshot_store=..., serialization=...)``).
+
+    Class attributes:
+
+    ``snapshot_every``
+        Save a snapshot each time the sequence number crosses a multiple of this many
+        events (``None``: only when :meth:`save_snapshot` is called). Requires
+        :meth:`snapshot` and :meth:`restore`. A snapshot that fails to save is logged (a
+        WARNING on ``actors.persistence``) and the actor goes on: snapshots only make
+        recovery faster.
+    ``keep_snapshots``
+        After a snapshot is saved, only the newest this many are kept.
+    ``delete_events_on_snapshot``
+        After a snapshot is saved, delete the events up to the oldest snapshot kept. The
+        highest sequence number is never lowered. Recovery then needs a snapshot that can
+        be decoded: if none can, it fails (it never starts from a partial history).
+    ``serializer``
+        The id of the serializer for events and snapshots (``None``: the default one).
+    ``persist_stash``
+        The bound of the mailbox while a persist or the recovery is in flight (default:
+        10,000 messages, ``backpressure``: ``tell`` raises :class:`MailboxFull` and
+        ``send``/``ask`` wait). A mailbox with a tighter bound of its own keeps it.
+    """
+
+    persistence_id: str
+    snapshot_every: ClassVar[int | None] = None
+    keep_snapshots: ClassVar[int] = 2
+    delete_events_on_snapshot: ClassVar[bool] = False
+    serializer: ClassVar[str | None] = None
+    persist_stash: ClassVar[Mailbox] = Mailbox(capacity=10_000, overflow=Overflow.BACKPRESSURE)
+
+    _actor_recovers: ClassVar[bool] = True
+    _persistence: _Persistence | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        every = cls.snapshot_every
+        if every is not None and (
+            isinstance(every, bool) or not isinstance(every, int) or every < 1
+        ):
+            raise ValueError(f"{cls.__qualname__}.snapshot_every must be an int >= 1 or None")
+        keep = cls.keep_snapshots
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise ValueError(f"{cls.__qualname__}.keep_snapshots must be an int >= 1")
+        if every is not None and (
+            cls.snapshot is PersistentActor.snapshot or cls.restore is PersistentActor.restore
+        ):
+            raise TypeError(
+                f"{cls.__qualname__} sets snapshot_every but does not implement both "
+                "snapshot() and restore()"
+            )
+
+    # -- hooks for subclasses ----------------------------------------------------------
+
+    def apply(self, event: Any) -> None:
+        """Update the state with ``event``; called after each persist and for each event
+        replayed in recovery. It must be synchronous and deterministic (no I/O, no
+        messages): recovery runs it again on the same events. Raising after a persist is
+        a failure of the actor; raising during recovery fails the recovery."""
+        raise NotImplementedError(f"{type(self).__qualname__} must implement apply(event)")
+
+    def snapshot(self) -> Any:
+        """The state to store in a snapshot (serialized like events)."""
+        raise NotImplementedError(f"{type(self).__qualname__} does not implement snapshot()")
+
+    def restore(self, state: Any) -> None:
+        """Set the state from a snapshot's ``state``; events after it are applied next."""
+        raise NotImplementedError(f"{type(self).__qualname__} does not implement restore()")
+
+    def upcast(self, event: Any, manifest: str) -> Any:
+        """Transform an event read from the journal before it is applied. ``manifest``
+        is the one stored with it (``"module.Class@version"``, see
+        :func:`parse_manifest`), so old versions can be recognised and converted to the
+        current one. The default returns ``event`` unchanged."""
+        return event
+
+    def tags_for(self, event: Any) -> Iterable[str]:
+        """The tags stored with ``event`` (for ``Journal.events_by_tag``) when
+        ``persist`` is given none. The default is no tags."""
+        return ()
+
+    def on_recovery_completed(self) -> Awaitable[None] | None:
+        """Called (and awaited if ``async def``) once recovery has finished, before
+        ``pre_start``/``post_restart``; also for a persistence id with no events. It may
+        persist. Raising here fails the start like ``pre_start`` does."""
+        return None
+
+    # -- the API --------------------------------------------------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        """The sequence number of the last event persisted or recovered (0: none)."""
+        state = self._persistence
+        return 0 if state is None else state.seq
+
+    @property
+    def recovering(self) -> bool:
+        """Whether events are being replayed right now (``apply`` is called by recovery)."""
+        state = self._persistence
+        return state is None or state.recovering
+
+    async def persist(self, event: Any, *, tags: Iterable[str] | None = None) -> int:
+        """Store ``event``, then apply it; return its sequence number. See the module
+        documentation for rejection (:class:`EventRejected`, nothing changed) and
+        failure (:class:`JournalFailure`, the actor fails after the handler).
+
+        On cancellation while the write is in flight the outcome is unknown: the event
+        may be stored, but it is not applied, and the actor fails (it recovers the truth
+        from the journal when restarted)."""
+        return await self.persist_all((event,), tags=tags)
+
+    async def persist_all(self, events: Iterable[Any], *, tags: Iterable[str] | None = None) -> int:
+        """Store ``events`` atomically (all or none), then apply them in order; return
+        the sequence number of the last one (the current one if ``events`` is empty).
+        ``tags`` applies to each event; ``None``: :meth:`tags_for` of each event."""
+        state = self._require("persist")
+        batch = list(events)
+        serialization = state.serialization
+        encoded = []
+        for event in batch:
+            serializer_id, manifest, payload = serialization.serialize(event, self.serializer)
+            event_tags = frozenset(self.tags_for(event) if tags is None else tags)
+            encoded.append((serializer_id, manifest, payload, event_tags))
+        async with state.lock:
+            self._check_usable(state)
+            if not batch:
+                return state.seq
+            first = state.seq + 1
+            now = time.time()
+            records = [
+                PersistentRecord(
+                    persistence_id=state.persistence_id,
+                    seq=first + index,
+                    serializer=serializer_id,
+                    manifest=manifest,
+                    payload=payload,
+                    tags=event_tags,
+                    writer_id=state.writer_id,
+                    timestamp=now,
+                )
+                for index, (serializer_id, manifest, payload, event_tags) in enumerate(encoded)
+            ]
+            await self._write(state, records)
+            state.seq = first + len(records) - 1
+            try:
+                for event in batch:
+                    self.apply(event)
+            except Exception as error:
+                # The events are stored but the state did not take them: this incarnation
+                # cannot go on. Its restart replays them (and fails its recovery if apply
+                # keeps raising).
+                self._break(state, error)
+                raise
+            every = self.snapshot_every
+            if every is not None and state.seq // every > (first - 1) // every:
+                try:
+                    await self._save_snapshot(state)
+                except Exception as error:
+                    _log.warning(
+                        "%s: saving the snapshot at seq %d failed; going on without it",
+                        state.persistence_id,
+                        state.seq,
+                        exc_info=error,
+                    )
+            return state.seq
+
+    async def defer(self, function: Callable[[], _T | Awaitable[_T]]) -> _T:
+        """Run ``function`` (sync, or async and awaited) after every persist already
+        started by this actor has finished, without writing anything; return its
+        result."""
+        state = self._require("defer")
+        async with state.lock:
+            self._check_usable(state)
+            result = function()
+            if inspect.isawaitable(result):
+                return await result
+            return result
+
+    async def save_snapshot(self) -> int:
+        """Save a snapshot of the current state (after the persists already started)
+        and apply the retention (:attr:`keep_snapshots`,
+        :attr:`delete_events_on_snapshot`); return its sequence number. Raises
+        :class:`EventRejected` if the state cannot be serialized, :class:`JournalFailure`
+        if the store failed (the actor goes on either way), and ``RuntimeError`` if no
+        snapshot store is configured."""
+        state = self._require("save_snapshot")
+        async with state.lock:
+            self._check_usable(state)
+            return await self._save_snapshot(state)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _require(self, what: str) -> _Persistence:
+        state = self._persistence
+        if state is None or state.recovering:
+            raise RuntimeError(
+                f"{what}() called before {type(self).__qualname__} has recovered; "
+                "persist from handlers, on_recovery_completed() or later, never from "
+                "__init__ or apply()"
+            )
+        cell = state.cell
+        own = cell._task
+        task: trio.lowlevel.Task | None = trio.lowlevel.current_task()
+        while task is not None and task is not own:  # the actor's task, or one under it
+            nursery = task.parent_nursery
+            task = None if nursery is None else nursery.parent_task
+        if task is None:
+            raise RuntimeError(
+                f"{what}() called from a task that is not the actor's own "
+                f"({cell.ref.path}); send it a message instead"
+            )
+        return state
+
+    @staticmethod
+    def _check_usable(state: _Persistence) -> None:
+        if state.broken is not None:
+            raise JournalFailure(
+                f"{state.persistence_id}: an earlier persist of this incarnation failed "
+                f"({state.broken!r}); the actor fails once its handler returns"
+            ) from state.broken
+
+    @staticmethod
+    def _break(state: _Persistence, error: BaseException) -> None:
+        if state.broken is None:
+            state.broken = error
+            state.cell._break(error)
+
+    async def _write(self, state: _Persistence, records: list[PersistentRecord]) -> None:
+        cell = state.cell
+        saved = cell._limit_mailbox(self.persist_stash)
+        try:
+            await state.journal.write(records)
+        except EventRejected:
+            raise  # nothing stored: the actor goes on
+        except JournalFailure as error:
+            self._break(state, error)
+            raise
+        except trio.Cancelled:
+            self._break(
+                state,
+                JournalFailure(
+                    f"{state.persistence_id}: the write of seq {records[0].seq}.."
+                    f"{records[-1].seq} was cancelled; its outcome is unknown"
+                ),
+            )
+            raise
+        except Exception as error:
+            failure = JournalFailure(
+                f"{state.persistence_id}: the journal raised {error!r} writing seq "
+                f"{records[0].seq}..{records[-1].seq}"
+            )
+            failure.__cause__ = error
+            self._break(state, failure)
+            raise failure from error
+        finally:
+            cell._lift_limit(saved)
+
+    async def _save_snapshot(self, state: _Persistence) -> int:
+        store = state.snapshots
+        if store is None:
+            raise RuntimeError(
+                f"{state.persistence_id}: no snapshot store is configured (open_system("
+                "snapshot_store=...), or a journal with a snapshots attribute)"
+            )
+        seq = state.seq
+        serializer_id, manifest, payload = state.serialization.serialize(
+            self.snapshot(), self.serializer
+        )
+        await store.save(
+            SnapshotRecord(
+                persistence_id=state.persistence_id,
+                seq=seq,
+                serializer=serializer_id,
+                manifest=manifest,
+                payload=payload,
+                timestamp=time.time(),
+            )
+        )
+        await self._apply_retention(state, store)
+        return seq
+
+    async def _apply_retention(self, state: _Persistence, store: SnapshotStore) -> None:
+        pid = state.persistence_id
+        kept: list[int] = []
+        max_seq: int | None = None
+        for _ in range(self.keep_snapshots):
+            record = await store.load(pid, max_seq)
+            if record is None:
+                break
+            kept.append(record.seq)
+            max_seq = record.seq - 1
+        if len(kept) == self.keep_snapshots and kept[-1] > 1:
+            await store.delete(pid, kept[-1] - 1)
+        if self.delete_events_on_snapshot and kept:
+            await state.journal.delete_to(pid, kept[-1])
+
+    async def _actor_recover(self) -> None:
+        cell = self.context
+        settings = cell.system.settings
+        pid = getattr(self, "persistence_id", None)
+        if not isinstance(pid, str) or not pid:
+            cell._stop_failed(
+                RecoveryFailed(
+                    repr(pid),
+                    0,
+                    f"{type(self).__qualname__} has no persistence_id (a non-empty str); "
+                    "set it as a class attribute or in __init__",
+                    retryable=False,
+                )
+            )
+            return
+        journal = settings.journal
+        if journal is None:
+            cell._stop_failed(
+                RecoveryFailed(
+                    pid,
+                    0,
+                    "no journal is configured: pass journal=... to open_system "
+                    "(for example one opened with open_sqlite_journal)",
+                    retryable=False,
+                )
+            )
+            return
+        snapshots = settings.snapshot_store
+        if snapshots is None:
+            snapshots = getattr(journal, "snapshots", None)
+        serialization = settings.serialization or _default_serialization()
+        state = _Persistence(cell, pid, journal, snapshots, serialization)
+        self._persistence = state
+        saved = cell._limit_mailbox(self.persist_stash)
+        try:
+            await self._replay(state)
+        except RecoveryFailed as error:
+            if error.retryable:
+                raise
+            cell._stop_failed(error)
+            return
+        finally:
+            cell._lift_limit(saved)
+            state.recovering = False
+        result = self.on_recovery_completed()
+        if result is not None:
+            await result
+
+    async def _replay(self, state: _Persistence) -> None:
+        pid = state.persistence_id
+        serialization = state.serialization
+        after = 0
+        store = state.snapshots
+        if store is not None:
+            after = await self._restore_snapshot(state, store)
+        expected = after + 1
+        try:
+            async for record in state.journal.replay(pid, expected):
+                seq = record.seq
+                if seq != expected:
+                    raise RecoveryFailed(
+                        pid,
+                        expected,
+                        f"events {expected}..{seq - 1} are missing from the journal (deleted, "
+                        "and no snapshot that can be decoded covers them)",
+                        retryable=False,
+                    )
+                try:
+                    event = serialization.deserialize(
+                        record.serializer, record.manifest, record.payload
+                    )
+                except RecordUndecodable as error:
+                    raise RecoveryFailed(
+                        pid,
+                        seq,
+                        f"event {seq} ({record.manifest}) cannot be decoded: {error}",
+                        retryable=False,
+                    ) from error
+                try:
+                    self.apply(self.upcast(event, record.manifest))
+                except Exception as error:
+                    raise RecoveryFailed(
+                        pid,
+                        seq,
+                        f"applying event {seq} ({record.manifest}) raised {error!r}",
+                        retryable=False,
+                    ) from error
+                state.seq = seq
+                expected = seq + 1
+            highest = await state.journal.highest_seq(pid)
+        except JournalFailure as error:
+            raise RecoveryFailed(
+                pid, expected, f"the journal failed: {error}", retryable=True
+            ) from error
+        if highest != state.seq:
+            raise RecoveryFailed(
+                pid,
+                expected,
+                f"events {expected}..{highest} are missing from the journal (deleted, and "
+                "no snapshot that can be decoded covers them)",
+                retryable=False,
+            )
+
+    async def _restore_snapshot(self, state: _Persistence, store: SnapshotStore) -> int:
+        """Restore the newest snapshot that decodes; return its seq (0: none)."""
+        pid = state.persistence_id
+        max_seq: int | None = None
+        while True:
+            try:
+                record = await store.load(pid, max_seq)
+            except JournalFailure as error:
+                raise RecoveryFailed(
+                    pid, 0, f"loading a snapshot failed: {error}", retryable=True
+                ) from error
+            if record is None:
+                return 0
+            try:
+                snapshot = state.serialization.deserialize(
+                    record.serializer, record.manifest, record.payload
+                )
+            except RecordUndecodable as error:
+                _log.warning(
+                    "%s: the snapshot at seq %d cannot be decoded; trying an older one",
+                    pid,
+                    record.seq,
+                    exc_info=error,
+                )
+                max_seq = record.seq - 1
+                continue
+            try:
+                self.restore(snapshot)
+            except Exception as error:
+                raise RecoveryFailed(
+                    pid,
+                    record.seq,
+                    f"restore() raised {error!r} on the snapshot at seq {record.seq}",
+                    retryable=False,
+                ) from error
+            state.seq = record.seq
+            return record.seq
+
+
+PersistentActor.__module__ = "actors.persistence"
