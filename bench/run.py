@@ -1,11 +1,15 @@
 """Run every workload, each in its own subprocess, and print one table of results.
 
-Usage: ``python bench/run.py [W1 W3 ...]`` (default: all workloads). The environment
-variable ``BENCH_REPEATS`` (default 5) sets how many runs each figure is the best of.
+Usage: ``python bench/run.py [W1 J2 ...] [--skip J1,J2] [--quick] [--no-postgres]``
+(default: all workloads). ``--skip`` leaves workloads out (repeatable, or a comma-separated
+list); ``--quick`` and ``--no-postgres`` are passed to the journal workloads (J1, J2):
+smaller counts for a smoke run, and no PostgreSQL rows. The environment variable
+``BENCH_REPEATS`` (default 5) sets how many runs each figure is the best of.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -28,12 +32,16 @@ WORKLOADS = {
     "W6": "w6_restart.py",
     "W7": "w7_publish.py",
     "W8": "w8_router.py",
+    "J1": "j1_persist.py",
+    "J2": "j2_recovery.py",
 }
+JOURNAL_WORKLOADS = {"J1", "J2"}
+"""The workloads that take ``--quick`` and ``--no-postgres``."""
 
 
-def run_workload(script: str) -> Result:
+def run_workload(script: str, options: list[str]) -> Result:
     completed = subprocess.run(
-        [sys.executable, str(HERE / script), "--json"],
+        [sys.executable, str(HERE / script), "--json", *options],
         check=True,
         stdout=subprocess.PIPE,
         text=True,
@@ -70,10 +78,22 @@ def revision() -> str:
 
 
 def main() -> None:
-    chosen = [name.upper() for name in sys.argv[1:]] or list(WORKLOADS)
-    unknown = sorted(set(chosen) - set(WORKLOADS))
+    parser = argparse.ArgumentParser(description="Run the benchmarks and print one table.")
+    parser.add_argument("workloads", nargs="*", metavar="ID", help="default: all of them")
+    parser.add_argument(
+        "--skip", action="append", default=[], metavar="ID[,ID...]", help="leave these out"
+    )
+    parser.add_argument("--quick", action="store_true", help="J1/J2: smaller counts")
+    parser.add_argument("--no-postgres", action="store_true", help="J1/J2: no PostgreSQL")
+    args = parser.parse_args()
+    skipped = {name.strip().upper() for names in args.skip for name in names.split(",")}
+    skipped.discard("")
+    chosen = [name.upper() for name in args.workloads] or list(WORKLOADS)
+    unknown = sorted((set(chosen) | skipped) - set(WORKLOADS))
     if unknown:
         sys.exit(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(WORKLOADS)}")
+    chosen = [name for name in chosen if name not in skipped]
+    journal_options = ["--quick"] * args.quick + ["--no-postgres"] * args.no_postgres
     print(
         f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
         f"{os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}, "
@@ -84,7 +104,8 @@ def main() -> None:
     start = time.perf_counter()
     for name in chosen:
         print(f"running {name} ({WORKLOADS[name]}) ...", file=sys.stderr, flush=True)
-        rows.extend(run_workload(WORKLOADS[name])["rows"])
+        options = journal_options if name in JOURNAL_WORKLOADS else []
+        rows.extend(run_workload(WORKLOADS[name], options)["rows"])
     print(format_table(rows))
     print(f"total {time.perf_counter() - start:.0f} s")
 

@@ -126,9 +126,9 @@ class Account(PersistentActor):
 
     def apply(self, event: Any) -> None:
         match event:
-            case Deposited(amount, transfer):
+            case Deposited(amount):
                 self.balance += amount
-            case Withdrawn(amount, transfer):
+            case Withdrawn(amount):
                 self.balance -= amount
         if event.transfer is not None:
             self.transfers.add(event.transfer)
@@ -235,7 +235,7 @@ class Bank(PersistentActor):
 
 
 async def main(path: str) -> None:
-    fresh = not os.path.exists(path)
+    fresh = not await trio.Path(path).exists()
     async with (
         open_sqlite_journal(path) as journal,
         actors.open_system("bank", journal=journal) as system,

@@ -104,6 +104,7 @@ class FaultyJournal(InMemoryJournal):
     fail_writes: int = 0
     reject_writes: int = 0
     fail_replays: int = 0
+    hold_replays: bool = False
     hold_writes: bool = False
     writes_started: int = 0
     released: trio.Event = attrs.Factory(trio.Event)
@@ -129,7 +130,16 @@ class FaultyJournal(InMemoryJournal):
         if self.fail_replays:
             self.fail_replays -= 1
             return self._failing()
+        if self.hold_replays:
+            return self._held(super().replay(persistence_id, from_seq, to_seq))
         return super().replay(persistence_id, from_seq, to_seq)
+
+    async def _held(
+        self, records: AsyncIterator[PersistentRecord]
+    ) -> AsyncIterator[PersistentRecord]:
+        await self.released.wait()
+        async for record in records:
+            yield record
 
     async def _failing(self) -> AsyncIterator[PersistentRecord]:
         raise JournalFailure("injected replay failure")
@@ -269,6 +279,27 @@ async def test_the_stash_during_a_persist_is_bounded(overflow: str) -> None:
         for _n in range(5):
             account.tell(("deposit", 0))
         assert await account.ask("state") == (6, 8)
+
+
+async def test_commands_wait_bounded_while_the_actor_recovers() -> None:
+    class Bounded(Account):
+        persist_stash = actors.Mailbox(capacity=2)
+
+    journal = FaultyJournal()
+    async with actors.open_system(journal=journal) as system:
+        await system.spawn(Account, name="a").ask(("deposit", 5))
+    journal.hold_replays = True
+    async with actors.open_system(journal=journal) as system:
+        account = system.spawn(Bounded, name="a")
+        await trio.testing.wait_all_tasks_blocked()  # recovering: the replay is held
+        account.tell(("deposit", 1))
+        account.tell(("deposit", 2))
+        with pytest.raises(actors.MailboxFull):
+            account.tell(("deposit", 3))
+        journal.released.set()
+        # After recovery the two waiting commands run, in order, on the recovered state.
+        assert await account.ask("state") == (8, 3)
+        assert await account.ask("applied") == [5, 1, 2]
 
 
 # -- snapshots -------------------------------------------------------------------------------
@@ -628,3 +659,34 @@ async def test_on_sqlite_the_state_survives_a_reopen(tmp_path: Path) -> None:
         assert isinstance(snapshot, SnapshotRecord)
         assert snapshot.seq == 6
     assert log == [("restore", 21), ("recovered", 28, 7)]
+
+
+async def test_on_postgresql_the_state_survives_a_reopen(postgres_dsn: str) -> None:
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+    from actors.persistence import open_postgres_journal
+
+    schema = f"actor_{uuid.uuid4().hex[:12]}"
+    try:
+        async with (
+            open_postgres_journal(postgres_dsn, schema=schema) as journal,
+            actors.open_system(journal=journal) as system,
+        ):
+            account = system.spawn(SnapshottingAccount, name="a")
+            for amount in range(1, 8):
+                await account.ask(("deposit", amount))
+        log: list[Any] = []
+        async with (
+            open_postgres_journal(postgres_dsn, schema=schema) as journal,
+            actors.open_system(journal=journal) as system,
+        ):
+            account = system.spawn(SnapshottingAccount, "account-1", log, name="a")
+            assert await account.ask("state") == (28, 7)
+            assert await account.ask("applied") == [7]
+        assert log == [("restore", 21), ("recovered", 28, 7)]
+    finally:
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))

@@ -1,9 +1,14 @@
 """Persistence: event-sourced actors and the journals that store their events.
 
-This package is being built (issue 5). So far it holds the journal and snapshot-store
-contracts, the stored record types and errors, the serializers, and two backends: in
-memory (for tests) and SQLite (the embedded default). Persistent actors come next.
+A :class:`PersistentActor` persists events (``await self.persist(event)``), applies them
+to its state, and recovers by replaying them (from the newest snapshot) whenever it
+starts. Its journal is given to ``open_system(journal=...)``: :class:`InMemoryJournal`
+for tests, :func:`open_sqlite_journal` (the embedded default) or
+:func:`open_postgres_journal`. ``python -m actors.persistence`` inspects and checks a
+journal. The user guide's page ``docs/persistence.md`` explains it all.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from ._errors import (
     EventRejected,
@@ -26,6 +31,27 @@ from ._serialization import (
 )
 from ._sqlite import SqliteJournal, SqliteSnapshotStore, open_sqlite_journal
 
+if TYPE_CHECKING:
+    from ._postgres import PostgresJournal, PostgresSnapshotStore, open_postgres_journal
+
+_POSTGRES_NAMES = ("PostgresJournal", "PostgresSnapshotStore", "open_postgres_journal")
+
+
+def __getattr__(name: str) -> Any:
+    # The PostgreSQL backend needs psycopg (the ``postgres`` extra): imported on first use,
+    # so that ``actors.persistence`` works without it.
+    if name in _POSTGRES_NAMES:
+        try:
+            from . import _postgres
+        except ImportError as error:
+            raise ImportError(
+                f"actors.persistence.{name} needs psycopg: pip install 'trio-actors[postgres]'"
+                f" ({error})"
+            ) from error
+        return getattr(_postgres, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "CloudpickleSerializer",
     "EventRejected",
@@ -36,6 +62,8 @@ __all__ = [
     "PersistentActor",
     "PersistentRecord",
     "PickleSerializer",
+    "PostgresJournal",
+    "PostgresSnapshotStore",
     "RecordUndecodable",
     "RecoveryFailed",
     "SequenceConflict",
@@ -46,6 +74,7 @@ __all__ = [
     "SqliteJournal",
     "SqliteSnapshotStore",
     "manifest_of",
+    "open_postgres_journal",
     "open_sqlite_journal",
     "parse_manifest",
 ]

@@ -51,6 +51,7 @@ from typing import Any, TypeVar
 import trio
 
 from ._errors import JournalFailure, SequenceConflict
+from ._group_commit import GroupCommitWriter, WriterOp
 from ._journal import Journal, SnapshotStore
 from ._records import PersistentRecord, SnapshotRecord
 
@@ -100,18 +101,7 @@ _EVENT_COLUMNS = (
 )
 
 
-class _Op:
-    """One queued writer operation: ``run`` executes in the writer's thread, inside the
-    group transaction and its own savepoint; the caller waits on ``done``."""
-
-    __slots__ = ("done", "error", "result", "run", "what")
-
-    def __init__(self, what: str, run: Callable[[sqlite3.Connection], Any]) -> None:
-        self.what = what
-        self.run = run
-        self.done = trio.Event()
-        self.result: Any = None
-        self.error: BaseException | None = None
+_Op = WriterOp[sqlite3.Connection]
 
 
 def _record_from_row(row: sqlite3.Row | tuple[Any, ...]) -> PersistentRecord:
@@ -129,7 +119,7 @@ def _record_from_row(row: sqlite3.Row | tuple[Any, ...]) -> PersistentRecord:
     )
 
 
-class SqliteJournal(Journal):
+class SqliteJournal(GroupCommitWriter[sqlite3.Connection], Journal):
     """The :class:`Journal` on one SQLite database; made by :func:`open_sqlite_journal`,
     which owns its writer task and connections (do not construct it directly).
 
@@ -139,101 +129,37 @@ class SqliteJournal(Journal):
     within the batch not consecutive or below 1) raises :class:`SequenceConflict` and
     stores nothing; a batch with records of two persistence ids raises
     :class:`ValueError` (nothing queued). Every operation is a trio checkpoint.
+
+    The writer task, its queue and the counters :attr:`transactions` and
+    :attr:`ops_acknowledged` come from :class:`GroupCommitWriter`.
     """
 
     def __init__(
         self,
         path: str,
         send: trio.MemorySendChannel[_Op],
+        conn: sqlite3.Connection,
         chunk_size: int,
         busy_timeout: float,
         max_readers: int,
     ) -> None:
         self.path = path
-        self._send = send
+        self._journal_name = f"SQLite journal {path}"
+        self._init_writer(send)
+        self._conn = conn
         self._chunk_size = chunk_size
         self._busy_timeout = busy_timeout
         self._readers: list[sqlite3.Connection] = []
         self._reader_limit = trio.CapacityLimiter(max_readers)
-        self._closed = False
         self._shut = False
-        self._writer_done = trio.Event()
         self.snapshots = SqliteSnapshotStore(self)
-        #: Transactions committed by the writer (including empty ones); for tests and
-        #: monitoring: with group commit it grows more slowly than :attr:`ops_acknowledged`.
-        self.transactions = 0
-        #: Writer operations acknowledged (committed or failed alone in their savepoint).
-        self.ops_acknowledged = 0
 
     # -- the writer side ----------------------------------------------------------------
 
-    def _submit(self, what: str, run: Callable[[sqlite3.Connection], Any]) -> _Op:
-        if self._closed:
-            raise JournalFailure(f"{what}: the SQLite journal {self.path} is closed")
-        op = _Op(what, run)
-        try:
-            self._send.send_nowait(op)
-        except (trio.ClosedResourceError, trio.BrokenResourceError) as error:
-            raise JournalFailure(f"{what}: the SQLite journal {self.path} is closed") from error
-        return op
-
-    async def _wait(self, op: _Op) -> Any:
-        await op.done.wait()
-        if op.error is not None:
-            raise op.error
-        return op.result
-
-    async def _run_writer(
-        self, receive: trio.MemoryReceiveChannel[_Op], conn: sqlite3.Connection
-    ) -> None:
-        """The one writer task: commit whatever is queued, group by group, until the
-        send side is closed and the queue is empty. On cancellation the group in flight
-        still completes (its thread is never abandoned) and every op still queued is
-        failed with :class:`JournalFailure`."""
-        group: list[_Op] = []
-        try:
-            async for first in receive:
-                group = [first]
-                while True:
-                    try:
-                        group.append(receive.receive_nowait())
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                await trio.to_thread.run_sync(
-                    self._commit_group, conn, group, abandon_on_cancel=False
-                )
-                self.transactions += 1
-                self.ops_acknowledged += len(group)
-                for op in group:
-                    op.done.set()
-                group = []
-        finally:
-            for op in group:
-                # Only if the writer itself broke mid-group: the transaction's fate is
-                # not known here.
-                if not op.done.is_set():
-                    if op.error is None:
-                        op.error = JournalFailure(
-                            f"{op.what}: the writer of SQLite journal {self.path} stopped "
-                            "during its transaction (outcome unknown)"
-                        )
-                    op.done.set()
-            while True:
-                try:
-                    op = receive.receive_nowait()
-                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                    break
-                op.error = JournalFailure(
-                    f"{op.what}: the SQLite journal {self.path} closed before this "
-                    "operation ran; nothing was stored"
-                )
-                op.done.set()
-            receive.close()
-            self._writer_done.set()
-
-    def _commit_group(self, conn: sqlite3.Connection, group: list[_Op]) -> None:
+    def _commit_group(self, group: list[_Op]) -> None:
         """In the writer's thread: one transaction, one savepoint per operation. Sets
         ``result`` or ``error`` on every op of the group; never raises."""
+        conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as error:
@@ -512,9 +438,7 @@ class SqliteJournal(Journal):
         """Stop accepting operations (they raise :class:`JournalFailure`) and wait until
         the writer has committed or failed everything already queued. The connections are
         closed when :func:`open_sqlite_journal` exits."""
-        self._closed = True
-        self._send.close()
-        await self._writer_done.wait()
+        await self._close_writer()
 
 
 class _Pages:
@@ -690,17 +614,16 @@ async def open_sqlite_journal(
     except sqlite3.Error as error:
         raise JournalFailure(f"cannot open SQLite journal {path}: {error}") from error
     send, receive = trio.open_memory_channel[_Op](math.inf)
-    journal = SqliteJournal(path, send, chunk_size, busy_timeout, max_readers)
+    journal = SqliteJournal(path, send, conn, chunk_size, busy_timeout, max_readers)
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(journal._run_writer, receive, conn)
+            nursery.start_soon(journal._run_writer, receive)
             try:
                 yield journal
             finally:
                 # Synchronous: the writer drains the queue and ends (or is cancelled with
                 # the nursery, failing what is left).
-                journal._closed = True
-                send.close()
+                journal._stop_accepting()
     finally:
         # Shielded so that a cancelled exit still closes the connections; bounded so that
         # it never hangs an exit (an abandoned close still finishes in its thread).
