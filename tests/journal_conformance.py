@@ -329,6 +329,21 @@ class JournalConformance:
         assert count == total
         assert await seqs(journal, "big", 9_990) == list(range(9_990, 10_001))
 
+    async def test_replay_chunks_give_the_rows_of_replay(self, journal: Journal) -> None:
+        for first in range(1, 3_001, 500):
+            await journal.write(events("big", first, first + 499))
+        await journal.write(events("small", 1, 3))
+        await journal.delete_to("big", 10)
+        expected = [
+            (r.seq, r.serializer, r.manifest, r.payload) async for r in journal.replay("big", 5)
+        ]
+        chunks = [chunk async for chunk in journal.replay_chunks("big", 5)]
+        assert all(chunks)  # no empty chunk
+        assert [tuple(row) for chunk in chunks for row in chunk] == expected
+        assert len(expected) == 2_990
+        assert [chunk async for chunk in journal.replay_chunks("big", 3_001)] == []
+        assert [chunk async for chunk in journal.replay_chunks("none")] == []
+
     async def test_a_long_replay_lets_other_tasks_run(self, journal: Journal) -> None:
         for first in range(1, 10_001, 1000):
             await journal.write(events("big", first, first + 999))

@@ -34,6 +34,15 @@ class Journal(abc.ABC):
         (``None``: no upper bound), in ``seq`` order, skipping deleted ones. Reads in
         bounded chunks: memory does not grow with the number of events."""
 
+    def replay_chunks(
+        self, persistence_id: str, from_seq: int = 1
+    ) -> AsyncIterator[list[tuple[int, str, str, bytes]]]:
+        """The events of ``persistence_id`` from ``from_seq`` on, as lists of
+        ``(seq, serializer, manifest, payload)`` tuples in ``seq`` order: what recovery
+        needs, without building a :class:`PersistentRecord` per event. Optional: the
+        default groups :meth:`replay`; a backend overrides it to read rows directly."""
+        return _Grouped(self.replay(persistence_id, from_seq))
+
     @abc.abstractmethod
     async def highest_seq(self, persistence_id: str) -> int:
         """The highest ``seq`` ever stored for ``persistence_id`` (0 if none), after every
@@ -77,6 +86,29 @@ class SnapshotStore(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional for backends
         """Release the backend's resources. The default does nothing."""
+
+
+class _Grouped:
+    """Records of a replay, grouped into lists of up to 256 row tuples."""
+
+    def __init__(self, records: AsyncIterator[PersistentRecord]) -> None:
+        self._records = records
+        self._done = False
+
+    def __aiter__(self) -> _Grouped:
+        return self
+
+    async def __anext__(self) -> list[tuple[int, str, str, bytes]]:
+        rows: list[tuple[int, str, str, bytes]] = []
+        if not self._done:
+            async for record in self._records:
+                rows.append((record.seq, record.serializer, record.manifest, record.payload))
+                if len(rows) == 256:
+                    return rows
+            self._done = True
+        if not rows:
+            raise StopAsyncIteration
+        return rows
 
 
 Journal.__module__ = "actors.persistence"

@@ -461,39 +461,47 @@ class PersistentActor(Actor):
         if store is not None:
             after = await self._restore_snapshot(state, store)
         expected = after + 1
+        decoders: dict[str, Callable[[str, bytes], Any]] = {}
+        upcast = None if type(self).upcast is PersistentActor.upcast else self.upcast
+        apply = self.apply
         try:
-            async for record in state.journal.replay(pid, expected):
-                seq = record.seq
-                if seq != expected:
-                    raise RecoveryFailed(
-                        pid,
-                        expected,
-                        f"events {expected}..{seq - 1} are missing from the journal (deleted, "
-                        "and no snapshot that can be decoded covers them)",
-                        retryable=False,
-                    )
-                try:
-                    event = serialization.deserialize(
-                        record.serializer, record.manifest, record.payload
-                    )
-                except RecordUndecodable as error:
-                    raise RecoveryFailed(
-                        pid,
-                        seq,
-                        f"event {seq} ({record.manifest}) cannot be decoded: {error}",
-                        retryable=False,
-                    ) from error
-                try:
-                    self.apply(self.upcast(event, record.manifest))
-                except Exception as error:
-                    raise RecoveryFailed(
-                        pid,
-                        seq,
-                        f"applying event {seq} ({record.manifest}) raised {error!r}",
-                        retryable=False,
-                    ) from error
-                state.seq = seq
-                expected = seq + 1
+            async for chunk in state.journal.replay_chunks(pid, expected):
+                for seq, serializer_id, manifest, payload in chunk:
+                    if seq != expected:
+                        state.seq = expected - 1
+                        raise RecoveryFailed(
+                            pid,
+                            expected,
+                            f"events {expected}..{seq - 1} are missing from the journal "
+                            "(deleted, and no snapshot that can be decoded covers them)",
+                            retryable=False,
+                        )
+                    decode = decoders.get(serializer_id)
+                    try:
+                        if decode is None:
+                            decode = serialization.get(serializer_id).from_binary
+                            decoders[serializer_id] = decode
+                        event = decode(manifest, payload)
+                    except (LookupError, RecordUndecodable) as error:
+                        state.seq = expected - 1
+                        raise RecoveryFailed(
+                            pid,
+                            seq,
+                            f"event {seq} ({manifest}) cannot be decoded: {error}",
+                            retryable=False,
+                        ) from error
+                    try:
+                        apply(event if upcast is None else upcast(event, manifest))
+                    except Exception as error:
+                        state.seq = expected - 1
+                        raise RecoveryFailed(
+                            pid,
+                            seq,
+                            f"applying event {seq} ({manifest}) raised {error!r}",
+                            retryable=False,
+                        ) from error
+                    expected = seq + 1
+                state.seq = expected - 1
             highest = await state.journal.highest_seq(pid)
         except JournalFailure as error:
             raise RecoveryFailed(

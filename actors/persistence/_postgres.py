@@ -89,6 +89,7 @@ from psycopg.conninfo import conninfo_to_dict
 from ._errors import JournalFailure, SequenceConflict
 from ._group_commit import GroupCommitWriter, WriterOp
 from ._journal import Journal, SnapshotStore
+from ._paging import PageChunks, Pages, ReadPage
 from ._records import PersistentRecord, SnapshotRecord
 
 SCHEMA_VERSION = 1
@@ -213,6 +214,10 @@ class _Statements:
         self.replay = q(
             "SELECT {columns} FROM {events} WHERE persistence_id = %s AND seq > %s "
             "AND seq <= %s ORDER BY seq LIMIT %s"
+        )
+        self.replay_rows = q(
+            "SELECT seq, serializer, manifest, payload FROM {events} "
+            "WHERE persistence_id = %s AND seq > %s ORDER BY seq LIMIT %s"
         )
         self.by_tag = q(
             "SELECT {joined} FROM {event_tags} t JOIN {events} e "
@@ -570,7 +575,35 @@ class PostgresJournal(GroupCommitWriter[psycopg.Connection[Any]], Journal):
         def query(conn: psycopg.Connection[Any], after: int) -> list[Any]:
             return conn.execute(statement, (persistence_id, after, upper, limit)).fetchall()
 
-        return _Pages(self, f"replay of {persistence_id!r}", query, max(from_seq, 1) - 1, 2, limit)
+        return Pages(
+            self._pager(f"replay of {persistence_id!r}", query),
+            max(from_seq, 1) - 1,
+            2,
+            limit,
+            _record_from_row,
+        )
+
+    def replay_chunks(
+        self, persistence_id: str, from_seq: int = 1
+    ) -> AsyncIterator[list[tuple[int, str, str, bytes]]]:
+        """The fast path of recovery: pages of ``(seq, serializer, manifest, payload)``
+        rows in ``seq`` order, ``chunk_size`` rows per page, without building records."""
+        limit = self._chunk_size
+        statement = self._sql.replay_rows
+
+        def query(conn: psycopg.Connection[Any], after: int) -> list[Any]:
+            return conn.execute(statement, (persistence_id, after, limit)).fetchall()
+
+        pager = self._pager(f"replay of {persistence_id!r}", query)
+        return PageChunks(pager, max(from_seq, 1) - 1, 0, limit)
+
+    def _pager(
+        self, what: str, query: Callable[[psycopg.Connection[Any], int], list[Any]]
+    ) -> ReadPage:
+        async def read_page(after: int) -> list[Any]:
+            return await self._read(f"{what} after {after}", lambda conn: query(conn, after))
+
+        return read_page
 
     async def highest_seq(self, persistence_id: str) -> int:
         """The highest seq ever stored (0 if none). Goes through the writer queue, so it
@@ -609,7 +642,9 @@ class PostgresJournal(GroupCommitWriter[psycopg.Connection[Any]], Journal):
         def query(conn: psycopg.Connection[Any], after: int) -> list[Any]:
             return conn.execute(statement, (tag, after, limit)).fetchall()
 
-        return _Pages(self, f"events_by_tag {tag!r}", query, start, 0, limit)
+        return Pages(
+            self._pager(f"events_by_tag {tag!r}", query), start, 0, limit, _record_from_row
+        )
 
     async def persistence_ids(self) -> list[str]:
         """Every id with an event ever stored (deleted ones included), sorted by code
@@ -626,53 +661,6 @@ class PostgresJournal(GroupCommitWriter[psycopg.Connection[Any]], Journal):
         the writer has committed or failed everything already queued. The connections are
         closed when :func:`open_postgres_journal` exits."""
         await self._close_writer()
-
-
-class _Pages:
-    """An async iterator over query results read one page at a time: ``query(conn,
-    after)`` returns up to ``limit`` rows whose key column (index ``key``) is greater
-    than ``after``, in key order. Not an async generator, so an iteration abandoned early
-    holds nothing and needs no finalisation."""
-
-    def __init__(
-        self,
-        journal: PostgresJournal,
-        what: str,
-        query: Callable[[psycopg.Connection[Any], int], list[Any]],
-        after: int,
-        key: int,
-        limit: int,
-    ) -> None:
-        self._journal = journal
-        self._what = what
-        self._query = query
-        self._after = after
-        self._key = key
-        self._limit = limit
-        self._rows: list[Any] = []
-        self._index = 0
-        self._exhausted = False
-
-    def __aiter__(self) -> _Pages:
-        return self
-
-    async def __anext__(self) -> PersistentRecord:
-        if self._index >= len(self._rows):
-            if self._exhausted:
-                raise StopAsyncIteration
-            after = self._after
-            self._rows = await self._journal._read(
-                f"{self._what} after {after}", lambda conn: self._query(conn, after)
-            )
-            self._index = 0
-            if len(self._rows) < self._limit:
-                self._exhausted = True
-            if not self._rows:
-                raise StopAsyncIteration
-            self._after = self._rows[-1][self._key]
-        row = self._rows[self._index]
-        self._index += 1
-        return _record_from_row(row)
 
 
 class PostgresSnapshotStore(SnapshotStore):

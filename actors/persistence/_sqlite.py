@@ -53,6 +53,7 @@ import trio
 from ._errors import JournalFailure, SequenceConflict
 from ._group_commit import GroupCommitWriter, WriterOp
 from ._journal import Journal, SnapshotStore
+from ._paging import PageChunks, Pages, ReadPage
 from ._records import PersistentRecord, SnapshotRecord
 
 SCHEMA_VERSION = 1
@@ -104,6 +105,9 @@ _EVENT_COLUMNS = (
 _Op = WriterOp[sqlite3.Connection]
 
 
+_NO_TAGS: frozenset[str] = frozenset()
+
+
 def _record_from_row(row: sqlite3.Row | tuple[Any, ...]) -> PersistentRecord:
     offset, pid, seq, serializer, manifest, payload, tags, writer_id, timestamp = row
     return PersistentRecord(
@@ -112,7 +116,7 @@ def _record_from_row(row: sqlite3.Row | tuple[Any, ...]) -> PersistentRecord:
         serializer=serializer,
         manifest=manifest,
         payload=bytes(payload),
-        tags=frozenset(json.loads(tags)),
+        tags=_NO_TAGS if tags == "[]" else frozenset(json.loads(tags)),
         writer_id=writer_id,
         timestamp=timestamp,
         offset=offset,
@@ -157,15 +161,28 @@ class SqliteJournal(GroupCommitWriter[sqlite3.Connection], Journal):
     # -- the writer side ----------------------------------------------------------------
 
     def _commit_group(self, group: list[_Op]) -> None:
-        """In the writer's thread: one transaction, one savepoint per operation. Sets
-        ``result`` or ``error`` on every op of the group; never raises."""
+        """In the writer's thread: one transaction, one savepoint per operation (none for a
+        group of one). Sets ``result`` or ``error`` on every op; never raises."""
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as error:
             self._abort_group(conn, group, "begin transaction", error)
             return
-        for op in group:
+        if len(group) == 1:
+            # One operation: the transaction is its savepoint (fewer statements per commit).
+            op = group[0]
+            try:
+                op.result = op.run(conn)
+            except Exception as error:
+                op.result = None
+                op.error = self._op_error(op, error)
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error as rollback_error:
+                    self._abort_group(conn, group, "rollback", rollback_error)
+                return
+        for op in group if len(group) > 1 else ():
             try:
                 conn.execute("SAVEPOINT op")
             except sqlite3.Error as error:
@@ -304,7 +321,7 @@ class SqliteJournal(GroupCommitWriter[sqlite3.Connection], Journal):
                 r.serializer,
                 r.manifest,
                 r.payload,
-                json.dumps(sorted(r.tags)),
+                json.dumps(sorted(r.tags)) if r.tags else "[]",
                 r.writer_id,
                 r.timestamp,
             )
@@ -371,7 +388,36 @@ class SqliteJournal(GroupCommitWriter[sqlite3.Connection], Journal):
                 (persistence_id, after, upper, limit),
             ).fetchall()
 
-        return _Pages(self, f"replay of {persistence_id!r}", query, max(from_seq, 1) - 1, 2, limit)
+        return Pages(
+            self._pager(f"replay of {persistence_id!r}", query),
+            max(from_seq, 1) - 1,
+            2,
+            limit,
+            _record_from_row,
+        )
+
+    def replay_chunks(
+        self, persistence_id: str, from_seq: int = 1
+    ) -> AsyncIterator[list[tuple[int, str, str, bytes]]]:
+        """The fast path of recovery: pages of ``(seq, serializer, manifest, payload)``
+        rows in ``seq`` order, ``chunk_size`` rows per page, without building records."""
+        limit = self._chunk_size
+
+        def query(conn: sqlite3.Connection, after: int) -> list[Any]:
+            return conn.execute(
+                "SELECT seq, serializer, manifest, payload FROM events "
+                "WHERE persistence_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (persistence_id, after, limit),
+            ).fetchall()
+
+        pager = self._pager(f"replay of {persistence_id!r}", query)
+        return PageChunks(pager, max(from_seq, 1) - 1, 0, limit)
+
+    def _pager(self, what: str, query: Callable[[sqlite3.Connection, int], list[Any]]) -> ReadPage:
+        async def read_page(after: int) -> list[Any]:
+            return await self._read(f"{what} after {after}", lambda conn: query(conn, after))
+
+        return read_page
 
     async def highest_seq(self, persistence_id: str) -> int:
         """The highest seq ever stored (0 if none). Goes through the writer queue, so it
@@ -421,7 +467,9 @@ class SqliteJournal(GroupCommitWriter[sqlite3.Connection], Journal):
                 (tag, after, limit),
             ).fetchall()
 
-        return _Pages(self, f"events_by_tag {tag!r}", query, from_offset, 0, limit)
+        return Pages(
+            self._pager(f"events_by_tag {tag!r}", query), from_offset, 0, limit, _record_from_row
+        )
 
     async def persistence_ids(self) -> list[str]:
         """Every id with an event ever stored (deleted ones included), sorted."""
@@ -439,53 +487,6 @@ class SqliteJournal(GroupCommitWriter[sqlite3.Connection], Journal):
         the writer has committed or failed everything already queued. The connections are
         closed when :func:`open_sqlite_journal` exits."""
         await self._close_writer()
-
-
-class _Pages:
-    """An async iterator over query results read one page at a time: ``query(conn,
-    after)`` returns up to ``limit`` rows whose key column (index ``key``) is greater
-    than ``after``, in key order. Not an async generator, so an iteration abandoned early
-    holds nothing and needs no finalisation."""
-
-    def __init__(
-        self,
-        journal: SqliteJournal,
-        what: str,
-        query: Callable[[sqlite3.Connection, int], list[Any]],
-        after: int,
-        key: int,
-        limit: int,
-    ) -> None:
-        self._journal = journal
-        self._what = what
-        self._query = query
-        self._after = after
-        self._key = key
-        self._limit = limit
-        self._rows: list[Any] = []
-        self._index = 0
-        self._exhausted = False
-
-    def __aiter__(self) -> _Pages:
-        return self
-
-    async def __anext__(self) -> PersistentRecord:
-        if self._index >= len(self._rows):
-            if self._exhausted:
-                raise StopAsyncIteration
-            after = self._after
-            self._rows = await self._journal._read(
-                f"{self._what} after {after}", lambda conn: self._query(conn, after)
-            )
-            self._index = 0
-            if len(self._rows) < self._limit:
-                self._exhausted = True
-            if not self._rows:
-                raise StopAsyncIteration
-            self._after = self._rows[-1][self._key]
-        row = self._rows[self._index]
-        self._index += 1
-        return _record_from_row(row)
 
 
 class SqliteSnapshotStore(SnapshotStore):

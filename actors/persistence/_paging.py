@@ -1,0 +1,68 @@
+"""Reading query results page by page (keyset pagination), shared by the SQL backends."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
+
+_Out = TypeVar("_Out")
+
+ReadPage = Callable[[int], Awaitable[list[Any]]]
+"""``read_page(after)``: up to ``limit`` rows whose key column is greater than ``after``,
+in key order (a backend runs the query in a thread and maps errors to JournalFailure)."""
+
+
+class Pages(Generic[_Out]):
+    """An async iterator over rows read one page at a time, each row given as
+    ``convert(row)``. ``key`` is the index of the key column in a row. Not an async
+    generator, so an iteration abandoned early holds nothing and needs no finalisation;
+    only one page is held at a time."""
+
+    def __init__(
+        self,
+        read_page: ReadPage,
+        after: int,
+        key: int,
+        limit: int,
+        convert: Callable[[Any], _Out],
+    ) -> None:
+        self._read_page = read_page
+        self._after = after
+        self._key = key
+        self._limit = limit
+        self._convert = convert
+        self._rows: list[Any] = []
+        self._index = 0
+        self._exhausted = False
+
+    def __aiter__(self) -> Pages[_Out]:
+        return self
+
+    async def _next_page(self) -> list[Any]:
+        if self._exhausted:
+            raise StopAsyncIteration
+        rows = await self._read_page(self._after)
+        if len(rows) < self._limit:
+            self._exhausted = True
+        if not rows:
+            raise StopAsyncIteration
+        self._after = rows[-1][self._key]
+        return rows
+
+    async def __anext__(self) -> _Out:
+        if self._index >= len(self._rows):
+            self._rows = await self._next_page()
+            self._index = 0
+        row = self._rows[self._index]
+        self._index += 1
+        return self._convert(row)
+
+
+class PageChunks(Pages[list[Any]]):
+    """Like :class:`Pages`, but yields each page whole, as the list of its rows."""
+
+    def __init__(self, read_page: ReadPage, after: int, key: int, limit: int) -> None:
+        super().__init__(read_page, after, key, limit, list)
+
+    async def __anext__(self) -> list[Any]:
+        return await self._next_page()
