@@ -380,3 +380,31 @@ async def test_an_sqlite_error_fails_only_its_operation(journal: SqliteJournal) 
     assert isinstance(failure.__cause__, sqlite3.OperationalError)
     assert sorted(outcomes) == ["a", "b"]
     assert await journal.persistence_ids() == ["a", "b"]
+
+
+async def test_create_false_refuses_a_missing_an_empty_or_a_foreign_file(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    with pytest.raises(JournalFailure, match="no SQLite journal at"):
+        async with open_sqlite_journal(path, create=False):
+            pass
+    assert not path.exists()
+    async with open_sqlite_journal(path) as journal:
+        await journal.write([event("a", 1)])
+    async with open_sqlite_journal(path, create=False) as journal:
+        assert await journal.highest_seq("a") == 1
+    # Truncated to 0 bytes: SQLite would take it for a new database; create=False does not.
+    path.write_bytes(b"")
+    with pytest.raises(JournalFailure, match="empty file"):
+        async with open_sqlite_journal(path, create=False):
+            pass
+    foreign = tmp_path / "foreign.db"
+    connection = sqlite3.connect(foreign)
+    connection.execute("CREATE TABLE t (x)")
+    connection.close()
+    with pytest.raises(JournalFailure, match="holds no journal"):
+        async with open_sqlite_journal(foreign, create=False):
+            pass
+    connection = sqlite3.connect(foreign)
+    tables = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    connection.close()
+    assert tables == [("t",)]

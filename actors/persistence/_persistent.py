@@ -66,6 +66,27 @@ def _default_serialization() -> Serialization:
     return _DEFAULT_SERIALIZATION
 
 
+class _turn:
+    """``async with _turn(lock)``: hold ``lock`` (fair, first come first served) without
+    the schedule point of ``async with lock`` when it is free: a persist has one anyway,
+    when it waits for the journal, and one task switch less per persist counts when
+    thousands of actors persist at once."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self, lock: trio.Lock) -> None:
+        self._lock = lock
+
+    async def __aenter__(self) -> None:
+        try:
+            self._lock.acquire_nowait()
+        except trio.WouldBlock:
+            await self._lock.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._lock.release()
+
+
 class _Persistence:
     """The persistence state of one incarnation of a persistent actor."""
 
@@ -232,9 +253,10 @@ class PersistentActor(Actor):
             serializer_id, manifest, payload = serialization.serialize(event, self.serializer)
             event_tags = frozenset(self.tags_for(event) if tags is None else tags)
             encoded.append((serializer_id, manifest, payload, event_tags))
-        async with state.lock:
+        async with _turn(state.lock):
             self._check_usable(state)
             if not batch:
+                await trio.lowlevel.checkpoint()
                 return state.seq
             first = state.seq + 1
             now = time.time()
@@ -280,11 +302,12 @@ class PersistentActor(Actor):
         started by this actor has finished, without writing anything; return its
         result."""
         state = self._require("defer")
-        async with state.lock:
+        async with _turn(state.lock):
             self._check_usable(state)
             result = function()
             if inspect.isawaitable(result):
                 return await result
+            await trio.lowlevel.checkpoint()
             return result
 
     async def save_snapshot(self) -> int:
@@ -295,7 +318,7 @@ class PersistentActor(Actor):
         if the store failed (the actor goes on either way), and ``RuntimeError`` if no
         snapshot store is configured."""
         state = self._require("save_snapshot")
-        async with state.lock:
+        async with _turn(state.lock):
             self._check_usable(state)
             return await self._save_snapshot(state)
 

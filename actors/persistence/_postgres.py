@@ -349,14 +349,37 @@ class PostgresJournal(GroupCommitWriter[psycopg.Connection[Any]], Journal):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _commit_group(self, group: list[_Op]) -> None:
-        """In the writer's thread: one transaction, one savepoint per operation. Sets
+        """In the writer's thread: one transaction for the group. The ops first run one
+        after the other without savepoints (the common case, where none fails: two round
+        trips fewer per op); if one fails, the transaction is rolled back and the group
+        runs again with one savepoint per op, so that only the failing ones fail. Sets
         ``result`` or ``error`` on every op of the group; never raises."""
+        draws_offsets = any(op.draws_offsets for op in group)
         try:
-            conn = self._begin(any(op.draws_offsets for op in group))
+            conn = self._begin(draws_offsets)
         except psycopg.Error as error:
             self._abort_group(group, "begin transaction", error)
             return
+        try:
+            for op in group:
+                op.result = op.run(conn)
+        except Exception as error:
+            if _is_broken(conn):
+                # The transaction died with the connection: nothing of it committed.
+                self._abort_group(group, "transaction (connection lost)", error)
+                return
+            try:
+                conn.execute("ROLLBACK")
+                conn = self._begin(draws_offsets)
+            except psycopg.Error as retry_error:
+                self._abort_group(group, "retry of the group", retry_error)
+                return
+            self._run_one_savepoint_each(conn, group)
+        self._commit(conn, group)
+
+    def _run_one_savepoint_each(self, conn: psycopg.Connection[Any], group: list[_Op]) -> None:
         for op in group:
+            op.result = None
             try:
                 conn.execute("SAVEPOINT op")
             except psycopg.Error as error:
@@ -378,6 +401,14 @@ class PostgresJournal(GroupCommitWriter[psycopg.Connection[Any]], Journal):
                 except psycopg.Error as rollback_error:
                     self._abort_group(group, "rollback to savepoint", rollback_error)
                     return
+
+    def _commit(self, conn: psycopg.Connection[Any], group: list[_Op]) -> None:
+        if all(op.error is not None for op in group):
+            # Aborted (or every op failed): nothing to commit.
+            if not conn.closed and conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                with suppress(psycopg.Error):
+                    conn.execute("ROLLBACK")
+            return
         try:
             conn.execute("COMMIT")
         except psycopg.Error as error:

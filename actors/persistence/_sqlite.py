@@ -10,9 +10,11 @@ Writes
     by ``highest_seq``) is queued on a memory channel to ONE writer task per database.
     Whenever the previous commit has finished, the writer takes everything queued (natural
     group commit: no timer ever waits for more work) and runs one transaction for the whole
-    group in ``trio.to_thread.run_sync``. Each operation of the group runs in its own
-    ``SAVEPOINT``, so one that fails (a sequence conflict, say) is rolled back alone and
-    fails alone, while the others of the group commit. Each caller is woken only after the
+    group in ``trio.to_thread.run_sync``. The operations first run one after the other
+    without savepoints; if one fails (a sequence conflict, say), the transaction is rolled
+    back and the group runs again with one ``SAVEPOINT`` per operation, so that the
+    failing one is rolled back alone and fails alone, while the others of the group
+    commit. Each caller is woken only after the
     ``COMMIT`` (``synchronous=FULL`` in WAL mode: the commit is durable).
     :attr:`SqliteJournal.transactions` counts the transactions (for tests and monitoring).
 
@@ -161,8 +163,9 @@ class SqliteJournal(GroupCommitWriter[sqlite3.Connection], Journal):
     # -- the writer side ----------------------------------------------------------------
 
     def _commit_group(self, group: list[_Op]) -> None:
-        """In the writer's thread: one transaction, one savepoint per operation (none for a
-        group of one). Sets ``result`` or ``error`` on every op; never raises."""
+        """In the writer's thread: one transaction for the group, in which an op that
+        fails is rolled back alone (see :meth:`_commit_optimistically`). Sets ``result``
+        or ``error`` on every op; never raises."""
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -182,12 +185,38 @@ class SqliteJournal(GroupCommitWriter[sqlite3.Connection], Journal):
                 except sqlite3.Error as rollback_error:
                     self._abort_group(conn, group, "rollback", rollback_error)
                 return
-        for op in group if len(group) > 1 else ():
+        if len(group) > 1 and not self._commit_optimistically(conn, group):
+            return  # the group failed as a whole (its ops have their errors)
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as error:
+            # SQLite rolls back on a failed COMMIT in most cases, but not all: the outcome
+            # is unknown, which the contract reports as a failure.
+            self._abort_group(conn, group, "commit", error, unknown=True)
+
+    def _commit_optimistically(self, conn: sqlite3.Connection, group: list[_Op]) -> bool:
+        """Run the ops of ``group`` in the open transaction, first all together (no
+        savepoints: the common case, where none fails); if one fails, roll back and run
+        them again one savepoint each, so that only the failing ones fail. ``False`` if
+        the transaction itself broke (every op then has its error)."""
+        try:
+            for op in group:
+                op.result = op.run(conn)
+            return True
+        except Exception:
+            try:
+                conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as error:
+                self._abort_group(conn, group, "retry of the group", error)
+                return False
+        for op in group:
+            op.result = None
             try:
                 conn.execute("SAVEPOINT op")
             except sqlite3.Error as error:
                 self._abort_group(conn, group, "savepoint", error)
-                return
+                return False
             try:
                 op.result = op.run(conn)
                 conn.execute("RELEASE op")
@@ -199,13 +228,8 @@ class SqliteJournal(GroupCommitWriter[sqlite3.Connection], Journal):
                     conn.execute("RELEASE op")
                 except sqlite3.Error as rollback_error:
                     self._abort_group(conn, group, "rollback to savepoint", rollback_error)
-                    return
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as error:
-            # SQLite rolls back on a failed COMMIT in most cases, but not all: the outcome
-            # is unknown, which the contract reports as a failure.
-            self._abort_group(conn, group, "commit", error, unknown=True)
+                    return False
+        return True
 
     def _op_error(self, op: _Op, error: Exception) -> Exception:
         if isinstance(error, JournalFailure):
@@ -552,9 +576,19 @@ class SqliteSnapshotStore(SnapshotStore):
         await self._journal._wait(self._journal._submit(what, run))
 
 
-def _open_writer(path: str, busy_timeout: float, integrity_check: bool) -> sqlite3.Connection:
+def _open_writer(
+    path: str, busy_timeout: float, integrity_check: bool, create: bool
+) -> sqlite3.Connection:
     """In a thread: open the writer connection, set WAL and ``synchronous=FULL``, create
-    the schema if missing (idempotent) and check its version."""
+    the schema if missing (idempotent; unless ``create`` is false) and check its version."""
+    if not create:
+        if not os.path.exists(path):
+            raise JournalFailure(f"no SQLite journal at {path} (create=False)")
+        if os.path.getsize(path) == 0:
+            raise JournalFailure(
+                f"the SQLite journal {path} is an empty file (truncated to 0 bytes?); "
+                "with create=False it is not taken for a new journal"
+            )
     conn = sqlite3.connect(
         path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
     )
@@ -573,6 +607,8 @@ def _open_writer(path: str, busy_timeout: float, integrity_check: bool) -> sqlit
             if statement.strip():
                 conn.execute(statement)
         found = conn.execute("SELECT version FROM schema_version").fetchall()
+        if not found and not create:
+            raise JournalFailure(f"{path} holds no journal (create=False)")
         if not found:
             conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
         elif found != [(SCHEMA_VERSION,)]:
@@ -594,6 +630,7 @@ async def open_sqlite_journal(
     busy_timeout: float = 10.0,
     max_readers: int = 4,
     integrity_check: bool = False,
+    create: bool = True,
 ) -> AsyncIterator[SqliteJournal]:
     """Open (creating if needed) the SQLite journal at ``path`` and yield it; its
     snapshot store is ``journal.snapshots``.
@@ -602,6 +639,10 @@ async def open_sqlite_journal(
     (seconds) is how long a connection waits for a lock held by another process;
     ``max_readers`` bounds the concurrent read threads and connections;
     ``integrity_check`` runs ``PRAGMA quick_check`` on open (reads the whole file).
+    ``create=False`` refuses to start a new journal: a missing file, an empty one, or a
+    database without the journal's tables raises :class:`JournalFailure` (no table is
+    created). Use it once the journal exists: SQLite takes a file truncated to
+    0 bytes for a new database, so only ``create=False`` tells that loss from a first run.
 
     Raises :class:`JournalFailure` naming ``path`` if the file cannot be opened, is not a
     SQLite database, or has an unsupported schema. On exit: normal exit commits everything
@@ -611,7 +652,9 @@ async def open_sqlite_journal(
     """
     path = os.fspath(path)
     try:
-        conn = await trio.to_thread.run_sync(_open_writer, path, busy_timeout, integrity_check)
+        conn = await trio.to_thread.run_sync(
+            _open_writer, path, busy_timeout, integrity_check, create
+        )
     except sqlite3.Error as error:
         raise JournalFailure(f"cannot open SQLite journal {path}: {error}") from error
     send, receive = trio.open_memory_channel[_Op](math.inf)
