@@ -79,6 +79,7 @@ DEAD: Final = 3
 ASK: Final = 1
 TIMER: Final = 2
 NOTE: Final = 3  # Terminated, ReceiveTimeout: from the runtime, not counted in capacity
+FAULT: Final = 4  # a fault injected by the testkit on this message (see actors.testing)
 
 # System-lane requests.
 _STOP: Final = 1
@@ -92,7 +93,7 @@ _BROKEN: Final = 5
 # Whether each ``receive`` method (the function in its class) is ``async def``.
 _ASYNC_RECEIVE: dict[object, bool] = {}
 
-Envelope = tuple[Any, "ActorRef | None", "_Reply | _Timer | _Note | None"]
+Envelope = tuple[Any, "ActorRef | None", "_Reply | _Timer | _Note | _Fault | None"]
 _Failure = tuple[BaseException, Any]  # (error, the message being handled or None)
 
 
@@ -135,6 +136,28 @@ class _Note:
 
     __slots__ = ()
     kind: Final = NOTE
+
+
+class _Fault:
+    """The slot of a message on which the testkit injects a fault: ``crash`` (the actor
+    fails with ``error`` when it reaches the message) or ``hang`` (its handler hangs for
+    ``seconds``, ``math.inf``: until the actor is stopped, then handles the message).
+    ``inner`` is the slot the message had (an ask's reply, or ``None``)."""
+
+    __slots__ = ("action", "error", "inner", "seconds")
+    kind: Final = FAULT
+
+    def __init__(
+        self,
+        action: str,
+        inner: _Reply | None,
+        error: BaseException | None = None,
+        seconds: float = math.inf,
+    ) -> None:
+        self.action = action
+        self.inner = inner
+        self.error = error
+        self.seconds = seconds
 
 
 _NOTE: Final = _Note()  # a notification not yet delivered
@@ -182,6 +205,7 @@ class ActorCell:
         "_restart_order",
         "_roundtrip",
         "_scope",
+        "_slow",
         "_space",
         "_started",
         "_stash",
@@ -239,6 +263,8 @@ class ActorCell:
         self._throughput = throughput
         self._thread = system._thread_id
         self._roundtrip = system.settings.roundtrip_messages
+        # Deliveries take the slow path: round trips, or a fault injector / tracer installed.
+        self._slow = self._roundtrip or system._faults is not None
         self._children: dict[str, ActorContext] | None = None
         self._child_counter = 0
         self._watchers: dict[ActorCell, None] | None = None
@@ -282,8 +308,9 @@ class ActorCell:
                 f"tell to {self.ref.path} from a thread that does not run its actor system; "
                 "use ref.tell_threadsafe() from other threads"
             )
-        if self._roundtrip:
-            message = roundtrip(message)
+        if self._slow:
+            self._tell_slow(message, sender)
+            return
         if self._state == DEAD:
             self.system._dead_letter(message, sender, self.ref, DeadLetterReason.STOPPED)
             return
@@ -297,6 +324,20 @@ class ActorCell:
         if task is not None:
             self._parked = None
             _reschedule(task)
+
+    def _tell_slow(self, message: Any, sender: ActorRef | None) -> None:
+        """``tell`` with round trips and fault injection (see ``_slow``)."""
+        if self._roundtrip:
+            message = roundtrip(message)
+        faults = self.system._faults
+        if faults is not None and faults._intercept(self, message, sender, None):
+            return
+        if self._state == DEAD:
+            self.system._dead_letter(message, sender, self.ref, DeadLetterReason.STOPPED)
+        elif self._is_full():
+            self._overflowed(message, sender, raise_full=True)
+        else:
+            self._append((message, sender, None))
 
     def _offer(self, message: Any, sender: ActorRef | None, copy: bool = True) -> None:
         """Enqueue from inside the runtime (event bus, foreign threads): never raises; a
@@ -316,6 +357,9 @@ class ActorCell:
             except UnpicklableMessage:
                 self.system._dead_letter(message, sender, self.ref, DeadLetterReason.UNPICKLABLE)
                 return
+        faults = self.system._faults
+        if faults is not None and faults._intercept(self, message, sender, None):
+            return
         if self._state == DEAD:
             self.system._dead_letter(message, sender, self.ref, DeadLetterReason.STOPPED)
             return
@@ -332,6 +376,21 @@ class ActorCell:
         message, sender, slot = envelope
         if self._roundtrip:
             message = roundtrip(message)
+        faults = self.system._faults
+        if faults is not None and faults._intercept(self, message, sender, slot):
+            return
+        self._deliver((message, sender, slot))
+
+    def _deliver(self, envelope: Envelope) -> None:
+        """Enqueue an envelope that was accepted once already (forwarded, or released by
+        a fault injector): a stopped or full recipient fails an ask or dead-letters a
+        tell; no round trip, no interception."""
+        message, sender, slot = envelope
+        if isinstance(slot, _Fault):
+            if self._state != DEAD:
+                self._append(envelope)
+                return
+            slot = slot.inner  # never reached: the message is treated as it would be
         if isinstance(slot, _Reply):
             if self._state == DEAD:
                 self._complete(slot, None, ActorDead(self.ref.path))
@@ -367,7 +426,10 @@ class ActorCell:
         if self._roundtrip:
             message = roundtrip(message)
         await self._wait_for_room()
-        if self._state == DEAD:
+        faults = self.system._faults
+        if faults is not None and faults._intercept(self, message, sender, None):
+            pass
+        elif self._state == DEAD:
             self.system._dead_letter(message, sender, self.ref, DeadLetterReason.STOPPED)
         else:
             self._append((message, sender, None))
@@ -406,7 +468,9 @@ class ActorCell:
             system._ask_deadlines.add(deadline, reply)
         # Nothing between enqueueing and parking may raise or yield: once queued, the
         # reply will reschedule this task.
-        self._append((message, sender, reply))
+        faults = system._faults
+        if faults is None or not faults._intercept(self, message, sender, reply):
+            self._append((message, sender, reply))
         await _wait_task_rescheduled(reply.abort)
         error, value = reply.error, reply.value
         # The deadline heap may hold the reply a while longer: keep nothing alive in it.
@@ -505,6 +569,8 @@ class ActorCell:
     def _discard(self, envelope: Envelope, reason: DeadLetterReason) -> None:
         """Account for an envelope that will never be processed."""
         message, sender, slot = envelope
+        if isinstance(slot, _Fault):
+            slot = slot.inner
         if slot is None or slot.kind == NOTE:
             self.system._dead_letter(message, sender, self.ref, reason)
         elif slot.kind == ASK:
@@ -1021,6 +1087,10 @@ class ActorCell:
                         # Delivered: if stashed, it comes back as an accepted note.
                         slot = None
                         envelope = (message, None, _ACCEPTED)
+                    elif kind == FAULT:
+                        if await self._injected_fault(envelope):
+                            return True
+                        continue
                     elif kind == NOTE:
                         self._uncounted -= 1
                         if (
@@ -1089,6 +1159,62 @@ class ActorCell:
                 self._last_activity = trio.current_time()
             if q and self._sysq is None:
                 await trio.lowlevel.checkpoint()
+
+    async def _injected_fault(self, envelope: Envelope) -> bool:
+        """Carry out a fault the testkit injected on this message. ``True``: the actor
+        leaves its loop (it failed, or a stop deadline ended a hang)."""
+        message, sender, fault = envelope
+        assert isinstance(fault, _Fault)
+        inner = fault.inner
+        if fault.action == "crash":
+            error = fault.error
+            assert isinstance(error, Exception)
+            if inner is not None:
+                self._complete(inner, None, error)  # the asker learns what happened
+            self._failed_message((message, sender, None), error)
+            return True
+        # A hang: the handler "runs" for fault.seconds, within the stop deadline.
+        self._current = (message, sender, inner)
+        outer = self._scope
+        until = min(self._stop_deadline, trio.current_time() + fault.seconds)
+        with trio.CancelScope(deadline=until) as scope:
+            self._scope = scope
+            try:
+                await trio.sleep_forever()
+            finally:
+                self._scope = outer
+        if self._failure is not None:  # killed while hanging (its asker was told)
+            self._current = None
+            if inner is None:
+                self.system._dead_letter(message, sender, self.ref, DeadLetterReason.FAILED)
+            return True
+        self._current = None
+        if self._stop_requested and trio.current_time() >= self._stop_deadline:
+            self._discard((message, sender, inner), DeadLetterReason.STOPPED)
+            return True  # the stop deadline cut the hang short
+        if scope.cancelled_caught:  # the hang is over: the message is handled now
+            self._mailbox.appendleft((message, sender, inner))
+        return False
+
+    def _kill(self, error: BaseException) -> None:
+        """Kill the actor abruptly (testkit): it fails with ``error`` at once, without
+        ``pre_restart`` or ``post_stop`` for this incarnation; a handler in progress is
+        cancelled, and an ask it was answering gets ``error``. Its supervisor decides
+        what follows, as for any failure."""
+        if self._state != RUNNING or self._stop_requested:
+            return
+        self._started = False  # no lifecycle hooks for the killed instance
+        current = self._current
+        if current is not None:
+            slot = current[2]
+            if isinstance(slot, _Reply):
+                self._complete(slot, None, error)
+            self._current = None
+            if self._scope is not None:  # an async handler is awaiting: cancel it
+                self._fail(error)
+                self._scope.cancel()
+                return
+        self._system_request(_FAIL, (error, False))
 
     def _unstash_last(self, envelope: Envelope) -> None:
         stash = self._stash

@@ -56,6 +56,8 @@ class DeadLetterReason(enum.StrEnum):
     RESTART_STASH_OVERFLOW = "restart-stash-overflow"
     """The recipient was restarting (or waiting out a restart backoff) and already held
     ``Settings.restart_stash_capacity`` messages."""
+    FAULT_DROPPED = "fault-dropped"
+    """A fault injector of ``actors.testing`` dropped the message on purpose."""
 
 
 @attrs.frozen

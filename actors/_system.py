@@ -7,7 +7,7 @@ import random
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 import trio
@@ -90,6 +90,14 @@ class Settings:
     and cloudpickle (by id ``"cloudpickle"``)."""
 
 
+class _DeliveryHook(Protocol):
+    """What ``actors.testing`` installs to see (and alter) every delivery."""
+
+    def _intercept(self, cell: ActorCell, message: Any, sender: ActorRef | None, slot: Any) -> bool:
+        """``True``: the hook took the message over (dropped, delayed, ...)."""
+        ...
+
+
 class _Guardian(Actor):
     """The ``/user`` actor: parent of every actor spawned with ``system.spawn``."""
 
@@ -111,6 +119,8 @@ class ActorSystem:
         check_name(name)
         self.name = name
         self.settings = settings
+        # The testkit's fault injector / tracer, seeing every delivery (None: no hook).
+        self._faults: _DeliveryHook | None = None
         self.events = EventBus(self)
         self.dead_letter_count = 0
         """How many messages went to dead letters so far."""
@@ -122,6 +132,9 @@ class ActorSystem:
         self._body_scope = trio.CancelScope()
         self._ask_deadlines = AskDeadlines()
         self._ask_deadlines_scope = trio.CancelScope()
+        # Cancel scopes of helper tasks (the testkit's delayed deliveries) that end when
+        # the system has shut down, with the ask deadlines.
+        self._service_scopes: list[trio.CancelScope] = []
         self._host_scope = trio.CancelScope(shield=True)
         self._host_done = trio.Event()
         self._terminating = False
@@ -392,6 +405,8 @@ async def open_system(
                 shield.deadline = trio.current_time() + settings.shutdown_timeout
                 await system._shutdown()
             system._ask_deadlines_scope.cancel()
+            for scope in system._service_scopes:
+                scope.cancel()
             if guardian._state != DEAD:
                 nursery.cancel_scope.cancel()  # past shutdown_timeout: cancel the rest
             system._host_done.set()
