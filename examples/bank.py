@@ -26,6 +26,10 @@ import actors
 import supervision
 from actors.persistence import PersistentActor, open_sqlite_journal
 
+# What the actors say about their restarts (the chaos test, examples/chaos_bank.py, keeps
+# them quiet).
+report = print
+
 # -- commands (messages) and events (what the journal stores) ----------------------------
 
 
@@ -141,7 +145,7 @@ class Account(PersistentActor):
         self.transfers = set(transfers)
 
     def post_restart(self, error: BaseException) -> None:
-        print(f"{self.name}: restarted after {error!r}, balance {self.balance} recovered")
+        report(f"{self.name}: restarted after {error!r}, balance {self.balance} recovered")
 
     async def receive(self, message: object) -> int | None:
         match message:
@@ -172,7 +176,8 @@ class Bank(PersistentActor):
 
     persistence_id = "bank"
     supervisor_strategy = supervision.OneForOne(
-        backoff=supervision.Backoff(min_delay=0.05, max_delay=1.0)
+        intensity=supervision.RestartIntensity(max_restarts=10, within=10.0),
+        backoff=supervision.Backoff(min_delay=0.05, max_delay=1.0),
     )
 
     def __init__(self) -> None:
@@ -194,8 +199,14 @@ class Bank(PersistentActor):
         for name in self.accounts:
             self.account(name)
         for transfer in list(self.pending.values()):
-            await self.carry_out(transfer)
-            print(f"bank: finished transfer {transfer.transfer} after a restart")
+            try:
+                await self.carry_out(transfer)
+            except InsufficientFunds:
+                report(f"bank: refused transfer {transfer.transfer} after a restart")
+            except actors.ActorError as error:  # an account is down: it stays pending
+                report(f"bank: transfer {transfer.transfer} still pending ({error})")
+            else:
+                report(f"bank: finished transfer {transfer.transfer} after a restart")
 
     def account(self, name: str) -> actors.ActorRef:
         """The account's actor, spawned (and so recovered) on first use."""
@@ -219,7 +230,8 @@ class Bank(PersistentActor):
             case Open(name, initial):
                 if name not in self.accounts:
                     await self.persist(AccountOpened(name))
-                    await self.account(name).ask(Deposit(initial))
+                if initial:  # with an id: a retried or repeated Open pays once
+                    await self.account(name).ask(Deposit(initial, f"open-{name}"))
                 return self.account(name)
             case Transfer(source, target, amount, crash_midway):
                 for name in (source, target):

@@ -53,6 +53,11 @@ EXPECTED = {
         "bob is gone: True",
         "dead letters: ['Deposit to bob'] count: 1",
     ],
+    "chaos_bank.py": [
+        "20 seeded runs, 191 faults injected",
+        "every run: no money created or lost, no negative balance",
+        "balances of seed 0: {'alice': 42, 'bob': 97, 'carol': 102, 'dave': 159}",
+    ],
     # The README's main job, run twice on one journal: the second run recovers.
     "bank.py": [
         "new journal: opening accounts",

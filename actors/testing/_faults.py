@@ -201,6 +201,13 @@ class FaultInjector:
         if self._scope is not None:
             self._scope.cancel()
 
+    def heal(self) -> None:
+        """Retire every rule and deliver what is delayed or held now: from here on the
+        system runs without faults (the "heal" phase of a chaos test)."""
+        for rule in self.rules:
+            rule.cancel()
+        self._release_all()
+
     # -- rules ------------------------------------------------------------------------------
 
     def _add(self, kind: str, **options: Any) -> Rule:

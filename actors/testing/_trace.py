@@ -36,7 +36,8 @@ def _summary(message: Any) -> str:
 
 @attrs.frozen
 class TraceEntry:
-    """One line of a trace: ``kind`` is ``send`` (or ``ask``), a fault kind (``drop``,
+    """One line of a trace, ``time`` seconds of trio's clock after the trace began:
+    ``kind`` is ``send`` (or ``ask``), a fault kind (``drop``,
     ``delay``, ``duplicate``, ``reorder``, ``crash``, ``hang``, ``kill``, ``pre_start``),
     or ``failed``, ``restarted``, ``stopped``, ``dead-letter``."""
 
@@ -64,6 +65,8 @@ class MessageTrace:
         self._injector = injector
         self._seen_injections = 0
         self._listener: ActorCell | None = None
+        self.start = trio.current_time()
+        """Trio's clock when the trace began: entry times are relative to it."""
 
     @classmethod
     def attach(cls, injector: FaultInjector) -> MessageTrace:
@@ -93,7 +96,7 @@ class MessageTrace:
         kind = fault or ("send" if slot is None else "ask")
         self._add(
             TraceEntry(
-                trio.current_time(),
+                trio.current_time() - self.start,
                 kind,
                 None if sender is None else sender.path,
                 cell.ref.path,
@@ -108,7 +111,7 @@ class MessageTrace:
                 continue  # seen on its way into the mailbox
             self._add(
                 TraceEntry(
-                    injection.time,
+                    injection.time - self.start,
                     injection.kind,
                     injection.sender,
                     injection.recipient,
@@ -119,7 +122,7 @@ class MessageTrace:
 
     def _runtime_event(self, event: Any) -> None:
         self._take_injections()
-        now = trio.current_time()
+        now = trio.current_time() - self.start
         if isinstance(event, ActorFailed):
             entry = TraceEntry(now, "failed", None, event.ref.path, _summary(event.error))
         elif isinstance(event, ActorRestarted):
