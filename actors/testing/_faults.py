@@ -48,6 +48,7 @@ from .._ref import ActorRef
 
 if TYPE_CHECKING:
     from .._system import ActorSystem
+    from ._trace import MessageTrace
 
 
 class InjectedFault(ActorError):
@@ -167,6 +168,8 @@ class FaultInjector:
         # Called for every delivery with the fault applied to it (None: delivered as is).
         self._observers: list[Callable[[ActorCell, Any, ActorRef | None, Any, str | None], None]]
         self._observers = []
+        self.trace: MessageTrace | None = None
+        """The trace attached by the ``faults`` fixture (``None`` otherwise)."""
 
     def __repr__(self) -> str:
         return f"<FaultInjector seed={self.seed} rules={len(self.rules)}>"
