@@ -18,6 +18,7 @@ from actors import ActorFailed, ActorRestarted, ActorStopped, DeadLetter
 from actors.persistence import (
     EventRejected,
     InMemoryJournal,
+    Journal,
     JournalFailure,
     PersistentActor,
     PersistentRecord,
@@ -26,6 +27,7 @@ from actors.persistence import (
     SnapshotRecord,
     open_sqlite_journal,
 )
+from actors.testing import FaultyJournal, Operation, fail_next, reject_next
 
 # -- events, actors and a journal with faults ----------------------------------------------
 
@@ -98,12 +100,10 @@ class SnapshottingAccount(Account):
 
 
 @attrs.define
-class FaultyJournal(InMemoryJournal):
-    """An in-memory journal whose operations fail (or are held) on request."""
+class HoldingJournal(InMemoryJournal):
+    """An in-memory journal whose writes or replays wait until ``released`` is set (the
+    faults come from the testkit's ``FaultyJournal``)."""
 
-    fail_writes: int = 0
-    reject_writes: int = 0
-    fail_replays: int = 0
     hold_replays: bool = False
     hold_writes: bool = False
     writes_started: int = 0
@@ -116,37 +116,23 @@ class FaultyJournal(InMemoryJournal):
         self.writes_started += 1
         if self.hold_writes:
             await self.released.wait()
-        if self.reject_writes:
-            self.reject_writes -= 1
-            raise EventRejected("refused by the test journal")
-        if self.fail_writes:
-            self.fail_writes -= 1
-            raise JournalFailure("injected write failure")
         return await super().write(batch)
 
-    def replay(
-        self, persistence_id: str, from_seq: int = 1, to_seq: int | None = None
-    ) -> AsyncIterator[PersistentRecord]:
-        if self.fail_replays:
-            self.fail_replays -= 1
-            return self._failing()
-        if self.hold_replays:
-            return self._held(super().replay(persistence_id, from_seq, to_seq))
-        return super().replay(persistence_id, from_seq, to_seq)
+    def replay_chunks(
+        self, persistence_id: str, from_seq: int = 1
+    ) -> AsyncIterator[list[tuple[int, str, str, bytes]]]:
+        chunks = super().replay_chunks(persistence_id, from_seq)
+        return self._held(chunks) if self.hold_replays else chunks
 
     async def _held(
-        self, records: AsyncIterator[PersistentRecord]
-    ) -> AsyncIterator[PersistentRecord]:
+        self, chunks: AsyncIterator[list[tuple[int, str, str, bytes]]]
+    ) -> AsyncIterator[list[tuple[int, str, str, bytes]]]:
         await self.released.wait()
-        async for record in records:
-            yield record
-
-    async def _failing(self) -> AsyncIterator[PersistentRecord]:
-        raise JournalFailure("injected replay failure")
-        yield  # pragma: no cover - makes this an async generator
+        async for chunk in chunks:
+            yield chunk
 
 
-async def stored(journal: InMemoryJournal, pid: str = "account-1") -> list[int]:
+async def stored(journal: Journal, pid: str = "account-1") -> list[int]:
     return [record.seq async for record in journal.replay(pid)]
 
 
@@ -189,12 +175,12 @@ async def test_persist_applies_after_storing_and_recovery_replays() -> None:
 
 
 async def test_persist_all_is_atomic_and_numbers_consecutively() -> None:
-    journal = FaultyJournal()
+    journal = FaultyJournal(InMemoryJournal())
     async with actors.open_system(journal=journal) as system:
         account = system.spawn(Account, name="a")
         assert await account.ask(("deposit-all", [1, 2, 3])) == 3
         assert await account.ask(("deposit-all", [])) == 3
-        journal.fail_writes = 1
+        journal.add(fail_next(1))
         with pytest.raises(JournalFailure):
             await account.ask(("deposit-all", [10, 20]))
         # The failed incarnation is replaced; recovery has only the first batch.
@@ -225,7 +211,7 @@ async def test_defer_runs_after_the_persists_already_started() -> None:
 
 
 async def test_commands_wait_while_a_persist_is_in_flight() -> None:
-    journal = FaultyJournal(hold_writes=True)
+    journal = HoldingJournal(hold_writes=True)
     async with actors.open_system(journal=journal) as system:
         account = system.spawn(Account, name="a")
         results: dict[str, Any] = {}
@@ -251,7 +237,7 @@ async def test_commands_wait_while_a_persist_is_in_flight() -> None:
 
 @pytest.mark.parametrize("overflow", ["backpressure", "drop_newest"])
 async def test_the_stash_during_a_persist_is_bounded(overflow: str) -> None:
-    journal = FaultyJournal(hold_writes=True)
+    journal = HoldingJournal(hold_writes=True)
 
     class Bounded(Account):
         persist_stash = actors.Mailbox(capacity=2, overflow=actors.Overflow(overflow))
@@ -285,7 +271,7 @@ async def test_commands_wait_bounded_while_the_actor_recovers() -> None:
     class Bounded(Account):
         persist_stash = actors.Mailbox(capacity=2)
 
-    journal = FaultyJournal()
+    journal = HoldingJournal()
     async with actors.open_system(journal=journal) as system:
         await system.spawn(Account, name="a").ask(("deposit", 5))
     journal.hold_replays = True
@@ -398,7 +384,7 @@ async def test_missing_events_fail_recovery_instead_of_starting_from_a_partial_h
 
 
 async def test_a_rejected_event_raises_in_the_handler_and_changes_nothing() -> None:
-    journal = FaultyJournal()
+    journal = FaultyJournal(InMemoryJournal())
     async with actors.open_system(journal=journal) as system:
         account = system.spawn(Account, name="a")
         await account.ask(("deposit", 3))
@@ -406,9 +392,11 @@ async def test_a_rejected_event_raises_in_the_handler_and_changes_nothing() -> N
         assert answer[0] == "rejected"
         assert answer[2:] == (3, 1)
         assert "Unpicklable" in answer[1]
-        journal.reject_writes = 1
+        journal.add(reject_next(1))
         answer = await account.ask(("try-persist", Deposited(100)))
-        assert answer == ("rejected", "refused by the test journal", 3, 1)
+        assert answer[0] == "rejected"
+        assert "injected by FaultyJournal policy reject_next" in answer[1]
+        assert answer[2:] == (3, 1)
         # Uncaught in an ask: the asker gets it, and the actor goes on unrestarted.
         with pytest.raises(EventRejected):
             await account.ask(("persist", Unpicklable(lambda: None)))
@@ -420,7 +408,7 @@ async def test_a_rejected_event_raises_in_the_handler_and_changes_nothing() -> N
 async def test_a_journal_failure_fails_the_actor_and_the_restart_recovers(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    journal = FaultyJournal()
+    journal = FaultyJournal(InMemoryJournal())
     events: list[Any] = []
     strategy = sv.OneForOne(backoff=sv.Backoff(min_delay=1.0, max_delay=8.0, jitter=0.0))
 
@@ -441,12 +429,12 @@ async def test_a_journal_failure_fails_the_actor_and_the_restart_recovers(
         system.events.subscribe(system.spawn(Events, events), ActorRestarted)
         account = system.spawn(Swallowing, name="a")
         await account.ask(("deposit", 1))
-        journal.fail_writes = 1
+        journal.add(fail_next(1))
         start = trio.current_time()
         account.tell(("deposit", 2))  # a tell: the failure goes to the supervisor
         assert await account.ask("state") == (1, 1)
         assert trio.current_time() - start == pytest.approx(1.0)  # the backoff
-        journal.fail_writes = 1
+        journal.add(fail_next(1))
         assert await account.ask("swallow") == "swallowed"
         assert await account.ask("state") == (1, 1)
         assert await account.ask(("deposit", 3)) == 2
@@ -457,7 +445,7 @@ async def test_a_journal_failure_fails_the_actor_and_the_restart_recovers(
 async def test_a_cancelled_write_has_an_unknown_outcome_and_fails_the_actor(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    journal = FaultyJournal(hold_writes=True)
+    journal = HoldingJournal(hold_writes=True)
     failures: list[Any] = []
 
     class Impatient(Account):
@@ -525,17 +513,17 @@ async def test_an_undecodable_event_stops_the_actor_naming_id_and_seq() -> None:
 async def test_a_journal_failure_during_recovery_is_retried_by_the_supervisor(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    journal = FaultyJournal()
+    journal = FaultyJournal(InMemoryJournal())
     async with actors.open_system(journal=journal) as system:
         await system.spawn(Account, name="a").ask(("deposit", 4))
-    journal.fail_replays = 2
+    replays = journal.add(fail_next(2, Operation.REPLAY))
     strategy = sv.OneForOne(backoff=sv.Backoff(min_delay=0.5, max_delay=4.0, jitter=0.0))
     async with actors.open_system(journal=journal, guardian_strategy=strategy) as system:
         start = trio.current_time()
         account = system.spawn(Account, name="a")
         assert await account.ask("state") == (4, 1)
         assert trio.current_time() - start == pytest.approx(0.5 + 1.0)
-    assert journal.fail_replays == 0
+    assert replays.remaining == 0
 
 
 async def test_no_journal_configured_stops_the_actor_with_a_clear_reason() -> None:

@@ -320,3 +320,48 @@ def test_the_faults_fixture_writes_the_trace_of_a_failed_test(pytester: pytest.P
     [mermaid] = traces.glob("*.trace.mmd")
     assert "send        /user/echo  'hello'" in text.read_text()
     assert mermaid.read_text().startswith("sequenceDiagram\n")
+
+
+INNER_UNEXPECTED_FAULT = """
+import actors
+
+
+class Counter(actors.Actor):
+    def __init__(self):
+        self.count = 0
+
+    def receive(self, message):
+        if message == "add":
+            self.count += 1
+            return None
+        return self.count
+
+
+async def test_counts(actor_system, faults, autojump_clock):
+    faults.crash(to="counter", nth=2)  # the test below does not expect it
+    counter = actor_system.spawn(Counter, name="counter")
+    for _ in range(3):
+        counter.tell("add")
+    assert await counter.ask("count") == 3
+"""
+
+
+def test_an_unexpected_injected_fault_fails_the_test_with_a_useful_report(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini("[pytest]\ntrio_mode = true\n")
+    pytester.makepyfile(test_inner=INNER_UNEXPECTED_FAULT)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--actors-trace-dir", "traces")
+    result.assert_outcomes(failed=1)
+    # The assertion shows the wrong count; the trace shows why: the crash on the second
+    # message and the restart that lost the first count.
+    result.stdout.fnmatch_lines(
+        [
+            "*assert 1 == 3*",
+            "*- trio-actors trace -*",
+            "*send        /user/counter  'add'",
+            "*crash       /user/counter  'add'",
+            "*send        /user/counter  'add'",
+            "*restarted   /user/counter  InjectedFault(*crashed on purpose*",
+        ]
+    )
