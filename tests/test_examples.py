@@ -38,7 +38,12 @@ EXPECTED = {
         "system ended: /user/services: supervisor gave up: child 'fetcher' failed with "
         "ValueError(\"cannot fetch 'gopher://2'\") after 2 restart(s) within 10 s",
     ],
-    "quickstart.py": [
+    "hello.py": [
+        "hello, world!",
+        "hello, trio!",
+        "/user/greeter greeted 2 times",
+    ],
+    "ask.py": [
         "total: 55",
         "refused: cannot add a negative amount (-1)",
         "still running, total: 55",

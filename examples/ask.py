@@ -1,4 +1,11 @@
-"""The README example: a counter actor, tell, ask and an error that reaches the caller."""
+"""Ask: a counter actor answers questions, and an error in its handler reaches the caller.
+
+Shows: ``tell`` (fire and forget) and ``ask`` (await the reply), the reply being the
+handler's return value, and an exception raised while handling an ``ask`` re-raised in
+the caller while the actor goes on. (The README's first example is the same counter.)
+
+Run it: ``python examples/ask.py``
+"""
 
 import attrs
 import trio
@@ -34,7 +41,7 @@ class Counter(actors.Actor):
 
 
 async def main() -> None:
-    async with actors.open_system("quickstart") as system:
+    async with actors.open_system("ask") as system:
         counter = system.spawn(Counter, name="counter")
         for n in range(1, 11):
             counter.tell(Add(n))  # never blocks
