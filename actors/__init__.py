@@ -5,9 +5,12 @@ Open a system with :func:`open_system`, spawn actors with ``system.spawn``, and 
 them through the :class:`ActorRef` that ``spawn`` returns.
 """
 
+import logging as _logging
+
 from ._actor import Actor
 from ._address import Address
 from ._context import ActorContext
+from ._describe import ActorNode, ActorState, ActorTree
 from ._errors import (
     ActorDead,
     ActorError,
@@ -83,12 +86,15 @@ __all__ = [
     "ActorFailed",
     "ActorInitializationError",
     "ActorNameTaken",
+    "ActorNode",
     "ActorNotFound",
     "ActorRef",
     "ActorRestarted",
     "ActorStarted",
+    "ActorState",
     "ActorStopped",
     "ActorSystem",
+    "ActorTree",
     "AddRoutee",
     "Address",
     "AdjustPoolSize",
@@ -145,3 +151,9 @@ for _name in __all__:
     if isinstance(_obj, type) and _obj.__module__.startswith("actors._"):
         _obj.__module__ = "actors"
 del _name, _obj
+
+# The runtime logs under "actors.*" (see docs/logging.md). Like any library it leaves
+# output to the application: without logging configured, nothing is printed (not even
+# by logging's last-resort handler). A failure nobody handles still ends open_system
+# with UnhandledFailure.
+_logging.getLogger("actors").addHandler(_logging.NullHandler())

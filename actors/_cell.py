@@ -63,6 +63,9 @@ if TYPE_CHECKING:
     from ._timers import Timers, _Timer
 
 _log: Final = logging.getLogger("actors.supervision")
+_lifecycle_log: Final = logging.getLogger("actors.lifecycle")
+_delivery_log: Final = logging.getLogger("actors.delivery")
+_DEBUG: Final = logging.DEBUG
 _get_ident: Final = threading.get_ident
 _reschedule: Final = trio.lowlevel.reschedule
 _current_task: Final = trio.lowlevel.current_task
@@ -263,8 +266,9 @@ class ActorCell:
         self._throughput = throughput
         self._thread = system._thread_id
         self._roundtrip = system.settings.roundtrip_messages
-        # Deliveries take the slow path: round trips, or a fault injector / tracer installed.
-        self._slow = self._roundtrip or system._faults is not None
+        # Deliveries take the slow path: round trips, a fault injector / tracer installed,
+        # or deliveries logged (Settings.trace_deliveries).
+        self._slow = self._roundtrip or system._faults is not None or system._trace_deliveries
         self._children: dict[str, ActorContext] | None = None
         self._child_counter = 0
         self._watchers: dict[ActorCell, None] | None = None
@@ -326,9 +330,11 @@ class ActorCell:
             _reschedule(task)
 
     def _tell_slow(self, message: Any, sender: ActorRef | None) -> None:
-        """``tell`` with round trips and fault injection (see ``_slow``)."""
+        """``tell`` with round trips, delivery logging and fault injection (see ``_slow``)."""
         if self._roundtrip:
             message = roundtrip(message)
+        if self.system._trace_deliveries:
+            self._log_delivery("tell", message, sender)
         faults = self.system._faults
         if faults is not None and faults._intercept(self, message, sender, None):
             return
@@ -357,6 +363,8 @@ class ActorCell:
             except UnpicklableMessage:
                 self.system._dead_letter(message, sender, self.ref, DeadLetterReason.UNPICKLABLE)
                 return
+        if self._slow and self.system._trace_deliveries:
+            self._log_delivery("publish", message, sender)
         faults = self.system._faults
         if faults is not None and faults._intercept(self, message, sender, None):
             return
@@ -376,6 +384,8 @@ class ActorCell:
         message, sender, slot = envelope
         if self._roundtrip:
             message = roundtrip(message)
+        if self._slow and self.system._trace_deliveries:
+            self._log_delivery("forward", message, sender)
         faults = self.system._faults
         if faults is not None and faults._intercept(self, message, sender, slot):
             return
@@ -426,6 +436,8 @@ class ActorCell:
         if self._roundtrip:
             message = roundtrip(message)
         await self._wait_for_room()
+        if self._slow and self.system._trace_deliveries:
+            self._log_delivery("send", message, sender)
         faults = self.system._faults
         if faults is not None and faults._intercept(self, message, sender, None):
             pass
@@ -466,6 +478,8 @@ class ActorCell:
         reply = _Reply(task, self.ref.path, message, timeout, sender)
         if deadline != math.inf:
             system._ask_deadlines.add(deadline, reply)
+        if self._slow and system._trace_deliveries:
+            self._log_delivery("ask", message, sender)
         # Nothing between enqueueing and parking may raise or yield: once queued, the
         # reply will reschedule this task.
         faults = system._faults
@@ -480,6 +494,25 @@ class ActorCell:
         return value
 
     # -- delivery helpers -----------------------------------------------------------------
+
+    def _log_delivery(self, kind: str, message: Any, sender: ActorRef | None) -> None:
+        """Log one delivery on ``actors.delivery`` (``Settings.trace_deliveries``)."""
+        if _delivery_log.isEnabledFor(_DEBUG):
+            sender_path = None if sender is None else sender.path
+            message_type = type(message).__qualname__
+            _delivery_log.debug(
+                "%s %s -> %s: %s",
+                kind,
+                sender_path or "(no sender)",
+                self.ref.path,
+                message_type,
+                extra={
+                    "actor_path": self.ref.path,
+                    "message_type": message_type,
+                    "sender_path": sender_path,
+                    "delivery": kind,
+                },
+            )
 
     def _check_thread(self) -> None:
         if self._thread != _get_ident():
@@ -762,7 +795,18 @@ class ActorCell:
                 bus._publish_runtime(ActorStarted(self.ref))
             else:
                 bus._publish_runtime(ActorRestarted(self.ref, restarted_after))
+        if _lifecycle_log.isEnabledFor(_DEBUG):
+            self._log_lifecycle(
+                "%s started" if restarted_after is None else "%s restarted after %r",
+                restarted_after,
+            )
         return None
+
+    def _log_lifecycle(self, text: str, detail: object) -> None:
+        """Log a start, restart or stop on ``actors.lifecycle`` at DEBUG."""
+        path = self.ref.path
+        args = (path,) if detail is None else (path, detail)
+        _lifecycle_log.debug(text, *args, extra={"actor_path": path, "message_type": None})
 
     def _failed_start(self, error: ActorError) -> _Failure | None:
         self._fail(error)
@@ -809,7 +853,7 @@ class ActorCell:
                         self.system._unhandled_failure(self.ref, error)
                         return False
                     can_resume = self._started and self._instance is not None
-                    directive, delay = parent._child_failed(self, error, can_resume)
+                    directive, delay = parent._child_failed(self, error, can_resume, message)
                     if directive is Directive.RESUME:
                         return True
                     if directive is not Directive.RESTART:
@@ -941,7 +985,13 @@ class ActorCell:
         if self._reason is None:
             self._reason = error
         self._stop_requested = True
-        _log.error("%s stopped: %s", self.ref.path, error, exc_info=error)
+        _log.error(
+            "%s stopped: %s",
+            self.ref.path,
+            error,
+            exc_info=error,
+            extra={"actor_path": self.ref.path, "message_type": None},
+        )
 
     # -- supervision (the parent's side) --------------------------------------------------
 
@@ -971,7 +1021,7 @@ class ActorCell:
         return engine
 
     def _child_failed(
-        self, child: ActorCell, error: BaseException, can_resume: bool
+        self, child: ActorCell, error: BaseException, can_resume: bool, message: Any = None
     ) -> tuple[Directive, float]:
         """Decide about a failed child (called from the child's task). Returns the
         child's own verdict (``RESUME``, ``RESTART`` with a delay, or ``STOP``) and
@@ -984,41 +1034,98 @@ class ActorCell:
                 child.ref.path,
                 self.ref.path,
                 exc_info=error,
+                extra={"actor_path": child.ref.path, "message_type": None},
             )
             return Directive.STOP, 0.0
         engine = self._children_engine()
         name = child._name
+        path = self.ref.path
         if name not in engine:
+            _log_failure(logging.WARNING, child, error, message, "stopped by %s", path)
             return Directive.STOP, 0.0
         plan = engine.exited(name, error, trio.current_time())
         directive = plan.directive
         if plan.give_up is not None:
+            _log_failure(
+                logging.ERROR,
+                child,
+                error,
+                message,
+                "its supervisor %s gives up (too many restarts) and fails in turn",
+                path,
+            )
             bus = self.system.events
             if bus._subscriptions:
                 bus._publish_runtime(SupervisorGaveUp(self.ref, child.ref, error))
             self._escalate(child, plan.give_up, stop_children=True)
             return Directive.STOP, 0.0
         if plan.escalate is not None:
+            _log_failure(
+                logging.WARNING,
+                child,
+                error,
+                message,
+                "escalated by %s to its own supervisor",
+                path,
+            )
             self._escalate(child, plan.escalate, stop_children=False)
             return Directive.STOP, 0.0
         if plan.shutdown:
+            _log_failure(
+                logging.WARNING,
+                child,
+                error,
+                message,
+                "its supervisor %s shuts down (a significant child ended)",
+                path,
+            )
             self._request_stop()
             return Directive.STOP, 0.0
         if directive is Directive.RESUME:
             if can_resume:
+                _log_failure(logging.WARNING, child, error, message, "resumed by %s", path)
                 return Directive.RESUME, 0.0
             # Nothing to resume (the constructor or pre_start failed): stop it, rather
             # than retry without counting towards intensity.
+            _log_failure(
+                logging.WARNING,
+                child,
+                error,
+                message,
+                "stopped by %s (it never started, so it cannot resume)",
+                path,
+            )
             engine.stopped(name)
             return Directive.STOP, 0.0
+        if name in plan.start:
+            if plan.delay > 0:
+                _log_failure(
+                    logging.WARNING, child, error, message, "restarting it in %g s", plan.delay
+                )
+            else:
+                _log_failure(logging.WARNING, child, error, message, "restarting it")
+        else:
+            _log_failure(logging.WARNING, child, error, message, "stopped by %s", path)
         children = self._children or {}
         for sibling_name in plan.stop:
             sibling = children.get(sibling_name)
             if sibling is None:
                 continue
             if sibling_name in plan.start:
+                _log.debug(
+                    "%s restarts with its failed sibling %s",
+                    sibling.ref.path,
+                    child.ref.path,
+                    extra={"actor_path": sibling.ref.path, "message_type": None},
+                )
                 sibling._system_request(_RESTART, (error, plan.delay))
             else:
+                _log.debug(
+                    "%s stops: its sibling %s failed",
+                    sibling.ref.path,
+                    child.ref.path,
+                    extra={"actor_path": sibling.ref.path, "message_type": None},
+                )
                 self._stop_child(sibling)
         if name in plan.start:
             return Directive.RESTART, plan.delay
@@ -1274,6 +1381,7 @@ class ActorCell:
                             "%s also failed while a failure was handled",
                             self.ref.path,
                             exc_info=later_arg[0],
+                            extra={"actor_path": self.ref.path, "message_type": None},
                         )
                 return _STOP
             if kind == _STOP:
@@ -1296,7 +1404,12 @@ class ActorCell:
         if self._stop_requested or self._state != RUNNING:
             if self._reason is None:
                 self._reason = error
-            _log.error("%s failed while stopping", self.ref.path, exc_info=error)
+            _log.error(
+                "%s failed while stopping",
+                self.ref.path,
+                exc_info=error,
+                extra={"actor_path": self.ref.path, "message_type": None},
+            )
             return
         if self._failure is None:
             self._failure = (error, message)
@@ -1438,6 +1551,8 @@ class ActorCell:
         system = self.system
         if system.events._subscriptions:
             system.events._publish_runtime(ActorStopped(self.ref, reason))
+        if _lifecycle_log.isEnabledFor(_DEBUG):
+            self._log_lifecycle("%s stopped" if reason is None else "%s stopped: %r", reason)
 
     def _watched_terminated(
         self, ref: ActorRef, reason: BaseException | None, confirmed: bool
@@ -1455,6 +1570,47 @@ class ActorCell:
         still on (``unwatch`` withdraws one already queued), and end the watch."""
         watching = self._watching
         return watching is not None and watching.pop(ref, None) is not None
+
+
+def _heard(logger: logging.Logger, level: int) -> bool:
+    """Whether a record of ``level`` on ``logger`` would reach a handler that can emit
+    it. Building a record with its traceback costs several microseconds: a restart loop
+    should not pay that when the application has configured no logging (only the
+    ``NullHandler`` of ``actors`` would get it)."""
+    if not logger.isEnabledFor(level):
+        return False
+    found = False
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            found = True
+            if handler.__class__ is not logging.NullHandler and level >= handler.level:
+                return True
+        if not current.propagate:
+            break
+        current = current.parent
+    return not found  # no handler at all: logging's last resort prints it
+
+
+def _log_failure(
+    level: int, child: ActorCell, error: BaseException, message: Any, outcome: str, *args: Any
+) -> None:
+    """Log a failure of ``child`` on ``actors.supervision`` (with its traceback): the
+    actor's path, the type of the message it was handling (if any), the error, and
+    ``outcome``: what its supervisor does about it."""
+    if _heard(_log, level):
+        path = child.ref.path
+        message_type = None if message is None else type(message).__qualname__
+        _log.log(
+            level,
+            "%s failed%s: %r; " + outcome,
+            path,
+            "" if message_type is None else " on " + message_type,
+            error,
+            *args,
+            exc_info=error,
+            extra={"actor_path": path, "message_type": message_type},
+        )
 
 
 def _gone() -> Actor:

@@ -28,6 +28,7 @@ from ._timers import Timers
 
 if TYPE_CHECKING:
     from ._actor import Actor
+    from ._describe import ActorTree
     from ._system import ActorSystem
 
 _RECEIVE_TIMEOUT = ReceiveTimeout()
@@ -94,6 +95,14 @@ class ActorContext(ActorCell):
         """The ``sender`` given with the message being processed, if any."""
         current = self._current
         return None if current is None else current[1]
+
+    def describe(self) -> ActorTree:
+        """A snapshot of this actor and its live descendants (see
+        :meth:`ActorSystem.describe`); taken at once, without yielding."""
+        self._check_thread()
+        from ._describe import describe_cell
+
+        return describe_cell(self)
 
     @property
     def actor_system(self) -> ActorSystem:

@@ -32,12 +32,25 @@ class ActorError(Exception):
         return (_restore_error, (type(self), str(self), dict(self.__dict__)))
 
 
+def _hint(error: BaseException, text: str) -> None:
+    """Attach what to do about ``error`` as a note: tracebacks and logged errors show it
+    under the message, while ``str(error)`` stays the one-line account of what went wrong
+    (which pages of the guide print verbatim)."""
+    error.add_note(text)
+
+
 class ActorDead(ActorError):
     """The target of an ``ask`` is stopped, never existed, or stopped before it replied."""
 
     def __init__(self, path: str, detail: str = "is not running") -> None:
         super().__init__(f"actor {path} {detail}")
         self.path = path
+        _hint(
+            self,
+            "Nothing answers at this address any more. To learn when an actor stops, watch "
+            "it (context.watch); to reach a live one, look it up again (system.find) or "
+            "spawn a new one.",
+        )
 
 
 class AskTimeout(ActorError):
@@ -53,6 +66,13 @@ class AskTimeout(ActorError):
         )
         self.path = path
         self.timeout = timeout
+        _hint(
+            self,
+            "The question stays in the actor's mailbox; a late reply goes to dead letters "
+            "('ask-expired'). If the actor is just slow or busy, pass a longer timeout= to "
+            "ask (or raise Settings.ask_timeout); otherwise check that its receive handles "
+            "this message and returns.",
+        )
 
 
 class MailboxFull(ActorError):
@@ -65,7 +85,14 @@ class MailboxFull(ActorError):
     """
 
     def __init__(self, path: str, capacity: int, detail: str = "") -> None:
-        super().__init__(f"mailbox of {path} is full ({capacity} messages){detail}")
+        super().__init__(
+            f"mailbox of {path} is full ({capacity} messages)"
+            + (
+                detail
+                or "; wait for room with `await ref.send(message)` (ask waits too), or give "
+                "the actor a larger Mailbox(capacity=...) or another overflow policy"
+            )
+        )
         self.path = path
         self.capacity = capacity
 
@@ -74,7 +101,12 @@ class MailboxOverflow(ActorError):
     """The failure given to an actor whose mailbox policy is ``fail`` when it overflows."""
 
     def __init__(self, path: str, capacity: int) -> None:
-        super().__init__(f"mailbox of {path} overflowed its capacity of {capacity}")
+        super().__init__(
+            f"mailbox of {path} overflowed its capacity of {capacity} (overflow policy "
+            "'fail'), so the actor failed; its supervisor decides what follows. Let senders "
+            "wait for room (`await ref.send(message)`), raise the capacity, or pick a "
+            "dropping overflow policy"
+        )
         self.path = path
         self.capacity = capacity
 
@@ -83,7 +115,11 @@ class StashOverflow(ActorError):
     """``context.stash()`` was called with the stash already at its capacity."""
 
     def __init__(self, path: str, capacity: int) -> None:
-        super().__init__(f"stash of {path} is full ({capacity} messages)")
+        super().__init__(
+            f"stash of {path} is full ({capacity} messages); unstash (context.unstash_all()) "
+            "before stashing more, or raise the actor's stash_capacity (class attribute, "
+            "spawn(stash_capacity=...) or Settings.stash_capacity)"
+        )
         self.path = path
         self.capacity = capacity
 
@@ -100,6 +136,12 @@ class ActorNameTaken(ActorError):
     def __init__(self, path: str) -> None:
         super().__init__(f"an actor named {path} already exists")
         self.path = path
+        _hint(
+            self,
+            "Names are unique among live siblings: choose another name, leave name= out "
+            "for a generated one, or wait until the old actor has stopped "
+            "(system.graceful_stop).",
+        )
 
 
 class ActorNotFound(ActorError, LookupError):
@@ -108,6 +150,11 @@ class ActorNotFound(ActorError, LookupError):
     def __init__(self, path: str) -> None:
         super().__init__(f"no live actor at {path}")
         self.path = path
+        _hint(
+            self,
+            "Check the path (top-level actors live under /user); an actor that has stopped "
+            "is no longer found. system.find(path) returns None instead of raising.",
+        )
 
 
 class SystemClosed(ActorError):
@@ -133,6 +180,12 @@ class UnpicklableMessage(ActorError, TypeError):
             f"cannot be pickled: {cause}"
         )
         self.message_type = type(message)
+        _hint(
+            self,
+            "With roundtrip_messages=True every message, reply and error must be a plain "
+            "picklable value (for instance an attrs frozen class of picklable fields): no "
+            "locks, sockets, tasks, open files or lambdas inside.",
+        )
 
 
 class UnhandledMessage(ActorError):
@@ -141,6 +194,11 @@ class UnhandledMessage(ActorError):
     def __init__(self, path: str, message: object) -> None:
         super().__init__(f"{path} did not handle {type(message).__qualname__}")
         self.path = path
+        _hint(
+            self,
+            "The actor called unhandled() for this question (it went to dead letters): "
+            "ask it something it understands, or add a case for this type to its receive.",
+        )
 
 
 class HandlerReturnedCoroutine(ActorError, TypeError):
@@ -168,6 +226,12 @@ class ActorInitializationError(ActorError):
         self.path = path
         self.cause = cause
         self.__cause__ = cause
+        _hint(
+            self,
+            "Its __init__, recovery, pre_start or post_restart raised: the traceback of "
+            "the cause shows where. Its supervisor decides what follows, as for any "
+            "failure (by default a restart, counted towards the restart intensity).",
+        )
 
 
 class UnhandledFailure(ActorError):
@@ -183,3 +247,10 @@ class UnhandledFailure(ActorError):
         lines = [f"{ref.path}: {err!r}" for ref, err in failures]
         super().__init__(f"{len(failures)} unhandled actor failure(s):\n  " + "\n  ".join(lines))
         self.failures = failures
+        _hint(
+            self,
+            "A failure that reaches /user ends the system. Handle it lower in the tree: "
+            "give the parent a supervisor_strategy that restarts, resumes or stops on this "
+            "error, raise its restart intensity or add a backoff, or set "
+            "Settings.guardian_strategy.",
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import threading
@@ -26,7 +27,14 @@ from ._messages import DeadLetter, DeadLetterReason
 from ._ref import ActorRef
 
 if TYPE_CHECKING:
+    from ._describe import ActorTree
     from .persistence import Journal, Serialization, SnapshotStore
+
+_lifecycle_log = logging.getLogger("actors.lifecycle")
+_supervision_log = logging.getLogger("actors.supervision")
+_dead_letter_log = logging.getLogger("actors.deadletters")
+# Records about the whole system still carry the context fields of every actors.* record.
+_NO_ACTOR: dict[str, Any] = {"actor_path": None, "message_type": None}
 
 
 def _positive(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -88,6 +96,10 @@ class Settings:
     serialization: Serialization | None = None
     """The serializers of events and snapshots; ``None``: pickle by reference (default)
     and cloudpickle (by id ``"cloudpickle"``)."""
+    trace_deliveries: bool = False
+    """Log every delivery (``tell``, ``send``, ``ask``, ``forward``, events published)
+    on the ``actors.delivery`` logger at DEBUG: kind, sender, recipient and message type.
+    Off by default: it moves every delivery to a slower path (see ``docs/logging.md``)."""
 
 
 class _DeliveryHook(Protocol):
@@ -121,6 +133,8 @@ class ActorSystem:
         self.settings = settings
         # The testkit's fault injector / tracer, seeing every delivery (None: no hook).
         self._faults: _DeliveryHook | None = None
+        # Every delivery is logged on actors.delivery (cells take their slow path).
+        self._trace_deliveries = settings.trace_deliveries
         self.events = EventBus(self)
         self.dead_letter_count = 0
         """How many messages went to dead letters so far."""
@@ -210,6 +224,29 @@ class ActorSystem:
         cell = self._find_cell(path)
         return None if cell is None else cell.ref
 
+    def describe(self, under: ActorRef | str | None = None) -> ActorTree:
+        """A snapshot of the live actor tree: ``/user`` and every actor below it, or
+        only the subtree of ``under`` (a ref or a path of a live actor of this system;
+        :class:`ActorNotFound` otherwise). Taken at once, without yielding; see
+        :class:`ActorTree` for what it holds and how it prints."""
+        self._check_thread()
+        from ._describe import describe_cell
+
+        if under is None:
+            return describe_cell(self._guardian)
+        if isinstance(under, str):
+            cell: ActorCell | None = self._find_cell(under)
+        else:
+            try:
+                cell = under._resolve()
+            except ActorDead:  # its system is not running here
+                cell = None
+            if cell is not None and (cell.system is not self or isinstance(cell, DeadCell)):
+                cell = None
+        if cell is None or cell._state == DEAD:
+            raise ActorNotFound(under if isinstance(under, str) else under.path)
+        return describe_cell(cell)
+
     @property
     def terminating(self) -> bool:
         """Whether the system has begun to shut down (``system.spawn`` now refuses)."""
@@ -277,6 +314,22 @@ class ActorSystem:
         reason: DeadLetterReason,
     ) -> None:
         self.dead_letter_count += 1
+        if _dead_letter_log.isEnabledFor(logging.DEBUG):
+            message_type = type(message).__qualname__
+            sender_path = None if sender is None else sender.path
+            _dead_letter_log.debug(
+                "dead letter (%s) %s -> %s: %s",
+                reason.value,
+                sender_path or "(no sender)",
+                recipient.path,
+                message_type,
+                extra={
+                    "actor_path": recipient.path,
+                    "message_type": message_type,
+                    "sender_path": sender_path,
+                    "reason": reason.value,
+                },
+            )
         # A dead letter about a dead letter is counted, never published again.
         if self.events._subscriptions and message.__class__ is not DeadLetter:
             self.events._publish_runtime(DeadLetter(message, sender, recipient, reason))
@@ -284,6 +337,14 @@ class ActorSystem:
     def _unhandled_failure(self, ref: ActorRef, error: BaseException) -> None:
         """A failure that reached ``/user`` (a give-up or an escalation): it ends the
         system and leaves ``open_system``."""
+        _supervision_log.error(
+            "failure of %s reached /user: %r; actor system %r shuts down and open_system "
+            "raises UnhandledFailure",
+            ref.path,
+            error,
+            self.name,
+            extra={"actor_path": ref.path, "message_type": None},
+        )
         self._failures.append((ref, error))
         self._body_scope.cancel()
 
@@ -328,6 +389,7 @@ async def open_system(
     journal: Journal | None = None,
     snapshot_store: SnapshotStore | None = None,
     serialization: Serialization | None = None,
+    trace_deliveries: bool | None = None,
 ) -> AsyncIterator[ActorSystem]:
     """Run an actor system for the duration of the ``async with`` block.
 
@@ -362,6 +424,7 @@ async def open_system(
             ("journal", journal),
             ("snapshot_store", snapshot_store),
             ("serialization", serialization),
+            ("trace_deliveries", trace_deliveries),
         )
         if value is not None
     }
@@ -389,6 +452,7 @@ async def open_system(
             system._guardian = guardian
             nursery.start_soon(guardian._run, name="/user")
             nursery.start_soon(system._run_ask_deadlines, name="ask deadlines")
+            _lifecycle_log.info("actor system %r started", name, extra=_NO_ACTOR)
             try:
                 with system._body_scope:
                     yield system
@@ -408,8 +472,17 @@ async def open_system(
             for scope in system._service_scopes:
                 scope.cancel()
             if guardian._state != DEAD:
+                _lifecycle_log.warning(
+                    "actor system %r did not shut down within shutdown_timeout (%g s); "
+                    "cancelling the actors still running (raise shutdown_timeout, or make "
+                    "handlers and post_stop return sooner)",
+                    name,
+                    settings.shutdown_timeout,
+                    extra=_NO_ACTOR,
+                )
                 nursery.cancel_scope.cancel()  # past shutdown_timeout: cancel the rest
             system._host_done.set()
+            _lifecycle_log.info("actor system %r shut down", name, extra=_NO_ACTOR)
     except BaseException as crash:
         # A task of the system itself raised (a bug, or KeyboardInterrupt): that wins,
         # but the body's own error must not vanish with it.

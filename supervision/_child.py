@@ -98,7 +98,10 @@ def stop_requested() -> trio.Event:
     """
     event = listen_for_stop()
     if event is None:
-        raise RuntimeError("stop_requested() is only available inside a task run by a supervisor")
+        raise RuntimeError(
+            "stop_requested() is only available inside a task run by a supervisor; call it "
+            "from the child task's own code (its function or a task it started)"
+        )
     return event
 
 

@@ -37,6 +37,11 @@ class TooManyRestarts(Exception):
         self.error = error
         self.max_restarts = max_restarts
         self.within = within
+        self.add_note(
+            "Fix the child's recurring error (see error / __cause__), or let the supervisor "
+            "tolerate more: raise max_restarts or within in its strategy, or add a backoff "
+            "so that restarts are spread out."
+        )
 
     def __str__(self) -> str:
         return (
@@ -123,7 +128,10 @@ class RestartEngine:
         """Append a child (not running yet) after the existing ones in start order.
         Raises ``ValueError`` if a child with this id exists."""
         if spec.id in self._children:
-            raise ValueError(f"a child with id {spec.id!r} already exists")
+            raise ValueError(
+                f"a child with id {spec.id!r} already exists; child ids are unique within "
+                "a supervisor: pick another id, or delete the old child first"
+            )
         backoff = self.strategy.backoff
         state = ChildState(spec)
         if backoff is not None:
@@ -135,7 +143,10 @@ class RestartEngine:
         ``RuntimeError`` for a running child (stop it first)."""
         state = self._children[child_id]
         if state.running:
-            raise RuntimeError(f"child {child_id!r} is running; terminate it before deleting it")
+            raise RuntimeError(
+                f"child {child_id!r} is running; stop it and report that with "
+                "stopped(id) before deleting it"
+            )
         del self._children[child_id]
 
     def __contains__(self, child_id: object) -> bool:

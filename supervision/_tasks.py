@@ -134,7 +134,10 @@ class TaskSupervisor:
         supervisor (:func:`stop_requested`) makes this one stop its children in order.
         """
         if self.running:
-            raise RuntimeError("this supervisor is already running")
+            raise RuntimeError(
+                "this supervisor is already running; a TaskSupervisor runs once at a time "
+                "(create another one to run a second tree)"
+            )
         self._engine = self._new_engine()
         self._alive = {}
         self._starting = set()
@@ -403,9 +406,15 @@ class TaskSupervisor:
         self._check_running()
         self._known(child_id)
         if child_id in self._alive:
-            raise RuntimeError(f"child {child_id!r} is running; terminate it before deleting it")
+            raise RuntimeError(
+                f"child {child_id!r} is running; terminate it before deleting it "
+                "(await terminate_child(id))"
+            )
         if child_id in self._starting or child_id == self._spawning:
-            raise RuntimeError(f"child {child_id!r} is being restarted; it cannot be deleted now")
+            raise RuntimeError(
+                f"child {child_id!r} is being restarted; it cannot be deleted now "
+                "(terminate_child(id) first, then delete it)"
+            )
         self._engine.delete(child_id)
 
     def _known(self, child_id: Hashable) -> None:
@@ -415,9 +424,14 @@ class TaskSupervisor:
     def _check_running(self) -> trio.MemorySendChannel[_Message]:
         send = self._send
         if send is None:
-            raise RuntimeError("the supervisor is not running")
+            raise RuntimeError(
+                "the supervisor is not running; manage its children while run() is active "
+                "(for example from a task started in the same nursery)"
+            )
         if self._stop_asked.is_set():
-            raise RuntimeError("the supervisor is stopping")
+            raise RuntimeError(
+                "the supervisor is stopping; it starts, restarts or deletes no more children"
+            )
         return send
 
     async def _call(self, fn: Callable[[], Awaitable[Any]]) -> Any:

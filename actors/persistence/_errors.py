@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .._errors import ActorError
+from .._errors import ActorError, _hint
 
 
 class JournalFailure(ActorError):
@@ -10,17 +10,41 @@ class JournalFailure(ActorError):
     connection, ambiguous commit). A persistent actor stops on it, and its supervisor
     decides (typically a restart with backoff, which recovers from what was stored)."""
 
+    _what_to_do = (
+        "The actor fails once its handler returns, and its supervisor decides: a restart "
+        "with a backoff recovers it from what the journal stored. Check that the journal "
+        "(its file, server or connection) is available."
+    )
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        _hint(self, self._what_to_do)
+
 
 class SequenceConflict(JournalFailure):
     """A write collided with events already stored under the same sequence numbers:
     another writer is live for this persistence id (or was, and this one is stale).
     Nothing of the batch was stored."""
 
+    _what_to_do = (
+        "Run one writer per persistence id: make sure a single actor (in one process) "
+        "persists under this id, for instance by giving it a fixed name under one parent."
+    )
+
 
 class EventRejected(ActorError):
     """An event was refused before anything was stored (it cannot be serialized, or the
     journal refused it): ``persist`` raises this in the handler and the actor's state is
     unchanged."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        _hint(
+            self,
+            "Nothing was stored and the actor goes on: make the event serializable by its "
+            "serializer (or register one for its type), or catch EventRejected in the "
+            "handler.",
+        )
 
 
 class RecordUndecodable(JournalFailure):
@@ -30,6 +54,12 @@ class RecordUndecodable(JournalFailure):
     ``__cause__``. Nothing was changed in the journal. A persistent actor falls back to
     an older snapshot when a snapshot is undecodable; an undecodable event fails its
     recovery."""
+
+    _what_to_do = (
+        "Register the serializer id in Settings.serialization and keep the classes that "
+        "stored records refer to importable; `python -m actors.persistence events ID` "
+        "shows what is stored."
+    )
 
 
 class RecoveryFailed(ActorError):
@@ -52,6 +82,15 @@ class RecoveryFailed(ActorError):
         self.persistence_id = persistence_id
         self.seq = seq
         self.retryable = retryable
+        _hint(
+            self,
+            "The journal failed: the actor's supervisor decides, and a restart (with a "
+            "backoff) tries the recovery again."
+            if retryable
+            else "Retrying cannot help, so the actor stopped without writing anything: fix "
+            "the cause (the stored data, apply/restore/upcast, or the configuration), then "
+            "start it again.",
+        )
 
 
 for _cls in (JournalFailure, SequenceConflict, EventRejected, RecordUndecodable, RecoveryFailed):

@@ -289,11 +289,17 @@ class PersistentActor(Actor):
                 try:
                     await self._save_snapshot(state)
                 except Exception as error:
+                    path = state.cell.ref.path
                     _log.warning(
                         "%s: saving the snapshot at seq %d failed; going on without it",
                         state.persistence_id,
                         state.seq,
                         exc_info=error,
+                        extra={
+                            "actor_path": path,
+                            "message_type": None,
+                            "persistence_id": state.persistence_id,
+                        },
                     )
             return state.seq
 
@@ -538,6 +544,17 @@ class PersistentActor(Actor):
                 "no snapshot that can be decoded covers them)",
                 retryable=False,
             )
+        if _log.isEnabledFor(logging.DEBUG):
+            path = state.cell.ref.path
+            _log.debug(
+                "%s recovered persistence id %r at seq %d (snapshot at seq %d, %d events replayed)",
+                path,
+                pid,
+                state.seq,
+                after,
+                state.seq - after,
+                extra={"actor_path": path, "message_type": None, "persistence_id": pid},
+            )
 
     async def _restore_snapshot(self, state: _Persistence, store: SnapshotStore) -> int:
         """Restore the newest snapshot that decodes; return its seq (0: none)."""
@@ -557,11 +574,13 @@ class PersistentActor(Actor):
                     record.serializer, record.manifest, record.payload
                 )
             except RecordUndecodable as error:
+                path = state.cell.ref.path
                 _log.warning(
                     "%s: the snapshot at seq %d cannot be decoded; trying an older one",
                     pid,
                     record.seq,
                     exc_info=error,
+                    extra={"actor_path": path, "message_type": None, "persistence_id": pid},
                 )
                 max_seq = record.seq - 1
                 continue

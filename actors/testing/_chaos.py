@@ -16,7 +16,7 @@ scenario free of wall-clock time and real I/O.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
@@ -93,8 +93,9 @@ class ChaosRun(Generic[_T]):
 
 
 @contextmanager
-def _seeded_scheduler(seed: int) -> Any:
-    """Seed trio's scheduler (it shuffles tasks woken together) for one run."""
+def seeded_scheduler(seed: int) -> Iterator[None]:
+    """Seed trio's scheduler (it shuffles tasks woken together) until the block ends,
+    then put its random state back."""
     from trio._core import _run  # private, but the only way to replay a schedule
 
     rng = getattr(_run, "_r", None)
@@ -139,7 +140,7 @@ async def run_chaos(
     for seed in seed_list:
         injector = FaultInjector(seed)
         trace: MessageTrace | None = None
-        with _seeded_scheduler(seed):
+        with seeded_scheduler(seed):
             try:
                 with trio.fail_after(timeout):
                     options = dict(system_options)

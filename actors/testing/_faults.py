@@ -181,7 +181,9 @@ class FaultInjector:
         One injector per system."""
         if system._faults is not None and system._faults is not self:
             raise RuntimeError(f"{system!r} already has a fault injector installed")
-        if self.system is not None and self.system is not system:
+        if self.system is system:
+            return self  # already installed here
+        if self.system is not None:
             raise RuntimeError(f"{self!r} is installed on another system")
         self.system = system
         system._faults = self
@@ -196,9 +198,9 @@ class FaultInjector:
         if system is None:
             return
         system._faults = None
-        roundtrip = system.settings.roundtrip_messages
+        slow = system.settings.roundtrip_messages or system._trace_deliveries
         for cell in _cells(system):
-            cell._slow = roundtrip
+            cell._slow = slow
         self._release_all()
         self.system = None
         if self._scope is not None:

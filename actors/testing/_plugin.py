@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -17,6 +17,7 @@ import pytest
 
 from .._system import ActorSystem, Settings, open_system
 from ..persistence import InMemoryJournal, Journal, open_sqlite_journal
+from ._chaos import seeded_scheduler
 from ._faults import FaultInjector
 from ._probe import TestProbe
 from ._trace import MessageTrace
@@ -128,7 +129,7 @@ def _write_trace(item: pytest.Item, trace: MessageTrace) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def actors_seed(request: pytest.FixtureRequest) -> int:
+def actors_seed(request: pytest.FixtureRequest) -> Iterator[int]:
     """The seed of this test's randomness and fault injection: the ``--actors-seed``
     option if given (the same for every test), else a new random seed per test.
 
@@ -137,12 +138,17 @@ def actors_seed(request: pytest.FixtureRequest) -> int:
     ``trio_actors_seed`` (in JUnit XML). Other fixtures request it by name; derive an
     independent stream per purpose with a string seed, e.g.
     ``random.Random(f"{actors_seed}/faults")``. The ``actor_system`` fixture gives it to
-    the system (``seed=``: restart jitter)."""
+    the system (``seed=``: restart jitter).
+
+    For the duration of the test, trio's scheduler (which shuffles tasks that wake at
+    the same time) is seeded with it too, so that a test on virtual time with no real
+    I/O runs the same way again under the same seed."""
     option = request.config.getoption("actors_seed")
     seed = random.SystemRandom().randrange(2**32) if option is None else int(option)
     request.node.stash[_seed_key] = seed
     request.node.user_properties.append(("trio_actors_seed", seed))
-    return seed
+    with seeded_scheduler(seed):
+        yield seed
 
 
 @pytest.fixture
