@@ -12,14 +12,36 @@ woken once the group's thread has returned, i.e. after the ``COMMIT``.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import trio
 
-from ._errors import JournalFailure
+from ._errors import JournalFailure, SequenceConflict
+from ._records import PersistentRecord
 
 _C = TypeVar("_C")
+
+
+def check_batch(batch: Sequence[PersistentRecord]) -> None:
+    """Check a non-empty batch before it is queued: one persistence id (else
+    :class:`ValueError`), and seqs from 1 up that run on without a gap (else
+    :class:`SequenceConflict`); nothing is stored either way."""
+    pid = batch[0].persistence_id
+    first = batch[0].seq
+    for record in batch:
+        if record.persistence_id != pid:
+            raise ValueError(
+                f"a batch holds the events of one persistence_id, got {pid!r} and "
+                f"{record.persistence_id!r}; nothing was stored"
+            )
+    for index, record in enumerate(batch):
+        if record.seq != first + index or record.seq < 1:
+            raise SequenceConflict(
+                f"write of {pid!r}: the sequence numbers of a batch start at 1 or more "
+                f"and run on without a gap, got {[r.seq for r in batch]}; nothing was "
+                "stored"
+            )
 
 
 class WriterOp(Generic[_C]):

@@ -87,7 +87,7 @@ from psycopg import pq, sql
 from psycopg.conninfo import conninfo_to_dict
 
 from ._errors import JournalFailure, SequenceConflict
-from ._group_commit import GroupCommitWriter, WriterOp
+from ._group_commit import GroupCommitWriter, WriterOp, check_batch
 from ._journal import Journal, SnapshotStore
 from ._paging import PageChunks, Pages, ReadPage
 from ._records import PersistentRecord, SnapshotRecord
@@ -572,23 +572,11 @@ class PostgresJournal(GroupCommitWriter[psycopg.Connection[Any]], Journal):
         if not batch:
             await trio.lowlevel.checkpoint()
             return []
-        pid = batch[0].persistence_id
-        first = batch[0].seq
-        for record in batch:
-            if record.persistence_id != pid:
-                await trio.lowlevel.checkpoint()
-                raise ValueError(
-                    f"a batch holds the events of one persistence_id, got {pid!r} and "
-                    f"{record.persistence_id!r}; nothing was stored"
-                )
-        for index, record in enumerate(batch):
-            if record.seq != first + index or record.seq < 1:
-                await trio.lowlevel.checkpoint()
-                raise SequenceConflict(
-                    f"write of {pid!r}: the sequence numbers of a batch start at 1 or more "
-                    f"and run on without a gap, got {[r.seq for r in batch]}; nothing was "
-                    "stored"
-                )
+        try:
+            check_batch(batch)
+        except (ValueError, SequenceConflict):
+            await trio.lowlevel.checkpoint()
+            raise
         what, run = self._prepare_write(batch)
         result: list[int] = await self._wait(self._submit(what, run, draws_offsets=True))
         return result
