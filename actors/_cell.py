@@ -333,10 +333,7 @@ class ActorCell:
         """``tell`` with round trips, delivery logging and fault injection (see ``_slow``)."""
         if self._roundtrip:
             message = roundtrip(message)
-        if self.system._trace_deliveries:
-            self._log_delivery("tell", message, sender)
-        faults = self.system._faults
-        if faults is not None and faults._intercept(self, message, sender, None):
+        if self._taken_over("tell", message, sender, None):
             return
         if self._state == DEAD:
             self.system._dead_letter(message, sender, self.ref, DeadLetterReason.STOPPED)
@@ -363,10 +360,7 @@ class ActorCell:
             except UnpicklableMessage:
                 self.system._dead_letter(message, sender, self.ref, DeadLetterReason.UNPICKLABLE)
                 return
-        if self._slow and self.system._trace_deliveries:
-            self._log_delivery("publish", message, sender)
-        faults = self.system._faults
-        if faults is not None and faults._intercept(self, message, sender, None):
+        if self._slow and self._taken_over("publish", message, sender, None):
             return
         if self._state == DEAD:
             self.system._dead_letter(message, sender, self.ref, DeadLetterReason.STOPPED)
@@ -384,10 +378,7 @@ class ActorCell:
         message, sender, slot = envelope
         if self._roundtrip:
             message = roundtrip(message)
-        if self._slow and self.system._trace_deliveries:
-            self._log_delivery("forward", message, sender)
-        faults = self.system._faults
-        if faults is not None and faults._intercept(self, message, sender, slot):
+        if self._slow and self._taken_over("forward", message, sender, slot):
             return
         self._deliver((message, sender, slot))
 
@@ -436,10 +427,7 @@ class ActorCell:
         if self._roundtrip:
             message = roundtrip(message)
         await self._wait_for_room()
-        if self._slow and self.system._trace_deliveries:
-            self._log_delivery("send", message, sender)
-        faults = self.system._faults
-        if faults is not None and faults._intercept(self, message, sender, None):
+        if self._slow and self._taken_over("send", message, sender, None):
             pass
         elif self._state == DEAD:
             self.system._dead_letter(message, sender, self.ref, DeadLetterReason.STOPPED)
@@ -478,12 +466,9 @@ class ActorCell:
         reply = _Reply(task, self.ref.path, message, timeout, sender)
         if deadline != math.inf:
             system._ask_deadlines.add(deadline, reply)
-        if self._slow and system._trace_deliveries:
-            self._log_delivery("ask", message, sender)
         # Nothing between enqueueing and parking may raise or yield: once queued, the
         # reply will reschedule this task.
-        faults = system._faults
-        if faults is None or not faults._intercept(self, message, sender, reply):
+        if not (self._slow and self._taken_over("ask", message, sender, reply)):
             self._append((message, sender, reply))
         await _wait_task_rescheduled(reply.abort)
         error, value = reply.error, reply.value
@@ -494,6 +479,16 @@ class ActorCell:
         return value
 
     # -- delivery helpers -----------------------------------------------------------------
+
+    def _taken_over(self, kind: str, message: Any, sender: ActorRef | None, slot: Any) -> bool:
+        """The slow path's hooks on one delivery (called only when ``_slow``): log it when
+        deliveries are traced, then offer it to the fault injector. ``True``: the
+        injector took the message over (dropped, delayed, ...); nothing is enqueued."""
+        system = self.system
+        if system._trace_deliveries:
+            self._log_delivery(kind, message, sender)
+        faults = system._faults
+        return faults is not None and faults._intercept(self, message, sender, slot)
 
     def _log_delivery(self, kind: str, message: Any, sender: ActorRef | None) -> None:
         """Log one delivery on ``actors.delivery`` (``Settings.trace_deliveries``)."""

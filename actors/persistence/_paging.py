@@ -6,10 +6,25 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 _Out = TypeVar("_Out")
+_Conn = TypeVar("_Conn")
 
 ReadPage = Callable[[int], Awaitable[list[Any]]]
 """``read_page(after)``: up to ``limit`` rows whose key column is greater than ``after``,
 in key order (a backend runs the query in a thread and maps errors to JournalFailure)."""
+
+
+def page_reader(
+    read: Callable[[str, Callable[[_Conn], list[Any]]], Awaitable[list[Any]]],
+    what: str,
+    query: Callable[[_Conn, int], list[Any]],
+) -> ReadPage:
+    """A :data:`ReadPage` that runs ``query(conn, after)`` through the backend's
+    ``read(what, query)`` (a read connection in a thread), naming the page in errors."""
+
+    async def read_page(after: int) -> list[Any]:
+        return await read(f"{what} after {after}", lambda conn: query(conn, after))
+
+    return read_page
 
 
 class Pages(Generic[_Out]):

@@ -89,7 +89,7 @@ from psycopg.conninfo import conninfo_to_dict
 from ._errors import JournalFailure, SequenceConflict
 from ._group_commit import GroupCommitWriter, WriterOp, check_batch
 from ._journal import Journal, SnapshotStore
-from ._paging import PageChunks, Pages, ReadPage
+from ._paging import PageChunks, Pages, page_reader
 from ._records import PersistentRecord, SnapshotRecord
 
 SCHEMA_VERSION = 1
@@ -595,7 +595,7 @@ class PostgresJournal(GroupCommitWriter[psycopg.Connection[Any]], Journal):
             return conn.execute(statement, (persistence_id, after, upper, limit)).fetchall()
 
         return Pages(
-            self._pager(f"replay of {persistence_id!r}", query),
+            page_reader(self._read, f"replay of {persistence_id!r}", query),
             max(from_seq, 1) - 1,
             2,
             limit,
@@ -613,16 +613,8 @@ class PostgresJournal(GroupCommitWriter[psycopg.Connection[Any]], Journal):
         def query(conn: psycopg.Connection[Any], after: int) -> list[Any]:
             return conn.execute(statement, (persistence_id, after, limit)).fetchall()
 
-        pager = self._pager(f"replay of {persistence_id!r}", query)
+        pager = page_reader(self._read, f"replay of {persistence_id!r}", query)
         return PageChunks(pager, max(from_seq, 1) - 1, 0, limit)
-
-    def _pager(
-        self, what: str, query: Callable[[psycopg.Connection[Any], int], list[Any]]
-    ) -> ReadPage:
-        async def read_page(after: int) -> list[Any]:
-            return await self._read(f"{what} after {after}", lambda conn: query(conn, after))
-
-        return read_page
 
     async def highest_seq(self, persistence_id: str) -> int:
         """The highest seq ever stored (0 if none). Goes through the writer queue, so it
@@ -662,7 +654,11 @@ class PostgresJournal(GroupCommitWriter[psycopg.Connection[Any]], Journal):
             return conn.execute(statement, (tag, after, limit)).fetchall()
 
         return Pages(
-            self._pager(f"events_by_tag {tag!r}", query), start, 0, limit, _record_from_row
+            page_reader(self._read, f"events_by_tag {tag!r}", query),
+            start,
+            0,
+            limit,
+            _record_from_row,
         )
 
     async def persistence_ids(self) -> list[str]:

@@ -55,7 +55,7 @@ import trio
 from ._errors import JournalFailure, SequenceConflict
 from ._group_commit import GroupCommitWriter, WriterOp, check_batch
 from ._journal import Journal, SnapshotStore
-from ._paging import PageChunks, Pages, ReadPage
+from ._paging import PageChunks, Pages, page_reader
 from ._records import PersistentRecord, SnapshotRecord
 
 SCHEMA_VERSION = 1
@@ -403,7 +403,7 @@ class SqliteJournal(GroupCommitWriter[sqlite3.Connection], Journal):
             ).fetchall()
 
         return Pages(
-            self._pager(f"replay of {persistence_id!r}", query),
+            page_reader(self._read, f"replay of {persistence_id!r}", query),
             max(from_seq, 1) - 1,
             2,
             limit,
@@ -424,14 +424,8 @@ class SqliteJournal(GroupCommitWriter[sqlite3.Connection], Journal):
                 (persistence_id, after, limit),
             ).fetchall()
 
-        pager = self._pager(f"replay of {persistence_id!r}", query)
+        pager = page_reader(self._read, f"replay of {persistence_id!r}", query)
         return PageChunks(pager, max(from_seq, 1) - 1, 0, limit)
-
-    def _pager(self, what: str, query: Callable[[sqlite3.Connection, int], list[Any]]) -> ReadPage:
-        async def read_page(after: int) -> list[Any]:
-            return await self._read(f"{what} after {after}", lambda conn: query(conn, after))
-
-        return read_page
 
     async def highest_seq(self, persistence_id: str) -> int:
         """The highest seq ever stored (0 if none). Goes through the writer queue, so it
@@ -482,7 +476,11 @@ class SqliteJournal(GroupCommitWriter[sqlite3.Connection], Journal):
             ).fetchall()
 
         return Pages(
-            self._pager(f"events_by_tag {tag!r}", query), from_offset, 0, limit, _record_from_row
+            page_reader(self._read, f"events_by_tag {tag!r}", query),
+            from_offset,
+            0,
+            limit,
+            _record_from_row,
         )
 
     async def persistence_ids(self) -> list[str]:
