@@ -21,6 +21,11 @@ journal documents it):
   nothing;
 * deleted events are gone from ``events_by_tag`` too;
 * ``persistence_ids`` keeps an id whose events were all deleted.
+
+Bounds follow the rule written in :class:`Journal`: any int is a valid bound, clamped to
+the stored 64-bit range (an upper bound beyond it is no bound, a lower bound below the
+start is the start, a lower bound beyond it selects nothing); a bound that is not an int
+(a float, a bool) raises :class:`TypeError` naming the parameter.
 """
 
 from __future__ import annotations
@@ -509,6 +514,138 @@ class JournalConformance:
         stored = await seqs(journal, "a")
         assert stored in ([1, 2], [1, 2, 3, 4, 5])
         assert await journal.highest_seq("a") == stored[-1]
+
+    # -- bounds: any int, clamped to the stored range; anything else a TypeError ------
+
+    @pytest.mark.parametrize("to_seq", [2**63 - 1, 2**63, 2**64, 10**30])
+    async def test_an_upper_bound_beyond_the_range_is_no_bound(
+        self, journal: Journal, to_seq: int
+    ) -> None:
+        await journal.write(events("a", 1, 5))
+        assert await seqs(journal, "a", 1, to_seq) == [1, 2, 3, 4, 5]
+        assert await seqs(journal, "a", 4, to_seq) == [4, 5]
+        assert await seqs(journal, "nobody", 1, to_seq) == []
+
+    @pytest.mark.parametrize("to_seq", [0, -5, -(2**63), -(2**64), -(10**30)])
+    async def test_an_upper_bound_below_the_start_selects_nothing(
+        self, journal: Journal, to_seq: int
+    ) -> None:
+        await journal.write(events("a", 1, 5))
+        assert await seqs(journal, "a", 1, to_seq) == []
+        assert await seqs(journal, "a", -(10**30), to_seq) == []
+
+    @pytest.mark.parametrize("from_seq", [1, 0, -5, -(2**63), -(2**64), -(10**30)])
+    async def test_a_lower_bound_below_the_start_is_the_start(
+        self, journal: Journal, from_seq: int
+    ) -> None:
+        await journal.write(events("a", 1, 5))
+        assert await seqs(journal, "a", from_seq) == [1, 2, 3, 4, 5]
+        assert await seqs(journal, "a", from_seq, 2) == [1, 2]
+        assert await seqs(journal, "a", from_seq, 2**64) == [1, 2, 3, 4, 5]
+        rows = [row async for chunk in journal.replay_chunks("a", from_seq) for row in chunk]
+        assert [row[0] for row in rows] == [1, 2, 3, 4, 5]
+
+    @pytest.mark.parametrize("from_seq", [2**63 - 1, 2**63, 2**64, 10**30])
+    async def test_a_lower_bound_beyond_the_range_selects_nothing(
+        self, journal: Journal, from_seq: int
+    ) -> None:
+        await journal.write(events("a", 1, 5))
+        assert await seqs(journal, "a", from_seq) == []
+        assert await seqs(journal, "a", from_seq, 2**64) == []
+        assert [chunk async for chunk in journal.replay_chunks("a", from_seq)] == []
+
+    @pytest.mark.parametrize("to_seq", [2**63 - 1, 2**63, 2**64, 10**30])
+    async def test_delete_to_beyond_the_range_deletes_all_and_keeps_the_highest(
+        self, journal: Journal, to_seq: int
+    ) -> None:
+        await journal.write(events("a", 1, 5, tags=("t",)))
+        await journal.write(events("b", 1, 2, tags=("t",)))
+        await journal.delete_to("a", to_seq)
+        assert await seqs(journal, "a") == []
+        assert await journal.highest_seq("a") == 5
+        assert keys(await tagged(journal, "t")) == [("b", 1), ("b", 2)]
+        assert await journal.persistence_ids() == ["a", "b"]
+        with pytest.raises(SequenceConflict):
+            await journal.write([event("a", 5)])
+        await journal.write(events("a", 6, 6))
+        assert await seqs(journal, "a") == [6]
+        await journal.delete_to("unknown", to_seq)
+        assert await journal.highest_seq("unknown") == 0
+
+    @pytest.mark.parametrize("to_seq", [-1, -(2**63), -(2**64), -(10**30)])
+    async def test_delete_to_below_the_start_deletes_nothing(
+        self, journal: Journal, to_seq: int
+    ) -> None:
+        await journal.write(events("a", 1, 3))
+        await journal.delete_to("a", to_seq)
+        assert await seqs(journal, "a") == [1, 2, 3]
+        assert await journal.highest_seq("a") == 3
+
+    async def test_events_by_tag_bounds(self, journal: Journal) -> None:
+        await journal.write(events("a", 1, 3, tags=("t",)))
+        everything = keys(await tagged(journal, "t"))
+        assert everything == [("a", 1), ("a", 2), ("a", 3)]
+        for huge in (2**63 - 1, 2**63, 2**64, 10**30):
+            assert await tagged(journal, "t", huge) == []
+        for below in (-1, -5, -(2**63), -(2**64), -(10**30)):
+            assert keys(await tagged(journal, "t", below)) == everything
+
+    @pytest.mark.parametrize("max_seq", [2**63 - 1, 2**63, 2**64, 10**30])
+    async def test_snapshot_bounds_beyond_the_range_are_no_bound(
+        self, snapshot_store: SnapshotStore, max_seq: int
+    ) -> None:
+        for seq in (5, 10):
+            await snapshot_store.save(snapshot("a", seq))
+        await snapshot_store.save(snapshot("b", 7))
+        assert await snapshot_store.load("a", max_seq) == snapshot("a", 10)
+        assert await snapshot_store.load("nobody", max_seq) is None
+        await snapshot_store.delete("a", max_seq)
+        assert await snapshot_store.load("a") is None
+        assert await snapshot_store.load("b") == snapshot("b", 7)
+
+    async def test_snapshot_bounds_below_the_range(self, snapshot_store: SnapshotStore) -> None:
+        await snapshot_store.save(snapshot("a", 0))
+        await snapshot_store.save(snapshot("a", 3))
+        for below in (-1, -(2**63) - 1, -(10**30)):
+            assert await snapshot_store.load("a", below) is None
+            await snapshot_store.delete("a", below)
+        assert await snapshot_store.load("a", 0) == snapshot("a", 0)
+        assert await snapshot_store.load("a") == snapshot("a", 3)
+
+    @pytest.mark.parametrize("bad", [1.0, 2.5, True, False, "1"])
+    async def test_a_bound_that_is_not_an_int_is_a_type_error(
+        self, journal: Journal, bad: Any
+    ) -> None:
+        await journal.write(events("a", 1, 3, tags=("t",)))
+        with pytest.raises(TypeError, match="from_seq"):
+            await replayed(journal, "a", bad)
+        with pytest.raises(TypeError, match="to_seq"):
+            await replayed(journal, "a", 1, bad)
+        with pytest.raises(TypeError, match="from_seq"):
+            [chunk async for chunk in journal.replay_chunks("a", bad)]
+        with pytest.raises(TypeError, match="from_offset"):
+            await tagged(journal, "t", bad)
+        with pytest.raises(TypeError, match="to_seq"):
+            await journal.delete_to("a", bad)
+        with pytest.raises(TypeError, match="to_seq"):
+            await journal.delete_to("a", None)  # type: ignore[arg-type]
+        # nothing was deleted, and the journal goes on
+        assert await seqs(journal, "a") == [1, 2, 3]
+        await journal.write(events("a", 4, 4))
+        assert await journal.highest_seq("a") == 4
+
+    @pytest.mark.parametrize("bad", [1.0, 2.5, True, False, "1"])
+    async def test_a_snapshot_bound_that_is_not_an_int_is_a_type_error(
+        self, snapshot_store: SnapshotStore, bad: Any
+    ) -> None:
+        await snapshot_store.save(snapshot("a", 1))
+        with pytest.raises(TypeError, match="max_seq"):
+            await snapshot_store.load("a", bad)
+        with pytest.raises(TypeError, match="max_seq"):
+            await snapshot_store.delete("a", bad)
+        with pytest.raises(TypeError, match="max_seq"):
+            await snapshot_store.delete("a", None)  # type: ignore[arg-type]
+        assert await snapshot_store.load("a") == snapshot("a", 1)
 
     # -- snapshots --------------------------------------------------------------------
 

@@ -4,9 +4,10 @@ journals.
 A journal queues every write as a :class:`WriterOp` on a memory channel to ONE writer
 task. Whenever the previous commit has finished, the writer takes everything queued (no
 timer ever waits for more work) and hands the group to the backend's ``_commit_group``,
-run in a thread that is never abandoned: the backend runs one transaction for the group
-and one savepoint per operation, and sets each op's ``result`` or ``error``. Callers are
-woken once the group's thread has returned, i.e. after the ``COMMIT``.
+run in a thread that is never abandoned: the backend (:mod:`._sql_writer`) runs one
+transaction for the group, in which an operation that fails fails alone, and sets each
+op's ``result`` or ``error``. Callers are woken once the group's thread has returned,
+i.e. after the ``COMMIT``.
 """
 
 from __future__ import annotations
@@ -46,9 +47,10 @@ def check_batch(batch: Sequence[PersistentRecord]) -> None:
 
 class WriterOp(Generic[_C]):
     """One queued writer operation: ``run`` executes in the writer's thread, inside the
-    group transaction and its own savepoint, given the backend's connection; the caller
-    waits on ``done``. ``draws_offsets`` says that it inserts events (a backend may need
-    to prepare the transaction for that)."""
+    group transaction (and, if an operation of the group failed, in a savepoint of its
+    own: it may run twice, so it has no effect outside the transaction), given the
+    backend's connection; the caller waits on ``done``. ``draws_offsets`` says that it
+    inserts events (a backend may need to prepare the transaction for that)."""
 
     __slots__ = ("done", "draws_offsets", "error", "result", "run", "what")
 
@@ -85,8 +87,8 @@ class GroupCommitWriter(abc.ABC, Generic[_C]):
 
     @abc.abstractmethod
     def _commit_group(self, group: list[WriterOp[_C]]) -> None:
-        """In the writer's thread: one transaction for ``group``, one savepoint per
-        operation; set ``result`` or ``error`` on every op. Never raises."""
+        """In the writer's thread: one transaction for ``group``, in which an operation
+        that fails fails alone; set ``result`` or ``error`` on every op. Never raises."""
 
     def _submit(
         self, what: str, run: Callable[[_C], Any], *, draws_offsets: bool = False

@@ -7,6 +7,41 @@ from collections.abc import AsyncIterator, Sequence
 
 from ._records import PersistentRecord, SnapshotRecord
 
+SEQ_MIN = -(2**63)
+"""The smallest seq or offset a journal can store (the signed 64-bit range of SQL)."""
+SEQ_MAX = 2**63 - 1
+"""The largest seq or offset a journal can store."""
+
+
+def _checked(name: str, value: object) -> int:
+    if type(value) is int:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int(value)
+    raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+
+
+def read_after(name: str, value: object, *, inclusive: bool) -> int:
+    """The key a read resumes after, for its lower bound ``value`` (the parameter
+    ``name``): ``value - 1`` for an ``inclusive`` bound (``from_seq``), ``value`` for an
+    exclusive one (``from_offset``), clamped to ``0..SEQ_MAX``. Keys start at 1, so a
+    bound at or below the start reads from the start, and one beyond :data:`SEQ_MAX`
+    reads nothing. :class:`TypeError` naming ``name`` if ``value`` is not an int (a bool
+    is not one). The helper behind the bounds rule of :class:`Journal`."""
+    after = _checked(name, value) - (1 if inclusive else 0)
+    return 0 if after < 0 else min(after, SEQ_MAX)
+
+
+def upper_bound(name: str, value: object, *, optional: bool = False) -> int:
+    """The inclusive upper bound ``value`` (the parameter ``name``) clamped to
+    ``SEQ_MIN..SEQ_MAX``, the range a journal stores: a bound above it is no bound.
+    ``None`` means no bound if ``optional`` (:data:`SEQ_MAX`). :class:`TypeError` naming
+    ``name`` for anything else that is not an int (a bool is not one)."""
+    if value is None and optional:
+        return SEQ_MAX
+    bound = _checked(name, value)
+    return SEQ_MIN if bound < SEQ_MIN else min(bound, SEQ_MAX)
+
 
 class Journal(abc.ABC):
     """Where persistent actors store their events: one async contract for every backend
@@ -15,6 +50,26 @@ class Journal(abc.ABC):
     All methods run in the trio thread of the caller. A backend raises
     :class:`JournalFailure` when an operation failed or its outcome is unknown, and
     :class:`SequenceConflict` when a write collides with stored events.
+
+    Bounds, the same on every backend (``from_seq`` and ``to_seq`` of :meth:`replay`,
+    ``from_seq`` of :meth:`replay_chunks`, ``from_offset`` of :meth:`events_by_tag`,
+    ``to_seq`` of :meth:`delete_to`; ``max_seq`` of :class:`SnapshotStore` too):
+
+    * Any Python int is a valid bound. Seqs and offsets are stored as signed 64-bit
+      integers (:data:`SEQ_MIN` .. :data:`SEQ_MAX`) and a bound outside that range is
+      clamped to it: an upper bound above the range means no bound (``to_seq=2**64``
+      replays or deletes everything; :meth:`delete_to` still never lowers
+      :meth:`highest_seq`), a lower bound above it selects nothing.
+    * A lower bound below the start means from the start (``from_seq`` below 1,
+      ``from_offset`` below 0); an upper bound below 1 selects no event.
+    * A bound that is not an int (a float, a string, a bool, ``None`` where ``None`` is
+      not "no bound") raises :class:`TypeError` naming the parameter, before anything is
+      read or deleted: when :meth:`replay`, :meth:`replay_chunks` or
+      :meth:`events_by_tag` is called (a wrapper that defers the call raises it on the
+      first ``__anext__``), when :meth:`delete_to` is awaited.
+
+    Backends apply this rule with :func:`read_after` and :func:`upper_bound`. The seqs
+    of written records are checked by :meth:`write` instead (from 1, without a gap).
     """
 
     @abc.abstractmethod
@@ -32,15 +87,17 @@ class Journal(abc.ABC):
     ) -> AsyncIterator[PersistentRecord]:
         """The stored events of ``persistence_id`` with ``from_seq <= seq <= to_seq``
         (``None``: no upper bound), in ``seq`` order, skipping deleted ones. Reads in
-        bounded chunks: memory does not grow with the number of events."""
+        bounded chunks: memory does not grow with the number of events. Bounds follow
+        the rule of the class (clamped; :class:`TypeError` if not an int)."""
 
     def replay_chunks(
         self, persistence_id: str, from_seq: int = 1
     ) -> AsyncIterator[list[tuple[int, str, str, bytes]]]:
         """The events of ``persistence_id`` from ``from_seq`` on, as lists of
         ``(seq, serializer, manifest, payload)`` tuples in ``seq`` order: what recovery
-        needs, without building a :class:`PersistentRecord` per event. Optional: the
-        default groups :meth:`replay`; a backend overrides it to read rows directly."""
+        needs, without building a :class:`PersistentRecord` per event. ``from_seq``
+        follows the bounds rule of the class. Optional: the default groups
+        :meth:`replay`; a backend overrides it to read rows directly."""
         return _Grouped(self.replay(persistence_id, from_seq))
 
     @abc.abstractmethod
@@ -50,14 +107,17 @@ class Journal(abc.ABC):
 
     @abc.abstractmethod
     async def delete_to(self, persistence_id: str, to_seq: int) -> None:
-        """Delete the events of ``persistence_id`` with ``seq <= to_seq``. The highest
+        """Delete the events of ``persistence_id`` with ``seq <= to_seq`` (clamped as the
+        class says: ``2**64`` deletes them all, ``0`` or below none). The highest
         sequence number stays as it was, so the next write still continues from it."""
 
     @abc.abstractmethod
     def events_by_tag(self, tag: str, from_offset: int = 0) -> AsyncIterator[PersistentRecord]:
         """The stored events tagged ``tag`` with ``offset > from_offset``, in offset
         (commit) order: a reader that resumes from the last offset it saw never skips an
-        event, even one whose commit finished late."""
+        event, even one whose commit finished late. ``from_offset`` follows the bounds
+        rule of the class: below 0 is from the start, beyond :data:`SEQ_MAX` gives
+        nothing."""
 
     @abc.abstractmethod
     async def persistence_ids(self) -> list[str]:
@@ -68,7 +128,15 @@ class Journal(abc.ABC):
 
 
 class SnapshotStore(abc.ABC):
-    """Where persistent actors store snapshots of their state."""
+    """Where persistent actors store snapshots of their state.
+
+    ``max_seq`` of :meth:`load` and :meth:`delete` follows the bounds rule of
+    :class:`Journal` (applied with :func:`upper_bound`): any Python int is valid and is
+    clamped to the stored range (:data:`SEQ_MIN` .. :data:`SEQ_MAX`), so
+    ``max_seq=2**64`` means no bound; a ``max_seq`` that is not an int (a float, a
+    bool; ``None`` for :meth:`delete`) raises :class:`TypeError` naming it when the call
+    is awaited, before anything is read or deleted.
+    """
 
     @abc.abstractmethod
     async def save(self, snapshot: SnapshotRecord) -> None:

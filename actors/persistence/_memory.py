@@ -11,7 +11,7 @@ import attrs
 import trio
 
 from ._errors import SequenceConflict
-from ._journal import Journal, SnapshotStore
+from ._journal import Journal, SnapshotStore, read_after, upper_bound
 from ._records import PersistentRecord, SnapshotRecord
 
 CHUNK = 256
@@ -82,6 +82,8 @@ class InMemoryJournal(Journal):
       their position, and skip events deleted before their position reaches them.
     * Deleted events are gone from :meth:`replay` and :meth:`events_by_tag`, but their
       id stays in :meth:`persistence_ids` and :meth:`highest_seq` stays where it was.
+    * Bounds are checked and clamped like in every backend (see :class:`Journal`), so
+      that a test on this journal sees what SQLite and PostgreSQL do.
     """
 
     def __init__(self) -> None:
@@ -138,20 +140,23 @@ class InMemoryJournal(Journal):
     def replay(
         self, persistence_id: str, from_seq: int = 1, to_seq: int | None = None
     ) -> AsyncIterator[PersistentRecord]:
+        after = read_after("from_seq", from_seq, inclusive=True)
+        upper = upper_bound("to_seq", to_seq, optional=True)
+
         def fetch(cursor: int) -> tuple[list[PersistentRecord], int]:
             # cursor: the next seq to return
             stream = self._streams.get(persistence_id)
             if stream is None:
                 return [], cursor
             start = max(cursor, stream.first)
-            end = stream.highest if to_seq is None else min(to_seq, stream.highest)
+            end = min(upper, stream.highest)
             stop = min(end, start + CHUNK - 1)
             if stop < start:
                 return [], cursor
             chunk = stream.records[start - stream.first : stop - stream.first + 1]
             return chunk, stop + 1
 
-        return _Chunked(fetch, max(from_seq, 1))
+        return _Chunked(fetch, after + 1)
 
     async def highest_seq(self, persistence_id: str) -> int:
         await trio.lowlevel.checkpoint()
@@ -159,10 +164,11 @@ class InMemoryJournal(Journal):
         return 0 if stream is None else stream.highest
 
     async def delete_to(self, persistence_id: str, to_seq: int) -> None:
+        bound = upper_bound("to_seq", to_seq)
         await trio.lowlevel.checkpoint_if_cancelled()
         stream = self._streams.get(persistence_id)
         if stream is not None:
-            last = min(to_seq, stream.highest)
+            last = min(bound, stream.highest)
             if last >= stream.first:
                 deleted = stream.records[: last - stream.first + 1]
                 del stream.records[: last - stream.first + 1]
@@ -173,6 +179,8 @@ class InMemoryJournal(Journal):
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     def events_by_tag(self, tag: str, from_offset: int = 0) -> AsyncIterator[PersistentRecord]:
+        after = read_after("from_offset", from_offset, inclusive=False)
+
         def fetch(cursor: int) -> tuple[list[PersistentRecord], int]:
             # cursor: the last offset returned
             records = self._tagged.get(tag, [])
@@ -180,7 +188,7 @@ class InMemoryJournal(Journal):
             chunk = records[start : start + CHUNK]
             return chunk, (chunk[-1].offset if chunk else cursor)
 
-        return _Chunked(fetch, from_offset)
+        return _Chunked(fetch, after)
 
     async def persistence_ids(self) -> list[str]:
         await trio.lowlevel.checkpoint()
@@ -205,16 +213,18 @@ class InMemorySnapshotStore(SnapshotStore):
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def load(self, persistence_id: str, max_seq: int | None = None) -> SnapshotRecord | None:
+        bound = upper_bound("max_seq", max_seq, optional=True)
         await trio.lowlevel.checkpoint()
         snapshots = self._snapshots.get(persistence_id, {})
-        seqs = [seq for seq in snapshots if max_seq is None or seq <= max_seq]
+        seqs = [seq for seq in snapshots if seq <= bound]
         return snapshots[max(seqs)] if seqs else None
 
     async def delete(self, persistence_id: str, max_seq: int) -> None:
+        bound = upper_bound("max_seq", max_seq)
         await trio.lowlevel.checkpoint_if_cancelled()
         snapshots = self._snapshots.get(persistence_id)
         if snapshots is not None:
-            for seq in [seq for seq in snapshots if seq <= max_seq]:
+            for seq in [seq for seq in snapshots if seq <= bound]:
                 del snapshots[seq]
             if not snapshots:
                 del self._snapshots[persistence_id]

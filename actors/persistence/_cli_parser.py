@@ -1,0 +1,198 @@
+"""The command line of ``python -m actors.persistence``: its commands, options and help
+(:func:`build_parser`), and which journal it names (:func:`target_of`). The commands
+themselves are in :mod:`._cli`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from typing import Any
+
+import attrs
+
+from ._serialization import Serialization
+
+PROG = "python -m actors.persistence"
+
+TRUST_NOTE = (
+    "Decoding runs pickle, which executes code named by the payload: decode only journals "
+    "you trust (--raw shows payloads without decoding them)."
+)
+
+
+#: Each command: its one-line help, its description, and whether it decodes payloads
+#: (its help then ends with the trust note).
+_COMMANDS = {
+    "ids": (
+        "list the persistence ids",
+        "List every persistence id with at least one event ever stored, one per line, sorted.",
+        False,
+    ),
+    "events": (
+        "print the events of one persistence id",
+        "Print the stored events of one persistence id in seq order, one line each: seq, "
+        "time (ISO 8601, UTC), offset, serializer, manifest, tags, writer id, and the "
+        "decoded event (its repr). An event that cannot be decoded (its class is no longer "
+        "importable, its serializer is unknown, its payload is garbled) is printed with "
+        "UNDECODABLE and the reason, and the listing goes on; the exit status is then 1.",
+        True,
+    ),
+    "snapshot": (
+        "print the newest snapshot of one persistence id",
+        "Print the newest snapshot of one persistence id: seq, time, serializer, manifest "
+        "and the decoded state (its repr); exit status 1 if there is none or it cannot be "
+        "decoded.",
+        True,
+    ),
+    "check": (
+        "check a SQLite journal's integrity (read-only)",
+        "Check a SQLite journal, opened read-only: SQLite's full integrity check, a "
+        "supported schema version, and the journal's invariants (each persistence id's "
+        "stored seqs contiguous from the lowest stored one, its highest_seq not below "
+        "them, tag rows matching the events, offsets increasing with seq, snapshots not "
+        "beyond the highest seq). Prints one line per problem and a summary; exit status "
+        "0 if clean, 1 if problems were found, 2 if the file cannot be opened.",
+        True,
+    ),
+}
+
+
+@attrs.frozen
+class Target:
+    """Which journal the command reads: a backend name and where its data lives."""
+
+    backend: str
+    location: str
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def _serialization_spec(spec: str) -> Serialization:
+    """``module:name``: a :class:`Serialization`, or a callable returning one."""
+    module_name, sep, name = spec.partition(":")
+    if not sep or not module_name or not name:
+        raise argparse.ArgumentTypeError(f"expected module:name, got {spec!r}")
+    try:
+        found: Any = getattr(importlib.import_module(module_name), name)
+        if not isinstance(found, Serialization) and callable(found):
+            found = found()
+    except Exception as error:
+        raise argparse.ArgumentTypeError(
+            f"cannot load {spec!r}: {type(error).__name__}: {error}"
+        ) from None
+    if not isinstance(found, Serialization):
+        raise argparse.ArgumentTypeError(
+            f"{spec!r} is a {type(found).__qualname__}, not a Serialization"
+        )
+    return found
+
+
+def _journal_options(parser: argparse.ArgumentParser, *, on_command: bool) -> None:
+    # On a command the options default to SUPPRESS, so that leaving them out there keeps
+    # what was given before the command name.
+    default: Any = argparse.SUPPRESS if on_command else None
+    group = parser.add_argument_group("journal")
+    backends = group.add_mutually_exclusive_group()
+    backends.add_argument(
+        "--sqlite",
+        metavar="PATH",
+        default=default,
+        help="the SQLite journal file to read (it is never created)",
+    )
+    backends.add_argument(
+        "--postgres",
+        metavar="DSN",
+        default=default,
+        help="the PostgreSQL journal to read (a libpq connection string or URI; the "
+        "tables are created if missing); not for check",
+    )
+    group.add_argument(
+        "--serialization",
+        metavar="MODULE:NAME",
+        type=_serialization_spec,
+        default=default,
+        help="decode with this Serialization registry (or a callable returning one) "
+        "instead of the default one (pickle and cloudpickle); use it when events were "
+        "written by a custom serializer",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of the tool's command line: the journal options (before or after the
+    command name) and one subcommand per command, with their help."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Inspect the journal of persistent actors: list persistence ids, print "
+        "an actor's events and newest snapshot decoded, check a SQLite journal's "
+        "integrity. The tool never writes events or snapshots, and never modifies a SQLite "
+        "journal.",
+        epilog=f"{TRUST_NOTE} Event classes are imported by name: run the tool where the "
+        "application's modules are importable (or set PYTHONPATH). Exit status: 0 ok; "
+        "1 something wrong was found (undecodable record, check problem, unknown id, no "
+        "snapshot); 2 usage error or journal that cannot be opened or read.",
+    )
+    _journal_options(parser, on_command=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = {
+        name: commands.add_parser(
+            name, help=summary, description=description, epilog=TRUST_NOTE if decodes else None
+        )
+        for name, (summary, description, decodes) in _COMMANDS.items()
+    }
+    sub["ids"].add_argument(
+        "--counts",
+        action="store_true",
+        help="also show, tab-separated: highest_seq (never lowered by deletions), events "
+        "(the number still stored), stored_seqs (lowest..highest stored) and snapshot_seq "
+        "(the newest snapshot); reads every stored event",
+    )
+    events = sub["events"]
+    events.add_argument("persistence_id", metavar="PID", help="the persistence id")
+    events.add_argument(
+        "--from", dest="from_seq", type=_positive, default=1, metavar="N", help="first seq"
+    )
+    events.add_argument(
+        "--to", dest="to_seq", type=_positive, default=None, metavar="N", help="last seq"
+    )
+    events.add_argument("--tag", metavar="TAG", help="only the events tagged TAG")
+    events.add_argument(
+        "--raw",
+        action="store_true",
+        help="do not decode: show the payload size and its first bytes in hex",
+    )
+    snapshot = sub["snapshot"]
+    snapshot.add_argument("persistence_id", metavar="PID", help="the persistence id")
+    snapshot.add_argument("--max-seq", type=_positive, metavar="N", help="the newest with seq <= N")
+    snapshot.add_argument(
+        "--raw", action="store_true", help="do not decode: show size and hex head"
+    )
+    sub["check"].add_argument(
+        "--decode",
+        action="store_true",
+        help="also decode every event and snapshot (reads every payload; runs pickle)",
+    )
+    for command in sub.values():
+        _journal_options(command, on_command=True)
+    return parser
+
+
+def target_of(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Target:
+    """The journal that the parsed ``args`` name; ``parser.error`` (exit status 2) if
+    they name none or two, or ask ``check`` of a PostgreSQL journal."""
+    if args.sqlite is not None and args.postgres is not None:
+        parser.error("give one journal: --sqlite or --postgres, not both")
+    if args.sqlite is not None:
+        return Target("sqlite", args.sqlite)
+    if args.postgres is not None:
+        if args.command == "check":
+            parser.error("check reads SQLite journals only (--sqlite PATH)")
+        return Target("postgres", args.postgres)
+    parser.error("which journal? give --sqlite PATH or --postgres DSN")

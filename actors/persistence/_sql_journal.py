@@ -1,0 +1,406 @@
+"""The journal and snapshot store on a SQL database, written once for SQLite and
+PostgreSQL over a :class:`~._sql_dialect.SqlDialect`.
+
+Writes
+    Every write (``write``, ``delete_to``, snapshot ``save``/``delete``, and the read done
+    by ``highest_seq``) is queued to ONE writer task per journal (natural group commit,
+    see :mod:`._group_commit`), which runs each group in one transaction in a thread,
+    an operation that fails failing alone (see :mod:`._sql_writer`). Each caller is
+    woken only after the ``COMMIT`` returned.
+
+Failures
+    Any error of the driver becomes :class:`JournalFailure` naming the operation and
+    where the journal is (the dialect's ``where``), with the driver's error as
+    ``__cause__``; a duplicate ``(persistence_id, seq)`` becomes
+    :class:`SequenceConflict`. A read that found its pooled connection broken is
+    retried once on a new one (reads are idempotent).
+
+Reads
+    Replays and queries run in threads on a small pool of read connections separate from
+    the writer's, at most ``max_readers`` at a time. They read ``chunk_size`` rows per
+    query with keyset pagination (:mod:`._paging`), so memory does not grow with the
+    number of events, and no connection is held while the caller consumes a chunk.
+
+Bounds
+    Every bound of a read or a delete goes through :func:`~._journal.read_after` or
+    :func:`~._journal.upper_bound` (the rule of :class:`Journal`), so that no bound
+    can overflow the database's 64-bit integers.
+
+Cancellation
+    A group's transaction runs with ``abandon_on_cancel=False``: a commit in flight is
+    never abandoned midway, so the outcome of a cancelled write is unknown (recover by
+    reading ``highest_seq``). Leaving :func:`serving` drains the queue: every queued
+    operation is committed (normal exit) or failed with :class:`JournalFailure` (exit by
+    cancellation or error); none is silently dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import trio
+
+from ._errors import JournalFailure, SequenceConflict
+from ._group_commit import check_batch
+from ._journal import Journal, SnapshotStore, read_after, upper_bound
+from ._paging import PageChunks, Pages, ReadPage, page_reader
+from ._records import PersistentRecord, SnapshotRecord
+from ._sql_dialect import SqlConnection, SqlDialect
+from ._sql_writer import SqlGroupWriter
+
+_C = TypeVar("_C", bound=SqlConnection)
+_T = TypeVar("_T")
+_J = TypeVar("_J", bound="SqlJournal[Any]")
+
+
+class SqlJournal(SqlGroupWriter[_C], Journal):
+    """The :class:`Journal` on a SQL database, over ``dialect``; made (with its writer
+    connection, already open on a created schema) by ``open_sqlite_journal`` or
+    ``open_postgres_journal``, which run it in :func:`serving`.
+
+    A batch whose seqs do not continue from the highest stored one (a seq already
+    stored or deleted, a gap, seqs within the batch not consecutive or below 1) raises
+    :class:`SequenceConflict` and stores nothing, also when another process wrote them;
+    a batch with records of two persistence ids raises :class:`ValueError` (nothing
+    queued). Bounds follow the rule of :class:`Journal`. Every operation is a trio
+    checkpoint. The writer task, its queue and the counters :attr:`transactions` and
+    :attr:`ops_acknowledged` come from :class:`GroupCommitWriter`.
+    """
+
+    def __init__(
+        self, dialect: SqlDialect[_C], writer: _C, chunk_size: int, max_readers: int
+    ) -> None:
+        super().__init__(dialect, writer)
+        self._chunk_size = chunk_size
+        self._readers: list[_C] = []
+        self._reader_limit = trio.CapacityLimiter(max_readers)
+        self._shut = False
+
+    # -- the read side ------------------------------------------------------------------
+
+    async def _read(self, what: str, query: Callable[[_C], _T]) -> _T:
+        async with self._reader_limit:
+            if self._shut:
+                raise JournalFailure(f"{what}: the {self._journal_name} is closed")
+            return await trio.to_thread.run_sync(self._read_in_thread, what, query)
+
+    def _read_in_thread(self, what: str, query: Callable[[_C], _T]) -> _T:
+        """Run ``query`` on an idle read connection (or a new one). A pooled connection
+        found broken is replaced and the query retried once (reads are idempotent)."""
+        dialect = self._dialect
+        while True:
+            reused = bool(self._readers)
+            try:
+                conn = self._readers.pop() if reused else dialect.connect_reader()
+            except dialect.error as error:
+                raise self._failure(f"{what} (connect)", error) from error
+            try:
+                result = query(conn)
+            except dialect.error as error:
+                broken = dialect.is_broken(conn)
+                dialect.close(conn)
+                if reused and broken:
+                    continue
+                raise self._failure(what, error) from error
+            except BaseException:
+                dialect.close(conn)
+                raise
+            if self._shut:
+                dialect.close(conn)
+            else:
+                self._readers.append(conn)
+            return result
+
+    def _close_connections(self) -> None:
+        """In a thread, once the writer has ended: close every connection; later reads
+        raise :class:`JournalFailure`."""
+        self._shut = True
+        while self._readers:
+            self._dialect.close(self._readers.pop())
+        self._dialect.close(self._writer)
+        self._writer = None
+
+    def _pages(self, what: str, statement: Any, key: Any, *bounds: Any) -> ReadPage:
+        """Reads one page of a keyset-paginated query: ``statement`` with the parameters
+        ``(key, after, *bounds, chunk_size)``, on a read connection."""
+        limit = self._chunk_size
+
+        def query(conn: _C, after: int) -> list[Any]:
+            rows: list[Any] = conn.execute(statement, (key, after, *bounds, limit)).fetchall()
+            return rows
+
+        return page_reader(self._read, what, query)
+
+    def _record(self, row: Sequence[Any]) -> PersistentRecord:
+        offset, pid, seq, serializer, manifest, payload, tags, writer_id, timestamp = row
+        return PersistentRecord(
+            persistence_id=pid,
+            seq=seq,
+            serializer=serializer,
+            manifest=manifest,
+            payload=bytes(payload),
+            tags=self._dialect.decode_tags(tags),
+            writer_id=writer_id,
+            timestamp=timestamp,
+            offset=offset,
+        )
+
+    # -- the Journal contract -----------------------------------------------------------
+
+    def _prepare_write(
+        self, batch: Sequence[PersistentRecord]
+    ) -> tuple[str, Callable[[_C], list[int]]]:
+        """What a (checked, non-empty) batch's writer operation does: its description and
+        the function run in the group transaction."""
+        dialect = self._dialect
+        statements = self._sql
+        pid = batch[0].persistence_id
+        first = batch[0].seq
+        last = batch[-1].seq
+        rows = [
+            (
+                r.persistence_id,
+                r.seq,
+                r.serializer,
+                r.manifest,
+                r.payload,
+                dialect.encode_tags(r.tags),
+                r.writer_id,
+                r.timestamp,
+            )
+            for r in batch
+        ]
+        tags = [sorted(r.tags) for r in batch]
+        what = f"write of {pid!r} seq {first}..{last}"
+        name = self._journal_name
+
+        def run(conn: _C) -> list[int]:
+            found = conn.execute(statements.highest, (pid,)).fetchone()
+            highest = int(found[0]) if found else 0
+            if first <= highest:
+                raise SequenceConflict(
+                    f"{what}: {pid!r} already has events up to seq {highest} in the {name} "
+                    "(another writer?); nothing was stored"
+                )
+            if first != highest + 1:
+                raise SequenceConflict(
+                    f"{what}: would leave a gap after seq {highest} of {pid!r} in the "
+                    f"{name}; nothing was stored"
+                )
+            offsets = dialect.insert_events(conn, rows)
+            tag_rows = [
+                (tag, offset)
+                for offset, row_tags in zip(offsets, tags, strict=True)
+                for tag in row_tags
+            ]
+            if tag_rows:
+                dialect.executemany(conn, statements.insert_tag, tag_rows)
+            conn.execute(statements.set_highest, (pid, last))
+            return offsets
+
+        return what, run
+
+    async def write(self, batch: Sequence[PersistentRecord]) -> list[int]:
+        """Store ``batch`` atomically and return its offsets once committed.
+
+        On failure nothing of the batch is stored (:class:`SequenceConflict` for a seq
+        already stored or a gap, :class:`JournalFailure` otherwise), except for a
+        ``COMMIT`` whose :class:`JournalFailure` says the outcome is unknown. On
+        cancellation the outcome is unknown: the batch may have been committed."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if not batch:
+            await trio.lowlevel.checkpoint()
+            return []
+        try:
+            check_batch(batch)
+        except (ValueError, SequenceConflict):
+            await trio.lowlevel.checkpoint()
+            raise
+        what, run = self._prepare_write(batch)
+        result: list[int] = await self._wait(self._submit(what, run, draws_offsets=True))
+        return result
+
+    def replay(
+        self, persistence_id: str, from_seq: int = 1, to_seq: int | None = None
+    ) -> AsyncIterator[PersistentRecord]:
+        """Stored events in ``seq`` order, read ``chunk_size`` at a time (keyset
+        pagination on ``seq``; no connection is held between chunks, so stopping early
+        needs no clean-up). Raises :class:`JournalFailure` if a chunk cannot be read."""
+        after = read_after("from_seq", from_seq, inclusive=True)
+        upper = upper_bound("to_seq", to_seq, optional=True)
+        pages = self._pages(
+            f"replay of {persistence_id!r}", self._sql.replay, persistence_id, upper
+        )
+        return Pages(pages, after, 2, self._chunk_size, self._record)
+
+    def replay_chunks(
+        self, persistence_id: str, from_seq: int = 1
+    ) -> AsyncIterator[list[tuple[int, str, str, bytes]]]:
+        """The fast path of recovery: pages of ``(seq, serializer, manifest, payload)``
+        rows in ``seq`` order, ``chunk_size`` rows per page, without building records."""
+        after = read_after("from_seq", from_seq, inclusive=True)
+        pages = self._pages(f"replay of {persistence_id!r}", self._sql.replay_rows, persistence_id)
+        return PageChunks(pages, after, 0, self._chunk_size)
+
+    async def highest_seq(self, persistence_id: str) -> int:
+        """The highest seq ever stored (0 if none). Goes through the writer queue, so it
+        answers after every write queued before it has finished."""
+        statement = self._sql.highest
+
+        def run(conn: _C) -> int:
+            found = conn.execute(statement, (persistence_id,)).fetchone()
+            return int(found[0]) if found else 0
+
+        await trio.lowlevel.checkpoint_if_cancelled()
+        result: int = await self._wait(self._submit(f"highest_seq of {persistence_id!r}", run))
+        return result
+
+    async def delete_to(self, persistence_id: str, to_seq: int) -> None:
+        """Delete events with ``seq <= to_seq`` (and their tag rows) in the writer queue;
+        the highest seq is kept in ``journal_metadata``. On cancellation the outcome is
+        unknown."""
+        bound = upper_bound("to_seq", to_seq)
+        statements = self._sql
+
+        def run(conn: _C) -> None:
+            conn.execute(statements.delete_tags, (persistence_id, bound))
+            conn.execute(statements.delete_events, (persistence_id, bound))
+
+        await trio.lowlevel.checkpoint_if_cancelled()
+        await self._wait(self._submit(f"delete of {persistence_id!r} to seq {to_seq}", run))
+
+    def events_by_tag(self, tag: str, from_offset: int = 0) -> AsyncIterator[PersistentRecord]:
+        """Events tagged ``tag`` with ``offset > from_offset`` in offset (= commit)
+        order, read ``chunk_size`` at a time (keyset pagination on the offset)."""
+        after = read_after("from_offset", from_offset, inclusive=False)
+        pages = self._pages(f"events_by_tag {tag!r}", self._sql.by_tag, tag)
+        return Pages(pages, after, 0, self._chunk_size, self._record)
+
+    async def persistence_ids(self) -> list[str]:
+        """Every id with an event ever stored (deleted ones included), sorted (by code
+        point)."""
+        statement = self._sql.persistence_ids
+
+        def query(conn: _C) -> list[str]:
+            return [row[0] for row in conn.execute(statement).fetchall()]
+
+        return await self._read("persistence_ids", query)
+
+    async def close(self) -> None:
+        """Stop accepting operations (they raise :class:`JournalFailure`) and wait until
+        the writer has committed or failed everything already queued. The connections are
+        closed when the journal's ``open_*`` block exits."""
+        await self._close_writer()
+
+
+class SqlSnapshotStore(SnapshotStore):
+    """The :class:`SnapshotStore` on the database of a :class:`SqlJournal`; saves and
+    deletes go through the journal's writer queue (durable when they return; on
+    cancellation the outcome is unknown), loads run on the read connections. Errors are
+    :class:`JournalFailure` naming where the journal is; ``max_seq`` follows the bounds
+    rule of :class:`SnapshotStore`."""
+
+    def __init__(self, journal: SqlJournal[Any]) -> None:
+        self._journal = journal
+
+    async def save(self, snapshot: SnapshotRecord) -> None:
+        """Store ``snapshot`` durably, replacing one with the same id and seq."""
+        row = (
+            snapshot.persistence_id,
+            snapshot.seq,
+            snapshot.serializer,
+            snapshot.manifest,
+            snapshot.payload,
+            snapshot.timestamp,
+        )
+        statement = self._journal._sql.save_snapshot
+
+        def run(conn: SqlConnection) -> None:
+            conn.execute(statement, row)
+
+        what = f"snapshot save of {snapshot.persistence_id!r} at seq {snapshot.seq}"
+        await trio.lowlevel.checkpoint_if_cancelled()
+        await self._journal._wait(self._journal._submit(what, run))
+
+    async def load(self, persistence_id: str, max_seq: int | None = None) -> SnapshotRecord | None:
+        """The newest snapshot with ``seq <= max_seq`` (``None``: any), or ``None``."""
+        upper = upper_bound("max_seq", max_seq, optional=True)
+        statement = self._journal._sql.load_snapshot
+
+        def query(conn: SqlConnection) -> Any:
+            return conn.execute(statement, (persistence_id, upper)).fetchone()
+
+        row = await self._journal._read(f"snapshot load of {persistence_id!r}", query)
+        if row is None:
+            return None
+        pid, seq, serializer, manifest, payload, timestamp = row
+        return SnapshotRecord(pid, seq, serializer, manifest, bytes(payload), timestamp)
+
+    async def delete(self, persistence_id: str, max_seq: int) -> None:
+        """Delete the snapshots with ``seq <= max_seq`` (durable when it returns)."""
+        bound = upper_bound("max_seq", max_seq)
+        statement = self._journal._sql.delete_snapshots
+
+        def run(conn: SqlConnection) -> None:
+            conn.execute(statement, (persistence_id, bound))
+
+        what = f"snapshot delete of {persistence_id!r} to seq {max_seq}"
+        await trio.lowlevel.checkpoint_if_cancelled()
+        await self._journal._wait(self._journal._submit(what, run))
+
+
+def install_schema(
+    dialect: SqlDialect[_C],
+    conn: _C,
+    schema: Sequence[Any],
+    version: int,
+    *,
+    create: bool,
+    where: str,
+) -> None:
+    """In a thread, on a new writer connection: in one transaction (begun as a group
+    that draws offsets, so that processes opening at once take turns), run the
+    ``schema`` statements (``CREATE ... IF NOT EXISTS``), then record ``version`` in a
+    new journal or check that an existing one has it. :class:`JournalFailure` naming
+    ``where`` for an unsupported version, or for a database without a journal when
+    ``create`` is false (nothing is committed then); the driver's error if the database
+    fails. The caller closes ``conn`` on failure, which rolls the transaction back."""
+    dialect.begin(conn, True)
+    for statement in schema:
+        conn.execute(statement)
+    found = [row[0] for row in conn.execute(dialect.sql.schema_version).fetchall()]
+    if not found and not create:
+        raise JournalFailure(f"{where} holds no journal (create=False)")
+    if not found:
+        conn.execute(dialect.sql.insert_version, (version,))
+    elif found != [version]:
+        raise JournalFailure(
+            f"unsupported schema version {found} in {where} (this code reads {version})"
+        )
+    conn.execute("COMMIT")
+
+
+@asynccontextmanager
+async def serving(journal: _J) -> AsyncIterator[_J]:
+    """Run ``journal``'s writer task for the time of the block (which gets the journal).
+    On exit: normal exit
+    commits everything already queued before returning; exit by an exception or
+    cancellation fails what is still queued with :class:`JournalFailure` (a group
+    already in its transaction still commits). The connections are closed in both
+    cases, in a thread, shielded and bounded (30 s) so that a cancelled exit still
+    closes them and no exit hangs (an abandoned close still finishes in its thread)."""
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(journal._run_writer, journal._receive)
+            try:
+                yield journal
+            finally:
+                # Synchronous: the writer drains the queue and ends (or is cancelled with
+                # the nursery, failing what is left).
+                journal._stop_accepting()
+    finally:
+        with trio.move_on_after(30) as scope:
+            scope.shield = True
+            await trio.to_thread.run_sync(journal._close_connections, abandon_on_cancel=True)

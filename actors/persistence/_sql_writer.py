@@ -1,0 +1,205 @@
+"""The writer side of the SQL journals: one transaction per group of queued operations,
+written once over a :class:`~._sql_dialect.SqlDialect`.
+
+:class:`SqlGroupWriter` is the :class:`~._group_commit.GroupCommitWriter` of
+:class:`~._sql_journal.SqlJournal`: the writer task hands it each group (whatever was
+queued when the previous commit finished), and it runs the group in one transaction,
+in the writer's thread, on the writer connection it owns.
+
+Atomicity, per operation
+    The operations first run one after the other without savepoints (the common case,
+    where none fails: fewer statements per commit). If one fails (a sequence conflict,
+    say), the transaction is rolled back and the group runs again with one
+    ``SAVEPOINT`` per operation, so that the failing one is rolled back alone and fails
+    alone (its error mapped by :meth:`SqlGroupWriter._op_error`: a duplicate seq is a
+    :class:`SequenceConflict`, anything else a :class:`JournalFailure`), while the
+    others commit. A group of one operation skips the second run: its transaction is
+    its savepoint. An operation's ``run`` must therefore have no effect outside the
+    transaction (it may run twice).
+
+Failure of the whole group
+    If ``BEGIN``, a savepoint or a rollback fails, or the connection is lost during the
+    transaction, every operation of the group fails with a :class:`JournalFailure`
+    saying that nothing of it was stored. If ``COMMIT`` raises, the dialect says whether
+    the outcome is unknown (a lost connection; SQLite in some cases), and the message
+    says so. A connection the dialect finds broken is dropped and replaced before the
+    next group (once more if ``BEGIN`` finds an idle connection broken: nothing had been
+    sent on it).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TypeVar
+
+import trio
+
+from ._errors import JournalFailure, SequenceConflict
+from ._group_commit import GroupCommitWriter, WriterOp
+from ._sql_dialect import SqlConnection, SqlDialect, Statements
+
+_C = TypeVar("_C", bound=SqlConnection)
+
+
+class SqlGroupWriter(GroupCommitWriter[_C]):
+    """The writer side of a SQL journal over ``dialect``, owning the ``writer``
+    connection (already open; replaced when it breaks) and the queue of operations
+    (:attr:`_receive` is for the writer task)."""
+
+    def __init__(self, dialect: SqlDialect[_C], writer: _C) -> None:
+        self._dialect = dialect
+        self._sql: Statements = dialect.sql
+        #: Where the journal is, for messages (never a password).
+        self.where = dialect.where
+        self._journal_name = dialect.journal_name
+        send, self._receive = trio.open_memory_channel[WriterOp[_C]](math.inf)
+        self._init_writer(send)
+        self._writer: _C | None = writer
+
+    def _begin(self, draws_offsets: bool) -> _C:
+        """In the writer's thread: begin the group's transaction on the writer connection
+        (connecting first if there is none or it is broken, and once more if ``BEGIN``
+        finds the idle connection broken: nothing was sent on it yet)."""
+        dialect = self._dialect
+        for attempt in (1, 2):
+            conn = self._writer
+            if conn is None or dialect.is_broken(conn):
+                dialect.close(conn)
+                self._writer = None
+                conn = self._writer = dialect.connect_writer()
+            try:
+                dialect.begin(conn, draws_offsets)
+            except dialect.error:
+                if attempt == 2 or not dialect.is_broken(conn):
+                    raise
+                continue
+            return conn
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _commit_group(self, group: list[WriterOp[_C]]) -> None:
+        """In the writer's thread: one transaction for the group, in which an op that
+        fails fails alone (see the module's *Atomicity, per operation*). Sets ``result``
+        or ``error`` on every op of the group; never raises but for a BaseException."""
+        dialect = self._dialect
+        draws_offsets = any(op.draws_offsets for op in group)
+        try:
+            conn = self._begin(draws_offsets)
+        except dialect.error as error:
+            self._abort_group(group, "begin transaction", error)
+            return
+        try:
+            for op in group:
+                op.result = op.run(conn)
+        except Exception as error:
+            if dialect.is_broken(conn):
+                # The transaction died with the connection: nothing of it committed.
+                self._abort_group(group, "transaction (connection lost)", error)
+                return
+            if len(group) == 1:
+                # The transaction is the op's savepoint: roll it back, the op fails.
+                group[0].result = None
+                group[0].error = self._op_error(group[0], error)
+                self._rollback(conn, group)
+                return
+            try:
+                conn.execute("ROLLBACK")
+                conn = self._begin(draws_offsets)
+            except dialect.error as retry_error:
+                self._abort_group(group, "retry of the group", retry_error)
+                return
+            if not self._run_one_savepoint_each(conn, group):
+                return
+        self._commit(conn, group)
+
+    def _run_one_savepoint_each(self, conn: _C, group: list[WriterOp[_C]]) -> bool:
+        """Run every op of the group in a savepoint of its own; ``False`` if the
+        transaction itself broke (every op then has its error)."""
+        dialect = self._dialect
+        for op in group:
+            op.result = None
+            try:
+                conn.execute("SAVEPOINT op")
+            except dialect.error as error:
+                self._abort_group(group, "savepoint", error)
+                return False
+            try:
+                op.result = op.run(conn)
+                conn.execute("RELEASE SAVEPOINT op")
+            except Exception as error:
+                op.result = None
+                op.error = self._op_error(op, error)
+                if dialect.is_broken(conn):
+                    self._abort_group(group, "transaction (connection lost)", error)
+                    return False
+                try:
+                    conn.execute("ROLLBACK TO SAVEPOINT op")
+                    conn.execute("RELEASE SAVEPOINT op")
+                except dialect.error as rollback_error:
+                    self._abort_group(group, "rollback to savepoint", rollback_error)
+                    return False
+        return True
+
+    def _commit(self, conn: _C, group: list[WriterOp[_C]]) -> None:
+        if all(op.error is not None for op in group):
+            self._rollback(conn, group)  # every op failed: nothing to commit
+            return
+        try:
+            conn.execute("COMMIT")
+        except self._dialect.error as error:
+            unknown = self._dialect.commit_unknown(conn)
+            self._abort_group(group, "commit", error, unknown=unknown)
+
+    def _rollback(self, conn: _C, group: list[WriterOp[_C]]) -> None:
+        try:
+            conn.execute("ROLLBACK")
+        except self._dialect.error as error:
+            self._abort_group(group, "rollback", error)
+
+    def _op_error(self, op: WriterOp[_C], error: Exception) -> Exception:
+        if isinstance(error, JournalFailure):
+            return error
+        if self._dialect.is_conflict(error):
+            conflict = SequenceConflict(
+                f"{op.what}: sequence number already stored in the {self._journal_name}; "
+                "nothing of the batch was stored"
+            )
+            conflict.__cause__ = error
+            return conflict
+        return self._failure(op.what, error)
+
+    def _abort_group(
+        self,
+        group: list[WriterOp[_C]],
+        what: str,
+        error: BaseException,
+        *,
+        unknown: str | None = None,
+    ) -> None:
+        """Fail every op of the group that has no error yet (``unknown``: why the
+        outcome is unknown); roll back if the connection is alive, else drop it (the
+        next group reconnects)."""
+        dialect = self._dialect
+        conn = self._writer
+        if conn is not None:
+            if dialect.is_broken(conn):
+                dialect.close(conn)
+                self._writer = None
+            elif dialect.in_transaction(conn):
+                try:
+                    conn.execute("ROLLBACK")
+                except dialect.error:
+                    dialect.close(conn)
+                    self._writer = None
+        if unknown is not None:
+            detail = f"{unknown}, outcome unknown"
+        else:
+            detail = f"{what}; nothing of it was stored"
+        for op in group:
+            if op.error is None:
+                op.result = None
+                op.error = self._failure(f"{op.what} ({detail})", error)
+
+    def _failure(self, what: str, error: BaseException) -> JournalFailure:
+        failure = JournalFailure(f"{what} failed on {self.where}: {error}")
+        failure.__cause__ = error
+        return failure
