@@ -3,6 +3,10 @@
 Actors are objects with a mailbox that share no state and talk only through messages.
 Open a system with :func:`open_system`, spawn actors with ``system.spawn``, and talk to
 them through the :class:`ActorRef` that ``spawn`` returns.
+
+Routers live in :mod:`actors.routing`, persistent actors in :mod:`actors.persistence`,
+the testkit in :mod:`actors.testing`; supervision strategies come from the
+``supervision`` package.
 """
 
 import logging as _logging
@@ -15,6 +19,7 @@ from ._errors import (
     ActorDead,
     ActorError,
     ActorInitializationError,
+    ActorNameError,
     ActorNameTaken,
     ActorNotFound,
     AskTimeout,
@@ -43,27 +48,8 @@ from ._messages import (
     SupervisorGaveUp,
     Terminated,
 )
-from ._ref import ActorRef
-from ._router import (
-    AddRoutee,
-    AdjustPoolSize,
-    Broadcast,
-    GetRoutees,
-    RemoveRoutee,
-    Resizer,
-    Router,
-    ScatterGatherFirstCompleted,
-    TailChopping,
-    mailbox_size,
-)
-from ._routing import (
-    BroadcastRouting,
-    ConsistentHashing,
-    RandomRouting,
-    RoundRobin,
-    RoutingLogic,
-    SmallestMailbox,
-)
+from ._public import export as _export
+from ._ref import ActorRef, ActorStats
 from ._supervisor import (
     CountChildren,
     DeleteChild,
@@ -85,6 +71,7 @@ __all__ = [
     "ActorError",
     "ActorFailed",
     "ActorInitializationError",
+    "ActorNameError",
     "ActorNameTaken",
     "ActorNode",
     "ActorNotFound",
@@ -92,22 +79,17 @@ __all__ = [
     "ActorRestarted",
     "ActorStarted",
     "ActorState",
+    "ActorStats",
     "ActorStopped",
     "ActorSystem",
     "ActorTree",
-    "AddRoutee",
     "Address",
-    "AdjustPoolSize",
     "AskTimeout",
-    "Broadcast",
-    "BroadcastRouting",
-    "ConsistentHashing",
     "CountChildren",
     "DeadLetter",
     "DeadLetterReason",
     "DeleteChild",
     "EventBus",
-    "GetRoutees",
     "HandlerReturnedCoroutine",
     "InvalidActorName",
     "InvalidTopic",
@@ -116,24 +98,15 @@ __all__ = [
     "MailboxOverflow",
     "Overflow",
     "PoisonPill",
-    "RandomRouting",
     "ReceiveTimeout",
-    "RemoveRoutee",
-    "Resizer",
     "RestartChild",
-    "RoundRobin",
-    "Router",
-    "RoutingLogic",
-    "ScatterGatherFirstCompleted",
     "Settings",
-    "SmallestMailbox",
     "StartChild",
     "StashOverflow",
     "SupervisedChild",
     "Supervisor",
     "SupervisorGaveUp",
     "SystemClosed",
-    "TailChopping",
     "TerminateChild",
     "Terminated",
     "Timers",
@@ -142,15 +115,10 @@ __all__ = [
     "UnpicklableMessage",
     "WhichChildren",
     "WrongThread",
-    "mailbox_size",
     "open_system",
 ]
 
-for _name in __all__:
-    _obj = globals()[_name]
-    if isinstance(_obj, type) and _obj.__module__.startswith("actors._"):
-        _obj.__module__ = "actors"
-del _name, _obj
+_export(__name__, globals(), __all__)
 
 # The runtime logs under "actors.*" (see docs/logging.md). Like any library it leaves
 # output to the application: without logging configured, nothing is printed (not even

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from supervision import Strategy
 
+    from ._cell import ActorCell
     from ._context import ActorContext
     from ._mailbox import Mailbox
 
@@ -39,13 +40,23 @@ class Actor:
     stash_capacity: ClassVar[int | None] = None
     supervisor_strategy: ClassVar[Strategy | None] = None
 
-    _actor_cell: ActorContext | None
-    # Whether the runtime calls ``_actor_recover`` before ``pre_start``/``post_restart``
-    # (persistent actors recover their state from a journal there).
+    _actor_cell: ActorCell | None
+
+    # -- hooks for extensions (see docs/internals.md) ---------------------------------------
+    # The recovery hook: when ``_actor_recovers`` is true, the runtime awaits
+    # ``_actor_recover()`` before ``pre_start``/``post_restart`` (persistent actors recover
+    # their state from a journal there). ``_cell_class`` (the cell class hook): the cell
+    # class that runs instances of this class (routers route in the sender's task).
     _actor_recovers: ClassVar[bool] = False
 
     def _actor_recover(self) -> Awaitable[None]:
         raise NotImplementedError
+
+    def _describe_details(self) -> Mapping[str, object]:
+        """The describe hook: details of this actor for ``system.describe()`` (shown in
+        :attr:`ActorNode.details`). The default has none; routers and persistent actors
+        add theirs. Called in the system's thread; must not block or raise."""
+        return {}
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Actor:
         self = super().__new__(cls)
@@ -65,7 +76,12 @@ class Actor:
                 f"{type(self).__qualname__} instance was not created by spawn(), so it has "
                 "no context; spawn it with system.spawn() or context.spawn()"
             )
-        return cell
+        context = cell._context
+        if context is None:
+            from ._context import context_of
+
+            context = context_of(cell)
+        return context
 
     def receive(self, message: Any) -> Any:
         """Handle one message; may be ``def`` or ``async def``.
@@ -110,6 +126,3 @@ class Actor:
         before it processes the waiting messages. The default calls :meth:`pre_start`.
         Raising here is a new failure, reported to the supervisor."""
         return self.pre_start()
-
-
-Actor.__module__ = "actors"

@@ -21,6 +21,3 @@ class Address(NamedTuple):
 
     def __str__(self) -> str:
         return f"actor://{self.system}@{self.node}{self.path}#{self.uid}"
-
-
-Address.__module__ = "actors"

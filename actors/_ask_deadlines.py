@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Final
 import trio
 
 if TYPE_CHECKING:
-    from ._cell import _Reply
+    from ._envelope import Reply
 
 _MIN_COMPACT: Final = 1024
 
@@ -28,13 +28,13 @@ class AskDeadlines:
     __slots__ = ("_counter", "_heap", "_limit", "_scope", "_task")
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, _Reply]] = []
+        self._heap: list[tuple[float, int, Reply]] = []
         self._counter = itertools.count()
         self._limit = _MIN_COMPACT
         self._task: trio.lowlevel.Task | None = None  # set while parked with nothing due
         self._scope: trio.CancelScope | None = None  # the sleep until the earliest one
 
-    def add(self, deadline: float, reply: _Reply) -> None:
+    def add(self, deadline: float, reply: Reply) -> None:
         heap = self._heap
         if len(heap) >= self._limit:
             heap[:] = [entry for entry in heap if entry[2].task is not None]

@@ -9,21 +9,25 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Final, Literal
+import types
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import attrs
 
 from ._actor import Actor
-from ._cell import DEAD, NEW, STOPPING
+from ._cell_state import DEAD, NEW, STOPPING
+from ._supervising import strategy_of
 
 if TYPE_CHECKING:
-    from supervision import Strategy
-
     from ._cell import ActorCell
 
 ActorState = Literal["starting", "running", "restarting", "stopping"]
 """What a live actor is doing (see :attr:`ActorNode.state`)."""
+
+
+def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    return types.MappingProxyType(dict(value))
 
 
 @attrs.frozen
@@ -55,14 +59,11 @@ class ActorNode:
     (see ``Settings.restart_stash_capacity`` and ``PersistentActor.persist_stash``)."""
     stash: int
     """How many messages it has stashed (``context.stash()``)."""
-    router: bool
-    """Whether it is a :class:`Router` (pool or group)."""
-    persistence_id: str | None
-    """The persistence id of a :class:`PersistentActor` instance (``None``: not one, or
-    its instance does not exist right now)."""
-    last_seq: int | None
-    """The sequence number of the last event a persistent actor persisted or recovered
-    (``None`` when ``persistence_id`` is)."""
+    details: Mapping[str, Any] = attrs.field(converter=_frozen_mapping, hash=False)
+    """What its class adds through the describe hook (``Actor._describe_details``): a
+    router its ``routing`` logic and ``routees``, a persistent actor its
+    ``persistence_id`` and ``last_seq``; empty for plain actors and while it has no
+    instance. Read-only."""
     strategy: str | None
     """The class name of the strategy it supervises its children with (``"OneForOne"``,
     ``"OneForAll"``, ``"RestForOne"`` or a custom one); ``None`` when it has no live
@@ -117,14 +118,14 @@ class ActorTree:
         """The tree as the ``tree`` command draws it, one actor a line, ending with a
         newline. The root line shows the root's path, the other lines their names,
         followed by ``(class, state, mailbox n)`` (``mailbox n/capacity`` when bounded,
-        then ``stash n`` when it is not empty) and, if any, ``[...]`` with ``router``,
-        ``persistent <id> at seq <n>`` and the supervisor strategy (``one-for-one``,
-        ``one-for-all``, ``rest-for-one``)::
+        then ``stash n`` when it is not empty) and, if any, ``[...]`` with its details
+        as ``key=value`` and the supervisor strategy (``one-for-one``, ``one-for-all``,
+        ``rest-for-one``)::
 
             /user (running, mailbox 0) [one-for-one]
             └── bank (Bank, running, mailbox 0) [one-for-one]
-                ├── alice (Account, running, mailbox 0)
-                └── bob (Account, running, mailbox 2/10)
+                ├── alice (Account, running, mailbox 0) [persistence_id=alice, last_seq=3]
+                └── bob (Account, running, mailbox 2/10) [persistence_id=bob, last_seq=0]
         """
         lines = [f"{self.root.path}{_annotations(self.root)}"]
         # (node, prefix of its line, prefix of its children's lines), in output order.
@@ -205,11 +206,7 @@ def _annotations(node: ActorNode) -> str:
         details.append(f"mailbox {node.mailbox}/{node.capacity}")
     if node.stash:
         details.append(f"stash {node.stash}")
-    extras = []
-    if node.router:
-        extras.append("router")
-    if node.persistence_id is not None:
-        extras.append(f"persistent {_printable(node.persistence_id)} at seq {node.last_seq}")
+    extras = [f"{key}={_printable(str(value))}" for key, value in node.details.items()]
     if node.strategy is not None:
         extras.append(_STRATEGY_LABELS.get(node.strategy, node.strategy))
     text = f" ({', '.join(details)})"
@@ -223,23 +220,14 @@ def _annotations(node: ActorNode) -> str:
 
 def describe_cell(cell: ActorCell) -> ActorTree:
     """Snapshot the live subtree rooted at ``cell`` (which must be live). It only reads
-    the cells: no side effects, no awaits."""
-    # Imported here, not at the top: both modules import the runtime's core modules.
-    from ._router import RouterContext
-    from .persistence import PersistentActor
+    the cells (and calls the describe hook of each instance): no awaits."""
 
     def node(cell: ActorCell) -> ActorNode:
         children = tuple(
             node(child) for child in (cell._children or {}).values() if child._state != DEAD
         )
         instance = cell._instance
-        persistence_id: str | None = None
-        last_seq: int | None = None
-        if isinstance(instance, PersistentActor):
-            pid = getattr(instance, "persistence_id", None)  # a class attribute or set later
-            if isinstance(pid, str):
-                persistence_id = pid
-                last_seq = instance.last_seq
+        details = {} if instance is None else instance._describe_details()
         return ActorNode(
             path=cell.ref.path,
             name=cell.ref.name,
@@ -248,10 +236,8 @@ def describe_cell(cell: ActorCell) -> ActorTree:
             mailbox=len(cell._mailbox),
             capacity=cell._capacity,
             stash=len(cell._stash) if cell._stash else 0,
-            router=isinstance(cell, RouterContext),
-            persistence_id=persistence_id,
-            last_seq=last_seq,
-            strategy=type(_children_strategy(cell)).__qualname__ if children else None,
+            details=details,
+            strategy=type(strategy_of(cell)).__qualname__ if children else None,
             children=children,
         )
 
@@ -276,7 +262,7 @@ def _state(cell: ActorCell) -> ActorState:
         return "stopping"
     if cell._state == NEW:
         return "starting"
-    if cell._failure is not None or cell._restart_order is not None or _restarting(cell):
+    if cell._failure is not None or cell._order is not None or _restarting(cell):
         return "restarting"
     return "running" if cell._started else "starting"
 
@@ -289,18 +275,3 @@ def _restarting(cell: ActorCell) -> bool:
     if engine is None or cell._name not in engine:
         return False
     return not engine.state(cell._name).running
-
-
-def _children_strategy(cell: ActorCell) -> Strategy:
-    """The strategy ``cell`` applies to its children, as ``_children_strategy()`` picks it
-    but without caching it in the cell."""
-    if cell._strategy is not None:
-        return cell._strategy
-    settings = cell.system.settings
-    if cell._parent is None and settings.guardian_strategy is not None:
-        return settings.guardian_strategy
-    return settings.supervisor_strategy
-
-
-for _cls in (ActorNode, ActorTree):
-    _cls.__module__ = "actors"

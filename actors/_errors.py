@@ -16,17 +16,23 @@ def _restore_error(cls: type[ActorError], text: str, state: dict[str, Any]) -> A
     error = cls.__new__(cls)
     Exception.__init__(error, text)
     error.__dict__.update(state)
-    cause = state.get("cause")
+    cause = state.get("error")
     if isinstance(cause, BaseException):
         error.__cause__ = cause
     return error
 
 
 class ActorError(Exception):
-    """Base class of every error raised by trio-actors.
+    """Base class of the errors trio-actors defines: those of the runtime (``actors``)
+    and of its extensions (``actors.persistence``, ``actors.testing``). Catch it to
+    handle any of them.
 
-    Errors pickle with their message and attributes, so they can cross a process
-    boundary (for instance as the error an ``ask`` re-raises)."""
+    Not every exception the runtime raises is one: misused arguments raise plain
+    ``TypeError`` or ``ValueError`` (some errors are both, e.g. :class:`InvalidActorName`
+    is a ``ValueError``), an ``ask`` re-raises whatever the handler raised, and
+    :class:`supervision.TooManyRestarts` belongs to ``supervision``, which knows nothing
+    of actors. Errors pickle with their message and attributes, so they can cross a
+    process boundary (for instance as the error an ``ask`` re-raises)."""
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_restore_error, (type(self), str(self), dict(self.__dict__)))
@@ -53,11 +59,11 @@ class ActorDead(ActorError):
         )
 
 
-class AskTimeout(ActorError):
-    """No reply to an ``ask`` arrived within its timeout.
+class AskTimeout(ActorError, TimeoutError):
+    """No reply to an ``ask`` arrived within its timeout (a ``TimeoutError``).
 
     The question stays in the target's mailbox; if it is answered later, the reply goes to
-    dead letters with reason ``"ask-expired"``.
+    dead letters with reason ``ask_expired``.
     """
 
     def __init__(self, path: str, timeout: float, message: object) -> None:
@@ -69,7 +75,7 @@ class AskTimeout(ActorError):
         _hint(
             self,
             "The question stays in the actor's mailbox; a late reply goes to dead letters "
-            "('ask-expired'). If the actor is just slow or busy, pass a longer timeout= to "
+            "('ask_expired'). If the actor is just slow or busy, pass a longer timeout= to "
             "ask (or raise Settings.ask_timeout); otherwise check that its receive handles "
             "this message and returns.",
         )
@@ -124,12 +130,17 @@ class StashOverflow(ActorError):
         self.capacity = capacity
 
 
-class InvalidActorName(ActorError, ValueError):
+class ActorNameError(ActorError):
+    """Base class of the errors about actor names and paths: :class:`InvalidActorName`,
+    :class:`ActorNameTaken` and :class:`ActorNotFound`."""
+
+
+class InvalidActorName(ActorNameError, ValueError):
     """An actor name is empty, contains ``/``, starts with the reserved ``$`` or uses
     characters outside ``[A-Za-z0-9-_.~:@+=,]``."""
 
 
-class ActorNameTaken(ActorError):
+class ActorNameTaken(ActorNameError):
     """A live sibling already uses this name (a name is free again once its holder has
     fully stopped)."""
 
@@ -144,7 +155,7 @@ class ActorNameTaken(ActorError):
         )
 
 
-class ActorNotFound(ActorError, LookupError):
+class ActorNotFound(ActorNameError, LookupError):
     """``system.lookup(path)`` found no live actor at that path."""
 
     def __init__(self, path: str) -> None:
@@ -219,13 +230,13 @@ class HandlerReturnedCoroutine(ActorError, TypeError):
 class ActorInitializationError(ActorError):
     """Creating the actor instance or running ``pre_start`` raised; the actor never ran.
 
-    The original error is ``cause`` (and ``__cause__``)."""
+    The original error is ``error`` (and ``__cause__``)."""
 
-    def __init__(self, path: str, cause: BaseException) -> None:
-        super().__init__(f"actor {path} failed to start: {cause!r}")
+    def __init__(self, path: str, error: BaseException) -> None:
+        super().__init__(f"actor {path} failed to start: {error!r}")
         self.path = path
-        self.cause = cause
-        self.__cause__ = cause
+        self.error = error
+        self.__cause__ = error
         _hint(
             self,
             "Its __init__, recovery, pre_start or post_restart raised: the traceback of "

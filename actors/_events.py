@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, final
 
 import trio
 
-from ._cell import DEAD
 from ._errors import ActorDead
 from ._messages import (
     ActorFailed,
@@ -22,11 +21,12 @@ from ._messages import (
     DeadLetter,
     SupervisorGaveUp,
 )
+from ._public import NoPublicConstructor
 from ._ref import ActorRef
 from ._topics import TopicTrie, check_pattern, check_topic
 
 if TYPE_CHECKING:
-    from ._cell import ActorCell
+    from ._cell import Cell
     from ._system import ActorSystem
 
 RESERVED_PREFIX: Final = "system"
@@ -42,7 +42,8 @@ _RUNTIME_TOPICS: Final[dict[type, str]] = {
 }
 
 
-class EventBus:
+@final
+class EventBus(metaclass=NoPublicConstructor):
     """``system.events``: publish an event on a topic; actors subscribe to topic patterns
     or to event types.
 
@@ -60,7 +61,8 @@ class EventBus:
 
     The runtime publishes dead letters on ``system.deadletters`` and lifecycle events
     on ``system.lifecycle.started``, ``.restarted``, ``.failed``, ``.stopped`` and
-    ``.gave_up``; topics under ``system.`` are reserved for it.
+    ``.gave_up``; topics under ``system.`` are reserved for it. The runtime makes the
+    bus of each system; it cannot be constructed or subclassed.
     """
 
     __slots__ = ("_by_type", "_subscriptions", "_system", "_topics", "_types_of")
@@ -90,7 +92,7 @@ class EventBus:
                 f"subscribe() takes a topic pattern (str) or an event class, got {pattern!r}"
             )
         try:
-            if ref._resolve()._state == DEAD:
+            if ref._resolve().is_dead():
                 return False  # a stopped actor receives nothing: no subscription to end
         except ActorDead:
             return False
@@ -164,7 +166,7 @@ class EventBus:
         _check_user_topic(topic)
         targets = self._targets(topic, event)
         for cell in targets:
-            cell._offer(event, None, True)  # to a stopped actor: a dead letter
+            cell.offer(event, None)  # to a stopped actor: a dead letter
         return len(targets)
 
     async def send(self, topic: str, event: Any) -> int:
@@ -179,10 +181,10 @@ class EventBus:
         targets = self._targets(topic, event)
         here = threading.get_ident()
         for cell in targets:
-            if cell._thread == here:
-                await cell._send(event, None)
+            if getattr(cell, "_thread", here) == here:
+                await cell.send(event, None)
             else:  # a subscriber of a system in another thread: handed over, no wait
-                cell._offer(event, None, True)
+                cell.offer(event, None)
         if not targets:
             await trio.lowlevel.checkpoint()
         return len(targets)
@@ -193,10 +195,10 @@ class EventBus:
         could not be delivered."""
         targets = self._targets(_RUNTIME_TOPICS[type(event)], event)
         for cell in targets:
-            cell._offer(event, None, False)
+            cell.offer(event, None, False)
         return len(targets)
 
-    def _targets(self, topic: str, event: Any) -> list[ActorCell]:
+    def _targets(self, topic: str, event: Any) -> list[Cell]:
         """The live cells to deliver to, each once, in a stable order."""
         if not self._subscriptions:
             return []
@@ -217,7 +219,7 @@ class EventBus:
                 self._remove_subscriber(ref)
                 continue
             cells.append(cell)
-            if cell._state == DEAD:  # of another system, which could not tell this bus
+            if cell.is_dead():  # of another system, which could not tell this bus
                 self._remove_subscriber(ref)
         return cells
 
@@ -238,6 +240,3 @@ def _check_user_topic(topic: str) -> None:
         if len(_checked) >= 1024:
             _checked.clear()
         _checked[topic] = None
-
-
-EventBus.__module__ = "actors"

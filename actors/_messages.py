@@ -14,33 +14,37 @@ from ._ref import ActorRef
 class Terminated:
     """Delivered to a watcher, exactly once per ``watch``, when the watched actor stops.
 
-    ``reason`` is ``None`` for a normal stop and the error for a failure.
+    ``error`` is ``None`` for a normal stop and the error that stopped it otherwise.
     ``existence_confirmed`` is ``False`` when the actor was already gone (or never existed)
-    at the time of ``watch``; ``reason`` is then ``None`` because it is not known.
+    at the time of ``watch``; ``error`` is then ``None`` because it is not known.
     It arrives after every message the dead actor sent to the watcher.
     """
 
     ref: ActorRef
-    reason: BaseException | None = None
+    error: BaseException | None = None
     existence_confirmed: bool = True
 
     @property
     def failed(self) -> bool:
-        return self.reason is not None
+        """Whether the actor stopped because of an error."""
+        return self.error is not None
 
 
 class DeadLetterReason(enum.StrEnum):
-    """Why a message was not delivered."""
+    """Why a message was not delivered. Values are the member names in lower case."""
 
     STOPPED = "stopped"
-    """The recipient had stopped (or stopped before processing the message)."""
-    NO_SUCH_ACTOR = "no-such-actor"
+    """The recipient had stopped (or stopped, or was restarted with a failed sibling,
+    before it finished handling the message)."""
+    NO_SUCH_ACTOR = "no_such_actor"
     """The address resolves to no live actor (never existed, or another incarnation)."""
-    DROPPED_NEWEST = "dropped-newest"
-    """The mailbox was full under ``drop_newest``: the new message was dropped."""
-    DROPPED_OLDEST = "dropped-oldest"
+    DROPPED_NEWEST = "dropped_newest"
+    """The mailbox was full under ``drop_newest`` (or ``backpressure``, for a delivery
+    of the runtime that cannot wait: an event of the bus, a forward): the new message
+    was dropped."""
+    DROPPED_OLDEST = "dropped_oldest"
     """The mailbox was full under ``drop_oldest``: this oldest message made room."""
-    OVERFLOW = "mailbox-overflow"
+    MAILBOX_OVERFLOW = "mailbox_overflow"
     """The mailbox was full under ``fail``: the message was refused, the actor fails."""
     FAILED = "failed"
     """Processing the message raised outside an ``ask``: the actor failed on it."""
@@ -49,14 +53,14 @@ class DeadLetterReason(enum.StrEnum):
     UNPICKLABLE = "unpicklable"
     """``roundtrip_messages`` is on and an event published on the bus could not be
     pickled (``tell`` and ``ask`` raise :class:`UnpicklableMessage` instead)."""
-    ASK_EXPIRED = "ask-expired"
+    ASK_EXPIRED = "ask_expired"
     """The reply to an ``ask`` whose caller had already given up (timeout or cancel)."""
-    NO_ROUTEES = "no-routees"
+    NO_ROUTEES = "no_routees"
     """The recipient is a router that had no routee to pass the message to."""
-    RESTART_STASH_OVERFLOW = "restart-stash-overflow"
+    RESTART_STASH_OVERFLOW = "restart_stash_overflow"
     """The recipient was restarting (or waiting out a restart backoff) and already held
     ``Settings.restart_stash_capacity`` messages."""
-    FAULT_DROPPED = "fault-dropped"
+    FAULT_DROPPED = "fault_dropped"
     """A fault injector of ``actors.testing`` dropped the message on purpose."""
 
 
@@ -81,10 +85,10 @@ class ActorStarted:
 class ActorStopped:
     """Published when an actor has fully stopped (children stopped, ``post_stop`` run).
 
-    ``reason`` is ``None`` for a normal stop, else the failure that stopped it."""
+    ``error`` is ``None`` for a normal stop, else the failure that stopped it."""
 
     ref: ActorRef
-    reason: BaseException | None
+    error: BaseException | None
 
 
 @attrs.frozen
@@ -93,7 +97,7 @@ class ActorFailed:
     a lifecycle hook raised, or its mailbox overflowed under ``fail``. Its supervisor
     (the parent) then resumes, restarts or stops it, or escalates the error. A failure
     while the actor is already stopping (e.g. in ``post_stop``) is only reported: it
-    becomes the ``reason`` of its ``ActorStopped`` and ``Terminated``."""
+    becomes the ``error`` of its ``ActorStopped`` and ``Terminated``."""
 
     ref: ActorRef
     error: BaseException
@@ -137,18 +141,3 @@ class _PoisonPillType:
 PoisonPill: Final = _PoisonPillType()
 """Tell this to an actor to stop it once it reaches this point of its mailbox: messages
 enqueued before it are processed, messages after it go to dead letters."""
-
-
-for _cls in (
-    Terminated,
-    DeadLetterReason,
-    DeadLetter,
-    ActorStarted,
-    ActorStopped,
-    ActorFailed,
-    ActorRestarted,
-    SupervisorGaveUp,
-    ReceiveTimeout,
-):
-    _cls.__module__ = "actors"
-_PoisonPillType.__module__ = "actors._messages"

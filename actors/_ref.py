@@ -2,36 +2,62 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, final
+
+import attrs
 
 from . import _registry
 from ._address import Address
 from ._errors import ActorDead
+from ._public import NoPublicConstructor
 
 if TYPE_CHECKING:
-    from ._cell import ActorCell
+    from ._cell import Cell
+
+
+@attrs.frozen
+class ActorStats:
+    """An actor's figures at one moment (``ref.stats()``); all zero for an actor that
+    has stopped or never existed (``alive`` is then ``False``)."""
+
+    alive: bool
+    """Whether the actor is running (or starting, restarting or stopping)."""
+    mailbox: int = 0
+    """How many messages wait in its mailbox (timer ticks and runtime notifications such
+    as ``Terminated`` included; the message being handled and stashed ones are not)."""
+    capacity: int | None = None
+    """The bound of its mailbox in force now (``None``: unbounded). While it restarts,
+    or a persistent actor persists or recovers, this is the temporary bound."""
+    stashed: int = 0
+    """How many messages it has stashed (``context.stash()``)."""
+    processed: int = 0
+    """How many messages it has taken out of its mailbox and handled (across restarts)."""
+    restarts: int = 0
+    """How many times its supervisor has restarted it in place."""
 
 
 def _restore_ref(address: Address) -> ActorRef:
-    return ActorRef(address)
+    return ActorRef._create(address)
 
 
-class ActorRef:
+@final
+class ActorRef(metaclass=NoPublicConstructor):
     """A small, hashable, ordered and picklable handle to one incarnation of an actor.
 
     Two refs are equal when their :class:`Address` is equal (system, node, path and
     incarnation uid). A ref keeps working after pickling: in the same process it finds
     the live actor again; if that incarnation has stopped, messages go to dead letters.
 
-    Refs are created by the runtime (``spawn``); do not construct them yourself.
+    Refs are made by the runtime (``spawn`` returns one); they cannot be constructed or
+    subclassed.
     """
 
     __slots__ = ("_cell", "address")
 
     address: Address
-    _cell: ActorCell | None
+    _cell: Cell | None
 
-    def __init__(self, address: Address, cell: ActorCell | None = None) -> None:
+    def __init__(self, address: Address, cell: Cell | None = None) -> None:
         self.address = address
         self._cell = cell
 
@@ -83,7 +109,8 @@ class ActorRef:
 
     # -- delivery -------------------------------------------------------------------------
 
-    def _resolve(self) -> ActorCell:
+    def _resolve(self) -> Cell:
+        """The cell behind this ref: the live one (kept once found), or a dead one."""
         cell = self._cell
         if cell is None:
             cell = _registry.resolve(self.address)
@@ -102,29 +129,33 @@ class ActorRef:
     def tell(self, message: Any, sender: ActorRef | None = None) -> None:
         """Enqueue ``message`` and return at once; never blocks, never yields.
 
-        If the actor is stopped, the message goes to dead letters (reason ``"stopped"``).
+        If the actor is stopped, the message goes to dead letters (reason ``stopped``).
         On a full bounded mailbox the overflow policy decides: ``backpressure`` raises
-        :class:`MailboxFull` (nothing enqueued), ``drop_newest`` / ``drop_oldest`` send the
-        dropped message to dead letters, ``fail`` dead-letters it and fails the actor.
-        Raises :class:`WrongThread` when called from a thread other than the system's.
+        :class:`MailboxFull` (nothing enqueued), ``drop_newest`` / ``drop_oldest`` send
+        the dropped message to dead letters, ``fail`` dead-letters it and fails the
+        actor. Raises :class:`WrongThread` when called from a thread other than the
+        system's, :class:`UnpicklableMessage` under ``roundtrip_messages`` for a
+        message that cannot cross a process boundary.
         """
         cell = self._cell
         if cell is None:
             cell = self._resolve()
-        cell._tell(message, sender)
+        cell.tell(message, sender)
 
     def tell_threadsafe(self, message: Any, sender: ActorRef | None = None) -> None:
         """Like :meth:`tell`, callable from any thread; the message is enqueued by the
-        system's trio thread soon after. Raises :class:`SystemClosed` if the system has
-        ended. An overflow under ``backpressure`` cannot be reported to a foreign thread,
-        so there it is sent to dead letters instead."""
-        self._resolve()._tell_threadsafe(message, sender)
+        system's trio thread soon after. Under ``roundtrip_messages`` the copy is made
+        here, at the call (later changes to ``message`` do not reach the actor). Raises
+        :class:`SystemClosed` if the system has ended. An overflow under
+        ``backpressure`` cannot be reported to a foreign thread, so there it is sent to
+        dead letters instead."""
+        self._resolve().tell_threadsafe(message, sender)
 
     async def send(self, message: Any, sender: ActorRef | None = None) -> None:
         """Enqueue ``message``, first waiting for room if the mailbox is bounded and full
         (whatever its overflow policy). A checkpoint: if cancelled, the message was not
         enqueued. To a stopped actor, the message goes to dead letters."""
-        await self._resolve()._send(message, sender)
+        await self._resolve().send(message, sender)
 
     async def ask(
         self, message: Any, *, timeout: float | None = None, sender: ActorRef | None = None
@@ -138,7 +169,12 @@ class ActorRef:
         timeout). If the caller is cancelled, the question stays queued and a late reply
         goes to dead letters.
         """
-        return await self._resolve()._ask(message, timeout, sender)
+        return await self._resolve().ask(message, timeout, sender)
 
-
-ActorRef.__module__ = "actors"
+    def stats(self) -> ActorStats:
+        """The actor's figures now: mailbox size and capacity, stash, counts (see
+        :class:`ActorStats`). Cheap, and safe on a stopped actor."""
+        try:
+            return self._resolve().stats()
+        except ActorDead:  # its system is not running here
+            return ActorStats(alive=False)

@@ -18,11 +18,12 @@ from supervision import (
 )
 
 from ._actor import Actor
-from ._cell import _NOTE
-from ._context import check_name
+from ._envelope import NEW_NOTE
 from ._errors import ActorDead
 from ._messages import SupervisorGaveUp
 from ._ref import ActorRef
+from ._spawning import check_name
+from ._supervising import escalate, stop_child, strategy_of
 
 if TYPE_CHECKING:
     from ._cell import ActorCell
@@ -89,9 +90,14 @@ class SupervisedChild:
 
 @attrs.frozen
 class _StartAgain:
-    """Sent by a supervisor to itself: start these stopped children again."""
+    """Sent by a supervisor to itself when a child ended by itself and its restart type
+    restarts it (with siblings, under one-for-all or rest-for-one): stop the children
+    in ``stop`` one at a time (reverse start order), then after ``delay`` start those
+    in ``start`` one at a time (start order)."""
 
-    ids: tuple[str, ...]
+    stop: tuple[str, ...]
+    start: tuple[str, ...]
+    delay: float = 0.0
 
 
 class Supervisor(Actor):
@@ -123,16 +129,18 @@ class Supervisor(Actor):
         strategy: Strategy | None = None,
         auto_shutdown: AutoShutdown = AutoShutdown.NEVER,
     ) -> None:
-        context = self.context
+        cell = self._actor_cell
+        assert cell is not None, "a Supervisor is made by spawn"
         if strategy is None:
-            strategy = context._children_strategy()
-        engine = RestartEngine(strategy, AutoShutdown(auto_shutdown), context.system._rng)
+            strategy = strategy_of(cell)
+        engine = RestartEngine(strategy, AutoShutdown(auto_shutdown), cell.system._rng)
         for spec in children:
             _check_spec(spec)
             engine.add(spec)
-        context._strategy = strategy
-        context._engine = engine
-        context._on_child_exit = self._child_exited
+        cell._strategy = strategy
+        cell._engine = engine
+        cell._on_child_exit = self._child_exited
+        self._cell = cell
         self._engine = engine
 
     async def pre_start(self) -> None:
@@ -167,7 +175,7 @@ class Supervisor(Actor):
             self._known(message.id)
             cell = self._cell_of(message.id)
             if cell is not None:
-                self.context._stop_child(cell)
+                stop_child(self._cell, cell)
                 await cell._wait_terminated()
             if message.id in engine:
                 engine.stopped(message.id)
@@ -181,7 +189,16 @@ class Supervisor(Actor):
             engine.delete(message.id)
             return None
         if isinstance(message, _StartAgain):
-            for child_id in message.ids:
+            for child_id in message.stop:
+                cell = self._cell_of(child_id)
+                if cell is not None:
+                    stop_child(self._cell, cell)
+                    await cell._wait_terminated()
+            if message.delay > 0:
+                again = _StartAgain((), message.start)
+                self.context.timers.start_single(again, again, message.delay)
+                return None
+            for child_id in message.start:
                 cell = self._cell_of(child_id)
                 if cell is not None:
                     if not cell._stopped_by_parent:
@@ -222,7 +239,7 @@ class Supervisor(Actor):
             raise KeyError(f"{self.context.ref.path} has no child with id {child_id!r}")
 
     def _cell_of(self, child_id: Hashable) -> ActorCell | None:
-        children = self.context._children
+        children = self._cell._children
         cell = None if children is None or not isinstance(child_id, str) else children.get(child_id)
         return cell
 
@@ -232,37 +249,34 @@ class Supervisor(Actor):
 
     def _child_exited(self, child: ActorCell) -> None:
         """A child has fully stopped (called from its task): apply its restart type."""
-        context = self.context
+        cell = self._cell
         engine = self._engine
         name = child._name
-        if context._engine is not engine:
+        if cell._engine is not engine:
             return  # this instance has been replaced by a restart
-        if child._stopped_by_parent or context._stop_requested or context.system._terminating:
+        if child._stopped_by_parent or cell._stop_requested or cell.system._terminating:
             engine.stopped(name)  # (no restarts while the system shuts down)
             return
         if not engine.state(name).running:
             return  # a failure the strategy already settled (stopped or gave up)
         plan = engine.exited(name, None, trio.current_time())
         if plan.give_up is not None:
-            bus = context.system.events
-            if bus._subscriptions:
-                bus._publish_runtime(SupervisorGaveUp(context.ref, child.ref, plan.give_up.error))
-            context._escalate(child, plan.give_up, stop_children=True)
+            events = cell.system.events
+            if events._subscriptions:
+                events._publish_runtime(SupervisorGaveUp(cell.ref, child.ref, plan.give_up.error))
+            escalate(cell, child, plan.give_up, drop=True)
             return
         if plan.shutdown:
-            context._request_stop()
+            cell.request_stop()
             return
-        children = context._children or {}
-        for sibling in plan.stop:
-            cell = children.get(sibling)
-            if cell is not None:
-                context._stop_child(cell)
-        if plan.start:
-            again = _StartAgain(tuple(str(cid) for cid in plan.start))
-            if plan.delay > 0:
-                context.timers.start_single(again, again, plan.delay)
-            else:  # outside the mailbox's capacity, like a timer tick: never dropped
-                context._append_uncounted((again, None, _NOTE))
+        if plan.start or plan.stop:
+            again = _StartAgain(
+                tuple(str(cid) for cid in plan.stop),
+                tuple(str(cid) for cid in plan.start),
+                plan.delay,
+            )
+            # Outside the mailbox's capacity, like a timer tick: never dropped.
+            cell._append_uncounted((again, None, NEW_NOTE))
 
 
 def _check_spec(spec: object) -> None:
@@ -273,16 +287,3 @@ def _check_spec(spec: object) -> None:
     check_name(spec.id)
     if not callable(spec.start):
         raise TypeError(f"child {spec.id!r}: start must be an actor factory, got {spec.start!r}")
-
-
-for _cls in (
-    WhichChildren,
-    CountChildren,
-    StartChild,
-    RestartChild,
-    TerminateChild,
-    DeleteChild,
-    SupervisedChild,
-    Supervisor,
-):
-    _cls.__module__ = "actors"

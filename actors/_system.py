@@ -6,9 +6,9 @@ import logging
 import os
 import random
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, TypeVar, final
 
 import attrs
 import trio
@@ -18,21 +18,23 @@ from supervision import OneForOne, Strategy
 from . import _registry
 from ._actor import Actor
 from ._ask_deadlines import AskDeadlines
-from ._cell import DEAD, ActorCell, DeadCell
-from ._context import ActorContext, check_name
+from ._cell import ActorCell, DeadCell
+from ._cell_state import DEAD
 from ._errors import ActorDead, ActorError, ActorNotFound, UnhandledFailure, WrongThread
 from ._events import EventBus
 from ._mailbox import Mailbox
 from ._messages import DeadLetter, DeadLetterReason
+from ._public import NoPublicConstructor
 from ._ref import ActorRef
+from ._runtime_log import DeliveryLog, dead_letter_log, lifecycle_log, supervision_log
+from ._spawning import check_name, spawn_child
 
 if TYPE_CHECKING:
+    from ._cell import Cell
+    from ._delivery import DeliveryHook
     from ._describe import ActorTree
-    from .persistence import Journal, Serialization, SnapshotStore
 
-_lifecycle_log = logging.getLogger("actors.lifecycle")
-_supervision_log = logging.getLogger("actors.supervision")
-_dead_letter_log = logging.getLogger("actors.deadletters")
+_E = TypeVar("_E")
 # Records about the whole system still carry the context fields of every actors.* record.
 _NO_ACTOR: dict[str, Any] = {"actor_path": None, "message_type": None}
 
@@ -78,7 +80,7 @@ class Settings:
     restart_stash_capacity: int = attrs.field(default=10_000, validator=_positive_int)
     """While an actor is being restarted (or waits out a restart backoff), at most this
     many messages wait in its mailbox; more go to dead letters with reason
-    ``restart-stash-overflow``. A bounded mailbox with a smaller capacity keeps its own
+    ``restart_stash_overflow``. A bounded mailbox with a smaller capacity keeps its own
     capacity and overflow policy."""
     seed: int | None = None
     """Seed of the system's random source (the jitter of restart backoffs), for
@@ -86,40 +88,42 @@ class Settings:
     roundtrip_messages: bool = False
     """Pickle and unpickle (cloudpickle) every message and reply on send, proving it could
     cross a process boundary; an unpicklable one raises :class:`UnpicklableMessage`."""
-    journal: Journal | None = None
-    """Where persistent actors store their events (see :mod:`actors.persistence`);
-    ``None``: a persistent actor fails to start, saying that no journal is configured.
-    The system does not own it: open and close it around ``open_system``."""
-    snapshot_store: SnapshotStore | None = None
-    """Where persistent actors store snapshots; ``None``: the journal's own store (its
-    ``snapshots`` attribute) if it has one, else snapshots are off."""
-    serialization: Serialization | None = None
-    """The serializers of events and snapshots; ``None``: pickle by reference (default)
-    and cloudpickle (by id ``"cloudpickle"``)."""
     trace_deliveries: bool = False
     """Log every delivery (``tell``, ``send``, ``ask``, ``forward``, events published)
     on the ``actors.delivery`` logger at DEBUG: kind, sender, recipient and message type.
     Off by default: it moves every delivery to a slower path (see ``docs/logging.md``)."""
+    extensions: tuple[object, ...] = attrs.field(default=(), converter=tuple)
+    """Settings of extensions, at most one per class, found with :meth:`extension`: for
+    instance ``actors.persistence.Persistence(journal=...)``, which tells persistent
+    actors where their events go."""
 
+    def __attrs_post_init__(self) -> None:
+        kinds = [type(extension) for extension in self.extensions]
+        for kind in kinds:
+            if kinds.count(kind) > 1:
+                raise ValueError(
+                    f"extensions holds more than one {kind.__qualname__}; give each kind once"
+                )
 
-class _DeliveryHook(Protocol):
-    """What ``actors.testing`` installs to see (and alter) every delivery."""
-
-    def _intercept(self, cell: ActorCell, message: Any, sender: ActorRef | None, slot: Any) -> bool:
-        """``True``: the hook took the message over (dropped, delayed, ...)."""
-        ...
+    def extension(self, kind: type[_E]) -> _E | None:
+        """The settings of the extension of class ``kind``, or ``None`` if not given."""
+        for extension in self.extensions:
+            if type(extension) is kind:
+                return extension
+        return None
 
 
 class _Guardian(Actor):
     """The ``/user`` actor: parent of every actor spawned with ``system.spawn``."""
 
 
-class ActorSystem:
+@final
+class ActorSystem(metaclass=NoPublicConstructor):
     """A running actor system: spawns top-level actors and owns every actor's task.
 
-    Create one with :func:`open_system`. All methods must be called from the trio thread
-    that runs the system (use ``ref.tell_threadsafe`` or ``trio.from_thread`` from
-    others).
+    Open one with :func:`open_system` (it cannot be constructed or subclassed). All
+    methods must be called from the trio thread that runs the system (use
+    ``ref.tell_threadsafe`` or ``trio.from_thread`` from others).
     """
 
     name: str
@@ -131,11 +135,12 @@ class ActorSystem:
         check_name(name)
         self.name = name
         self.settings = settings
-        # The testkit's fault injector / tracer, seeing every delivery (None: no hook).
-        self._faults: _DeliveryHook | None = None
-        # Every delivery is logged on actors.delivery (cells take their slow path).
-        self._trace_deliveries = settings.trace_deliveries
-        self.events = EventBus(self)
+        # The delivery hooks every message passes on its way into a mailbox (see
+        # _delivery.DeliveryHook); with any, cells take their slow path.
+        self._delivery_hooks: tuple[DeliveryHook, ...] = ()
+        if settings.trace_deliveries:
+            self._delivery_hooks = (DeliveryLog(),)
+        self.events = EventBus._create(self)
         self.dead_letter_count = 0
         """How many messages went to dead letters so far."""
         self._uids = random.Random(int.from_bytes(os.urandom(8), "little"))
@@ -153,7 +158,7 @@ class ActorSystem:
         self._host_done = trio.Event()
         self._terminating = False
         self._nursery: trio.Nursery
-        self._guardian: ActorContext
+        self._guardian: ActorCell
 
     def __repr__(self) -> str:
         return f"<ActorSystem {self.name!r}>"
@@ -175,14 +180,15 @@ class ActorSystem:
         Same arguments and errors as :meth:`ActorContext.spawn`; raises
         :class:`SystemClosed` once the system is shutting down."""
         self._check_thread()
-        return self._guardian.spawn(
+        return spawn_child(
+            self._guardian,
             factory,
-            *args,
+            args,
+            kwargs,
             name=name,
             mailbox=mailbox,
             throughput=throughput,
             supervisor_strategy=supervisor_strategy,
-            **kwargs,
         )
 
     def stop(self, ref: ActorRef) -> None:
@@ -192,7 +198,7 @@ class ActorSystem:
             cell = self._own_cell(ref)
         except ActorDead:
             return  # its system is not running here: it has stopped
-        cell._request_stop()
+        cell.request_stop()
 
     async def graceful_stop(self, ref: ActorRef) -> None:
         """Stop ``ref`` and wait until it (and its children) have fully stopped."""
@@ -201,12 +207,15 @@ class ActorSystem:
         except ActorDead:
             await trio.lowlevel.checkpoint()
             return
+        if not isinstance(cell, ActorCell):
+            await trio.lowlevel.checkpoint()
+            return  # nothing lives there
         if cell._in_subtree(trio.lowlevel.current_task()):
             raise ActorError(
                 f"graceful_stop({ref.path}) called by that actor or one of its descendants, "
                 "which would wait for its own end; use context.stop() instead"
             )
-        cell._request_stop()
+        cell.request_stop()
         await cell._wait_terminated()
 
     def lookup(self, path: str) -> ActorRef:
@@ -238,11 +247,10 @@ class ActorSystem:
             cell: ActorCell | None = self._find_cell(under)
         else:
             try:
-                cell = under._resolve()
+                found = under._resolve()
             except ActorDead:  # its system is not running here
-                cell = None
-            if cell is not None and (cell.system is not self or isinstance(cell, DeadCell)):
-                cell = None
+                found = None
+            cell = found if isinstance(found, ActorCell) and found.system is self else None
         if cell is None or cell._state == DEAD:
             raise ActorNotFound(under if isinstance(under, str) else under.path)
         return describe_cell(cell)
@@ -266,7 +274,7 @@ class ActorSystem:
                 "trio.from_thread.run_sync() / run() to call into the system's thread"
             )
 
-    def _own_cell(self, ref: ActorRef) -> ActorCell:
+    def _own_cell(self, ref: ActorRef) -> Cell:
         self._check_thread()
         cell = ref._resolve()
         if cell is self._guardian:
@@ -277,11 +285,11 @@ class ActorSystem:
             )
         return cell
 
-    def _find_cell(self, path: str) -> ActorContext | None:
+    def _find_cell(self, path: str) -> ActorCell | None:
         parts = path.strip("/").split("/")
         if parts[0] != "user":
             return None
-        cell: ActorContext | None = self._guardian
+        cell: ActorCell | None = self._guardian
         for part in parts[1:]:
             if cell is None or not cell._children:
                 return None
@@ -291,20 +299,28 @@ class ActorSystem:
         return cell
 
     def _tombstone(self, ref: ActorRef) -> DeadCell:
-        address = ref.address
-        cell = DeadCell(
-            self,
-            None,
-            ref.name,
-            address.path,
-            address.uid,
-            _Guardian,
-            self.settings.mailbox,
-            1,
-            1,
-        )
-        cell._state = DEAD
-        return cell
+        return DeadCell(self, ref)
+
+    def _add_delivery_hook(self, hook: DeliveryHook) -> None:
+        """Install ``hook`` on every delivery of this system (see
+        ``_delivery.DeliveryHook``), after the hooks already installed."""
+        self._check_thread()
+        self._delivery_hooks = (*self._delivery_hooks, hook)
+        self._update_slow_paths()
+
+    def _remove_delivery_hook(self, hook: DeliveryHook) -> None:
+        self._check_thread()
+        self._delivery_hooks = tuple(h for h in self._delivery_hooks if h is not hook)
+        self._update_slow_paths()
+
+    def _update_slow_paths(self) -> None:
+        slow = self.settings.roundtrip_messages or bool(self._delivery_hooks)
+        pending: list[ActorCell] = [self._guardian]
+        while pending:
+            cell = pending.pop()
+            cell._slow = slow
+            if cell._children:
+                pending.extend(cell._children.values())
 
     def _dead_letter(
         self,
@@ -313,11 +329,20 @@ class ActorSystem:
         recipient: ActorRef,
         reason: DeadLetterReason,
     ) -> None:
+        """Count a message that could not be delivered and publish it as a
+        :class:`DeadLetter`, always in this system's own thread: called from another
+        thread, it hands over (a system that has ended only counts it)."""
+        if threading.get_ident() != self._thread_id:
+            try:
+                self._token.run_sync_soon(self._dead_letter, message, sender, recipient, reason)
+            except trio.RunFinishedError:
+                self.dead_letter_count += 1
+            return
         self.dead_letter_count += 1
-        if _dead_letter_log.isEnabledFor(logging.DEBUG):
+        if dead_letter_log.isEnabledFor(logging.DEBUG):
             message_type = type(message).__qualname__
             sender_path = None if sender is None else sender.path
-            _dead_letter_log.debug(
+            dead_letter_log.debug(
                 "dead letter (%s) %s -> %s: %s",
                 reason.value,
                 sender_path or "(no sender)",
@@ -337,7 +362,7 @@ class ActorSystem:
     def _unhandled_failure(self, ref: ActorRef, error: BaseException) -> None:
         """A failure that reached ``/user`` (a give-up or an escalation): it ends the
         system and leaves ``open_system``."""
-        _supervision_log.error(
+        supervision_log.error(
             "failure of %s reached /user: %r; actor system %r shuts down and open_system "
             "raises UnhandledFailure",
             ref.path,
@@ -361,13 +386,8 @@ class ActorSystem:
             await self._ask_deadlines.run()
 
     async def _shutdown(self) -> None:
-        self._guardian._request_stop()
+        self._guardian.request_stop()
         await self._guardian._wait_terminated()
-
-
-_Guardian.__module__ = "actors._system"
-Settings.__module__ = "actors"
-ActorSystem.__module__ = "actors"
 
 
 @asynccontextmanager
@@ -386,10 +406,8 @@ async def open_system(
     guardian_strategy: Strategy | None = None,
     restart_stash_capacity: int | None = None,
     seed: int | None = None,
-    journal: Journal | None = None,
-    snapshot_store: SnapshotStore | None = None,
-    serialization: Serialization | None = None,
     trace_deliveries: bool | None = None,
+    extensions: Iterable[object] | None = None,
 ) -> AsyncIterator[ActorSystem]:
     """Run an actor system for the duration of the ``async with`` block.
 
@@ -421,14 +439,12 @@ async def open_system(
             ("guardian_strategy", guardian_strategy),
             ("restart_stash_capacity", restart_stash_capacity),
             ("seed", seed),
-            ("journal", journal),
-            ("snapshot_store", snapshot_store),
-            ("serialization", serialization),
             ("trace_deliveries", trace_deliveries),
+            ("extensions", None if extensions is None else tuple(extensions)),
         )
         if value is not None
     }
-    system = ActorSystem(name, attrs.evolve(settings or Settings(), **overrides))
+    system = ActorSystem._create(name, attrs.evolve(settings or Settings(), **overrides))
     _registry.register(system)
     body_error: BaseException | None = None
     try:
@@ -438,7 +454,7 @@ async def open_system(
             # in order, as on a normal exit (bounded by the host's deadline).
             nursery: trio.Nursery = await outer.start(system._host, name=f"system {name}")
             system._nursery = nursery
-            guardian = ActorContext(
+            guardian = ActorCell(
                 system,
                 None,
                 "user",
@@ -452,7 +468,7 @@ async def open_system(
             system._guardian = guardian
             nursery.start_soon(guardian._run, name="/user")
             nursery.start_soon(system._run_ask_deadlines, name="ask deadlines")
-            _lifecycle_log.info("actor system %r started", name, extra=_NO_ACTOR)
+            lifecycle_log.info("actor system %r started", name, extra=_NO_ACTOR)
             try:
                 with system._body_scope:
                     yield system
@@ -472,7 +488,7 @@ async def open_system(
             for scope in system._service_scopes:
                 scope.cancel()
             if guardian._state != DEAD:
-                _lifecycle_log.warning(
+                lifecycle_log.warning(
                     "actor system %r did not shut down within shutdown_timeout (%g s); "
                     "cancelling the actors still running (raise shutdown_timeout, or make "
                     "handlers and post_stop return sooner)",
@@ -482,12 +498,17 @@ async def open_system(
                 )
                 nursery.cancel_scope.cancel()  # past shutdown_timeout: cancel the rest
             system._host_done.set()
-            _lifecycle_log.info("actor system %r shut down", name, extra=_NO_ACTOR)
+            lifecycle_log.info("actor system %r shut down", name, extra=_NO_ACTOR)
     except BaseException as crash:
-        # A task of the system itself raised (a bug, or KeyboardInterrupt): that wins,
-        # but the body's own error must not vanish with it.
+        # A task of the system itself raised (a bug, or KeyboardInterrupt or SystemExit
+        # in an actor): that wins, but the body's own error must not vanish with it.
         if body_error is not None and body_error is not crash:
             crash.add_note(f"the body of open_system({name!r}) had raised {body_error!r}")
+        interrupt = _interrupt_in(crash)
+        if interrupt is not None and interrupt is not crash:
+            # Ctrl-C on a busy system, sys.exit() in a handler: out as itself, not in
+            # exception groups, so that `except KeyboardInterrupt` and exit codes work.
+            raise interrupt from None
         raise
     finally:
         _registry.unregister(system)
@@ -500,3 +521,29 @@ async def open_system(
         raise body_error
     if system._failures:
         raise UnhandledFailure(system._failures) from system._failures[0][1]
+
+
+def _interrupt_in(error: BaseException) -> BaseException | None:
+    """The first ``KeyboardInterrupt`` or ``SystemExit`` in ``error`` (itself, or inside
+    its nested exception groups), with a note naming the other exceptions of the group;
+    ``None`` if there is none."""
+    if isinstance(error, KeyboardInterrupt | SystemExit):
+        return error
+    if not isinstance(error, BaseExceptionGroup):
+        return None
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(reversed(current.exceptions))
+        else:
+            leaves.append(current)
+    interrupts = [leaf for leaf in leaves if isinstance(leaf, KeyboardInterrupt | SystemExit)]
+    if not interrupts:
+        return None
+    first = interrupts[0]
+    others = [leaf for leaf in leaves if leaf is not first and not isinstance(leaf, trio.Cancelled)]
+    if others:
+        first.add_note("raised together with: " + ", ".join(repr(leaf) for leaf in others))
+    return first

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, final
 
 import trio
 
-from ._cell import DEAD
+from ._cell_state import DEAD
+from ._envelope import TIMER
+from ._public import NoPublicConstructor
 
 if TYPE_CHECKING:
     from ._cell import ActorCell
 
 
-class _Timer:
+class Timer:
     """One scheduled timer; also the mailbox slot of each tick it enqueues."""
 
     __slots__ = ("interval", "key", "message", "pending", "scope")
-    kind: Final = 2  # _cell.TIMER
+    kind: Final = TIMER
 
     def __init__(self, key: Hashable, message: Any, interval: float | None) -> None:
         self.key = key
@@ -28,7 +30,8 @@ class _Timer:
         self.pending = False
 
 
-class Timers:
+@final
+class Timers(metaclass=NoPublicConstructor):
     """``context.timers``: timers keyed by any hashable value, owned by one actor.
 
     Starting a timer with a key that is in use replaces the old timer, and a tick the
@@ -36,18 +39,19 @@ class Timers:
     restart of the key, no stale message for that key arrives. Every timer is cancelled
     when the actor stops. Ticks are enqueued whatever the mailbox capacity (they come
     from the actor itself), all delays run on trio's clock (virtual time in tests).
+    The runtime makes it; it cannot be constructed or subclassed.
     """
 
     __slots__ = ("_cell", "_timers")
 
     def __init__(self, cell: ActorCell) -> None:
         self._cell = cell
-        self._timers: dict[Hashable, _Timer] = {}
+        self._timers: dict[Hashable, Timer] = {}
 
     def start_single(self, key: Hashable, message: Any, delay: float) -> None:
         """Deliver ``message`` once, ``delay`` seconds from now."""
         _check_delay("delay", delay)
-        self._start(_Timer(key, message, None), delay)
+        self._start(Timer(key, message, None), delay)
 
     def start_periodic(
         self,
@@ -65,7 +69,7 @@ class Timers:
             raise ValueError(f"a periodic timer needs a positive interval, got {interval}")
         first = interval if initial_delay is None else initial_delay
         _check_delay("initial_delay", first)
-        self._start(_Timer(key, message, interval), first)
+        self._start(Timer(key, message, interval), first)
 
     def cancel(self, key: Hashable) -> bool:
         """Cancel the timer ``key``; returns whether one was active. A tick of it that is
@@ -91,7 +95,7 @@ class Timers:
 
     # -- runtime side ---------------------------------------------------------------------
 
-    def _start(self, timer: _Timer, first_delay: float) -> None:
+    def _start(self, timer: Timer, first_delay: float) -> None:
         cell = self._cell
         if cell._state == DEAD:
             return
@@ -99,7 +103,7 @@ class Timers:
         self._timers[timer.key] = timer
         cell.system._nursery.start_soon(self._run, timer, first_delay, name=f"timer {timer.key!r}")
 
-    async def _run(self, timer: _Timer, first_delay: float) -> None:
+    async def _run(self, timer: Timer, first_delay: float) -> None:
         with timer.scope:
             deadline = trio.current_time() + first_delay
             while True:
@@ -116,7 +120,7 @@ class Timers:
                     # grid of the fixed rate.
                     deadline += (now - deadline) // timer.interval * timer.interval + timer.interval
 
-    def _accept(self, timer: _Timer) -> bool:
+    def _accept(self, timer: Timer) -> bool:
         """Called when a tick reaches the front of the mailbox: deliver it or not."""
         timer.pending = False
         if self._timers.get(timer.key) is not timer:
@@ -129,6 +133,3 @@ class Timers:
 def _check_delay(what: str, value: float) -> None:
     if not isinstance(value, int | float) or math.isnan(value) or value < 0:
         raise ValueError(f"timer {what} must be a number >= 0, got {value!r}")
-
-
-Timers.__module__ = "actors"

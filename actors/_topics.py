@@ -401,6 +401,3 @@ class TopicTrie(Generic[V]):
             else:
                 del parent.children[segment]
             self._nodes -= 1
-
-
-InvalidTopic.__module__ = "actors"

@@ -48,7 +48,7 @@ import trio.testing
 from _common import Latch, Result, Row, best_seconds, fmt_rate, fmt_ratio, main, yes_no
 
 import actors
-from actors.persistence import Journal, PersistentActor, open_sqlite_journal
+from actors.persistence import Journal, Persistence, PersistentActor, open_sqlite_journal
 
 TARGET_RATIO: Final = 0.8
 
@@ -239,7 +239,7 @@ async def actors_single(open_journal: OpenJournal, events: int) -> float:
     with temp_dir() as directory:
         async with (
             open_journal(directory / "journal.db") as journal,
-            actors.open_system("bench", journal=journal) as system,
+            actors.open_system("bench", extensions=[Persistence(journal)]) as system,
         ):
             ref = system.spawn(Writer, "single")
             await ref.ask("ready")  # recovered and started
@@ -269,7 +269,7 @@ async def actors_many(
     with temp_dir() as directory:
         async with (
             open_journal(directory / "journal.db") as journal,
-            actors.open_system("bench", journal=journal) as system,
+            actors.open_system("bench", extensions=[Persistence(journal)]) as system,
         ):
             latch = Latch(actor_count)
             refs = [system.spawn(Writer, f"w{a}", latch) for a in range(actor_count)]

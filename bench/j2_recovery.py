@@ -52,6 +52,7 @@ import actors
 from actors.persistence import (
     InMemorySnapshotStore,
     Journal,
+    Persistence,
     PersistentActor,
     PersistentRecord,
     SnapshotRecord,
@@ -148,7 +149,9 @@ async def time_to_ready(open_journal: OpenJournal, pid: str, events: int, snapsh
     the actor gets an empty snapshot store, so it replays every event."""
     async with open_journal() as journal:
         store: SnapshotStore | None = None if snapshot else InMemorySnapshotStore()
-        async with actors.open_system("bench", journal=journal, snapshot_store=store) as system:
+        async with actors.open_system(
+            "bench", extensions=[Persistence(journal, snapshot_store=store)]
+        ) as system:
             start = time.perf_counter()
             ref = system.spawn(Replayer, pid)
             count = await ref.ask("count", timeout=600)

@@ -20,6 +20,7 @@ import trio.testing
 from _common import Latch, Result, Row, best_seconds, drain, fmt_rate, fmt_ratio, main
 
 import actors
+import actors.routing
 
 MESSAGES = 200_000
 ROUTEES = 4
@@ -36,13 +37,13 @@ class Tally(actors.Actor):
         self.latch.count_down()
 
 
-def _logics() -> dict[str, Callable[[], actors.RoutingLogic[actors.ActorRef]]]:
+def _logics() -> dict[str, Callable[[], actors.routing.RoutingLogic[actors.ActorRef]]]:
     return {
-        "round-robin": actors.RoundRobin,
-        "random": lambda: actors.RandomRouting(seed=1),
-        "consistent hashing": lambda: actors.ConsistentHashing(lambda m: m % 1024),
-        "smallest mailbox": lambda: actors.SmallestMailbox(actors.mailbox_size),
-        "broadcast": actors.BroadcastRouting,
+        "round-robin": actors.routing.RoundRobinRouting,
+        "random": lambda: actors.routing.RandomRouting(seed=1),
+        "consistent hashing": lambda: actors.routing.ConsistentHashingRouting(lambda m: m % 1024),
+        "smallest mailbox": lambda: actors.routing.SmallestMailboxRouting(),
+        "broadcast": actors.routing.BroadcastRouting,
     }
 
 
@@ -52,7 +53,7 @@ def routed(name: str) -> Callable[[], Awaitable[float]]:
         latch = Latch(MESSAGES * (ROUTEES if broadcast else 1))
         async with actors.open_system("bench") as system:
             routees = [system.spawn(Tally, latch) for _ in range(ROUTEES)]
-            router = system.spawn(actors.Router, _logics()[name](), routees=routees)
+            router = system.spawn(actors.routing.Router, _logics()[name](), routees=routees)
             await trio.testing.wait_all_tasks_blocked()
             tell = router.tell
             start = time.perf_counter()

@@ -24,7 +24,7 @@ import trio
 
 import actors
 import supervision
-from actors.persistence import PersistentActor, open_sqlite_journal
+from actors.persistence import Persistence, PersistentActor, open_sqlite_journal
 
 # What the actors say about their restarts (the chaos test, examples/chaos_bank.py, keeps
 # them quiet).
@@ -250,7 +250,7 @@ async def main(path: str) -> None:
     fresh = not await trio.Path(path).exists()
     async with (
         open_sqlite_journal(path) as journal,
-        actors.open_system("bank", journal=journal) as system,
+        actors.open_system("bank", extensions=[Persistence(journal)]) as system,
     ):
         bank = system.spawn(Bank, name="bank")
         if fresh:

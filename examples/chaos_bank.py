@@ -26,7 +26,7 @@ import trio.testing
 
 import actors
 import supervision
-from actors.persistence import InMemoryJournal
+from actors.persistence import InMemoryJournal, Persistence
 from actors.testing import FaultInjector, FaultModel, run_chaos
 
 ACCOUNTS = {"alice": 100, "bob": 100, "carol": 100, "dave": 100}
@@ -81,7 +81,7 @@ async def main(seeds: int) -> None:
         seeds=seeds,
         faults=faults,
         invariants=[no_money_created_or_lost, no_negative_balance],
-        per_run=lambda: {"journal": InMemoryJournal()},
+        per_run=lambda: {"extensions": [Persistence(InMemoryJournal())]},
         # /user restarts the bank after each kill (more than the default 3 in 5 s).
         guardian_strategy=supervision.OneForOne(
             intensity=supervision.RestartIntensity(max_restarts=20, within=10.0)

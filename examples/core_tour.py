@@ -76,7 +76,7 @@ class Account(actors.Actor):
             case Withdraw(amount):
                 if amount > self.balance:
                     raise InsufficientFunds(
-                        f"{self.context.self.name}: balance {self.balance} < {amount}"
+                        f"{self.context.ref.name}: balance {self.balance} < {amount}"
                     )
                 self.balance -= amount
             case Balance():

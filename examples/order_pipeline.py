@@ -19,6 +19,7 @@ import trio
 import trio.testing
 
 import actors
+import actors.routing
 
 
 @attrs.frozen
@@ -75,8 +76,8 @@ def customer_of(event: Any) -> str:
 async def main() -> None:
     async with actors.open_system("orders") as system:
         router = system.spawn(
-            actors.Router,
-            actors.ConsistentHashing(customer_of, node_key=path_of),
+            actors.routing.Router,
+            actors.routing.ConsistentHashingRouting(customer_of, node_key=path_of),
             pool=Worker,
             size=3,
             name="workers",
@@ -97,7 +98,7 @@ async def main() -> None:
 
         owners: dict[str, list[str]] = {}
         in_order = True
-        for routee in await router.ask(actors.GetRoutees()):
+        for routee in await router.ask(actors.routing.GetRoutees()):
             for customer, steps in (await routee.ask(Report())).items():
                 owners.setdefault(customer, []).append(routee.name)
                 n = customers.index(customer)
@@ -121,7 +122,7 @@ async def main() -> None:
                 dead.append(message)
 
         system.events.subscribe(system.spawn(Dead), "system.deadletters")
-        await router.ask(actors.AdjustPoolSize(-3))
+        await router.ask(actors.routing.AdjustPoolSize(-3))
         system.events.publish("orders.eu.placed", OrderEvent("fay", 99, "placed"))
         await trio.testing.wait_all_tasks_blocked()
         print("dead letters:", [(d.message.customer, str(d.reason)) for d in dead])

@@ -8,8 +8,10 @@ turns them into decisions, and :class:`TaskSupervisor`, which applies those deci
 plain trio tasks.
 """
 
+from types import FunctionType as _FunctionType
+
 from ._backoff import Backoff, BackoffState
-from ._child import ChildCounts, ChildInfo, stop_requested
+from ._child import ChildCounts, ChildInfo, listen_for_stop
 from ._directive import Decider, Directive, decider_from, default_decider
 from ._engine import ChildState, Plan, RestartEngine, TooManyRestarts
 from ._intensity import IntensityTracker, RestartIntensity
@@ -41,6 +43,14 @@ __all__ = [
     "TooManyRestarts",
     "decider_from",
     "default_decider",
+    "listen_for_stop",
     "open_supervisor",
-    "stop_requested",
 ]
+
+# Exported objects show their public name (``supervision.ChildSpec``) in reprs,
+# tracebacks, pickles and the documentation, not the private module they live in.
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type | _FunctionType):
+        _obj.__module__ = __name__
+del _name, _obj

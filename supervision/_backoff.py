@@ -70,7 +70,3 @@ class BackoffState:
         base = min(b.max_delay, b.min_delay * 2.0**self.consecutive)
         self.consecutive += 1
         return base * (1.0 + self._rng.random() * b.jitter)
-
-
-Backoff.__module__ = "supervision"
-BackoffState.__module__ = "supervision"

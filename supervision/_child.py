@@ -56,9 +56,9 @@ class _Incarnation:
         self.done = trio.Event()
         """Set when the task has ended, however it ended."""
         self.stop_event = trio.Event()
-        """Set when the supervisor asks the child to stop (see :func:`stop_requested`)."""
+        """Set when the supervisor asks the child to stop (see :func:`listen_for_stop`)."""
         self.listening = False
-        """Whether the child called :func:`stop_requested` (then it is asked, not cancelled)."""
+        """Whether the child called :func:`listen_for_stop` (then it is asked, not cancelled)."""
         self.stopping = False
         """Whether the supervisor stopped it on purpose (its exit is then not a failure)."""
         self.error: Exception | None = None
@@ -66,7 +66,7 @@ class _Incarnation:
     def request_stop(self, now: float) -> None:
         """Start stopping the task as its spec says; :attr:`done` tells when it has ended.
 
-        ``BRUTAL``, or a child that never called :func:`stop_requested`: cancelled now.
+        ``BRUTAL``, or a child that never called :func:`listen_for_stop`: cancelled now.
         Otherwise its stop event is set and its cancel scope gets a deadline ``shutdown``
         seconds from ``now``.
         """
@@ -84,8 +84,9 @@ class _Incarnation:
 _current: contextvars.ContextVar[_Incarnation] = contextvars.ContextVar("supervision_child")
 
 
-def stop_requested() -> trio.Event:
-    """The event the supervisor sets when it asks the calling child task to stop.
+def listen_for_stop() -> trio.Event:
+    """Declare that the calling child task stops gracefully, and return the event its
+    supervisor sets when it asks it to stop.
 
     Call it from inside a task that a :class:`TaskSupervisor` started (or from a task
     that one spawned). Calling it is the child's way of saying "I stop gracefully": when
@@ -96,17 +97,17 @@ def stop_requested() -> trio.Event:
 
     Raises ``RuntimeError`` outside a supervised task.
     """
-    event = listen_for_stop()
+    event = listen_for_stop_if_supervised()
     if event is None:
         raise RuntimeError(
-            "stop_requested() is only available inside a task run by a supervisor; call it "
+            "listen_for_stop() is only available inside a task run by a supervisor; call it "
             "from the child task's own code (its function or a task it started)"
         )
     return event
 
 
-def listen_for_stop() -> trio.Event | None:
-    """:func:`stop_requested`, or ``None`` outside a supervised task."""
+def listen_for_stop_if_supervised() -> trio.Event | None:
+    """:func:`listen_for_stop`, or ``None`` outside a supervised task."""
     incarnation = _current.get(None)
     if incarnation is None:
         return None
@@ -150,8 +151,3 @@ async def run_incarnation(incarnation: _Incarnation, *, task_status: trio.TaskSt
         return status.called
     finally:
         incarnation.done.set()
-
-
-for _obj in (ChildInfo, ChildCounts):
-    _obj.__module__ = "supervision"
-stop_requested.__module__ = "supervision"

@@ -55,6 +55,3 @@ def decider_from(
         return otherwise(error)
 
     return decide
-
-
-Directive.__module__ = "supervision"

@@ -311,7 +311,3 @@ class _NormalExit(Exception):
 
     def __init__(self, child: Hashable) -> None:
         super().__init__(f"permanent child {child!r} ended normally")
-
-
-for _obj in (TooManyRestarts, Plan, ChildState, RestartEngine):
-    _obj.__module__ = "supervision"

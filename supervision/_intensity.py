@@ -55,7 +55,3 @@ class IntensityTracker:
     def recent(self) -> int:
         """Restarts recorded in the current window (as of the last ``allow``)."""
         return len(self._times)
-
-
-RestartIntensity.__module__ = "supervision"
-IntensityTracker.__module__ = "supervision"

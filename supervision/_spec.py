@@ -69,7 +69,3 @@ class ChildSpec:
             # OTP refuses this too: a permanent child never exits for good, so it
             # could never trigger an automatic shutdown.
             raise ValueError(f"child {self.id!r}: a significant child cannot be permanent")
-
-
-for _obj in (Restart, AutoShutdown, ChildSpec):
-    _obj.__module__ = "supervision"

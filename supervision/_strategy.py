@@ -63,7 +63,3 @@ class RestForOne(Strategy):
         if failed not in children:
             return []
         return list(children[list(children).index(failed) :])
-
-
-for _cls in (Strategy, OneForOne, OneForAll, RestForOne):
-    _cls.__module__ = "supervision"

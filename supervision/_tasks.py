@@ -11,7 +11,13 @@ from typing import Any
 import attrs
 import trio
 
-from ._child import ChildCounts, ChildInfo, _Incarnation, listen_for_stop, run_incarnation
+from ._child import (
+    ChildCounts,
+    ChildInfo,
+    _Incarnation,
+    listen_for_stop_if_supervised,
+    run_incarnation,
+)
 from ._engine import Plan, RestartEngine
 from ._spec import AutoShutdown, ChildSpec
 from ._strategy import OneForOne, Strategy
@@ -60,9 +66,9 @@ class TaskSupervisor:
     Every child task lives in a nursery inside :meth:`run`: none outlives it.
 
     Stopping a child follows its spec's ``shutdown``: ``BRUTAL`` cancels it at once; a
-    number N asks it to stop (the event from :func:`stop_requested` is set) and cancels
+    number N asks it to stop (the event from :func:`listen_for_stop` is set) and cancels
     it N seconds later if it is still running. A child that never called
-    :func:`stop_requested` is cancelled at once, so plain tasks never make a shutdown
+    :func:`listen_for_stop` is cancelled at once, so plain tasks never make a shutdown
     wait.
 
     ``Directive.RESUME`` cannot keep a task that raised: for a task it means "restart
@@ -131,7 +137,7 @@ class TaskSupervisor:
         from outside, it cancels every child and propagates ``Cancelled``.
 
         Inside a task supervised by another supervisor, a stop request from that
-        supervisor (:func:`stop_requested`) makes this one stop its children in order.
+        supervisor (:func:`listen_for_stop`) makes this one stop its children in order.
         """
         if self.running:
             raise RuntimeError(
@@ -151,7 +157,7 @@ class TaskSupervisor:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 relay = trio.CancelScope()
-                parent_asks = listen_for_stop()
+                parent_asks = listen_for_stop_if_supervised()
                 if parent_asks is not None:  # run by (or inside) a supervised task
                     nursery.start_soon(self._relay_stop, parent_asks, relay)
                 outcome = await self._supervise(receive, task_status)
@@ -497,7 +503,3 @@ def _check_spec(spec: object) -> None:
             f"child {spec.id!r}: start must be an async function taking task_status, "
             f"got {spec.start!r}"
         )
-
-
-TaskSupervisor.__module__ = "supervision"
-open_supervisor.__module__ = "supervision"

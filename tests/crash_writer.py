@@ -38,7 +38,13 @@ import trio
 
 import actors
 from actors import ActorFailed, ActorStopped
-from actors.persistence import Journal, PersistentActor, PersistentRecord, open_sqlite_journal
+from actors.persistence import (
+    Journal,
+    Persistence,
+    PersistentActor,
+    PersistentRecord,
+    open_sqlite_journal,
+)
 
 #: The exit status of a child that saw a failure (a failed recovery, a failed persist).
 EXIT_FAILED = 3
@@ -175,7 +181,7 @@ async def open_journal(options: argparse.Namespace) -> AsyncIterator[Journal]:
 async def run(options: argparse.Namespace) -> None:
     async with open_journal(options) as opened:
         journal = AnnouncingJournal(opened) if options.announce else opened
-        async with actors.open_system("crash", journal=journal) as system:
+        async with actors.open_system("crash", extensions=[Persistence(journal)]) as system:
             monitor = system.spawn(Monitor, name="monitor")
             system.events.subscribe(monitor, ActorFailed)
             system.events.subscribe(monitor, ActorStopped)

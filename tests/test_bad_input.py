@@ -392,8 +392,8 @@ async def test_sync_handler_returning_coroutine_fails_the_actor_on_tell(
         terminated = await probe.expect_terminated(ref)
         gc.collect()
     assert [w for w in caught if issubclass(w.category, RuntimeWarning)] == []
-    assert isinstance(terminated.reason, actors.HandlerReturnedCoroutine)
-    assert "/user/forgot" in str(terminated.reason)
+    assert isinstance(terminated.error, actors.HandlerReturnedCoroutine)
+    assert "/user/forgot" in str(terminated.error)
     letter = await dead.expect_message(DeadLetter)
     assert (letter.message, letter.reason) == ("t", DeadLetterReason.FAILED)
     assert letter.recipient == ref
@@ -460,7 +460,7 @@ async def test_failing_factory_is_an_initialization_error(
     with pytest.raises(actors.ActorDead):
         await ref.ask("question")
     terminated = await probe.expect_terminated(ref)
-    err = terminated.reason
+    err = terminated.error
     assert isinstance(err, actors.ActorInitializationError)
     assert err.path == "/user/broken"
     assert "/user/broken" in str(err)

@@ -36,6 +36,7 @@ from actors import ActorFailed
 from actors.persistence import (
     Journal,
     JournalFailure,
+    Persistence,
     PersistentRecord,
     RecoveryFailed,
     Serialization,
@@ -295,7 +296,7 @@ async def check_journal(journal: Journal, durable: dict[str, int], seed: int) ->
         found[pid] = expected - 1
         assert found[pid] >= committed, f"seed {seed}: {pid}: {found[pid]} < {committed} committed"
         assert await journal.highest_seq(pid) == found[pid]
-    async with actors.open_system("check", journal=journal) as system:
+    async with actors.open_system("check", extensions=[Persistence(journal)]) as system:
         for index, pid in enumerate(durable):
             out: list[str] = []
             writer = system.spawn(Writer, pid, 1, out.append, name=f"w{index}")
@@ -491,7 +492,7 @@ async def recover_or_fail(path: Path) -> dict[str, int | BaseException]:
             failed: list[Any] = []
             results: dict[str, int | BaseException] = {}
             try:
-                async with actors.open_system("probe", journal=journal) as system:
+                async with actors.open_system("probe", extensions=[Persistence(journal)]) as system:
                     system.events.subscribe(system.spawn(Collect, failed), ActorFailed)
                     for index, pid in enumerate(CORRUPT_PIDS):
                         writer = system.spawn(Writer, pid, 1, list[str]().append, name=f"w{index}")

@@ -12,9 +12,10 @@ import trio
 import trio.testing
 
 import actors
+import actors.routing
 import supervision as sv
 from actors import Actor, ActorNode, ActorTree, Mailbox
-from actors.persistence import InMemoryJournal, PersistentActor
+from actors.persistence import InMemoryJournal, Persistence, PersistentActor
 
 
 class Leaf(Actor):
@@ -77,9 +78,7 @@ def _node(name: str, *children: ActorNode, **changes: Any) -> ActorNode:
         "mailbox": 0,
         "capacity": None,
         "stash": 0,
-        "router": False,
-        "persistence_id": None,
-        "last_seq": None,
+        "details": {},
         "strategy": "OneForOne" if children else None,
         "children": children,
     }
@@ -170,38 +169,54 @@ async def test_a_pool_router_is_marked_and_its_routees_are_its_children(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async with actors.open_system() as system:
-        system.spawn(actors.Router, actors.RoundRobin(), pool=Leaf, size=3, name="pool")
-        group = system.spawn(actors.Router, actors.RoundRobin(), routees=[], name="group")
+        system.spawn(
+            actors.routing.Router,
+            actors.routing.RoundRobinRouting(),
+            pool=Leaf,
+            size=3,
+            name="pool",
+        )
+        group = system.spawn(
+            actors.routing.Router, actors.routing.RoundRobinRouting(), routees=[], name="group"
+        )
         await trio.testing.wait_all_tasks_blocked()
         tree = system.describe()
         pool = tree.find("/user/pool")
         assert pool is not None
-        assert (pool.router, pool.actor_class, pool.strategy) == (True, "Router", "OneForOne")
+        assert (pool.actor_class, pool.strategy) == ("Router", "OneForOne")
+        assert pool.details == {"routing": "RoundRobinRouting", "routees": 3}
         assert [child.name for child in pool.children] == ["$1", "$2", "$3"]
-        assert not any(child.router for child in pool.children)
-        assert system.describe(group).root.router
-        assert "pool (Router, running, mailbox 0) [router, one-for-one]\n" in tree.to_text()
-        assert "group (Router, running, mailbox 0) [router]\n" in tree.to_text()
+        assert not any(child.details for child in pool.children)
+        assert system.describe(group).root.details["routees"] == 0
+        assert (
+            "pool (Router, running, mailbox 0) [routing=RoundRobinRouting, routees=3, "
+            "one-for-one]\n" in tree.to_text()
+        )
+        assert (
+            "group (Router, running, mailbox 0) [routing=RoundRobinRouting, routees=0]\n"
+            in tree.to_text()
+        )
 
 
 async def test_a_persistent_actor_shows_its_persistence_id_and_last_sequence_number(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     journal = InMemoryJournal()
-    async with actors.open_system(journal=journal) as system:
+    async with actors.open_system(extensions=[Persistence(journal)]) as system:
         ledger = system.spawn(Ledger, name="ledger")
         assert await ledger.ask(5) == 1
         assert await ledger.ask(7) == 2
         node = system.describe(ledger).root
-        assert (node.persistence_id, node.last_seq, node.actor_class) == ("ledger-1", 2, "Ledger")
+        assert node.details == {"persistence_id": "ledger-1", "last_seq": 2}
+        assert node.actor_class == "Ledger"
         assert node.capacity is None  # no persist in flight: the mailbox's own bound
         assert str(system.describe(ledger)) == (
-            "/user/ledger (Ledger, running, mailbox 0) [persistent ledger-1 at seq 2]\n"
+            "/user/ledger (Ledger, running, mailbox 0) [persistence_id=ledger-1, last_seq=2]\n"
         )
-    async with actors.open_system(journal=journal) as system:
+    async with actors.open_system(extensions=[Persistence(journal)]) as system:
         ledger = system.spawn(Ledger, name="ledger")
         await trio.testing.wait_all_tasks_blocked()
-        assert system.describe(ledger).root.last_seq == 2  # recovered
+        assert system.describe(ledger).root.details["last_seq"] == 2  # recovered
 
 
 async def test_mailbox_and_stash_sizes_of_a_busy_actor(
@@ -369,8 +384,7 @@ def test_rendering_escapes_odd_names_classes_and_persistence_ids() -> None:
     odd = _node(
         "a:b@c+d=e,f~g$1",
         actor_class="make.<locals>.Odd",
-        persistence_id='he said "hi" [x]',
-        last_seq=3,
+        details={"persistence_id": 'he said "hi" [x]', "last_seq": 3},
         state="stopping",
         mailbox=2,
         stash=1,
@@ -383,18 +397,17 @@ def test_rendering_escapes_odd_names_classes_and_persistence_ids() -> None:
         mailbox=0,
         capacity=1,
         stash=0,
-        router=True,
-        persistence_id=None,
-        last_seq=None,
+        details={"routing": "Odd Routing"},
         strategy="MyStrategy",
         children=(odd,),
     )
     tree = ActorTree("odd", _node("user", tricky, path="/user", actor_class=None))
     assert tree.to_text() == (
         "/user (running, mailbox 0) [one-for-one]\n"
-        '└── q"]:::x --> y[(" (A#{b}|c;&`d, restarting, mailbox 0/1) [router, MyStrategy]\n'
+        '└── q"]:::x --> y[(" (A#{b}|c;&`d, restarting, mailbox 0/1)'
+        " [routing='Odd Routing', MyStrategy]\n"
         "    └── a:b@c+d=e,f~g$1 (make.<locals>.Odd, stopping, mailbox 2, stash 1)"
-        " [persistent 'he said \"hi\" [x]' at seq 3]\n"
+        " [persistence_id='he said \"hi\" [x]', last_seq=3]\n"
     )
     mermaid = tree.to_mermaid()
     assert mermaid.splitlines()[5:] == [

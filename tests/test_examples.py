@@ -16,7 +16,7 @@ EXPECTED = {
         "each customer's events in publish order: True",
         "workers in use: 3 of 3",
         "audit entries: 45 first: ada/10/placed last: eve/34/shipped",
-        "dead letters: [('fay', 'no-routees')]",
+        "dead letters: [('fay', 'no_routees')]",
     ],
     "supervision_tree.py": [
         "store: up",

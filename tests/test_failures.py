@@ -4,7 +4,7 @@ An exception raised by a handler outside an ``ask`` (or by the constructor or
 ``pre_start``) is a failure: ``ActorFailed`` is published, the failing message is
 dead-lettered (``failed``), and the parent's supervisor strategy decides. By default the
 actor is restarted in place (same ref, same mailbox); under a ``STOP`` strategy it stops
-and watchers get ``Terminated(reason=error)``. A failure that reaches ``/user`` (escalated,
+and watchers get ``Terminated(error=error)``. A failure that reaches ``/user`` (escalated,
 or ``/user`` gave up after too many restarts) cancels the body of ``open_system``, which
 raises ``UnhandledFailure``. A failure while the actor is already stopping is only
 reported (``ActorFailed``, a log record on ``actors.supervision``, the reason of the stop).
@@ -84,7 +84,7 @@ class Failing(Actor):
         raise error
 
     def post_stop(self) -> None:
-        self.log.append(("post_stop", self.context.self.path))
+        self.log.append(("post_stop", self.context.ref.path))
 
 
 class FailsInPostStop(Actor):
@@ -104,7 +104,7 @@ class Stops(Actor):
         self.log = log
 
     def post_stop(self) -> None:
-        self.log.append(("post_stop", self.context.self.path))
+        self.log.append(("post_stop", self.context.ref.path))
 
 
 async def event_collector(system: ActorSystem, log: list[Any], *types: type) -> ActorRef:
@@ -131,7 +131,7 @@ async def test_failure_under_a_stop_strategy_stops_the_actor(autojump_clock: Moc
         ref.tell("bad", sender=probe.ref)
         ref.tell("queued")
         terminated = await probe.expect_terminated(ref)
-        assert terminated.reason is errors[0]
+        assert terminated.error is errors[0]
         assert str(errors[0]) == "bad"
         assert log == [("post_stop", "/user/failing")]
         assert system.find("/user/failing") is None
@@ -345,7 +345,7 @@ async def test_failure_in_constructor_is_an_initialization_error(
         probe.watch(ref)
         ref.tell("hello")
         terminated = await probe.expect_terminated(ref)
-        error = terminated.reason
+        error = terminated.error
         assert isinstance(error, ActorInitializationError)
         assert error.path == "/user/broken"
         assert "Boom('init')" in str(error)
@@ -365,8 +365,8 @@ async def test_failure_in_pre_start_is_an_initialization_error(
         ref.tell("never processed")
         terminated = await probe.expect_terminated(ref)
         assert trio.current_time() == 1
-        assert isinstance(terminated.reason, ActorInitializationError)
-        assert terminated.reason.path == "/user/broken"
+        assert isinstance(terminated.error, ActorInitializationError)
+        assert terminated.error.path == "/user/broken"
         # The child spawned before the failure was stopped; no message was processed.
         assert log == [("post_stop", "/user/broken/early-child")]
 
@@ -434,7 +434,7 @@ async def test_initialization_error_keeps_the_original_exception_as_cause(
             ref = system.spawn(FailsInPreStart, log, errors)
         probe.watch(ref)
         terminated = await probe.expect_terminated(ref)
-    error = terminated.reason
+    error = terminated.error
     assert isinstance(error, ActorInitializationError)
     # The original error (and its traceback) must stay reachable.
     assert error.__cause__ is errors[0]
@@ -465,7 +465,7 @@ async def test_failure_in_post_stop_is_reported_to_watchers(
         await trio.testing.wait_all_tasks_blocked()  # started: post_stop will run
         await system.graceful_stop(ref)
         terminated = await probe.expect_terminated(ref)
-        assert terminated.reason is errors[0]
+        assert terminated.error is errors[0]
         await trio.testing.wait_all_tasks_blocked()
         # Reported, never restarted: the actor was stopping anyway.
         assert events == [ActorFailed(ref, errors[0]), ActorStopped(ref, errors[0])]
@@ -625,7 +625,7 @@ async def test_base_exception_from_a_handler_is_not_swallowed(autojump_clock: Mo
             raise Fatal("stop everything")
 
         def post_stop(self) -> None:
-            log.append(("post_stop", self.context.self.path))
+            log.append(("post_stop", self.context.ref.path))
 
     async def run() -> None:
         async with open_system("fatal") as system:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import pytest
@@ -71,7 +72,7 @@ async def test_ask_to_an_unknown_address_still_checks_picklability(
 ) -> None:
     ref = actor_system.spawn(Tricky)
     await actor_system.graceful_stop(ref)
-    ghost = actors.ActorRef(ref.address)  # unresolved: no live actor at this address
+    ghost = pickle.loads(pickle.dumps(ref))  # unresolved: no live actor at this address
     with pytest.raises(actors.UnpicklableMessage):
         await ghost.ask(TwoArgs(1, 1))
     with pytest.raises(actors.ActorDead):
@@ -91,12 +92,12 @@ class Slow(actors.Actor):
             # Runs right after the place this message freed was promised to the waiting
             # sender, before that sender could use it.
             try:
-                self.context.self.tell("thief")
+                self.context.ref.tell("thief")
             except actors.MailboxFull:
                 self.log.append("refused")
         await trio.sleep(1)
         if message == "self-send":
-            await self.context.self.send("never")
+            await self.context.ref.send("never")
         self.log.append(message)
 
 
@@ -176,7 +177,7 @@ class StashesTick(actors.Actor):
         if message == "go":
             self.ready = True
             self.context.unstash_all()
-            self.context.self.tell("after")  # full now? only if the tick counted
+            self.context.ref.tell("after")  # full now? only if the tick counted
         self.log.append(message)
 
 

@@ -74,12 +74,12 @@ class Node(Actor):
         if message == "parent":
             return self.context.parent
         if message == "self":
-            return self.context.self
+            return self.context.ref
         self.unhandled(message)
         return None
 
     def post_stop(self) -> None:
-        self.stops.append(self.context.self.path)
+        self.stops.append(self.context.ref.path)
 
 
 class Forwarder(Actor):
@@ -290,7 +290,7 @@ async def test_context_stop_self_finishes_current_message_then_dead_letters_the_
     await probe.expect_message(("finished", t0 + 1))
     await probe.expect_message("post_stop")
     terminated = await probe.expect_terminated(ref)
-    assert terminated.reason is None
+    assert terminated.error is None
     assert terminated.existence_confirmed
 
     assert await dead.expect_message(DeadLetter) == DeadLetter(
@@ -374,7 +374,7 @@ async def test_stop_deadline_cancels_a_stuck_handler_and_post_stop_still_runs(
         system.stop(ref)
         terminated = await watcher.expect_terminated(ref, timeout=10)
         assert trio.current_time() == t0 + 3
-        assert terminated.reason is None
+        assert terminated.error is None
         assert log == [
             ("receive", "stuck", t0),
             ("handler-cancelled", t0 + 3),

@@ -24,6 +24,7 @@ from actors import Actor, open_system
 from actors.persistence import (
     InMemoryJournal,
     JournalFailure,
+    Persistence,
     PersistentActor,
     RecoveryFailed,
     SequenceConflict,
@@ -52,7 +53,7 @@ class Forwarder(Actor):
         if message == "forward":
             self.context.forward(self.target)
         else:
-            self.target.tell(message, sender=self.context.self)
+            self.target.tell(message, sender=self.context.ref)
 
 
 def records(caplog: pytest.LogCaptureFixture, name: str) -> list[logging.LogRecord]:
@@ -359,7 +360,7 @@ class Account(PersistentActor):
 async def test_recovery_is_logged_at_debug(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="actors.persistence")
     journal = InMemoryJournal()
-    async with open_system(journal=journal) as system:
+    async with open_system(extensions=[Persistence(journal)]) as system:
         await system.spawn(Account, name="acct").ask(5)
         await system.spawn(Account, name="other").ask(0)  # same id, but after the first
     got = texts(caplog, "actors.persistence")

@@ -404,16 +404,16 @@ async def test_fail_policy_dead_letters_and_fails_the_actor_after_current_messag
     probe.watch(ref)
     ref.tell("a")
     ref.tell("b")  # overflows: never raises
-    await expect_dead_letter(dead, "b", DeadLetterReason.OVERFLOW, ref)
+    await expect_dead_letter(dead, "b", DeadLetterReason.MAILBOX_OVERFLOW, ref)
     # It finishes its current message first.
     await probe.expect_no_message()
     assert actor_system.find(ref.path) == ref
     release.set()
     terminated = await probe.expect_terminated(ref)
-    assert isinstance(terminated.reason, actors.MailboxOverflow)
-    assert terminated.reason.path == ref.path
-    assert terminated.reason.capacity == 1
-    assert "/user/held" in str(terminated.reason)
+    assert isinstance(terminated.error, actors.MailboxOverflow)
+    assert terminated.error.path == ref.path
+    assert terminated.error.capacity == 1
+    assert "/user/held" in str(terminated.error)
     assert log == ["hold"]
     # What was still queued goes to dead letters too.
     await expect_dead_letter(dead, "a", DeadLetterReason.STOPPED, ref)
@@ -436,7 +436,7 @@ async def test_fail_policy_overflow_restarts_the_actor_with_its_mailbox_by_defau
     probe.watch(ref)
     ref.tell("a")
     ref.tell("b")  # overflows: never raises
-    await expect_dead_letter(dead, "b", DeadLetterReason.OVERFLOW, ref)
+    await expect_dead_letter(dead, "b", DeadLetterReason.MAILBOX_OVERFLOW, ref)
     # It finishes its current message first.
     await events.expect_no_message()
     release.set()
@@ -519,7 +519,7 @@ async def test_stop_works_on_a_full_mailbox(
         assert not waiting_send_done.is_set()
         release.set()
         terminated = await probe.expect_terminated(ref)
-    assert terminated.reason is None
+    assert terminated.error is None
     assert waiting_send_done.is_set()
     assert len(asker_errors) == 1
     assert log == ["hold"]  # "a" was never processed

@@ -20,6 +20,7 @@ from actors.persistence import (
     InMemoryJournal,
     Journal,
     JournalFailure,
+    Persistence,
     PersistentActor,
     PersistentRecord,
     RecoveryFailed,
@@ -160,13 +161,13 @@ class Events(actors.Actor):
 async def test_persist_applies_after_storing_and_recovery_replays() -> None:
     journal = InMemoryJournal()
     log: list[Any] = []
-    async with actors.open_system(journal=journal) as system:
+    async with actors.open_system(extensions=[Persistence(journal)]) as system:
         account = system.spawn(Account, "account-1", log, name="a")
         assert await account.ask(("deposit", 5)) == 1
         assert await account.ask(("deposit", 7)) == 2
         assert await account.ask("state") == (12, 2)
     assert await stored(journal) == [1, 2]
-    async with actors.open_system(journal=journal) as system:
+    async with actors.open_system(extensions=[Persistence(journal)]) as system:
         account = system.spawn(Account, "account-1", log, name="a")
         assert await account.ask("state") == (12, 2)
         assert await account.ask(("deposit", 1)) == 3
@@ -176,7 +177,7 @@ async def test_persist_applies_after_storing_and_recovery_replays() -> None:
 
 async def test_persist_all_is_atomic_and_numbers_consecutively() -> None:
     journal = FaultyJournal(InMemoryJournal())
-    async with actors.open_system(journal=journal) as system:
+    async with actors.open_system(extensions=[Persistence(journal)]) as system:
         account = system.spawn(Account, name="a")
         assert await account.ask(("deposit-all", [1, 2, 3])) == 3
         assert await account.ask(("deposit-all", [])) == 3
@@ -203,7 +204,7 @@ async def test_defer_runs_after_the_persists_already_started() -> None:
                 return list(self.applied)
             return await super().receive(message)
 
-    async with actors.open_system(journal=InMemoryJournal()) as system:
+    async with actors.open_system(extensions=[Persistence(InMemoryJournal())]) as system:
         account = system.spawn(Concurrent, name="a")
         # The three persists run in the order their tasks happened to start.
         assert sorted(await account.ask("go")) == [1, 2, 3]
@@ -212,7 +213,7 @@ async def test_defer_runs_after_the_persists_already_started() -> None:
 
 async def test_commands_wait_while_a_persist_is_in_flight() -> None:
     journal = HoldingJournal(hold_writes=True)
-    async with actors.open_system(journal=journal) as system:
+    async with actors.open_system(extensions=[Persistence(journal)]) as system:
         account = system.spawn(Account, name="a")
         results: dict[str, Any] = {}
 
@@ -243,7 +244,7 @@ async def test_the_stash_during_a_persist_is_bounded(overflow: str) -> None:
         persist_stash = actors.Mailbox(capacity=2, overflow=actors.Overflow(overflow))
 
     dead: list[Any] = []
-    async with actors.open_system(journal=journal) as system:
+    async with actors.open_system(extensions=[Persistence(journal)]) as system:
         system.events.subscribe(system.spawn(Events, dead), DeadLetter)
         account = system.spawn(Bounded, name="a")
         account.tell(("deposit", 1))
@@ -272,10 +273,10 @@ async def test_commands_wait_bounded_while_the_actor_recovers() -> None:
         persist_stash = actors.Mailbox(capacity=2)
 
     journal = HoldingJournal()
-    async with actors.open_system(journal=journal) as system:
+    async with actors.open_system(extensions=[Persistence(journal)]) as system:
         await system.spawn(Account, name="a").ask(("deposit", 5))
     journal.hold_replays = True
-    async with actors.open_system(journal=journal) as system:
+    async with actors.open_system(extensions=[Persistence(journal)]) as system:
         account = system.spawn(Bounded, name="a")
         await trio.testing.wait_all_tasks_blocked()  # recovering: the replay is held
         account.tell(("deposit", 1))
@@ -294,13 +295,13 @@ async def test_commands_wait_bounded_while_the_actor_recovers() -> None:
 async def test_recovery_starts_from_the_newest_snapshot() -> None:
     journal = InMemoryJournal()
     log: list[Any] = []
-    async with actors.open_system(journal=journal) as system:
+    async with actors.open_system(extensions=[Persistence(journal)]) as system:
         account = system.spawn(SnapshottingAccount, "account-1", log, name="a")
         for amount in range(1, 11):  # snapshots at 3, 6 and 9 (keep_snapshots=2: 6, 9)
             await account.ask(("deposit", amount))
     assert await snapshot_seqs(journal) == [6, 9]
     log.clear()
-    async with actors.open_system(journal=journal) as system:
+    async with actors.open_system(extensions=[Persistence(journal)]) as system:
         account = system.spawn(SnapshottingAccount, "account-1", log, name="a")
         assert await account.ask("state") == (55, 10)
         assert await account.ask("applied") == [10]  # only the event after the snapshot
@@ -311,7 +312,7 @@ async def test_an_undecodable_snapshot_falls_back_to_an_older_one_then_to_replay
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     journal = InMemoryJournal()
-    async with actors.open_system(journal=journal) as system:
+    async with actors.open_system(extensions=[Persistence(journal)]) as system:
         account = system.spawn(SnapshottingAccount, name="a")
         for amount in range(1, 8):  # snapshots at 3 and 6
             await account.ask(("deposit", amount))
@@ -321,7 +322,7 @@ async def test_an_undecodable_snapshot_falls_back_to_an_older_one_then_to_replay
     assert newest.seq == 6
     await store.save(attrs.evolve(newest, payload=b"garbage"))
     log: list[Any] = []
-    async with actors.open_system(journal=journal) as system:
+    async with actors.open_system(extensions=[Persistence(journal)]) as system:
         account = system.spawn(SnapshottingAccount, "account-1", log, name="a")
         assert await account.ask("state") == (28, 7)
         assert await account.ask("applied") == [4, 5, 6, 7]
@@ -331,7 +332,7 @@ async def test_an_undecodable_snapshot_falls_back_to_an_older_one_then_to_replay
     assert oldest is not None
     await store.save(attrs.evolve(oldest, serializer="no-such-serializer"))
     log.clear()
-    async with actors.open_system(journal=journal) as system:
+    async with actors.open_system(extensions=[Persistence(journal)]) as system:
         account = system.spawn(SnapshottingAccount, "account-1", log, name="a")
         assert await account.ask("state") == (28, 7)
         assert await account.ask("applied") == [1, 2, 3, 4, 5, 6, 7]
@@ -344,7 +345,7 @@ async def test_retention_deletes_old_snapshots_and_events_but_never_the_highest_
         delete_events_on_snapshot = True
 
     journal = InMemoryJournal()
-    async with actors.open_system(journal=journal) as system:
+    async with actors.open_system(extensions=[Persistence(journal)]) as system:
         account = system.spawn(Compacting, name="a")
         for amount in range(1, 10):  # snapshots at 3, 6, 9: keeps 6 and 9
             await account.ask(("deposit", amount))
@@ -352,7 +353,7 @@ async def test_retention_deletes_old_snapshots_and_events_but_never_the_highest_
     assert await snapshot_seqs(journal) == [6, 9]
     assert await stored(journal) == [7, 8, 9]  # events up to the oldest kept snapshot
     assert await journal.highest_seq("account-1") == 9
-    async with actors.open_system(journal=journal) as system:
+    async with actors.open_system(extensions=[Persistence(journal)]) as system:
         account = system.spawn(Compacting, name="a")
         assert await account.ask("state") == (45, 9)
         assert await account.ask(("deposit", 10)) == 10
@@ -360,24 +361,24 @@ async def test_retention_deletes_old_snapshots_and_events_but_never_the_highest_
 
 async def test_missing_events_fail_recovery_instead_of_starting_from_a_partial_history() -> None:
     journal = InMemoryJournal()
-    async with actors.open_system(journal=journal) as system:
+    async with actors.open_system(extensions=[Persistence(journal)]) as system:
         account = system.spawn(Account, name="a")
         for amount in range(1, 5):
             await account.ask(("deposit", amount))
     await journal.delete_to("account-1", 2)  # and there is no snapshot
     stopped: list[Any] = []
-    async with actors.open_system(journal=journal) as system:
+    async with actors.open_system(extensions=[Persistence(journal)]) as system:
         system.events.subscribe(system.spawn(Events, stopped), ActorStopped)
         account = system.spawn(Account, name="a")
         with pytest.raises(actors.ActorDead):
             await account.ask("state")
         await trio.testing.wait_all_tasks_blocked()
     [event] = [e for e in stopped if e.ref == account]
-    assert isinstance(event.reason, RecoveryFailed)
-    assert not event.reason.retryable
-    assert "'account-1'" in str(event.reason)
-    assert "seq 1" in str(event.reason)
-    assert "events 1..2 are missing" in str(event.reason)
+    assert isinstance(event.error, RecoveryFailed)
+    assert not event.error.retryable
+    assert "'account-1'" in str(event.error)
+    assert "seq 1" in str(event.error)
+    assert "events 1..2 are missing" in str(event.error)
 
 
 # -- failure versus rejection ------------------------------------------------------------------
@@ -385,7 +386,7 @@ async def test_missing_events_fail_recovery_instead_of_starting_from_a_partial_h
 
 async def test_a_rejected_event_raises_in_the_handler_and_changes_nothing() -> None:
     journal = FaultyJournal(InMemoryJournal())
-    async with actors.open_system(journal=journal) as system:
+    async with actors.open_system(extensions=[Persistence(journal)]) as system:
         account = system.spawn(Account, name="a")
         await account.ask(("deposit", 3))
         answer = await account.ask(("try-persist", Unpicklable(lambda: None)))
@@ -425,7 +426,9 @@ async def test_a_journal_failure_fails_the_actor_and_the_restart_recovers(
                     return "swallowed"
             return await super().receive(message)
 
-    async with actors.open_system(journal=journal, guardian_strategy=strategy) as system:
+    async with actors.open_system(
+        extensions=[Persistence(journal)], guardian_strategy=strategy
+    ) as system:
         system.events.subscribe(system.spawn(Events, events), ActorRestarted)
         account = system.spawn(Swallowing, name="a")
         await account.ask(("deposit", 1))
@@ -456,7 +459,7 @@ async def test_a_cancelled_write_has_an_unknown_outcome_and_fails_the_actor(
                 return "gave up waiting"
             return await super().receive(message)
 
-    async with actors.open_system(journal=journal) as system:
+    async with actors.open_system(extensions=[Persistence(journal)]) as system:
         system.events.subscribe(system.spawn(Events, failures), ActorFailed)
         account = system.spawn(Impatient, name="a")
         assert await account.ask("impatient") == "gave up waiting"
@@ -477,7 +480,7 @@ async def test_apply_raising_after_a_persist_fails_the_actor_and_then_its_recove
 
     stopped: list[Any] = []
     journal = InMemoryJournal()
-    async with actors.open_system(journal=journal) as system:
+    async with actors.open_system(extensions=[Persistence(journal)]) as system:
         system.events.subscribe(system.spawn(Events, stopped), ActorStopped)
         account = system.spawn(Picky, name="a")
         await account.ask(("deposit", 1))
@@ -486,9 +489,9 @@ async def test_apply_raising_after_a_persist_fails_the_actor_and_then_its_recove
         # The restart replays event 2, apply raises again: recovery fails for good.
         await trio.testing.wait_all_tasks_blocked()
     [event] = [e for e in stopped if e.ref == account]
-    assert isinstance(event.reason, RecoveryFailed)
-    assert event.reason.seq == 2
-    assert "applying event 2" in str(event.reason)
+    assert isinstance(event.error, RecoveryFailed)
+    assert event.error.seq == 2
+    assert "applying event 2" in str(event.error)
 
 
 async def test_an_undecodable_event_stops_the_actor_naming_id_and_seq() -> None:
@@ -499,26 +502,28 @@ async def test_an_undecodable_event_stops_the_actor_naming_id_and_seq() -> None:
         ]
     )
     stopped: list[Any] = []
-    async with actors.open_system(journal=journal) as system:
+    async with actors.open_system(extensions=[Persistence(journal)]) as system:
         system.events.subscribe(system.spawn(Events, stopped), ActorStopped)
         account = system.spawn(Account, name="a")
         with pytest.raises(actors.ActorDead):
             await account.ask("state")
     [event] = [e for e in stopped if e.ref == account]
-    assert isinstance(event.reason, RecoveryFailed)
-    assert (event.reason.persistence_id, event.reason.seq) == ("account-1", 1)
-    assert "cannot be decoded" in str(event.reason)
+    assert isinstance(event.error, RecoveryFailed)
+    assert (event.error.persistence_id, event.error.seq) == ("account-1", 1)
+    assert "cannot be decoded" in str(event.error)
 
 
 async def test_a_journal_failure_during_recovery_is_retried_by_the_supervisor(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     journal = FaultyJournal(InMemoryJournal())
-    async with actors.open_system(journal=journal) as system:
+    async with actors.open_system(extensions=[Persistence(journal)]) as system:
         await system.spawn(Account, name="a").ask(("deposit", 4))
     replays = journal.add(fail_next(2, Operation.REPLAY))
     strategy = sv.OneForOne(backoff=sv.Backoff(min_delay=0.5, max_delay=4.0, jitter=0.0))
-    async with actors.open_system(journal=journal, guardian_strategy=strategy) as system:
+    async with actors.open_system(
+        extensions=[Persistence(journal)], guardian_strategy=strategy
+    ) as system:
         start = trio.current_time()
         account = system.spawn(Account, name="a")
         assert await account.ask("state") == (4, 1)
@@ -533,7 +538,7 @@ async def test_no_journal_configured_stops_the_actor_with_a_clear_reason() -> No
         account = system.spawn(Account, name="a")
         await trio.testing.wait_all_tasks_blocked()
     [event] = [e for e in stopped if e.ref == account]
-    assert "no journal is configured" in str(event.reason)
+    assert "no journal is configured" in str(event.error)
 
 
 # -- single writer, upcasting, misuse ------------------------------------------------------
@@ -543,8 +548,8 @@ async def test_a_second_writer_for_the_same_id_is_fenced_and_then_catches_up() -
     journal = InMemoryJournal()
     failures: list[Any] = []
     async with (
-        actors.open_system("one", journal=journal) as one,
-        actors.open_system("two", journal=journal) as two,
+        actors.open_system("one", extensions=[Persistence(journal)]) as one,
+        actors.open_system("two", extensions=[Persistence(journal)]) as two,
     ):
         two.events.subscribe(two.spawn(Events, failures), ActorFailed)
         first = one.spawn(Account, name="a")
@@ -563,7 +568,7 @@ async def test_a_second_writer_for_the_same_id_is_fenced_and_then_catches_up() -
 
 async def test_upcast_transforms_old_events_on_replay() -> None:
     journal = InMemoryJournal()
-    async with actors.open_system(journal=journal) as system:
+    async with actors.open_system(extensions=[Persistence(journal)]) as system:
         await system.spawn(Account, name="a").ask(("persist", Renamed("x")))
     manifests = [r.manifest async for r in journal.replay("account-1")]
     assert manifests == [f"{__name__}.Renamed"]
@@ -577,7 +582,7 @@ async def test_upcast_transforms_old_events_on_replay() -> None:
                 return Deposited(len(event.name) * 100)
             return event
 
-    async with actors.open_system(journal=journal) as system:
+    async with actors.open_system(extensions=[Persistence(journal)]) as system:
         assert await system.spawn(Upcasting, name="a").ask("state") == (100, 1)
     assert seen == [f"{__name__}.Renamed"]
 
@@ -589,7 +594,7 @@ async def test_persist_from_a_task_that_is_not_the_actor_is_refused() -> None:
         def pre_start(self) -> None:
             instance.append(self)
 
-    async with actors.open_system(journal=InMemoryJournal()) as system:
+    async with actors.open_system(extensions=[Persistence(InMemoryJournal())]) as system:
         system.spawn(Leaky, name="a")
         await trio.testing.wait_all_tasks_blocked()
         with pytest.raises(RuntimeError, match="not the actor's own"):
@@ -606,9 +611,9 @@ async def test_apply_knows_whether_it_runs_in_recovery() -> None:
             seen.append((event.amount, self.recovering))
 
     journal = InMemoryJournal()
-    async with actors.open_system(journal=journal) as system:
+    async with actors.open_system(extensions=[Persistence(journal)]) as system:
         await system.spawn(Watching, name="a").ask(("deposit", 1))
-    async with actors.open_system(journal=journal) as system:
+    async with actors.open_system(extensions=[Persistence(journal)]) as system:
         await system.spawn(Watching, name="a").ask(("deposit", 2))
     assert seen == [(1, False), (1, True), (2, False)]
 
@@ -632,14 +637,14 @@ async def test_on_sqlite_the_state_survives_a_reopen(tmp_path: Path) -> None:
     path = tmp_path / "bank.db"
     async with (
         open_sqlite_journal(path) as journal,
-        actors.open_system(journal=journal) as system,
+        actors.open_system(extensions=[Persistence(journal)]) as system,
     ):
         account = system.spawn(SnapshottingAccount, name="a")
         for amount in range(1, 8):
             await account.ask(("deposit", amount))
     log: list[Any] = []
     async with open_sqlite_journal(path) as journal:
-        async with actors.open_system(journal=journal) as system:
+        async with actors.open_system(extensions=[Persistence(journal)]) as system:
             account = system.spawn(SnapshottingAccount, "account-1", log, name="a")
             assert await account.ask("state") == (28, 7)
             assert await account.ask("applied") == [7]
@@ -661,7 +666,7 @@ async def test_on_postgresql_the_state_survives_a_reopen(postgres_dsn: str) -> N
     try:
         async with (
             open_postgres_journal(postgres_dsn, schema=schema) as journal,
-            actors.open_system(journal=journal) as system,
+            actors.open_system(extensions=[Persistence(journal)]) as system,
         ):
             account = system.spawn(SnapshottingAccount, name="a")
             for amount in range(1, 8):
@@ -669,7 +674,7 @@ async def test_on_postgresql_the_state_survives_a_reopen(postgres_dsn: str) -> N
         log: list[Any] = []
         async with (
             open_postgres_journal(postgres_dsn, schema=schema) as journal,
-            actors.open_system(journal=journal) as system,
+            actors.open_system(extensions=[Persistence(journal)]) as system,
         ):
             account = system.spawn(SnapshottingAccount, "account-1", log, name="a")
             assert await account.ask("state") == (28, 7)

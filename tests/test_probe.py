@@ -44,7 +44,7 @@ class Echo(Actor):
         match message:
             case Ping(n):
                 assert sender is not None
-                sender.tell(Pong(n), sender=self.context.self)
+                sender.tell(Pong(n), sender=self.context.ref)
             case ("delayed", seconds, payload):
                 assert sender is not None
                 self.context.timers.start_single(
@@ -63,10 +63,10 @@ class Client(Actor):
 
     def __init__(self, server: ActorRef, report: ActorRef) -> None:
         self.report = report
-        server.tell("request", sender=self.context.self)
+        server.tell("request", sender=self.context.ref)
 
     def receive(self, message: Any) -> None:
-        self.report.tell(("client got", message, self.context.sender), sender=self.context.self)
+        self.report.tell(("client got", message, self.context.sender), sender=self.context.ref)
 
 
 async def test_expect_message_by_type_and_by_value(

@@ -16,7 +16,7 @@ checks:
    with a reason that fits its fate and its mailbox; a refused one left no trace;
    ``dead_letter_count`` equals the ``DeadLetter`` events recorded;
 2. every ``ask`` ends with exactly one outcome that fits what the handler did, and a late
-   reply is exactly one ``ask-expired`` dead letter;
+   reply is exactly one ``ask_expired`` dead letter;
 3. per (sender, receiver) FIFO of first processing (senders are tasks and actors);
 4. death watch: ``Terminated`` at most once per watch, never after ``unwatch``, with the
    right ``existence_confirmed`` and ``reason``, after every message the dead actor sent
@@ -212,10 +212,10 @@ class Target(actors.Actor):
         match message:
             case Msg():
                 return False, None
-            case Terminated(ref=ref, reason=reason, existence_confirmed=confirmed):
+            case Terminated(ref=ref, error=reason, existence_confirmed=confirmed):
                 log.append(("term", self.world.index(ref), confirmed, reason))
             case ("watch", ActorRef() as ref):
-                if ref != ctx.self:
+                if ref != ctx.ref:
                     alive = ctx.system.find(ref.path) == ref
                     ctx.watch(ref)
                     log.append(("watch", self.world.index(ref), alive))
@@ -441,7 +441,7 @@ def check_told(world: World, m: Msg, invs: list[Invocation], dls: list[R]) -> No
             possible |= {
                 Overflow.DROP_NEWEST: {R.DROPPED_NEWEST},
                 Overflow.DROP_OLDEST: {R.DROPPED_NEWEST},
-                Overflow.FAIL: {R.OVERFLOW},
+                Overflow.FAIL: {R.MAILBOX_OVERFLOW},
                 Overflow.BACKPRESSURE: set(),
             }[spec.overflow]
         assert reason in possible, where
@@ -590,7 +590,7 @@ def check_guard(world: World, terminated: list[Any]) -> None:
         assert message.existence_confirmed, message
         i = world.index(message.ref)
         count[i] += 1
-        reasons[i] = message.reason
+        reasons[i] = message.error
     assert count == Counter(range(len(world.refs))), f"Terminated per actor: {count}"
     told = set(world.told)
     for i in range(len(world.refs)):
@@ -608,7 +608,7 @@ def check_guard(world: World, terminated: list[Any]) -> None:
         elif reason is not None:
             assert isinstance(reason, MailboxOverflow), (i, reason)
             assert any(
-                letter.reason is R.OVERFLOW and letter.recipient == world.refs[i]
+                letter.reason is R.MAILBOX_OVERFLOW and letter.recipient == world.refs[i]
                 for letter in world.dead_letters
             ), (i, reason)
         for w, log in world.watch_log.items():
@@ -801,7 +801,7 @@ class Model:
             self.dead_letters[actor.queue.pop(0), R.DROPPED_OLDEST] += 1
             actor.queue.append(item)
         else:
-            self.dead_letters[item, R.OVERFLOW] += 1
+            self.dead_letters[item, R.MAILBOX_OVERFLOW] += 1
             actor.system_lane.append("fail")
         return False
 
@@ -986,7 +986,7 @@ async def test_failures_and_their_directives_match_a_model(
     def terminated_key(message: Any) -> tuple[int, Any, bool]:
         assert isinstance(message, Terminated), message
         i = refs.index(message.ref)
-        return i, reason_key(world, i, message.reason), message.existence_confirmed
+        return i, reason_key(world, i, message.error), message.existence_confirmed
 
     def letter_key(letter: DeadLetter) -> tuple[Any, R]:
         message = letter.message

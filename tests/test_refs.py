@@ -85,7 +85,7 @@ class Recorder(actors.Actor):
         sender = self.context.sender
         self.log.append((message, sender))
         if message == "echo" and sender is not None:
-            sender.tell(("echoed", message), sender=self.context.self)
+            sender.tell(("echoed", message), sender=self.context.ref)
         return sender
 
 
@@ -565,7 +565,7 @@ class SelfAsker(actors.Actor):
     async def receive(self, message: Any) -> Any:
         if message == "ask-yourself":
             try:
-                await self.context.self.ask("anything", timeout=1)
+                await self.context.ref.ask("anything", timeout=1)
             except actors.ActorError as err:
                 return (type(err).__name__, str(err))
             return "no error"

@@ -44,8 +44,8 @@ async def test_an_error_raised_while_the_stop_deadline_cancels_a_handler_is_a_fa
         system.stop(ref)
         terminated = await watcher.expect_terminated(ref)
         assert trio.current_time() == 1.0
-    assert isinstance(terminated.reason, ExceptionGroup)
-    assert terminated.reason.subgroup(ValueError) is not None
+    assert isinstance(terminated.error, ExceptionGroup)
+    assert terminated.error.subgroup(ValueError) is not None
 
 
 class Ticker(actors.Actor):
@@ -350,7 +350,7 @@ async def test_a_ref_to_a_stopped_actor_keeps_its_spawn_arguments_alive_no_longe
 
 class SelfStopper(actors.Actor):
     async def receive(self, message: Any) -> None:
-        await self.context.system.graceful_stop(self.context.self)
+        await self.context.system.graceful_stop(self.context.ref)
 
 
 async def test_graceful_stop_of_yourself_is_refused_not_a_deadlock(

@@ -11,6 +11,7 @@ import trio
 import trio.testing
 
 import actors
+import actors.routing
 from actors import Actor, ActorRef, DeadLetter, DeadLetterReason
 from actors.testing import TestProbe
 
@@ -36,8 +37,10 @@ async def test_round_robin_pool_routes_exactly_in_turn_and_asks_are_answered_by_
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async with actors.open_system("rr") as system:
-        router = system.spawn(actors.Router, actors.RoundRobin(), pool=Echo, size=3, name="r")
-        routees = await router.ask(actors.GetRoutees())
+        router = system.spawn(
+            actors.routing.Router, actors.routing.RoundRobinRouting(), pool=Echo, size=3, name="r"
+        )
+        routees = await router.ask(actors.routing.GetRoutees())
         assert len(routees) == 3
         assert all(ref.path.startswith("/user/r/") for ref in routees)
         replies = [await router.ask(n) for n in range(9)]
@@ -54,7 +57,9 @@ async def test_a_routed_tell_keeps_its_sender(autojump_clock: trio.testing.MockC
 
     async with actors.open_system("sender") as system:
         probe = TestProbe(system)
-        router = system.spawn(actors.Router, actors.RoundRobin(), pool=Replier, size=2)
+        router = system.spawn(
+            actors.routing.Router, actors.routing.RoundRobinRouting(), pool=Replier, size=2
+        )
         router.tell("hi", sender=probe.ref)
         assert await probe.expect_message(("re", "hi")) == ("re", "hi")
 
@@ -63,11 +68,13 @@ async def test_group_router_drops_routees_that_stop(autojump_clock: trio.testing
     async with actors.open_system("group") as system:
         a = system.spawn(Echo, name="a")
         b = system.spawn(Echo, name="b")
-        router = system.spawn(actors.Router, actors.RoundRobin(), routees=[a, b])
-        assert await router.ask(actors.GetRoutees()) == (a, b)
+        router = system.spawn(
+            actors.routing.Router, actors.routing.RoundRobinRouting(), routees=[a, b]
+        )
+        assert await router.ask(actors.routing.GetRoutees()) == (a, b)
         await system.graceful_stop(a)
         await trio.testing.wait_all_tasks_blocked()
-        assert await router.ask(actors.GetRoutees()) == (b,)
+        assert await router.ask(actors.routing.GetRoutees()) == (b,)
         assert [await router.ask(n) for n in range(3)] == [("b", 0), ("b", 1), ("b", 2)]
 
 
@@ -78,11 +85,13 @@ async def test_pool_routees_are_supervised_and_restarted_in_place(
         restarted: list[Any] = []
         watcher = system.spawn(_Collector, restarted)
         system.events.subscribe(watcher, actors.ActorRestarted)
-        router = system.spawn(actors.Router, actors.RoundRobin(), pool=Echo, size=2)
-        before = await router.ask(actors.GetRoutees())
+        router = system.spawn(
+            actors.routing.Router, actors.routing.RoundRobinRouting(), pool=Echo, size=2
+        )
+        before = await router.ask(actors.routing.GetRoutees())
         router.tell("crash")  # the first routee fails and is restarted by the router
         await trio.testing.wait_all_tasks_blocked()
-        assert await router.ask(actors.GetRoutees()) == before
+        assert await router.ask(actors.routing.GetRoutees()) == before
         assert [e.ref for e in restarted] == [before[0]]
 
 
@@ -92,13 +101,15 @@ async def test_no_routees_sends_to_dead_letters_with_a_clear_reason(
     async with actors.open_system("empty") as system:
         dead: list[DeadLetter] = []
         system.events.subscribe(system.spawn(_Collector, dead), DeadLetter)
-        router = system.spawn(actors.Router, actors.RoundRobin(), name="lonely")
+        router = system.spawn(
+            actors.routing.Router, actors.routing.RoundRobinRouting(), name="lonely"
+        )
         router.tell("nobody")
-        router.tell(actors.Broadcast("nobody either"))
+        router.tell(actors.routing.Broadcast("nobody either"))
         await trio.testing.wait_all_tasks_blocked()
     assert [(d.message, d.reason, d.recipient.path) for d in dead] == [
         ("nobody", DeadLetterReason.NO_ROUTEES, "/user/lonely"),
-        (actors.Broadcast("nobody either"), DeadLetterReason.NO_ROUTEES, "/user/lonely"),
+        (actors.routing.Broadcast("nobody either"), DeadLetterReason.NO_ROUTEES, "/user/lonely"),
     ]
 
 
@@ -106,9 +117,11 @@ async def test_broadcast_reaches_every_routee_and_the_first_answers_an_ask(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async with actors.open_system("broadcast") as system:
-        router = system.spawn(actors.Router, actors.RandomRouting(seed=1), pool=Echo, size=3)
-        routees = await router.ask(actors.GetRoutees())
-        reply = await router.ask(actors.Broadcast("all"))
+        router = system.spawn(
+            actors.routing.Router, actors.routing.RandomRouting(seed=1), pool=Echo, size=3
+        )
+        routees = await router.ask(actors.routing.GetRoutees())
+        reply = await router.ask(actors.routing.Broadcast("all"))
         await trio.testing.wait_all_tasks_blocked()
     assert reply == (routees[0].name, "all")
     assert sorted(Echo.log) == sorted((ref.name, "all") for ref in routees)
@@ -119,22 +132,26 @@ async def test_management_messages_add_remove_and_resize(
 ) -> None:
     async with actors.open_system("manage") as system:
         probe = TestProbe(system)
-        router = system.spawn(actors.Router, actors.RoundRobin(), pool=Echo, size=2)
-        await router.ask(actors.AdjustPoolSize(3))
-        routees = await router.ask(actors.GetRoutees())
+        router = system.spawn(
+            actors.routing.Router, actors.routing.RoundRobinRouting(), pool=Echo, size=2
+        )
+        await router.ask(actors.routing.AdjustPoolSize(3))
+        routees = await router.ask(actors.routing.GetRoutees())
         assert len(routees) == 5
         probe.watch(routees[-1])
-        await router.ask(actors.AdjustPoolSize(-2))  # the newest two stop
-        assert await router.ask(actors.GetRoutees()) == routees[:3]
+        await router.ask(actors.routing.AdjustPoolSize(-2))  # the newest two stop
+        assert await router.ask(actors.routing.GetRoutees()) == routees[:3]
         await probe.expect_terminated(routees[-1])
         outsider = system.spawn(Echo, name="outsider")
-        await router.ask(actors.AddRoutee(outsider))
-        await router.ask(actors.RemoveRoutee(routees[0]))
-        assert await router.ask(actors.GetRoutees()) == (*routees[1:3], outsider)
-        group = system.spawn(actors.Router, actors.RoundRobin(), routees=[outsider])
+        await router.ask(actors.routing.AddRoutee(outsider))
+        await router.ask(actors.routing.RemoveRoutee(routees[0]))
+        assert await router.ask(actors.routing.GetRoutees()) == (*routees[1:3], outsider)
+        group = system.spawn(
+            actors.routing.Router, actors.routing.RoundRobinRouting(), routees=[outsider]
+        )
         with pytest.raises(ValueError, match="pool routers"):
-            await group.ask(actors.AdjustPoolSize(1))
-        await group.ask(actors.RemoveRoutee(outsider))  # a group does not stop it
+            await group.ask(actors.routing.AdjustPoolSize(1))
+        await group.ask(actors.routing.RemoveRoutee(outsider))  # a group does not stop it
         assert await outsider.ask("still here") == ("outsider", "still here")
 
 
@@ -145,7 +162,12 @@ async def test_consistent_hashing_keeps_each_key_on_one_routee(
         return message[0]
 
     async with actors.open_system("hashing") as system:
-        router = system.spawn(actors.Router, actors.ConsistentHashing(customer), pool=Echo, size=4)
+        router = system.spawn(
+            actors.routing.Router,
+            actors.routing.ConsistentHashingRouting(customer),
+            pool=Echo,
+            size=4,
+        )
         for n in range(200):
             router.tell((f"customer-{n % 20}", n))
         await trio.testing.wait_all_tasks_blocked()
@@ -172,7 +194,7 @@ async def test_smallest_mailbox_prefers_the_least_loaded_routee(
             busy.tell(("preload", n))
         await trio.testing.wait_all_tasks_blocked()
         router = system.spawn(
-            actors.Router, actors.SmallestMailbox(actors.mailbox_size), routees=[busy, idle]
+            actors.routing.Router, actors.routing.SmallestMailboxRouting(), routees=[busy, idle]
         )
         router.tell("routed")
         await trio.sleep(10)
@@ -187,7 +209,9 @@ async def test_random_routing_is_reproducible_with_a_seed(
         Echo.log = []
         async with actors.open_system("random") as system:
             a, b, c = (system.spawn(Echo, name=n) for n in "abc")
-            router = system.spawn(actors.Router, actors.RandomRouting(seed=7), routees=[a, b, c])
+            router = system.spawn(
+                actors.routing.Router, actors.routing.RandomRouting(seed=7), routees=[a, b, c]
+            )
             for n in range(300):
                 assert await router.ask(n) is not None
         runs.append([name for name, _ in Echo.log])
@@ -198,11 +222,11 @@ async def test_random_routing_is_reproducible_with_a_seed(
 
 def test_router_arguments_are_checked() -> None:
     with pytest.raises(TypeError, match="RoutingLogic"):
-        actors.Router("round robin")  # type: ignore[arg-type]
+        actors.routing.Router("round robin")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="size"):
-        actors.Router(actors.RoundRobin(), size=-1)
+        actors.routing.Router(actors.routing.RoundRobinRouting(), size=-1)
     with pytest.raises(ValueError, match="needs pool"):
-        actors.Router(actors.RoundRobin(), size=2)
+        actors.routing.Router(actors.routing.RoundRobinRouting(), size=2)
 
 
 class _Collector(Actor):
@@ -255,7 +279,9 @@ async def test_scatter_gather_answers_with_the_first_reply_and_discards_the_rest
             for n, d in (("slow", 3.0), ("fast", 0.5), ("mid", 1.0))
         )
         router = system.spawn(
-            actors.Router, actors.ScatterGatherFirstCompleted(within=10), routees=[slow, fast, mid]
+            actors.routing.Router,
+            actors.routing.ScatterGatherFirstCompletedRouting(within=10),
+            routees=[slow, fast, mid],
         )
         start = trio.current_time()
         name, replied_at = await router.ask("q")
@@ -274,7 +300,9 @@ async def test_scatter_gather_raises_the_first_error_when_every_routee_fails(
     async with actors.open_system("scatter-fail") as system:
         bad = [system.spawn(_Delayed, -1.0, name=f"bad{n}") for n in range(2)]
         router = system.spawn(
-            actors.Router, actors.ScatterGatherFirstCompleted(within=10), routees=bad
+            actors.routing.Router,
+            actors.routing.ScatterGatherFirstCompletedRouting(within=10),
+            routees=bad,
         )
         with pytest.raises(LookupError, match="failed"):
             await router.ask("q")
@@ -287,7 +315,9 @@ async def test_tail_chopping_asks_the_next_routee_after_each_interval(
         stuck = system.spawn(_Delayed, 100.0, name="stuck")
         quick = system.spawn(_Delayed, 0.25, name="quick")
         router = system.spawn(
-            actors.Router, actors.TailChopping(interval=1.0, within=5.0), routees=[stuck, quick]
+            actors.routing.Router,
+            actors.routing.TailChoppingRouting(interval=1.0, within=5.0),
+            routees=[stuck, quick],
         )
         start = trio.current_time()
         name, replied_at = await router.ask("q")  # stuck first, quick asked 1 s later
@@ -297,7 +327,9 @@ async def test_tail_chopping_asks_the_next_routee_after_each_interval(
         assert (await router.ask("q"))[0] == "quick"
         assert trio.current_time() - start == 0.25
         only_stuck = system.spawn(
-            actors.Router, actors.TailChopping(interval=1.0, within=5.0), routees=[stuck]
+            actors.routing.Router,
+            actors.routing.TailChoppingRouting(interval=1.0, within=5.0),
+            routees=[stuck],
         )
         start = trio.current_time()
         with pytest.raises(actors.AskTimeout):
@@ -307,13 +339,13 @@ async def test_tail_chopping_asks_the_next_routee_after_each_interval(
 
 def test_ask_time_strategies_check_their_arguments() -> None:
     with pytest.raises(ValueError, match="within"):
-        actors.ScatterGatherFirstCompleted(within=0)
+        actors.routing.ScatterGatherFirstCompletedRouting(within=0)
     with pytest.raises(ValueError, match="interval"):
-        actors.TailChopping(interval=-1, within=1)
+        actors.routing.TailChoppingRouting(interval=-1, within=1)
 
 
 def test_resizer_change_follows_pressure_within_bounds() -> None:
-    resizer = actors.Resizer(lower=2, upper=5, pressure_threshold=2, rampup_rate=0.5)
+    resizer = actors.routing.Resizer(lower=2, upper=5, pressure_threshold=2, rampup_rate=0.5)
     assert resizer.change([]) == 2  # below lower: up to lower
     assert resizer.change([3, 2]) == 1  # all busy: +ceil(0.5 * 2)
     assert resizer.change([3, 2, 9, 9]) == 1  # +2 would pass upper: clamped to 5
@@ -322,9 +354,9 @@ def test_resizer_change_follows_pressure_within_bounds() -> None:
     assert resizer.change([0, 0]) == 0  # already at lower
     assert resizer.change([0] * 7) == -2  # above upper: down to upper
     with pytest.raises(ValueError, match="upper"):
-        actors.Resizer(lower=3, upper=2)
+        actors.routing.Resizer(lower=3, upper=2)
     with pytest.raises(ValueError, match="resizer= needs pool="):
-        actors.Router(actors.RoundRobin(), resizer=resizer)
+        actors.routing.Router(actors.routing.RoundRobinRouting(), resizer=resizer)
 
 
 async def test_a_resizing_pool_grows_under_pressure_and_shrinks_when_idle(
@@ -334,11 +366,17 @@ async def test_a_resizing_pool_grows_under_pressure_and_shrinks_when_idle(
         async def receive(self, message: Any) -> None:
             await trio.sleep(1.0)
 
-    resizer = actors.Resizer(lower=1, upper=4, rampup_rate=1.0, backoff_rate=0.5, interval=0.5)
+    resizer = actors.routing.Resizer(
+        lower=1, upper=4, rampup_rate=1.0, backoff_rate=0.5, interval=0.5
+    )
     sizes: list[int] = []
     async with actors.open_system("resize") as system:
         router = system.spawn(
-            actors.Router, actors.RoundRobin(), pool=Slow, size=1, resizer=resizer
+            actors.routing.Router,
+            actors.routing.RoundRobinRouting(),
+            pool=Slow,
+            size=1,
+            resizer=resizer,
         )
         await trio.testing.wait_all_tasks_blocked()
         for step in range(100):  # 20 busy steps (6 messages/s; 4 routees do 4/s), then idle
@@ -346,7 +384,7 @@ async def test_a_resizing_pool_grows_under_pressure_and_shrinks_when_idle(
                 for n in range(3):
                     router.tell(n)
             await trio.sleep(0.5)
-            sizes.append(len(await router.ask(actors.GetRoutees())))
+            sizes.append(len(await router.ask(actors.routing.GetRoutees())))
     assert sizes[0] in (1, 2)  # at 0.5 s the resize tick may come before or after the ask
     assert max(sizes) == 4  # never above upper
     grow = sizes[: sizes.index(4) + 1]

@@ -20,14 +20,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors import _routing as routing
-from actors._routing import (
+from actors.routing import _logics as routing
+from actors.routing._logics import (
     BroadcastRouting,
-    ConsistentHashing,
+    ConsistentHashingRouting,
     RandomRouting,
-    RoundRobin,
+    RoundRobinRouting,
     RoutingLogic,
-    SmallestMailbox,
+    SmallestMailboxRouting,
     _encode_key,
     _key_point,
 )
@@ -59,11 +59,11 @@ def placement(logic: RoutingLogic[T], routees: Sequence[T], keys: list[str]) -> 
 
 def all_logics() -> list[RoutingLogic[str]]:
     return [
-        RoundRobin(),
+        RoundRobinRouting(),
         RandomRouting(seed=1),
         BroadcastRouting(),
-        ConsistentHashing(identity),
-        SmallestMailbox(str.__len__),
+        ConsistentHashingRouting(identity),
+        SmallestMailboxRouting(str.__len__),
     ]
 
 
@@ -90,16 +90,16 @@ def test_a_selection_is_a_tuple_of_routees(logic: RoutingLogic[str]) -> None:
             assert set(selected) <= set(routees)
 
 
-def test_public_classes_live_in_actors() -> None:
+def test_public_classes_live_in_actors_routing() -> None:
     for cls in (
         RoutingLogic,
-        RoundRobin,
+        RoundRobinRouting,
         RandomRouting,
         BroadcastRouting,
-        ConsistentHashing,
-        SmallestMailbox,
+        ConsistentHashingRouting,
+        SmallestMailboxRouting,
     ):
-        assert cls.__module__ == "actors"
+        assert cls.__module__ == "actors.routing"
 
 
 def test_routing_logic_is_abstract_and_routees_changed_is_optional() -> None:
@@ -116,32 +116,32 @@ def test_routing_logic_is_abstract_and_routees_changed_is_optional() -> None:
 
 
 def test_reprs_name_the_configuration() -> None:
-    assert repr(RoundRobin()) == "RoundRobin()"
+    assert repr(RoundRobinRouting()) == "RoundRobinRouting()"
     assert repr(RandomRouting(seed=7)) == "RandomRouting(seed=7)"
     assert repr(BroadcastRouting()) == "BroadcastRouting()"
-    assert "virtual_nodes=5" in repr(ConsistentHashing(identity, virtual_nodes=5))
-    assert "SmallestMailbox(size=" in repr(SmallestMailbox(str.__len__))
+    assert "virtual_nodes=5" in repr(ConsistentHashingRouting(identity, virtual_nodes=5))
+    assert "SmallestMailboxRouting(size=" in repr(SmallestMailboxRouting(str.__len__))
 
 
 # -- round robin -----------------------------------------------------------------------
 
 
 def test_round_robin_is_an_exact_rotation() -> None:
-    rr: RoundRobin[str] = RoundRobin()
+    rr: RoundRobinRouting[str] = RoundRobinRouting()
     sequence = picks(rr, ABC, 300)
     assert sequence == list(ABC) * 100
     assert Counter(sequence) == {"a": 100, "b": 100, "c": 100}
 
 
 def test_round_robin_accepts_lists_and_fresh_equal_tuples() -> None:
-    rr: RoundRobin[str] = RoundRobin()
+    rr: RoundRobinRouting[str] = RoundRobinRouting()
     sequence = [rr.select(i, list(ABC))[0] for i in range(4)]
     sequence += [rr.select(i, tuple(list(ABC)))[0] for i in range(4)]
     assert sequence == ["a", "b", "c", "a", "b", "c", "a", "b"]
 
 
 def test_round_robin_added_routee_after_the_last_served_joins_this_round() -> None:
-    rr: RoundRobin[str] = RoundRobin()
+    rr: RoundRobinRouting[str] = RoundRobinRouting()
     assert picks(rr, ABC, 2) == ["a", "b"]
     grown = (*ABC, "d")
     rr.routees_changed(grown)
@@ -150,14 +150,14 @@ def test_round_robin_added_routee_after_the_last_served_joins_this_round() -> No
 
 
 def test_round_robin_added_routee_before_the_last_served_waits_a_round() -> None:
-    rr: RoundRobin[str] = RoundRobin()
+    rr: RoundRobinRouting[str] = RoundRobinRouting()
     assert picks(rr, ABC, 2) == ["a", "b"]
     grown = ("x", *ABC)
     assert picks(rr, grown, 5) == ["c", "x", "a", "b", "c"]
 
 
 def test_round_robin_removing_the_last_served_continues_with_its_successor() -> None:
-    rr: RoundRobin[str] = RoundRobin()
+    rr: RoundRobinRouting[str] = RoundRobinRouting()
     routees = ("a", "b", "c", "d")
     assert picks(rr, routees, 2) == ["a", "b"]
     shrunk = ("a", "c", "d")
@@ -166,27 +166,27 @@ def test_round_robin_removing_the_last_served_continues_with_its_successor() -> 
 
 
 def test_round_robin_removing_the_next_one_skips_only_it() -> None:
-    rr: RoundRobin[str] = RoundRobin()
+    rr: RoundRobinRouting[str] = RoundRobinRouting()
     routees = ("a", "b", "c", "d")
     assert picks(rr, routees, 2) == ["a", "b"]
     assert picks(rr, ("a", "b", "d"), 3) == ["d", "a", "b"]
 
 
 def test_round_robin_removing_the_last_served_and_its_successors_wraps() -> None:
-    rr: RoundRobin[str] = RoundRobin()
+    rr: RoundRobinRouting[str] = RoundRobinRouting()
     routees = ("a", "b", "c", "d")
     assert picks(rr, routees, 3) == ["a", "b", "c"]
     assert picks(rr, ("a", "b"), 3) == ["a", "b", "a"]
 
 
 def test_round_robin_replacing_every_routee_starts_at_the_first() -> None:
-    rr: RoundRobin[str] = RoundRobin()
+    rr: RoundRobinRouting[str] = RoundRobinRouting()
     assert picks(rr, ABC, 2) == ["a", "b"]
     assert picks(rr, ("x", "y"), 3) == ["x", "y", "x"]
 
 
 def test_round_robin_keeps_the_anchor_across_changes_without_messages() -> None:
-    rr: RoundRobin[str] = RoundRobin()
+    rr: RoundRobinRouting[str] = RoundRobinRouting()
     assert picks(rr, ABC, 1) == ["a"]
     rr.routees_changed(("b", "c"))  # "a", served last, is gone
     rr.routees_changed(())  # no routees for a while
@@ -196,8 +196,8 @@ def test_round_robin_keeps_the_anchor_across_changes_without_messages() -> None:
 
 
 def test_round_robin_routees_changed_is_only_a_hint() -> None:
-    told: RoundRobin[str] = RoundRobin()
-    untold: RoundRobin[str] = RoundRobin()
+    told: RoundRobinRouting[str] = RoundRobinRouting()
+    untold: RoundRobinRouting[str] = RoundRobinRouting()
     changes = [ABC, ("a", "b"), ("a", "b", "c", "d"), ("d",), ("c", "d", "e"), ABC]
     seen_told: list[str] = []
     seen_untold: list[str] = []
@@ -209,12 +209,12 @@ def test_round_robin_routees_changed_is_only_a_hint() -> None:
 
 
 def test_round_robin_serves_a_routee_listed_twice_twice_per_round() -> None:
-    rr: RoundRobin[str] = RoundRobin()
+    rr: RoundRobinRouting[str] = RoundRobinRouting()
     assert Counter(picks(rr, ("a", "b", "a"), 30)) == {"a": 20, "b": 10}
 
 
 def test_round_robin_empty_routees_keep_the_position() -> None:
-    rr: RoundRobin[str] = RoundRobin()
+    rr: RoundRobinRouting[str] = RoundRobinRouting()
     assert picks(rr, ABC, 2) == ["a", "b"]
     assert rr.select("m", ()) == ()
     assert picks(rr, ABC, 2) == ["c", "a"]
@@ -242,7 +242,7 @@ def test_round_robin_add_remove_neither_repeats_nor_skips_within_the_round(
     new += [f"new-end-{j}" for j in range(data.draw(st.integers(0, 2)))]
     if not new:
         new = ["only"]
-    rr: RoundRobin[str] = RoundRobin()
+    rr: RoundRobinRouting[str] = RoundRobinRouting()
     assert picks(rr, tuple(old), served) == [old[i % size] for i in range(served)]
     this_round = old[: served % size]
     pending = [r for r in old[served % size :] if r in new]
@@ -300,7 +300,9 @@ def test_broadcast_routing_selects_every_routee_in_order() -> None:
 
 
 def test_consistent_hashing_same_key_same_routee() -> None:
-    ch: ConsistentHashing[str] = ConsistentHashing(lambda message: message["customer"])
+    ch: ConsistentHashingRouting[str] = ConsistentHashingRouting(
+        lambda message: message["customer"]
+    )
     for customer in range(50):
         owners = {
             ch.select({"customer": customer, "order": order}, NODES)[0] for order in range(10)
@@ -309,7 +311,7 @@ def test_consistent_hashing_same_key_same_routee() -> None:
 
 
 def test_consistent_hashing_spreads_keys_within_bounds() -> None:
-    ch: ConsistentHashing[str] = ConsistentHashing(identity)
+    ch: ConsistentHashingRouting[str] = ConsistentHashingRouting(identity)
     counts = Counter(placement(ch, NODES, KEYS))
     assert set(counts) == set(NODES)
     for node in NODES:  # 100 virtual nodes: each share within 30% of 1/n
@@ -317,7 +319,7 @@ def test_consistent_hashing_spreads_keys_within_bounds() -> None:
 
 
 def test_consistent_hashing_adding_a_routee_moves_only_its_share_to_it() -> None:
-    ch: ConsistentHashing[str] = ConsistentHashing(identity)
+    ch: ConsistentHashingRouting[str] = ConsistentHashingRouting(identity)
     before = placement(ch, NODES, KEYS)
     grown = (*NODES, "node-10")
     ch.routees_changed(grown)
@@ -328,7 +330,7 @@ def test_consistent_hashing_adding_a_routee_moves_only_its_share_to_it() -> None
 
 
 def test_consistent_hashing_removing_a_routee_moves_only_its_keys() -> None:
-    ch: ConsistentHashing[str] = ConsistentHashing(identity)
+    ch: ConsistentHashingRouting[str] = ConsistentHashingRouting(identity)
     before = placement(ch, NODES, KEYS)
     shrunk = tuple(node for node in NODES if node != "node-3")
     after = placement(ch, shrunk, KEYS)
@@ -338,18 +340,18 @@ def test_consistent_hashing_removing_a_routee_moves_only_its_keys() -> None:
 
 
 def test_consistent_hashing_does_not_depend_on_routee_order_or_instance() -> None:
-    reference = placement(ConsistentHashing(identity), NODES, KEYS[:2_000])
-    assert placement(ConsistentHashing(identity), NODES[::-1], KEYS[:2_000]) == reference
-    assert placement(ConsistentHashing(identity), list(NODES), KEYS[:2_000]) == reference
+    reference = placement(ConsistentHashingRouting(identity), NODES, KEYS[:2_000])
+    assert placement(ConsistentHashingRouting(identity), NODES[::-1], KEYS[:2_000]) == reference
+    assert placement(ConsistentHashingRouting(identity), list(NODES), KEYS[:2_000]) == reference
     shuffled = NODES[3:] + NODES[:3]
-    assert placement(ConsistentHashing(identity), shuffled, KEYS[:2_000]) == reference
+    assert placement(ConsistentHashingRouting(identity), shuffled, KEYS[:2_000]) == reference
 
 
 def test_consistent_hashing_placement_is_pinned() -> None:
     """Known answers: the hash scheme (BLAKE2b over canonical encodings) is part of the
     contract, since routers on different processes or nodes must agree."""
     nodes = tuple(f"node-{i}" for i in range(5))
-    ch: ConsistentHashing[str] = ConsistentHashing(identity)
+    ch: ConsistentHashingRouting[str] = ConsistentHashingRouting(identity)
     owners = [nodes.index(ch.select(f"customer-{i}", nodes)[0]) for i in range(20)]
     assert owners == [1, 4, 3, 3, 4, 2, 4, 0, 3, 3, 1, 3, 4, 2, 2, 4, 2, 3, 0, 0]
     assert _key_point("customer-42") == 15322730490671559516
@@ -359,13 +361,13 @@ def test_consistent_hashing_placement_is_pinned() -> None:
 
 def test_consistent_hashing_placement_is_the_same_under_other_hash_seeds() -> None:
     code = (
-        "from actors._routing import ConsistentHashing\n"
+        "from actors.routing._logics import ConsistentHashingRouting\n"
         "nodes = tuple(f'node-{i}' for i in range(10))\n"
-        "ch = ConsistentHashing(lambda m: m)\n"
+        "ch = ConsistentHashingRouting(lambda m: m)\n"
         "keys = [f'key-{i}' for i in range(500)] + [(i, str(i).encode()) for i in range(500)]\n"
         "print(','.join(ch.select(k, nodes)[0][5:] for k in keys))\n"
     )
-    ch: ConsistentHashing[str] = ConsistentHashing(identity)
+    ch: ConsistentHashingRouting[str] = ConsistentHashingRouting(identity)
     keys: list[Any] = [f"key-{i}" for i in range(500)] + [(i, str(i).encode()) for i in range(500)]
     expected = ",".join(ch.select(k, NODES)[0][5:] for k in keys)
     for seed in ("0", "1", "4242"):
@@ -393,10 +395,10 @@ def test_consistent_hashing_incremental_ring_equals_a_fresh_one() -> None:
         (),
         NODES,
     ]
-    ch: ConsistentHashing[str] = ConsistentHashing(identity, virtual_nodes=20)
+    ch: ConsistentHashingRouting[str] = ConsistentHashingRouting(identity, virtual_nodes=20)
     for routees in history:
         ch.routees_changed(routees)
-        fresh: ConsistentHashing[str] = ConsistentHashing(identity, virtual_nodes=20)
+        fresh: ConsistentHashingRouting[str] = ConsistentHashingRouting(identity, virtual_nodes=20)
         fresh.routees_changed(tuple(sorted(routees)))
         assert ch._points == fresh._points
         assert ch._owners == fresh._owners
@@ -412,10 +414,14 @@ def test_consistent_hashing_incremental_ring_equals_a_fresh_one() -> None:
 def test_consistent_hashing_any_history_gives_the_fresh_ring(
     history: list[set[str]], virtual_nodes: int
 ) -> None:
-    ch: ConsistentHashing[str] = ConsistentHashing(identity, virtual_nodes=virtual_nodes)
+    ch: ConsistentHashingRouting[str] = ConsistentHashingRouting(
+        identity, virtual_nodes=virtual_nodes
+    )
     for members in history:
         ch.routees_changed(tuple(members))
-        fresh: ConsistentHashing[str] = ConsistentHashing(identity, virtual_nodes=virtual_nodes)
+        fresh: ConsistentHashingRouting[str] = ConsistentHashingRouting(
+            identity, virtual_nodes=virtual_nodes
+        )
         fresh.routees_changed(tuple(sorted(members)))
         assert ch._points == fresh._points
         assert ch._names == fresh._names
@@ -429,9 +435,9 @@ def test_consistent_hashing_breaks_point_collisions_by_node_key(
     depend on the order in which routees arrived."""
     monkeypatch.setattr(routing, "_node_points", lambda name, virtual_nodes: [2**63])
     for routees in (ABC, ABC[::-1], ("b", "c", "a")):
-        ch: ConsistentHashing[str] = ConsistentHashing(identity)
+        ch: ConsistentHashingRouting[str] = ConsistentHashingRouting(identity)
         assert set(placement(ch, routees, KEYS[:200])) == {"a"}
-    grown: ConsistentHashing[str] = ConsistentHashing(identity)
+    grown: ConsistentHashingRouting[str] = ConsistentHashingRouting(identity)
     grown.routees_changed(("c",))
     grown.routees_changed(("c", "b"))
     grown.routees_changed(("c", "b", "a"))
@@ -439,7 +445,7 @@ def test_consistent_hashing_breaks_point_collisions_by_node_key(
 
 
 def test_consistent_hashing_equal_keys_route_alike() -> None:
-    ch: ConsistentHashing[str] = ConsistentHashing(identity)
+    ch: ConsistentHashingRouting[str] = ConsistentHashingRouting(identity)
 
     class Color(enum.StrEnum):
         RED = "red"
@@ -489,7 +495,7 @@ def test_consistent_hashing_accepts_uuid_enum_and_huge_int_keys() -> None:
     class Plain(enum.Enum):
         A = object()
 
-    ch: ConsistentHashing[str] = ConsistentHashing(identity)
+    ch: ConsistentHashingRouting[str] = ConsistentHashingRouting(identity)
     for key in (uuid.UUID(int=5), Plain.A, 10**5000, float("nan"), ("nested", (1, None))):
         assert ch.select(key, NODES)[0] in NODES
 
@@ -498,7 +504,7 @@ def test_consistent_hashing_rejects_a_key_without_a_stable_encoding() -> None:
     class Customer:
         pass
 
-    ch: ConsistentHashing[str] = ConsistentHashing(identity)
+    ch: ConsistentHashingRouting[str] = ConsistentHashingRouting(identity)
     with pytest.raises(TypeError, match=r"cannot hash a key of type .*Customer"):
         ch.select(Customer(), NODES)
     with pytest.raises(TypeError, match=r"cannot hash a key of type builtins\.complex"):
@@ -506,7 +512,7 @@ def test_consistent_hashing_rejects_a_key_without_a_stable_encoding() -> None:
 
 
 def test_consistent_hashing_key_function_errors_propagate() -> None:
-    ch: ConsistentHashing[str] = ConsistentHashing(lambda message: message["id"])
+    ch: ConsistentHashingRouting[str] = ConsistentHashingRouting(lambda message: message["id"])
     with pytest.raises(KeyError):
         ch.select({}, NODES)
 
@@ -528,15 +534,17 @@ def test_consistent_hashing_uses_node_key_for_routee_identity() -> None:
 
     refs = [Ref(f"/user/w{i}", 7) for i in range(10)]
     twins = [Ref(f"/user/w{i}", 7) for i in range(10)]  # other objects, same identity
-    ch: ConsistentHashing[Ref] = ConsistentHashing(identity, node_key=node_key)
-    other: ConsistentHashing[Ref] = ConsistentHashing(identity, node_key=node_key)
+    ch: ConsistentHashingRouting[Ref] = ConsistentHashingRouting(identity, node_key=node_key)
+    other: ConsistentHashingRouting[Ref] = ConsistentHashingRouting(identity, node_key=node_key)
     first = [refs.index(ch.select(key, refs)[0]) for key in KEYS[:1_000]]
     second = [twins.index(other.select(key, twins[::-1])[0]) for key in KEYS[:1_000]]
     assert first == second
 
 
 def test_consistent_hashing_rejects_routees_sharing_a_node_key() -> None:
-    ch: ConsistentHashing[Ref] = ConsistentHashing(identity, node_key=lambda ref: ref.path)
+    ch: ConsistentHashingRouting[Ref] = ConsistentHashingRouting(
+        identity, node_key=lambda ref: ref.path
+    )
     good = (Ref("/user/a", 1), Ref("/user/b", 1))
     assert ch.select("k", good)[0] in good
     clash = (*good, Ref("/user/a", 2))
@@ -544,26 +552,28 @@ def test_consistent_hashing_rejects_routees_sharing_a_node_key() -> None:
         ch.routees_changed(clash)
     with pytest.raises(ValueError, match="same node key"):
         ch.select("k", clash)
-    fresh: ConsistentHashing[Ref] = ConsistentHashing(identity, node_key=lambda ref: ref.path)
+    fresh: ConsistentHashingRouting[Ref] = ConsistentHashingRouting(
+        identity, node_key=lambda ref: ref.path
+    )
     assert placement(ch, good, KEYS[:100]) == placement(fresh, good, KEYS[:100])
 
 
 def test_consistent_hashing_counts_a_routee_listed_twice_once() -> None:
-    ch: ConsistentHashing[str] = ConsistentHashing(identity)
+    ch: ConsistentHashingRouting[str] = ConsistentHashingRouting(identity)
     doubled = (*NODES, *NODES[:3])
     assert placement(ch, doubled, KEYS[:1_000]) == placement(
-        ConsistentHashing(identity), NODES, KEYS[:1_000]
+        ConsistentHashingRouting(identity), NODES, KEYS[:1_000]
     )
 
 
 def test_consistent_hashing_node_key_must_return_a_str() -> None:
-    ch: ConsistentHashing[str] = ConsistentHashing(identity, node_key=len)  # type: ignore[arg-type]
+    ch: ConsistentHashingRouting[str] = ConsistentHashingRouting(identity, node_key=len)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="node_key must return a str, got int 6"):
         ch.select("k", NODES)
 
 
 def test_consistent_hashing_with_one_virtual_node_and_one_routee() -> None:
-    ch: ConsistentHashing[str] = ConsistentHashing(identity, virtual_nodes=1)
+    ch: ConsistentHashingRouting[str] = ConsistentHashingRouting(identity, virtual_nodes=1)
     assert set(placement(ch, ("solo",), KEYS[:100])) == {"solo"}
     assert set(placement(ch, NODES, KEYS[:1_000])) <= set(NODES)
 
@@ -577,7 +587,7 @@ def test_consistent_hashing_with_one_virtual_node_and_one_routee() -> None:
         ({"key": identity, "virtual_nodes": 2.5}, TypeError, "virtual_nodes must be an int"),
         ({"key": identity, "virtual_nodes": True}, TypeError, "virtual_nodes must be an int"),
         ({"key": identity, "virtual_nodes": "100"}, TypeError, "virtual_nodes must be an int"),
-        ({"key": "customer"}, TypeError, "ConsistentHashing key must be callable"),
+        ({"key": "customer"}, TypeError, "ConsistentHashingRouting key must be callable"),
         ({"key": None}, TypeError, "key must be callable, got NoneType"),
         ({"key": identity, "node_key": "path"}, TypeError, "node_key must be callable"),
     ],
@@ -586,7 +596,7 @@ def test_consistent_hashing_validates_its_arguments(
     kwargs: dict[str, Any], error: type[Exception], match: str
 ) -> None:
     with pytest.raises(error, match=match):
-        ConsistentHashing(**kwargs)
+        ConsistentHashingRouting(**kwargs)
 
 
 @settings(derandomize=True, max_examples=60, deadline=None)
@@ -603,7 +613,9 @@ def test_consistent_hashing_keys_move_only_to_an_added_routee(
         return
     before_routees = tuple(sorted(nodes))
     after_routees = (*before_routees, newcomer)
-    ch: ConsistentHashing[str] = ConsistentHashing(identity, virtual_nodes=virtual_nodes)
+    ch: ConsistentHashingRouting[str] = ConsistentHashingRouting(
+        identity, virtual_nodes=virtual_nodes
+    )
     before = [ch.select(key, before_routees)[0] for key in keys]
     after = [ch.select(key, after_routees)[0] for key in keys]
     for b, a in zip(before, after, strict=True):
@@ -621,7 +633,7 @@ def sizes_of(sizes: dict[str, int]) -> Callable[[str], int]:
 
 def test_smallest_mailbox_picks_the_least_loaded() -> None:
     sizes = {"a": 3, "b": 1, "c": 2}
-    sm: SmallestMailbox[str] = SmallestMailbox(sizes_of(sizes))
+    sm: SmallestMailboxRouting[str] = SmallestMailboxRouting(sizes_of(sizes))
     assert picks(sm, ABC, 3) == ["b", "b", "b"]
     sizes["c"] = 0
     assert picks(sm, ABC, 1) == ["c"]
@@ -629,7 +641,7 @@ def test_smallest_mailbox_picks_the_least_loaded() -> None:
 
 def test_smallest_mailbox_breaks_ties_round_robin() -> None:
     sizes = dict.fromkeys(ABC, 0)
-    sm: SmallestMailbox[str] = SmallestMailbox(sizes_of(sizes))
+    sm: SmallestMailboxRouting[str] = SmallestMailboxRouting(sizes_of(sizes))
     assert picks(sm, ABC, 6) == ["a", "b", "c", "a", "b", "c"]
     sizes.update(a=1, b=0, c=0)
     assert picks(sm, ABC, 4) == ["b", "c", "b", "c"]
@@ -639,7 +651,7 @@ def test_smallest_mailbox_breaks_ties_round_robin() -> None:
 
 def test_smallest_mailbox_spreads_a_burst_evenly() -> None:
     sizes = {"a": 0, "b": 0, "c": 0, "d": 5}
-    sm: SmallestMailbox[str] = SmallestMailbox(sizes_of(sizes))
+    sm: SmallestMailboxRouting[str] = SmallestMailboxRouting(sizes_of(sizes))
     for i in range(15):  # a burst: nothing is processed meanwhile
         sizes[sm.select(i, ("a", "b", "c", "d"))[0]] += 1
     assert sizes == {"a": 5, "b": 5, "c": 5, "d": 5}
@@ -656,7 +668,7 @@ def test_smallest_mailbox_stops_scanning_at_an_empty_mailbox() -> None:
         asked.append(routee)
         return sizes[routee]
 
-    sm: SmallestMailbox[str] = SmallestMailbox(size)
+    sm: SmallestMailboxRouting[str] = SmallestMailboxRouting(size)
     assert sm.select("m", tuple(sizes)) == ("b",)
     assert asked == ["a", "b"]
     asked.clear()
@@ -665,7 +677,7 @@ def test_smallest_mailbox_stops_scanning_at_an_empty_mailbox() -> None:
 
 
 def test_smallest_mailbox_copes_with_fewer_routees_than_its_position() -> None:
-    sm: SmallestMailbox[str] = SmallestMailbox(lambda _: 0)
+    sm: SmallestMailboxRouting[str] = SmallestMailboxRouting(lambda _: 0)
     assert picks(sm, ("a", "b", "c", "d"), 3) == ["a", "b", "c"]
     assert picks(sm, ("a", "b"), 3) == ["b", "a", "b"]
 
@@ -679,11 +691,11 @@ def test_smallest_mailbox_copes_with_fewer_routees_than_its_position() -> None:
     ],
 )
 def test_smallest_mailbox_validates_sizes(size: Any, error: type[Exception], match: str) -> None:
-    sm: SmallestMailbox[str] = SmallestMailbox(lambda _: size)
+    sm: SmallestMailboxRouting[str] = SmallestMailboxRouting(lambda _: size)
     with pytest.raises(error, match=match):
         sm.select("m", ABC)
 
 
 def test_smallest_mailbox_needs_a_callable() -> None:
-    with pytest.raises(TypeError, match="SmallestMailbox size must be callable, got int 3"):
-        SmallestMailbox(3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="SmallestMailboxRouting size must be callable, got int 3"):
+        SmallestMailboxRouting(3)  # type: ignore[arg-type]

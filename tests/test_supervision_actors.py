@@ -149,7 +149,7 @@ async def test_watchers_see_no_terminated_on_restart_only_on_the_real_stop(
         await probe.expect_no_message()
         system.stop(ref)
         terminated = await probe.expect_terminated(ref)
-        assert terminated.reason is None
+        assert terminated.error is None
 
 
 async def test_timers_and_receive_timeout_are_reset_on_restart(
@@ -258,11 +258,11 @@ async def test_stop_directive_stops_with_the_error_as_reason(
         ref.tell(Crash("bye"))
         ref.tell("after")
         terminated = await probe.expect_terminated(ref)
-        assert isinstance(terminated.reason, Boom)
+        assert isinstance(terminated.error, Boom)
         await trio.testing.wait_all_tasks_blocked()
         stopped = [e for e in seen if e.ref == ref]
         assert len(stopped) == 1
-        assert isinstance(stopped[0].reason, Boom)
+        assert isinstance(stopped[0].error, Boom)
 
 
 async def test_escalate_fails_the_parent_whose_supervisor_restarts_it(
@@ -312,7 +312,7 @@ async def test_resume_after_a_failed_start_stops_the_actor(
         probe = TestProbe(system)
         ref = probe.watch(system.spawn(BadStart, name="b"))
         terminated = await probe.expect_terminated(ref)
-        assert isinstance(terminated.reason, actors.ActorInitializationError)
+        assert isinstance(terminated.error, actors.ActorInitializationError)
 
 
 # -- strategies ----------------------------------------------------------------------------
@@ -525,7 +525,7 @@ async def test_a_failure_in_post_stop_is_reported_not_raised(
         await trio.testing.wait_all_tasks_blocked()  # started: post_stop will run
         system.stop(ref)
         terminated = await probe.expect_terminated(ref)
-        assert isinstance(terminated.reason, Boom)
+        assert isinstance(terminated.error, Boom)
         await trio.testing.wait_all_tasks_blocked()
     assert [type(e).__name__ for e in seen if e.ref == ref] == ["ActorFailed", "ActorStopped"]
     assert any("/user/b failed while stopping" in r.getMessage() for r in caplog.records)
@@ -679,7 +679,7 @@ async def test_supervisor_significant_children_and_auto_shutdown(
             refs["s1"].tell(actors.PoisonPill)
             if stops_after_first:
                 terminated = await probe.expect_terminated(sup)
-                assert terminated.reason is None
+                assert terminated.error is None
             else:
                 await probe.expect_no_message()
                 refs["s2"].tell(actors.PoisonPill)
@@ -728,8 +728,8 @@ async def test_supervisor_rejects_a_bad_spec_as_an_initialization_error(
         ):
             ref = probe.watch(system.spawn(actors.Supervisor, [bad]))
             terminated = await probe.expect_terminated(ref)
-            assert isinstance(terminated.reason, actors.ActorInitializationError)
-            assert message in str(terminated.reason)
+            assert isinstance(terminated.error, actors.ActorInitializationError)
+            assert message in str(terminated.error)
 
 
 async def test_a_failing_pre_start_counts_towards_intensity_and_cannot_loop(
@@ -757,7 +757,7 @@ async def test_a_failing_pre_start_counts_towards_intensity_and_cannot_loop(
     assert ref.path == "/user/n"
     assert isinstance(error, sv.TooManyRestarts)
     assert isinstance(error.error, actors.ActorInitializationError)
-    assert isinstance(error.error.cause, Boom)
+    assert isinstance(error.error.error, Boom)
 
 
 async def test_ask_errors_are_the_callers_and_never_restart_the_actor(

@@ -317,7 +317,7 @@ class Node(actors.Actor):
         if other is not None:
             world.violations.append(f"{hook} of {self.path}#{self.serial}: #{other} is live")
         world.live[self.path] = self.serial
-        world.current[self.idx] = self.context.self
+        world.current[self.idx] = self.context.ref
         for child in world.scenario.children(self.idx):
             spec = world.scenario.nodes[child]
             if self.context.child(spec.name) is None:
@@ -345,9 +345,9 @@ class Node(actors.Actor):
                 f"{self.path}#{self.serial} handled {message} while #{live} is live"
             )
         world.handled[message.id].append(self.serial)
-        world.handlers[message.id] = self.context.self
+        world.handlers[message.id] = self.context.ref
         assert world.recorder is not None
-        world.recorder.tell(Handled(self.context.self, message.id))
+        world.recorder.tell(Handled(self.context.ref, message.id))
         if message.crash:
             raise Boom(message.id)
 
@@ -803,7 +803,7 @@ async def test_a_give_up_overtaken_by_a_stop_is_still_reported(
         assert await recorder.ask(Sync())
     assert any(isinstance(e, SupervisorGaveUp) and e.supervisor == parent for e in events)
     failed = [e.error for e in events if isinstance(e, ActorFailed) and e.ref == parent]
-    reasons = [e.reason for e in events if isinstance(e, ActorStopped) and e.ref == parent]
+    reasons = [e.error for e in events if isinstance(e, ActorStopped) and e.ref == parent]
     # Reported like any failure of an actor that is already stopping: an ActorFailed event,
     # and the reason of its stop.
     assert len(failed) == 1

@@ -31,8 +31,8 @@ from supervision import (
     TaskSupervisor,
     TooManyRestarts,
     decider_from,
+    listen_for_stop,
     open_supervisor,
-    stop_requested,
 )
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -83,7 +83,7 @@ class Kid:
                 return
             if not self.listen:
                 await trio.sleep_forever()
-            await stop_requested().wait()
+            await listen_for_stop().wait()
             self.log.append(("asked", self.name, trio.current_time()))
             if self.cleanup is None:
                 await trio.sleep_forever()
@@ -359,7 +359,7 @@ async def test_shutdown_brutal_deadline_and_plain_tasks(autojump_clock: trio.abc
         await trio.sleep(1)
     assert [entry for entry in log if entry[0] != "start"] == [
         ("end", "rough", 1.0),  # BRUTAL: cancelled at once although it listens
-        ("end", "plain", 1.0),  # never called stop_requested(): cancelled at once
+        ("end", "plain", 1.0),  # never called listen_for_stop(): cancelled at once
         ("asked", "deaf", 1.0),
         ("end", "deaf", 3.0),  # ignored the request: cancelled at the deadline, exactly
         ("asked", "polite", 3.0),
@@ -373,7 +373,7 @@ async def test_stop_requested_works_in_the_childs_own_tasks(
     log: Log = []
 
     async def helper() -> None:
-        await stop_requested().wait()
+        await listen_for_stop().wait()
         await trio.sleep(0.5)
         log.append(("end", "helper", trio.current_time()))
 
@@ -408,7 +408,7 @@ async def test_an_exception_group_of_exceptions_is_a_failure(
 
 async def test_stop_requested_outside_a_supervised_task() -> None:
     with pytest.raises(RuntimeError, match="only available inside a task run by a supervisor"):
-        stop_requested()
+        listen_for_stop()
 
 
 async def test_leaving_the_block_with_an_error_stops_children_gracefully_first(

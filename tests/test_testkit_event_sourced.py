@@ -17,6 +17,7 @@ from actors.persistence import (
     EventRejected,
     InMemoryJournal,
     JournalFailure,
+    Persistence,
     PersistentActor,
 )
 from actors.testing._event_sourced import (
@@ -247,7 +248,7 @@ async def test_a_state_function_and_no_state_at_all() -> None:
 
 async def test_the_kit_runs_in_a_system_of_the_test() -> None:
     journal = InMemoryJournal()
-    async with actors.open_system(journal=journal) as system:
+    async with actors.open_system(extensions=[Persistence(journal)]) as system:
         kit = EventSourcedTestKit(system, BankAccount, "hal", name="hal")
         with pytest.raises(RuntimeError, match=r"await kit.ready\(\)"):
             _ = kit.state

@@ -21,6 +21,7 @@ from actors.persistence import (
     InMemoryJournal,
     Journal,
     JournalFailure,
+    Persistence,
     PersistentActor,
     PersistentRecord,
     SnapshotRecord,
@@ -227,7 +228,9 @@ async def test_an_injected_persist_failure_restarts_the_actor_which_recovers(
 ) -> None:
     journal = FaultyJournal(InMemoryJournal())
     seen: list[Any] = []
-    async with actors.open_system(journal=journal, guardian_strategy=backoff(1.0)) as system:
+    async with actors.open_system(
+        extensions=[Persistence(journal)], guardian_strategy=backoff(1.0)
+    ) as system:
         collector = system.spawn(Collect, seen)
         system.events.subscribe(collector, ActorFailed)
         system.events.subscribe(collector, ActorRestarted)
@@ -254,7 +257,7 @@ async def test_an_injected_persist_failure_restarts_the_actor_which_recovers(
 async def test_reject_next_makes_persist_raise_and_the_actor_goes_on() -> None:
     journal = FaultyJournal(InMemoryJournal(), reject_next(1, persistence_id=PID))
     restarts: list[Any] = []
-    async with actors.open_system(journal=journal) as system:
+    async with actors.open_system(extensions=[Persistence(journal)]) as system:
         system.events.subscribe(system.spawn(Collect, restarts), ActorRestarted)
         account = system.spawn(Account, name="a")
         verdict, message = await account.ask(("try-deposit", 3))
@@ -272,12 +275,14 @@ async def test_a_snapshot_load_failure_is_retried_by_supervision_with_backoff(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     journal = FaultyJournal(InMemoryJournal())
-    async with actors.open_system(journal=journal) as system:
+    async with actors.open_system(extensions=[Persistence(journal)]) as system:
         account = system.spawn(SnapshottingAccount, name="a")
         for amount in (1, 2, 3):
             await account.ask(("deposit", amount))
     journal.add(fail_next(2, LOAD))
-    async with actors.open_system(journal=journal, guardian_strategy=backoff(0.5)) as system:
+    async with actors.open_system(
+        extensions=[Persistence(journal)], guardian_strategy=backoff(0.5)
+    ) as system:
         start = trio.current_time()
         account = system.spawn(SnapshottingAccount, name="a")
         assert await account.ask("state") == (6, 3)
@@ -292,7 +297,9 @@ async def test_a_replay_failure_is_retried_by_supervision_with_backoff(
     await journal.write([record(1, 4), record(2, 6)])
     journal.add(fail_next(3, [R, H]))
     failures: list[Any] = []
-    async with actors.open_system(journal=journal, guardian_strategy=backoff(0.25)) as system:
+    async with actors.open_system(
+        extensions=[Persistence(journal)], guardian_strategy=backoff(0.25)
+    ) as system:
         system.events.subscribe(system.spawn(Collect, failures), ActorFailed)
         start = trio.current_time()
         account = system.spawn(Account, name="a")
@@ -308,7 +315,7 @@ async def test_a_failed_snapshot_save_is_logged_and_a_rejected_one_raises(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     journal = FaultyJournal(InMemoryJournal(), fail_next(1, SAVE))
-    async with actors.open_system(journal=journal) as system:
+    async with actors.open_system(extensions=[Persistence(journal)]) as system:
         account = system.spawn(SnapshottingAccount, name="a")
         await account.ask(("deposit", 1))
         assert await account.ask(("deposit", 2)) == 2  # the snapshot at 2 failed: logged
@@ -356,7 +363,7 @@ async def test_a_command_arriving_during_recovery_is_handled_after_it() -> None:
     await inner.write([record(1, 10)])
     journal = SteppingJournal(inner)
     replies: list[Any] = []
-    async with actors.open_system(journal=journal) as system:
+    async with actors.open_system(extensions=[Persistence(journal)]) as system:
         account = system.spawn(Account, name="a")
         assert await journal.next_operation() == JournalCall(PID, LOAD)
 
@@ -387,7 +394,7 @@ async def test_a_command_arriving_during_recovery_is_handled_after_it() -> None:
 
 async def test_persists_of_consecutive_commands_are_written_one_after_the_other() -> None:
     journal = SteppingJournal(InMemoryJournal())
-    async with actors.open_system(journal=journal) as system:
+    async with actors.open_system(extensions=[Persistence(journal)]) as system:
         account = system.spawn(Account, name="a")
         await journal.step(3)  # recovery of a new id: snapshot, replay, highest_seq
         account.tell(("deposit", 1))
@@ -412,7 +419,9 @@ async def test_stepping_over_faults_puts_a_failure_at_an_exact_point(
 ) -> None:
     faulty = FaultyJournal(InMemoryJournal())
     journal = SteppingJournal(faulty)
-    async with actors.open_system(journal=journal, guardian_strategy=backoff(1.0)) as system:
+    async with actors.open_system(
+        extensions=[Persistence(journal)], guardian_strategy=backoff(1.0)
+    ) as system:
         account = system.spawn(Account, name="a")
         await journal.step(3)
         account.tell(("deposit", 1))

@@ -12,7 +12,7 @@ import attrs
 import pytest
 
 from actors import ActorSystem, open_system
-from actors.persistence import InMemoryJournal, Journal, PersistentActor, SqliteJournal
+from actors.persistence import InMemoryJournal, Journal, Persistence, PersistentActor, SqliteJournal
 from actors.testing import TestProbe
 
 pytest_plugins = ["pytester"]
@@ -179,7 +179,7 @@ class Tally(PersistentActor):
 
 
 async def recovered_total(journal: Journal) -> int:
-    async with open_system("again", journal=journal) as system:
+    async with open_system("again", extensions=[Persistence(journal)]) as system:
         total: int = await system.spawn(Tally).ask("total")
         return total
 
@@ -188,7 +188,7 @@ async def test_journal_defaults_to_memory_and_the_system_uses_it(
     journal: Journal, actor_system: ActorSystem, actors_seed: int
 ) -> None:
     assert isinstance(journal, InMemoryJournal)
-    assert actor_system.settings.journal is journal
+    assert _journal_of(actor_system) is journal
     assert actor_system.settings.seed == actors_seed
     tally = actor_system.spawn(Tally)
     assert await tally.ask(2) == 2
@@ -201,7 +201,7 @@ async def test_journal_marker_asks_for_sqlite(
     journal: Journal, actor_system: ActorSystem, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     assert isinstance(journal, SqliteJournal)
-    assert actor_system.settings.journal is journal
+    assert _journal_of(actor_system) is journal
     tally = actor_system.spawn(Tally)
     for n in range(1, 5):
         await tally.ask(n)
@@ -222,11 +222,17 @@ async def test_journal_as_an_indirect_parameter(
 OTHER_JOURNAL = InMemoryJournal()
 
 
-@pytest.mark.actor_system(journal=OTHER_JOURNAL, seed=99)
+def _journal_of(system: ActorSystem) -> object:
+    persistence = system.settings.extension(Persistence)
+    assert persistence is not None
+    return persistence.journal
+
+
+@pytest.mark.actor_system(extensions=[Persistence(OTHER_JOURNAL)], seed=99)
 async def test_the_actor_system_marker_overrides_journal_and_seed(
     journal: Journal, actor_system: ActorSystem
 ) -> None:
-    assert actor_system.settings.journal is OTHER_JOURNAL
+    assert _journal_of(actor_system) is OTHER_JOURNAL
     assert journal is not OTHER_JOURNAL
     assert actor_system.settings.seed == 99
 

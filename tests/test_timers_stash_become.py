@@ -535,7 +535,7 @@ async def test_stash_overflow_at_capacity(
     # Outside an ask it fails the actor (stopped, under this strategy).
     ref.tell(4)
     terminated = await probe.expect_terminated(ref)
-    assert isinstance(terminated.reason, StashOverflow)
+    assert isinstance(terminated.error, StashOverflow)
 
 
 async def test_stash_overflow_outside_an_ask_restarts_the_actor_keeping_the_stash(

@@ -30,7 +30,7 @@ from actors import (
 )
 from actors.testing import TestProbe
 
-# Top-level actors that fail stop, and their watchers get ``Terminated(reason=error)``
+# Top-level actors that fail stop, and their watchers get ``Terminated(error=error)``
 # (by default ``/user`` would restart them in place, and watchers would see nothing).
 STOP = supervision.OneForOne(
     decider=supervision.decider_from({Exception: supervision.Directive.STOP})
@@ -151,7 +151,7 @@ async def test_watching_a_dead_failed_actor_gives_unknown_reason(
     probe.watch(target)
     target.tell("fail")
     first = await probe.expect_terminated(target)
-    assert isinstance(first.reason, Boom)
+    assert isinstance(first.error, Boom)
     watcher = actor_system.spawn(Watcher, probe.ref)
     await watcher.ask(("watch", target))
     late = await probe.expect_terminated(target)
@@ -243,12 +243,12 @@ async def test_terminated_reason_is_none_for_stop_and_the_error_for_failure(
     probe.watch(failed)
     actor_system.stop(stopped)
     normal = await probe.expect_terminated(stopped)
-    assert normal.reason is None
+    assert normal.error is None
     assert not normal.failed
     failed.tell("why")
     failure = await probe.expect_terminated(failed)
     assert failure.failed
-    assert same_error(failure.reason, errors[0])
+    assert same_error(failure.error, errors[0])
     assert failure.existence_confirmed
 
 
@@ -264,7 +264,7 @@ async def test_a_watcher_that_dies_first_is_removed(autojump_clock: MockClock) -
         live.watch(target)
         target.tell("fail")
         terminated = await live.expect_terminated(target)
-        assert isinstance(terminated.reason, Boom)
+        assert isinstance(terminated.error, Boom)
         # Only the failing message is a dead letter: no Terminated was queued for (or
         # dead-lettered at) the watcher that had stopped, and it forwarded nothing.
         letter = await dead.expect_message(DeadLetter)
@@ -285,7 +285,7 @@ async def test_a_live_watcher_sees_the_failure_of_a_stopped_actor(
         await watcher.ask(("watch", target))
         target.tell("fail")
         terminated = await report.expect_terminated(target)
-        assert isinstance(terminated.reason, Boom)
+        assert isinstance(terminated.error, Boom)
     # The STOP strategy handled it: leaving the system raised nothing.
 
 
@@ -310,7 +310,7 @@ async def test_watching_self_is_a_no_op(
 ) -> None:
     class WatchesSelf(Actor):
         def receive(self, message: Any) -> Any:
-            return self.context.watch(self.context.self)
+            return self.context.watch(self.context.ref)
 
     ref = actor_system.spawn(WatchesSelf)
     assert await ref.ask("x") == ref
@@ -451,11 +451,11 @@ async def test_fail_mailbox_dead_letters_the_refused_message_and_fails(
     ref.tell("kept")
     ref.tell("refused")
     assert await dead.expect_message(DeadLetter) == DeadLetter(
-        "refused", None, ref, DeadLetterReason.OVERFLOW
+        "refused", None, ref, DeadLetterReason.MAILBOX_OVERFLOW
     )
     gate.set()
     terminated = await probe.expect_terminated(ref)
-    assert isinstance(terminated.reason, MailboxOverflow)
+    assert isinstance(terminated.error, MailboxOverflow)
 
 
 async def test_dead_letters_for_messages_queued_when_stopped(
@@ -629,7 +629,7 @@ async def test_lifecycle_events_are_published(
     assert same_error(failed.error, Boom("fail"))
     stopped = await events.expect_message(ActorStopped)
     assert stopped.ref == failing
-    assert same_error(stopped.reason, Boom("fail"))
+    assert same_error(stopped.error, Boom("fail"))
     terminated = await watcher.expect_terminated(failing)
-    assert same_error(terminated.reason, Boom("fail"))
+    assert same_error(terminated.error, Boom("fail"))
     await events.expect_no_message()

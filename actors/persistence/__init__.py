@@ -2,9 +2,9 @@
 
 A :class:`PersistentActor` persists events (``await self.persist(event)``), applies them
 to its state, and recovers by replaying them (from the newest snapshot) whenever it
-starts. Its journal is given to ``open_system(journal=...)``: :class:`InMemoryJournal`
-for tests, :func:`open_sqlite_journal` (the embedded default) or
-:func:`open_postgres_journal`. ``python -m actors.persistence`` inspects and checks a
+starts. Its journal is given to ``open_system(extensions=[Persistence(journal)])``:
+:class:`InMemoryJournal` for tests, :func:`open_sqlite_journal` (the embedded default)
+or :func:`open_postgres_journal`. ``python -m actors.persistence`` inspects and checks a
 journal. The user guide's page ``docs/persistence.md`` explains it all.
 """
 
@@ -17,6 +17,7 @@ from ._errors import (
     RecoveryFailed,
     SequenceConflict,
 )
+from ._extension import Persistence
 from ._journal import Journal, SnapshotStore
 from ._memory import InMemoryJournal, InMemorySnapshotStore
 from ._persistent import PersistentActor
@@ -59,6 +60,7 @@ __all__ = [
     "InMemorySnapshotStore",
     "Journal",
     "JournalFailure",
+    "Persistence",
     "PersistentActor",
     "PersistentRecord",
     "PickleSerializer",

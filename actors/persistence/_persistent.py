@@ -38,7 +38,6 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
@@ -46,24 +45,15 @@ import trio
 
 from .._actor import Actor
 from .._mailbox import Mailbox, Overflow
-from ._errors import EventRejected, JournalFailure, RecordUndecodable, RecoveryFailed
+from ._errors import EventRejected, JournalFailure
 from ._records import PersistentRecord, SnapshotRecord
-from ._serialization import Serialization
+from ._recovery import IncarnationState, recover
 
 if TYPE_CHECKING:
-    from .._context import ActorContext
-    from ._journal import Journal, SnapshotStore
+    from ._journal import SnapshotStore
 
 _log: Final = logging.getLogger("actors.persistence")
 _T = TypeVar("_T")
-_DEFAULT_SERIALIZATION: Serialization | None = None
-
-
-def _default_serialization() -> Serialization:
-    global _DEFAULT_SERIALIZATION
-    if _DEFAULT_SERIALIZATION is None:
-        _DEFAULT_SERIALIZATION = Serialization()
-    return _DEFAULT_SERIALIZATION
 
 
 class _turn:
@@ -87,50 +77,14 @@ class _turn:
         self._lock.release()
 
 
-class _Persistence:
-    """The persistence state of one incarnation of a persistent actor."""
-
-    __slots__ = (
-        "broken",
-        "cell",
-        "journal",
-        "lock",
-        "persistence_id",
-        "recovering",
-        "seq",
-        "serialization",
-        "snapshots",
-        "writer_id",
-    )
-
-    def __init__(
-        self,
-        cell: ActorContext,
-        persistence_id: str,
-        journal: Journal,
-        snapshots: SnapshotStore | None,
-        serialization: Serialization,
-    ) -> None:
-        self.cell = cell
-        self.persistence_id = persistence_id
-        self.journal = journal
-        self.snapshots = snapshots
-        self.serialization = serialization
-        self.seq = 0
-        self.recovering = True
-        self.broken: BaseException | None = None
-        self.lock = trio.Lock()
-        self.writer_id = f"{cell.ref.path}#{uuid.uuid4().hex[:12]}"
-
-
 class PersistentActor(Actor):
     """An event-sourced actor: its state is rebuilt from the events it persisted.
 
     Subclasses set :attr:`persistence_id` (a class attribute, or in ``__init__``) and
     implement :meth:`apply`; they may implement :meth:`snapshot`/:meth:`restore`,
     :meth:`upcast`, :meth:`tags_for` and :meth:`on_recovery_completed`. The journal,
-    snapshot store and serializers come from the system's settings (``open_system(
-    journal=..., snapshot_store=..., serialization=...)``).
+    snapshot store and serializers come from the system's :class:`Persistence` extension
+    (``open_system(extensions=[Persistence(journal)])``).
 
     Class attributes:
 
@@ -162,7 +116,7 @@ class PersistentActor(Actor):
     persist_stash: ClassVar[Mailbox] = Mailbox(capacity=10_000, overflow=Overflow.BACKPRESSURE)
 
     _actor_recovers: ClassVar[bool] = True
-    _persistence: _Persistence | None = None
+    _persistence: IncarnationState | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -330,7 +284,7 @@ class PersistentActor(Actor):
 
     # -- internals ------------------------------------------------------------------------
 
-    def _require(self, what: str) -> _Persistence:
+    def _require(self, what: str) -> IncarnationState:
         state = self._persistence
         if state is None or state.recovering:
             raise RuntimeError(
@@ -352,7 +306,7 @@ class PersistentActor(Actor):
         return state
 
     @staticmethod
-    def _check_usable(state: _Persistence) -> None:
+    def _check_usable(state: IncarnationState) -> None:
         if state.broken is not None:
             raise JournalFailure(
                 f"{state.persistence_id}: an earlier persist of this incarnation failed "
@@ -360,12 +314,12 @@ class PersistentActor(Actor):
             ) from state.broken
 
     @staticmethod
-    def _break(state: _Persistence, error: BaseException) -> None:
+    def _break(state: IncarnationState, error: BaseException) -> None:
         if state.broken is None:
             state.broken = error
             state.cell._break(error)
 
-    async def _write(self, state: _Persistence, records: list[PersistentRecord]) -> None:
+    async def _write(self, state: IncarnationState, records: list[PersistentRecord]) -> None:
         cell = state.cell
         saved = cell._limit_mailbox(self.persist_stash)
         try:
@@ -395,7 +349,7 @@ class PersistentActor(Actor):
         finally:
             cell._lift_limit(saved)
 
-    async def _save_snapshot(self, state: _Persistence) -> int:
+    async def _save_snapshot(self, state: IncarnationState) -> int:
         store = state.snapshots
         if store is None:
             raise RuntimeError(
@@ -419,7 +373,7 @@ class PersistentActor(Actor):
         await self._apply_retention(state, store)
         return seq
 
-    async def _apply_retention(self, state: _Persistence, store: SnapshotStore) -> None:
+    async def _apply_retention(self, state: IncarnationState, store: SnapshotStore) -> None:
         pid = state.persistence_id
         kept: list[int] = []
         max_seq: int | None = None
@@ -435,166 +389,11 @@ class PersistentActor(Actor):
             await state.journal.delete_to(pid, kept[-1])
 
     async def _actor_recover(self) -> None:
-        cell = self.context
-        settings = cell.system.settings
-        pid = getattr(self, "persistence_id", None)
-        if not isinstance(pid, str) or not pid:
-            cell._stop_failed(
-                RecoveryFailed(
-                    repr(pid),
-                    0,
-                    f"{type(self).__qualname__} has no persistence_id (a non-empty str); "
-                    "set it as a class attribute or in __init__",
-                    retryable=False,
-                )
-            )
-            return
-        journal = settings.journal
-        if journal is None:
-            cell._stop_failed(
-                RecoveryFailed(
-                    pid,
-                    0,
-                    "no journal is configured: pass journal=... to open_system "
-                    "(for example one opened with open_sqlite_journal)",
-                    retryable=False,
-                )
-            )
-            return
-        snapshots = settings.snapshot_store
-        if snapshots is None:
-            snapshots = getattr(journal, "snapshots", None)
-        serialization = settings.serialization or _default_serialization()
-        state = _Persistence(cell, pid, journal, snapshots, serialization)
-        self._persistence = state
-        saved = cell._limit_mailbox(self.persist_stash)
-        try:
-            await self._replay(state)
-        except RecoveryFailed as error:
-            if error.retryable:
-                raise
-            cell._stop_failed(error)
-            return
-        finally:
-            cell._lift_limit(saved)
-            state.recovering = False
-        result = self.on_recovery_completed()
-        if result is not None:
-            await result
+        """The recovery hook of the runtime (see ``_recovery.py``)."""
+        await recover(self)
 
-    async def _replay(self, state: _Persistence) -> None:
-        pid = state.persistence_id
-        serialization = state.serialization
-        after = 0
-        store = state.snapshots
-        if store is not None:
-            after = await self._restore_snapshot(state, store)
-        expected = after + 1
-        decoders: dict[str, Callable[[str, bytes], Any]] = {}
-        upcast = None if type(self).upcast is PersistentActor.upcast else self.upcast
-        apply = self.apply
-        try:
-            async for chunk in state.journal.replay_chunks(pid, expected):
-                for seq, serializer_id, manifest, payload in chunk:
-                    if seq != expected:
-                        state.seq = expected - 1
-                        raise RecoveryFailed(
-                            pid,
-                            expected,
-                            f"events {expected}..{seq - 1} are missing from the journal "
-                            "(deleted, and no snapshot that can be decoded covers them)",
-                            retryable=False,
-                        )
-                    decode = decoders.get(serializer_id)
-                    try:
-                        if decode is None:
-                            decode = serialization.get(serializer_id).from_binary
-                            decoders[serializer_id] = decode
-                        event = decode(manifest, payload)
-                    except (LookupError, RecordUndecodable) as error:
-                        state.seq = expected - 1
-                        raise RecoveryFailed(
-                            pid,
-                            seq,
-                            f"event {seq} ({manifest}) cannot be decoded: {error}",
-                            retryable=False,
-                        ) from error
-                    try:
-                        apply(event if upcast is None else upcast(event, manifest))
-                    except Exception as error:
-                        state.seq = expected - 1
-                        raise RecoveryFailed(
-                            pid,
-                            seq,
-                            f"applying event {seq} ({manifest}) raised {error!r}",
-                            retryable=False,
-                        ) from error
-                    expected = seq + 1
-                state.seq = expected - 1
-            highest = await state.journal.highest_seq(pid)
-        except JournalFailure as error:
-            raise RecoveryFailed(
-                pid, expected, f"the journal failed: {error}", retryable=True
-            ) from error
-        if highest != state.seq:
-            raise RecoveryFailed(
-                pid,
-                expected,
-                f"events {expected}..{highest} are missing from the journal (deleted, and "
-                "no snapshot that can be decoded covers them)",
-                retryable=False,
-            )
-        if _log.isEnabledFor(logging.DEBUG):
-            path = state.cell.ref.path
-            _log.debug(
-                "%s recovered persistence id %r at seq %d (snapshot at seq %d, %d events replayed)",
-                path,
-                pid,
-                state.seq,
-                after,
-                state.seq - after,
-                extra={"actor_path": path, "message_type": None, "persistence_id": pid},
-            )
-
-    async def _restore_snapshot(self, state: _Persistence, store: SnapshotStore) -> int:
-        """Restore the newest snapshot that decodes; return its seq (0: none)."""
-        pid = state.persistence_id
-        max_seq: int | None = None
-        while True:
-            try:
-                record = await store.load(pid, max_seq)
-            except JournalFailure as error:
-                raise RecoveryFailed(
-                    pid, 0, f"loading a snapshot failed: {error}", retryable=True
-                ) from error
-            if record is None:
-                return 0
-            try:
-                snapshot = state.serialization.deserialize(
-                    record.serializer, record.manifest, record.payload
-                )
-            except RecordUndecodable as error:
-                path = state.cell.ref.path
-                _log.warning(
-                    "%s: the snapshot at seq %d cannot be decoded; trying an older one",
-                    pid,
-                    record.seq,
-                    exc_info=error,
-                    extra={"actor_path": path, "message_type": None, "persistence_id": pid},
-                )
-                max_seq = record.seq - 1
-                continue
-            try:
-                self.restore(snapshot)
-            except Exception as error:
-                raise RecoveryFailed(
-                    pid,
-                    record.seq,
-                    f"restore() raised {error!r} on the snapshot at seq {record.seq}",
-                    retryable=False,
-                ) from error
-            state.seq = record.seq
-            return record.seq
-
-
-PersistentActor.__module__ = "actors.persistence"
+    def _describe_details(self) -> dict[str, object]:
+        pid = getattr(self, "persistence_id", None)  # a class attribute or set later
+        if not isinstance(pid, str):
+            return {}
+        return {"persistence_id": pid, "last_seq": self.last_seq}

@@ -125,7 +125,7 @@ async def run_chaos(
 
     Each run opens its own system (``open_system(**system_options, **per_run())``:
     ``per_run`` makes what must be fresh for each run, such as
-    ``lambda: {"journal": InMemoryJournal()}``), installs a
+    ``lambda: {"extensions": [Persistence(InMemoryJournal())]}``), installs a
     :class:`FaultInjector` with the seed and ``faults`` (the scenario may add rules of
     its own), traces it, awaits the scenario within ``timeout`` seconds of trio's clock,
     leaves the system (so that its shutdown is part of the run), and calls each
@@ -169,8 +169,3 @@ async def run_chaos(
                 raise ChaosFailure(seed, trace, f"invariant {name} returned False")
         runs.append(ChaosRun(seed, result, len(injector.injected), trace))
     return runs
-
-
-for _cls in (FaultModel, ChaosFailure, ChaosRun):
-    _cls.__module__ = "actors.testing"
-run_chaos.__module__ = "actors.testing"

@@ -24,6 +24,7 @@ from .._errors import ActorDead
 from .._ref import ActorRef
 from .._system import ActorSystem, open_system
 from ..persistence._errors import EventRejected, RecordUndecodable
+from ..persistence._extension import Persistence
 from ..persistence._journal import Journal, SnapshotStore
 from ..persistence._memory import InMemoryJournal
 from ..persistence._persistent import PersistentActor
@@ -126,16 +127,17 @@ class EventSourcedTestKit(Generic[_A]):
         name: str = "tested",
         **kwargs: Any,
     ) -> None:
-        journal = system.settings.journal
-        if journal is None:
+        persistence = system.settings.extension(Persistence)
+        journal = None if persistence is None else persistence.journal
+        if persistence is None or journal is None:
             raise ValueError(
-                "EventSourcedTestKit needs a system with a journal (open_system(journal="
-                "...)), or use event_sourced_testkit(), which opens one"
+                "EventSourcedTestKit needs a system with a journal (open_system(extensions="
+                "[Persistence(journal)])), or use event_sourced_testkit(), which opens one"
             )
         self.system = system
         self.journal: Journal = journal
         """The journal the actor writes to."""
-        self.serialization = system.settings.serialization or Serialization()
+        self.serialization = persistence.serialization or Serialization()
         self.check_serialization = check_serialization
         self._factory = factory
         self._args = args
@@ -358,13 +360,16 @@ async def event_sourced_testkit(
     the block shuts the system down (a failure that reached the top of it is raised as
     ``UnhandledFailure``); the journal is left as it is, so a test can open another kit
     on it."""
-    async with open_system(
-        "es-testkit",
-        journal=journal if journal is not None else InMemoryJournal(),
-        snapshot_store=snapshot_store,
-        serialization=serialization,
-        **dict(system_options or {}),
-    ) as system:
+    options = dict(system_options or {})
+    extensions = [
+        *options.pop("extensions", ()),
+        Persistence(
+            journal if journal is not None else InMemoryJournal(),
+            snapshot_store=snapshot_store,
+            serialization=serialization,
+        ),
+    ]
+    async with open_system("es-testkit", extensions=extensions, **options) as system:
         kit = EventSourcedTestKit(
             system,
             factory,
@@ -375,7 +380,3 @@ async def event_sourced_testkit(
         )
         await kit.ready()
         yield kit
-
-
-for _cls in (SerializationCheckFailed, CommandResult, EventSourcedTestKit):
-    _cls.__module__ = "actors.testing"

@@ -5,7 +5,7 @@ mailbox (``tell``, ``send``, ``ask``, forwards, routed messages, bus events) and
 the first of its rules that matches and fires:
 
 * ``drop``: the message is not delivered; it is published as a ``DeadLetter`` with reason
-  ``fault-dropped`` (an ``ask`` then times out in its caller, as with a lost message);
+  ``fault_dropped`` (an ``ask`` then times out in its caller, as with a lost message);
 * ``delay(seconds)``: delivered after ``seconds`` of trio's clock (virtual time works);
 * ``duplicate(copies)``: delivered, then delivered again ``copies`` times (copies of an
   ``ask`` are plain tells: a reply goes once);
@@ -32,6 +32,7 @@ fails. Everything injected is recorded in :attr:`FaultInjector.injected`.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import math
 import random
 from collections.abc import Callable
@@ -41,7 +42,8 @@ import attrs
 import trio
 
 from .._actor import Actor
-from .._cell import ActorCell, Envelope, _Fault, _Reply
+from .._cell import ActorCell
+from .._envelope import Detour, Envelope, Reply, Slot
 from .._errors import ActorError
 from .._messages import DeadLetterReason
 from .._ref import ActorRef
@@ -179,16 +181,14 @@ class FaultInjector:
     def install(self, system: ActorSystem) -> FaultInjector:
         """Start seeing every delivery of ``system`` (from its thread, while it runs).
         One injector per system."""
-        if system._faults is not None and system._faults is not self:
-            raise RuntimeError(f"{system!r} already has a fault injector installed")
         if self.system is system:
             return self  # already installed here
+        if any(isinstance(hook, FaultInjector) for hook in system._delivery_hooks):
+            raise RuntimeError(f"{system!r} already has a fault injector installed")
         if self.system is not None:
             raise RuntimeError(f"{self!r} is installed on another system")
         self.system = system
-        system._faults = self
-        for cell in _cells(system):
-            cell._slow = True
+        system._add_delivery_hook(self)
         system._nursery.start_soon(self._deliver_later, system, name="fault injector")
         return self
 
@@ -197,10 +197,7 @@ class FaultInjector:
         system = self.system
         if system is None:
             return
-        system._faults = None
-        slow = system.settings.roundtrip_messages or system._trace_deliveries
-        for cell in _cells(system):
-            cell._slow = slow
+        system._remove_delivery_hook(self)
         self._release_all()
         self.system = None
         if self._scope is not None:
@@ -235,7 +232,7 @@ class FaultInjector:
         times: int | None = None,
         probability: float | None = None,
     ) -> Rule:
-        """Drop matching messages (dead letters with reason ``fault-dropped``)."""
+        """Drop matching messages (dead letters with reason ``fault_dropped``)."""
         return self._add(
             "drop", to=to, sender=sender, type=type, where=where, nth=nth, times=times,
             probability=probability,
@@ -355,8 +352,9 @@ class FaultInjector:
             raise ValueError(f"{ref} is not an actor of the system this injector is on")
         if error is None:
             error = ActorKilled(f"{ref.path} was killed by a fault injector (seed {self.seed})")
-        self._record("kill", cell, None, None)
-        cell._kill(error)
+        # A kill of an actor that is not running an incarnation now (starting,
+        # restarting, stopping, or already failed) merges into what it is doing.
+        self._record("kill" if cell._crash(error) else "kill_merged", cell, None, None)
 
     def crash_in_pre_start(
         self,
@@ -395,7 +393,10 @@ class FaultInjector:
 
     # -- the delivery hook -----------------------------------------------------------------
 
-    def _intercept(self, cell: ActorCell, message: Any, sender: ActorRef | None, slot: Any) -> bool:
+    def on_delivery(
+        self, cell: ActorCell, via: str, message: Any, sender: ActorRef | None, slot: Slot
+    ) -> bool:
+        """The delivery hook (see ``actors._delivery.DeliveryHook``)."""
         recipient = cell.ref
         held = self._held.pop(cell, None)
         chosen: Rule | None = None
@@ -415,14 +416,14 @@ class FaultInjector:
                 observe(cell, message, sender, slot, None)
             if held is None:
                 return False
-            cell._deliver((message, sender, slot))
+            cell._release((message, sender, slot))
         if held is not None:  # the message held back for reordering comes after this one
-            cell._deliver(held)
+            cell._release(held)
         return True
 
     def _apply(self, rule: Rule, cell: ActorCell, envelope: Envelope) -> None:
         message, sender, slot = envelope
-        inner = slot if isinstance(slot, _Reply) else None
+        inner = slot if isinstance(slot, Reply) else None
         self._record(rule.kind, cell, message, sender)
         kind = rule.kind
         if kind == "drop":
@@ -431,13 +432,13 @@ class FaultInjector:
         elif kind == "delay":
             self._schedule(trio.current_time() + rule.seconds, cell, envelope)
         elif kind == "duplicate":
-            cell._deliver(envelope)
+            cell._release(envelope)
             for _ in range(rule.copies):
-                cell._deliver((message, sender, None))
+                cell._release((message, sender, None))
         elif kind == "reorder":
             previous = self._held.pop(cell, None)
             if previous is not None:
-                cell._deliver(previous)
+                cell._release(previous)
             self._held[cell] = envelope
             self._schedule(trio.current_time() + rule.seconds, cell, envelope, held=True)
         elif kind == "crash":
@@ -445,9 +446,9 @@ class FaultInjector:
                 f"{cell.ref.path} crashed on purpose on {message!r} "
                 f"(fault injector, seed {self.seed})"
             )
-            cell._deliver((message, sender, _Fault("crash", inner, error=error)))
+            cell._release((message, sender, Detour(inner, functools.partial(_crash, error))))
         else:  # hang
-            cell._deliver((message, sender, _Fault("hang", inner, seconds=rule.seconds)))
+            cell._release((message, sender, Detour(inner, functools.partial(_hang, rule.seconds))))
 
     def _record(self, kind: str, cell: ActorCell, message: Any, sender: ActorRef | None) -> None:
         self.injected.append(
@@ -479,9 +480,9 @@ class FaultInjector:
         if held:
             if self._held.get(cell) is envelope:  # not released by a later message yet
                 del self._held[cell]
-                cell._deliver(envelope)
+                cell._release(envelope)
             return
-        cell._deliver(envelope)
+        cell._release(envelope)
 
     def _release_all(self) -> None:
         pending, self._pending = self._pending, []
@@ -489,7 +490,7 @@ class FaultInjector:
             self._release(cell, envelope, held)
         still_held, self._held = self._held, {}
         for cell, envelope in still_held.items():
-            cell._deliver(envelope)
+            cell._release(envelope)
 
     async def _deliver_later(self, system: ActorSystem) -> None:
         """The injector's task in the system's nursery: releases delayed and held
@@ -517,17 +518,34 @@ class FaultInjector:
         return self.system
 
 
-def _cells(system: ActorSystem) -> list[ActorCell]:
-    """Every live cell of ``system``."""
-    found: list[ActorCell] = []
-    pending: list[ActorCell] = [system._guardian]
-    while pending:
-        cell = pending.pop()
-        found.append(cell)
-        if cell._children:
-            pending.extend(cell._children.values())
-    return found
+async def _crash(error: Exception, cell: ActorCell, envelope: Envelope) -> bool:
+    """An injected crash, when the actor reaches the message: its ask gets ``error`` and
+    the actor fails with it, as if its handler had raised."""
+    message, sender, inner = envelope
+    if isinstance(inner, Reply):
+        cell._complete(inner, None, error)  # the asker learns what happened
+    cell._failed_message((message, sender, None), error)
+    return True
 
 
-for _cls in (FaultInjector, Rule, Injection, InjectedFault, ActorKilled):
-    _cls.__module__ = "actors.testing"
+async def _hang(seconds: float, cell: ActorCell, envelope: Envelope) -> bool:
+    """An injected hang: the handler "runs" for ``seconds`` within the actor's deadline
+    (a stop, or a restart with a failed sibling, cuts it short), then handles the
+    message, unless the actor was killed meanwhile."""
+    cell._current = envelope
+    outer = cell._scope
+    until = min(cell._stop_deadline, trio.current_time() + seconds)
+    with trio.CancelScope(deadline=until) as scope:
+        cell._scope = scope
+        try:
+            await trio.sleep_forever()
+        finally:
+            cell._scope = outer
+    if cell._failure is not None:  # killed while hanging: the kill settled the message
+        return True
+    if trio.current_time() >= cell._stop_deadline:
+        return True  # a deadline cut the hang short: the stop or restart settles it
+    cell._current = None
+    if scope.cancelled_caught:  # the hang is over: the message is handled now
+        cell._mailbox.appendleft(envelope)
+    return False

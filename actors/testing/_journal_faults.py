@@ -539,15 +539,3 @@ class SteppingJournal(_Gated):
         finally:
             if not waiting.go.is_set():  # cancelled while waiting
                 self._waiting.remove(waiting)
-
-
-for _cls in (
-    Countdown,
-    Operation,
-    Verdict,
-    JournalCall,
-    JournalInjection,
-    FaultyJournal,
-    SteppingJournal,
-):
-    _cls.__module__ = "actors.testing"

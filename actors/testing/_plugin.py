@@ -16,7 +16,7 @@ from typing import Any, Final
 import pytest
 
 from .._system import ActorSystem, Settings, open_system
-from ..persistence import InMemoryJournal, Journal, open_sqlite_journal
+from ..persistence import InMemoryJournal, Journal, Persistence, open_sqlite_journal
 from ._chaos import seeded_scheduler
 from ._faults import FaultInjector
 from ._probe import TestProbe
@@ -234,8 +234,9 @@ async def actor_system(
     settings = options.get("settings")
     if not isinstance(settings, Settings):
         settings = Settings()
-    if settings.journal is None:
-        options.setdefault("journal", journal)
+    extensions = options.get("extensions", settings.extensions)
+    if not any(isinstance(extension, Persistence) for extension in extensions):
+        options["extensions"] = (*extensions, Persistence(journal))
     if settings.seed is None:
         options.setdefault("seed", actors_seed)
     async with open_system("test", **options) as system:

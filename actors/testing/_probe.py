@@ -10,6 +10,8 @@ import trio
 import trio.testing
 
 from .._actor import Actor
+from .._cell import ActorCell
+from .._context import ActorContext, context_of
 from .._messages import ActorStarted, Terminated
 from .._ref import ActorRef
 from .._system import ActorSystem
@@ -26,7 +28,7 @@ class _ProbeActor(Actor):
         self._probe = probe
 
     def receive(self, message: Any) -> None:
-        if message.__class__ is ActorStarted and message.ref == self.context.self:
+        if message.__class__ is ActorStarted and message.ref == self.context.ref:
             return  # its own start, published after a subscribe() made right after spawn
         self._probe._arrived(message, self.context.sender)
 
@@ -153,6 +155,12 @@ class TestProbe:
     def __repr__(self) -> str:
         return f"<TestProbe {self.ref.path}>"
 
+    def _context(self) -> ActorContext:
+        """The context of the probe's actor (its watches are the probe's)."""
+        cell = self.ref._resolve()
+        assert isinstance(cell, ActorCell), "the probe's actor lives in this process"
+        return context_of(cell)
+
     # -- sending --------------------------------------------------------------------------
 
     def tell(self, target: ActorRef, message: Any) -> None:
@@ -169,12 +177,12 @@ class TestProbe:
 
     def watch(self, ref: ActorRef) -> ActorRef:
         """Make the probe watch ``ref``: it will receive ``Terminated`` for it."""
-        return self.ref._resolve().watch(ref)  # type: ignore[attr-defined, no-any-return]
+        return self._context().watch(ref)
 
     def unwatch(self, ref: ActorRef) -> ActorRef:
         """Stop watching ``ref``: no ``Terminated`` for it is taken from the probe
         afterwards, not even one that had already arrived. Returns ``ref``."""
-        self.ref._resolve().unwatch(ref)  # type: ignore[attr-defined]
+        self._context().unwatch(ref)
         for index, (message, _) in enumerate(self._queue):
             if isinstance(message, Terminated) and message.ref == ref:
                 del self._queue[index]
@@ -471,6 +479,3 @@ class TestProbe:
 
 def _descriptions(expected: Sequence[Any]) -> str:
     return ", ".join(describe(e) for e in expected)
-
-
-TestProbe.__module__ = "actors.testing"

@@ -75,7 +75,9 @@ class MessageTrace:
         trace = cls(injector)
         injector._observers.append(trace._observe)
         listener = system.spawn(_Listener, trace, name=f"trace-{id(trace):x}")
-        trace._listener = listener._resolve()
+        cell = listener._resolve()
+        assert isinstance(cell, ActorCell)
+        trace._listener = cell
         for kind in (ActorFailed, ActorRestarted, ActorStopped, DeadLetter):
             system.events.subscribe(listener, kind)
         return trace
@@ -130,7 +132,7 @@ class MessageTrace:
         elif isinstance(event, ActorStopped):
             if self._listener is not None and event.ref == self._listener.ref:
                 return
-            reason = "" if event.reason is None else _summary(event.reason)
+            reason = "" if event.error is None else _summary(event.error)
             entry = TraceEntry(now, "stopped", None, event.ref.path, reason)
         elif isinstance(event, DeadLetter):
             sender = None if event.sender is None else event.sender.path
@@ -216,7 +218,3 @@ _ARROW_KINDS = ("send", "ask", "drop", "delay", "duplicate", "reorder", "crash",
 def _mermaid_text(text: str) -> str:
     """Text safe inside a Mermaid line (no ``;``, ``#`` or line breaks)."""
     return re.sub(r"[;#\n\r]", " ", text)
-
-
-for _cls in (MessageTrace, TraceEntry):
-    _cls.__module__ = "actors.testing"

@@ -56,7 +56,7 @@ class RoutingLogic(abc.ABC, Generic[RouteeT]):
         correctness: ``select`` also notices a changed ``routees``."""
 
 
-class RoundRobin(RoutingLogic[RouteeT]):
+class RoundRobinRouting(RoutingLogic[RouteeT]):
     """Each message to the next routee in order, wrapping around.
 
     Between two changes of the routees the rotation is exact: ``n`` routees and ``k * n``
@@ -134,7 +134,7 @@ class RoundRobin(RoutingLogic[RouteeT]):
         return 0
 
     def __repr__(self) -> str:
-        return "RoundRobin()"
+        return "RoundRobinRouting()"
 
 
 class RandomRouting(RoutingLogic[RouteeT]):
@@ -229,7 +229,8 @@ def _encode_key(value: object) -> bytes:
         return b"e" + f"{owner.__module__}.{owner.__qualname__}.{value.name}".encode()
     cls = type(value)
     raise TypeError(
-        f"ConsistentHashing cannot hash a key of type {cls.__module__}.{cls.__qualname__} "
+        f"ConsistentHashingRouting cannot hash a key of type "
+        f"{cls.__module__}.{cls.__qualname__} "
         f"({value!r}) stably: the key function must return a str, bytes, int, float, "
         "bool, None, UUID, Enum member, or a tuple or frozenset of these "
         "(for example a str that identifies the object)"
@@ -260,7 +261,7 @@ def _node_points(node_key: str, virtual_nodes: int) -> list[int]:
 _MAX_VIRTUAL_NODES = 65_536  # far more than useful; a bigger one is a typo that eats RAM
 
 
-class ConsistentHashing(RoutingLogic[RouteeT]):
+class ConsistentHashingRouting(RoutingLogic[RouteeT]):
     """Each message to the routee that owns its key on a hash ring.
 
     ``key(message)`` gives the message's routing key: a str, bytes, int, float, bool,
@@ -310,8 +311,8 @@ class ConsistentHashing(RoutingLogic[RouteeT]):
         virtual_nodes: int = 100,
         node_key: Callable[[RouteeT], str] = str,
     ) -> None:
-        _check_callable(key, "ConsistentHashing key")
-        _check_callable(node_key, "ConsistentHashing node_key")
+        _check_callable(key, "ConsistentHashingRouting key")
+        _check_callable(node_key, "ConsistentHashingRouting node_key")
         if isinstance(virtual_nodes, bool) or not isinstance(virtual_nodes, int):
             raise TypeError(
                 f"virtual_nodes must be an int, got {type(virtual_nodes).__name__} "
@@ -376,7 +377,7 @@ class ConsistentHashing(RoutingLogic[RouteeT]):
             if other is not routee:
                 raise ValueError(
                     f"routees {other!r} and {routee!r} have the same node key {name!r}; "
-                    "ConsistentHashing needs a distinct node_key(routee) per routee"
+                    "ConsistentHashingRouting needs a distinct node_key(routee) per routee"
                 )
         # From here on nothing can fail: the ring changes only after the checks.
         removed = [name for routee, name in old.items() if routee not in new]
@@ -420,22 +421,29 @@ class ConsistentHashing(RoutingLogic[RouteeT]):
 
     def __repr__(self) -> str:
         return (
-            f"ConsistentHashing(key={self._key!r}, virtual_nodes={self._virtual_nodes}, "
+            f"ConsistentHashingRouting(key={self._key!r}, virtual_nodes={self._virtual_nodes}, "
             f"node_key={self._node_key!r})"
         )
 
 
+def _mailbox_size(routee: Any) -> int:
+    """How many messages wait in the mailbox of an actor ref (0 once it has stopped)."""
+    size: int = routee.stats().mailbox
+    return size
+
+
 def _bad_size(size: object, routee: object) -> Exception:
     message = (
-        f"SmallestMailbox size must return an int >= 0, got {type(size).__name__} "
+        f"SmallestMailboxRouting size must return an int >= 0, got {type(size).__name__} "
         f"{size!r} for routee {routee!r}"
     )
     return ValueError(message) if isinstance(size, int) else TypeError(message)
 
 
-class SmallestMailbox(RoutingLogic[RouteeT]):
+class SmallestMailboxRouting(RoutingLogic[RouteeT]):
     """Each message to the routee with the fewest queued messages, as ``size(routee)``
-    reports them (the router passes a function reading the routee's mailbox length).
+    reports them (default: ``routee.stats().mailbox``, for routees that are
+    :class:`~actors.ActorRef`).
 
     Ties go round-robin: the scan starts at the routee after the one picked last, and
     the first routee with the smallest size from there (wrapping around) wins. So idle
@@ -448,8 +456,10 @@ class SmallestMailbox(RoutingLogic[RouteeT]):
 
     __slots__ = ("_size", "_start")
 
-    def __init__(self, size: Callable[[RouteeT], int]) -> None:
-        _check_callable(size, "SmallestMailbox size")
+    def __init__(self, size: Callable[[RouteeT], int] | None = None) -> None:
+        if size is None:
+            size = _mailbox_size
+        _check_callable(size, "SmallestMailboxRouting size")
         self._size = size
         self._start = 0  # where the next scan starts (taken modulo the routee count)
 
@@ -481,12 +491,4 @@ class SmallestMailbox(RoutingLogic[RouteeT]):
         return (routees[best_index],)
 
     def __repr__(self) -> str:
-        return f"SmallestMailbox(size={self._size!r})"
-
-
-RoutingLogic.__module__ = "actors"
-RoundRobin.__module__ = "actors"
-RandomRouting.__module__ = "actors"
-BroadcastRouting.__module__ = "actors"
-ConsistentHashing.__module__ = "actors"
-SmallestMailbox.__module__ = "actors"
+        return f"SmallestMailboxRouting(size={self._size!r})"

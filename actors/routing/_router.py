@@ -10,13 +10,14 @@ from typing import Any
 import attrs
 import trio
 
-from ._actor import Actor
-from ._cell import DEAD, _Reply
-from ._context import ActorContext
-from ._errors import AskTimeout
-from ._messages import DeadLetterReason, Terminated
-from ._ref import ActorRef
-from ._routing import BroadcastRouting, RoundRobin, RoutingLogic
+from .._actor import Actor
+from .._cell import ActorCell
+from .._cell_state import DEAD
+from .._envelope import Reply
+from .._errors import AskTimeout
+from .._messages import DeadLetterReason, PoisonPill, Terminated
+from .._ref import ActorRef
+from ._logics import BroadcastRouting, RoundRobinRouting, RoutingLogic
 
 
 @attrs.frozen
@@ -55,9 +56,9 @@ class AdjustPoolSize:
     change: int
 
 
-class ScatterGatherFirstCompleted(BroadcastRouting[ActorRef]):
+class ScatterGatherFirstCompletedRouting(BroadcastRouting[ActorRef]):
     """Ask every routee at once; the first reply answers the asker, later replies are
-    discarded (they go to dead letters as ``ask-expired``, like any late reply). If no
+    discarded (they go to dead letters as ``ask_expired``, like any late reply). If no
     routee replies within ``within`` seconds (or the asker's own, shorter timeout), the
     asker gets :class:`AskTimeout`; if every routee fails, the asker gets the first
     error. A plain ``tell`` goes to every routee (there is no reply to wait for)."""
@@ -70,10 +71,10 @@ class ScatterGatherFirstCompleted(BroadcastRouting[ActorRef]):
         self.within = float(within)
 
     def __repr__(self) -> str:
-        return f"ScatterGatherFirstCompleted(within={self.within!r})"
+        return f"ScatterGatherFirstCompletedRouting(within={self.within!r})"
 
 
-class TailChopping(RoundRobin[ActorRef]):
+class TailChoppingRouting(RoundRobinRouting[ActorRef]):
     """Ask one routee; if it has not replied after ``interval`` seconds, ask the next one
     too, and so on (in round-robin order); the first reply answers the asker and the
     others are discarded. Past ``within`` seconds the asker gets :class:`AskTimeout`;
@@ -91,18 +92,18 @@ class TailChopping(RoundRobin[ActorRef]):
         self.within = float(within)
 
     def __repr__(self) -> str:
-        return f"TailChopping(interval={self.interval!r}, within={self.within!r})"
+        return f"TailChoppingRouting(interval={self.interval!r}, within={self.within!r})"
 
 
 def _ask_order(
-    logic: ScatterGatherFirstCompleted | TailChopping,
+    logic: ScatterGatherFirstCompletedRouting | TailChoppingRouting,
     message: Any,
     routees: tuple[ActorRef, ...],
 ) -> tuple[tuple[ActorRef, ...], float]:
     """The routees in the order to ask them, and the interval between two asks:
     scatter-gather asks all at once; tail-chopping starts at the next routee in its
     rotation (advanced now, in the caller's turn)."""
-    if isinstance(logic, TailChopping):
+    if isinstance(logic, TailChoppingRouting):
         start = routees.index(logic.select(message, routees)[0])
         return routees[start:] + routees[:start], logic.interval
     return routees, 0.0
@@ -158,12 +159,13 @@ _MANAGEMENT: frozenset[type] = frozenset()  # filled below, once the classes exi
 _get_ident = threading.get_ident
 
 
-class RouterContext(ActorContext):
-    """The cell of a router: it routes ordinary messages in the sender's task, straight
-    to the chosen routees, so a routed message crosses one mailbox, not two (what Akka
-    does too). Management messages, ``Broadcast`` and ``Terminated`` go to the router's
-    own mailbox. While anything waits in that mailbox (e.g. messages sent before the
-    router started), new messages queue behind it, so each sender's order is kept."""
+class RouterCell(ActorCell):
+    """The cell of a router (the cell class hook of :class:`Router`): it routes ordinary
+    messages in the sender's task, straight to the chosen routees, so a routed message
+    crosses one mailbox, not two (what Akka does too). Management messages,
+    ``Broadcast``, ``Terminated`` and ``PoisonPill`` go to the router's own mailbox.
+    While anything waits in that mailbox (e.g. messages sent before the router started),
+    new messages queue behind it, so each sender's order is kept."""
 
     __slots__ = ("_logic", "_routees")
 
@@ -181,7 +183,7 @@ class RouterContext(ActorContext):
             and message.__class__ not in _MANAGEMENT
         )
 
-    def _tell(self, message: Any, sender: ActorRef | None) -> None:
+    def tell(self, message: Any, sender: ActorRef | None) -> None:
         # The per-message path: _direct() inlined.
         logic = self._logic
         if (
@@ -191,7 +193,7 @@ class RouterContext(ActorContext):
             or self._thread != _get_ident()
             or self._state == DEAD
         ):
-            super()._tell(message, sender)
+            super().tell(message, sender)
             return
         targets = logic.select(message, self._routees)
         if not targets:
@@ -201,26 +203,27 @@ class RouterContext(ActorContext):
             cell = target._cell
             if cell is None:
                 cell = target._resolve()
-            cell._tell(message, sender)
+            cell.tell(message, sender)
 
-    async def _send(self, message: Any, sender: ActorRef | None) -> None:
+    async def send(self, message: Any, sender: ActorRef | None) -> None:
         if not self._direct(message):
-            await super()._send(message, sender)
+            await super().send(message, sender)
             return
         assert self._logic is not None
         targets = self._logic.select(message, self._routees)
         if not targets:
-            await super()._send(message, sender)  # the router dead-letters it
+            await super().send(message, sender)  # the router dead-letters it
             return
         for target in targets:
             await target.send(message, sender)
 
-    async def _ask(self, message: Any, timeout: float | None, sender: ActorRef | None) -> Any:
+    async def ask(self, message: Any, timeout: float | None, sender: ActorRef | None) -> Any:
         if not self._direct(message):
-            return await super()._ask(message, timeout, sender)
+            return await super().ask(message, timeout, sender)
         logic = self._logic
         assert logic is not None
-        if isinstance(logic, ScatterGatherFirstCompleted | TailChopping) and self._routees:
+        first_reply = ScatterGatherFirstCompletedRouting | TailChoppingRouting
+        if isinstance(logic, first_reply) and self._routees:
             routees, interval = _ask_order(logic, message, self._routees)
             return await _first_reply(
                 message,
@@ -233,7 +236,7 @@ class RouterContext(ActorContext):
             )
         targets = logic.select(message, self._routees)
         if not targets:
-            return await super()._ask(message, timeout, sender)  # dead letter + ActorDead
+            return await super().ask(message, timeout, sender)  # dead letter + ActorDead
         first, *rest = targets
         for target in rest:
             target.tell(message, sender)
@@ -305,7 +308,7 @@ class _Resize:
 
 class Router(Actor):
     """Routes every message it receives to routees chosen by ``logic`` (a
-    :class:`RoutingLogic` such as :class:`RoundRobin` or :class:`ConsistentHashing`).
+    :class:`RoutingLogic` such as :class:`RoundRobinRouting` or :class:`ConsistentHashingRouting`).
 
     A **pool** router (``pool=factory, size=n``) spawns ``n`` routees as its own
     children, so it supervises them with its ``supervisor_strategy`` (by default,
@@ -317,7 +320,7 @@ class Router(Actor):
     by the routee that gets it (see :meth:`ActorContext.forward`). With several
     routees chosen (broadcast), the first one answers an ask and the others get the
     message as a plain one. A message arriving while there is no routee goes to dead
-    letters with reason ``no-routees``.
+    letters with reason ``no_routees``.
 
     Management messages (use ``ask``): :class:`GetRoutees`, :class:`AddRoutee`,
     :class:`RemoveRoutee`, :class:`AdjustPoolSize`; :class:`Broadcast` wraps a message
@@ -354,7 +357,7 @@ class Router(Actor):
         self._initial = group
         self._resizer = resizer
 
-    _cell_class = RouterContext
+    _cell_class = RouterCell
 
     def pre_start(self) -> None:
         for ref in self._initial:
@@ -403,7 +406,7 @@ class Router(Actor):
             return None
         if cls is _Resize:
             assert self._resizer is not None
-            change = self._resizer.change([mailbox_size(ref) for ref in self._routees])
+            change = self._resizer.change([ref.stats().mailbox for ref in self._routees])
             if change:
                 self._adjust(change)
             return None
@@ -429,17 +432,17 @@ class Router(Actor):
         scatter-gather or tail-chopping: answer it from a task of the system, so that
         the router goes on with its next message meanwhile."""
         logic = self.logic
-        context = self.context
-        current = context._current
+        cell = self._router_cell()
+        current = cell._current
         slot = None if current is None else current[2]
-        if not isinstance(logic, ScatterGatherFirstCompleted | TailChopping):
+        if not isinstance(logic, ScatterGatherFirstCompletedRouting | TailChoppingRouting):
             return False
-        if not isinstance(slot, _Reply) or not self._routees:
+        if not isinstance(slot, Reply) or not self._routees:
             return False
         routees, interval = _ask_order(logic, message, self._routees)
-        context._current_stashed = True  # answered by the task below, not by this handler
-        sender = context.sender
-        path = context.ref.path
+        cell._current_stashed = True  # answered by the task below, not by this handler
+        sender = self.context.sender
+        path = cell.ref.path
 
         async def answer() -> None:
             try:
@@ -453,23 +456,31 @@ class Router(Actor):
                     path=path,
                 )
             except Exception as exc:
-                context._complete(slot, None, exc)
+                cell._complete(slot, None, exc)
             else:
-                context._complete(slot, value, None)
+                cell._complete(slot, value, None)
 
-        context.system._nursery.start_soon(answer, name=f"{path} first reply")
+        cell.system._nursery.start_soon(answer, name=f"{path} first reply")
         return True
+
+    def _router_cell(self) -> RouterCell:
+        cell = self._actor_cell
+        assert isinstance(cell, RouterCell), "a Router is made by spawn"
+        return cell
+
+    def _describe_details(self) -> dict[str, object]:
+        return {"routing": type(self.logic).__name__, "routees": len(self._routees)}
 
     def _forward_as(self, target: ActorRef, payload: Any) -> None:
         """Forward the current message's reply slot and sender with another payload."""
-        context = self.context
-        current = context._current
+        cell = self._router_cell()
+        current = cell._current
         assert current is not None
-        context._current = (payload, current[1], current[2])
+        cell._current = (payload, current[1], current[2])
         try:
-            context.forward(target)
+            self.context.forward(target)
         finally:
-            context._current = current
+            cell._current = current
 
     def _no_routees(self, message: Any) -> None:
         context = self.context
@@ -495,15 +506,12 @@ class Router(Actor):
     def _set(self, routees: tuple[ActorRef, ...]) -> None:
         self._routees = routees
         self.logic.routees_changed(routees)
-        context = self.context
-        if isinstance(context, RouterContext):  # senders now route by themselves
-            context._routees = routees
-            context._logic = self.logic
+        cell = self._router_cell()  # senders now route by themselves
+        cell._routees = routees
+        cell._logic = self.logic
 
     def post_stop(self) -> None:
-        context = self.context
-        if isinstance(context, RouterContext):
-            context._logic = None
+        self._router_cell()._logic = None
 
     def _grow(self, count: int) -> None:
         assert self._pool is not None
@@ -523,28 +531,14 @@ class Router(Actor):
 
 
 _MANAGEMENT = frozenset(
-    {Broadcast, GetRoutees, AddRoutee, RemoveRoutee, AdjustPoolSize, Terminated, _Resize}
+    {
+        Broadcast,
+        GetRoutees,
+        AddRoutee,
+        RemoveRoutee,
+        AdjustPoolSize,
+        Terminated,
+        _Resize,
+        PoisonPill.__class__,  # stops the router itself (and a pool's routees with it)
+    }
 )
-
-
-def mailbox_size(ref: ActorRef) -> int:
-    """How many messages wait in the mailbox of ``ref`` (0 for a stopped actor): the
-    size function for ``SmallestMailbox(actors.mailbox_size)``."""
-    cell = ref._resolve()
-    return len(cell._mailbox) if cell._state != DEAD else 0
-
-
-for _cls in (
-    Resizer,
-    ScatterGatherFirstCompleted,
-    TailChopping,
-    Broadcast,
-    GetRoutees,
-    AddRoutee,
-    RemoveRoutee,
-    AdjustPoolSize,
-    Router,
-    RouterContext,
-):
-    _cls.__module__ = "actors"
-mailbox_size.__module__ = "actors"

@@ -1,0 +1,122 @@
+"""Spawning: checking what ``spawn`` is given, then making the new actor's cell and task.
+
+``system.spawn`` and ``context.spawn`` both end in :func:`spawn_child`: the new cell is
+registered under its parent at once (so its name is taken and its ref works), and its
+task is started in the system's nursery; the instance is created inside that task.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from supervision import Strategy
+
+from ._cell import ActorCell
+from ._cell_state import DEAD
+from ._errors import ActorNameTaken, InvalidActorName, SystemClosed
+from ._mailbox import Mailbox
+from ._supervising import implicit_spec
+
+if TYPE_CHECKING:
+    from ._actor import Actor
+    from ._ref import ActorRef
+
+_VALID_NAME = re.compile(r"[A-Za-z0-9\-_.~:@+=,]+")
+
+
+def check_name(name: str) -> None:
+    """Raise :class:`InvalidActorName` unless ``name`` is usable as a path segment."""
+    if not isinstance(name, str) or not _VALID_NAME.fullmatch(name):
+        raise InvalidActorName(
+            f"invalid actor name {name!r}: use 1 or more of A-Z a-z 0-9 - _ . ~ : @ + = , "
+            "(no '/', and '$' is reserved for generated names)"
+        )
+
+
+def class_default(factory: object, attribute: str, default: Any) -> Any:
+    """The class attribute ``attribute`` of the actor class ``factory`` makes (seen
+    through ``functools.partial``), or ``default`` if it has none (or ``None``)."""
+    while isinstance(factory, functools.partial):  # spawn(partial(MyActor, name=...))
+        factory = factory.func
+    value = getattr(factory, attribute, None)
+    return default if value is None else value
+
+
+def _check_positive_int(what: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{what} must be an int >= 1, got {value!r}")
+
+
+def spawn_child(
+    parent: ActorCell,
+    factory: Callable[..., Actor],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    name: str | None,
+    mailbox: Mailbox | None,
+    throughput: int | None,
+    supervisor_strategy: Strategy | None,
+) -> ActorRef:
+    """Start a child of ``parent``; see ``ActorContext.spawn`` for the semantics."""
+    system = parent.system
+    parent._check_thread()
+    if parent._stop_requested or parent._state == DEAD:
+        what = f"actor system {system.name!r}" if parent._parent is None else parent.ref.path
+        raise SystemClosed(f"cannot spawn: {what} is stopping or stopped")
+    if name is None:
+        parent._child_counter += 1
+        name = f"${parent._child_counter}"
+    else:
+        check_name(name)
+    children = parent._children
+    if children is None:
+        children = parent._children = {}
+    path = f"{parent.ref.path}/{name}"
+    if name in children:
+        raise ActorNameTaken(path)
+    settings = system.settings
+    if mailbox is None:
+        mailbox = class_default(factory, "mailbox", settings.mailbox)
+    if not isinstance(mailbox, Mailbox):
+        raise TypeError(f"mailbox must be an actors.Mailbox, got {mailbox!r}")
+    if throughput is None:
+        throughput = class_default(factory, "throughput", settings.throughput)
+    _check_positive_int("throughput", throughput)
+    stash_capacity = class_default(factory, "stash_capacity", settings.stash_capacity)
+    _check_positive_int("stash_capacity", stash_capacity)
+    if supervisor_strategy is None:
+        supervisor_strategy = class_default(factory, "supervisor_strategy", None)
+    if supervisor_strategy is not None and not isinstance(supervisor_strategy, Strategy):
+        raise TypeError(
+            f"supervisor_strategy must be a supervision.Strategy, got {supervisor_strategy!r}"
+        )
+    if args or kwargs:
+        factory = functools.partial(factory, *args, **kwargs)
+    # The cell class hook: an actor class may name the cell class that runs it (routers).
+    cell_class: type[ActorCell] = class_default(factory, "_cell_class", ActorCell)
+    child = cell_class(
+        system,
+        parent,
+        name,
+        path,
+        system._uids.getrandbits(63),
+        factory,
+        mailbox,
+        throughput,
+        stash_capacity,
+        supervisor_strategy,
+    )
+    system._nursery.start_soon(child._run, name=path)
+    children[name] = child  # registered once its task exists
+    engine = parent._engine
+    if engine is not None:  # supervision has begun: it must know every child
+        if name not in engine:
+            engine.add(implicit_spec(name))
+        engine.started(name, trio.current_time())
+    return child.ref
