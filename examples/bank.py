@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -28,7 +29,7 @@ from actors.persistence import Persistence, PersistentActor, open_sqlite_journal
 
 # What the actors say about their restarts (the chaos test, examples/chaos_bank.py, keeps
 # them quiet).
-report = print
+report: Callable[[str], None] = print
 
 # -- commands (messages) and events (what the journal stores) ----------------------------
 

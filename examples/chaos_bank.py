@@ -68,7 +68,7 @@ def no_negative_balance(balances: dict[str, int]) -> None:
 
 
 async def main(seeds: int) -> None:
-    bank.report = lambda *args: None  # the accounts' restart messages are noise here
+    bank.report = lambda text: None  # the accounts' restart messages are noise here
     faults = FaultModel(
         crash=0.05,
         delay=0.1,

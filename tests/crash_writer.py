@@ -126,7 +126,7 @@ class Monitor(actors.Actor):
         if isinstance(message, ActorFailed):
             error: BaseException | None = message.error
         elif isinstance(message, ActorStopped):
-            error = message.reason
+            error = message.error
         else:
             return
         if error is None:

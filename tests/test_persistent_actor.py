@@ -199,8 +199,12 @@ async def test_defer_runs_after_the_persists_already_started() -> None:
                     for amount in (1, 2, 3):
                         nursery.start_soon(self.persist, Deposited(amount))
                     await trio.testing.wait_all_tasks_blocked()
-                    result = await self.defer(lambda: order.append(f"defer@{self.last_seq}"))
-                    assert result is None
+
+                    def note() -> str:
+                        order.append(f"defer@{self.last_seq}")
+                        return "deferred"
+
+                    assert await self.defer(note) == "deferred"
                 return list(self.applied)
             return await super().receive(message)
 

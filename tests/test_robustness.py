@@ -13,6 +13,7 @@ import trio.testing
 import actors
 import supervision
 from actors import Mailbox
+from actors._cell import ActorCell
 from actors.testing import TestProbe
 
 
@@ -110,6 +111,7 @@ async def test_class_defaults_apply_through_functools_partial(
     ref = actor_system.spawn(functools.partial(Worker, name="w"))
     assert await ref.ask("name?") == "w"
     cell = ref._resolve()
+    assert isinstance(cell, ActorCell)
     assert (cell._capacity, cell._throughput, cell._stash_capacity) == (2, 7, 5)
 
 
@@ -410,7 +412,9 @@ async def test_the_system_refuses_calls_from_other_threads(
     refused = await trio.to_thread.run_sync(from_thread)
     assert refused == ["spawn", "stop", "lookup", "publish", "subscribe"]
     assert [c.path for c in [ref]] == [ref.path]
-    assert len(actor_system.user_guardian._resolve()._children or {}) == 1  # nothing half-made
+    guardian = actor_system.user_guardian._resolve()
+    assert isinstance(guardian, ActorCell)
+    assert len(guardian._children or {}) == 1  # nothing half-made
 
 
 async def test_subscribing_a_stopped_actor_does_nothing(actor_system: actors.ActorSystem) -> None:
