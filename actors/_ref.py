@@ -17,8 +17,10 @@ if TYPE_CHECKING:
 
 @attrs.frozen
 class ActorStats:
-    """An actor's figures at one moment (``ref.stats()``); all zero for an actor that
-    has stopped or never existed (``alive`` is then ``False``)."""
+    """An actor's figures at one moment (``ref.stats()``). For an actor that has stopped,
+    ``alive`` is ``False``, its mailbox is empty and the counts are those of its end;
+    for an address with no actor here (it never existed, or its system does not run in
+    this process), everything is zero."""
 
     alive: bool
     """Whether the actor is running (or starting, restarting or stopping)."""

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -550,3 +554,56 @@ async def test_context_stop_in_pre_start(
     await probe.expect_terminated(ref)
     letter = await dead.expect_message(DeadLetter)
     assert letter == DeadLetter("never processed", None, ref, DeadLetterReason.STOPPED)
+
+
+# -- KeyboardInterrupt and SystemExit ------------------------------------------------------
+
+
+class Exits(Actor):
+    def receive(self, message: Any) -> None:
+        if message == "exit":
+            sys.exit(3)
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize(("message", "kind"), [("exit", SystemExit), ("ctrl-c", KeyboardInterrupt)])
+async def test_interrupts_in_an_actor_leave_open_system_as_themselves(
+    autojump_clock: MockClock, message: str, kind: type[BaseException]
+) -> None:
+    async def run() -> None:
+        async with open_system("exits") as system:
+            system.spawn(Exits, name="x").tell(message)
+            await trio.sleep_forever()
+
+    with pytest.raises(kind) as info:  # a group of it would not match
+        await run()
+    assert type(info.value) is kind
+    if kind is SystemExit:
+        assert info.value.code == 3  # type: ignore[attr-defined]
+
+
+def test_sys_exit_in_a_handler_is_the_exit_code_of_the_program(tmp_path: Path) -> None:
+    script = tmp_path / "exits.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import sys
+            import trio
+            import actors
+
+            class Exits(actors.Actor):
+                def receive(self, message):
+                    sys.exit(3)
+
+            async def main():
+                async with actors.open_system("exits") as system:
+                    system.spawn(Exits).tell("bye")
+                    await trio.sleep_forever()
+
+            trio.run(main)
+            """
+        )
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert done.returncode == 3, done.stderr
+    assert "ExceptionGroup" not in done.stderr

@@ -807,3 +807,46 @@ async def test_per_sender_fifo_property(
         sent = sum(1 for op in plan if op != "checkpoint")
         assert [seq for i, seq in log if i == index] == list(range(sent))
     assert len(log) == sum(1 for plan in plans for op in plan if op != "checkpoint")
+
+
+class Napper(actors.Actor):
+    """Takes a second of trio's clock over ``"nap"``; answers anything else with it."""
+
+    async def receive(self, message: Any) -> Any:
+        if message == "nap":
+            await trio.sleep(1)
+        return message
+
+
+class Events(actors.Actor):
+    def __init__(self, into: list[Any]) -> None:
+        self.into = into
+
+    def receive(self, message: Any) -> None:
+        self.into.append(message)
+
+
+async def test_a_flood_of_overflows_under_fail_is_one_failure_not_one_per_message(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("WARNING", logger="actors")
+    events: list[Any] = []
+    async with actors.open_system("flood") as system:
+        recorder = system.spawn(Events, events)
+        for kind in (actors.ActorFailed, actors.ActorRestarted, DeadLetter):
+            system.events.subscribe(recorder, kind)
+        ref = system.spawn(Napper, mailbox=Mailbox(capacity=1, overflow=Overflow.FAIL))
+        ref.tell("nap")  # busy for a second
+        await trio.testing.wait_all_tasks_blocked()
+        ref.tell("kept")
+        for n in range(1000):
+            ref.tell(n)  # each refused: a dead letter, and the actor fails once
+        assert await ref.ask("after") == "after"
+    failed = [e for e in events if isinstance(e, actors.ActorFailed)]
+    restarted = [e for e in events if isinstance(e, actors.ActorRestarted)]
+    refused = [e for e in events if isinstance(e, DeadLetter)]
+    assert len(failed) == len(restarted) == 1
+    assert isinstance(failed[0].error, actors.MailboxOverflow)
+    assert [e.message for e in refused] == list(range(1000))
+    assert {e.reason for e in refused} == {DeadLetterReason.MAILBOX_OVERFLOW}
+    assert len([r for r in caplog.records if r.name == "actors.supervision"]) == 1

@@ -585,3 +585,46 @@ async def test_an_actor_asking_itself_gets_a_clear_error(
     # Nothing was enqueued: the next answer is to the next question.
     assert await ref.ask("ping") == "answered"
     assert actor_system.dead_letter_count == 0
+
+
+async def test_tell_threadsafe_under_round_trips_delivers_the_copy_made_at_the_call(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    log: list[tuple[Any, actors.ActorRef | None]] = []
+    async with actors.open_system("copy", roundtrip_messages=True) as system:
+        ref = system.spawn(Recorder, log)
+        await trio.testing.wait_all_tasks_blocked()
+        message = ["as sent"]
+
+        def caller() -> None:
+            ref.tell_threadsafe(message)
+            message[0] = "changed after the call"
+
+        # The trio thread is held while the other thread calls and then changes the
+        # message: the hand-over runs only once it is released, after the change.
+        thread = threading.Thread(target=caller)
+        thread.start()
+        thread.join()
+        await trio.testing.wait_all_tasks_blocked()
+    assert log == [(["as sent"], None)]
+
+
+async def test_a_dead_letter_raised_for_another_thread_is_published_on_the_systems_thread(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG", logger="actors.deadletters")
+    letters: list[Any] = []
+    async with actors.open_system("threads") as system:
+        ref = system.spawn(Recorder, letters)
+        system.events.subscribe(ref, DeadLetter)
+        ghost = system.spawn(Recorder, [])
+        await system.graceful_stop(ghost)
+        unknown = pickle.loads(pickle.dumps(ghost))  # no live actor at this address
+        await trio.to_thread.run_sync(unknown.tell_threadsafe, "lost")
+        await trio.testing.wait_all_tasks_blocked()
+    [(letter, sender)] = letters
+    assert sender is None
+    assert (letter.message, letter.reason) == ("lost", DeadLetterReason.NO_SUCH_ACTOR)
+    [record] = [r for r in caplog.records if r.name == "actors.deadletters"]
+    assert record.thread == threading.get_ident()  # counted and published here
+    assert system.dead_letter_count == 1

@@ -390,3 +390,43 @@ async def test_a_resizing_pool_grows_under_pressure_and_shrinks_when_idle(
     grow = sizes[: sizes.index(4) + 1]
     assert grow == sorted(grow)  # only grew until it reached the upper bound
     assert sizes[-1] == 1  # idle at the end: back to lower
+
+
+# -- PoisonPill --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("queued", [0, 3])
+async def test_a_poison_pill_stops_the_router_and_its_pool_whatever_its_mailbox_holds(
+    autojump_clock: trio.testing.MockClock, queued: int
+) -> None:
+    async with actors.open_system("pill") as system:
+        probe = TestProbe(system)
+        router = system.spawn(
+            actors.routing.Router, actors.routing.RoundRobinRouting(), pool=Echo, size=3
+        )
+        routees = await router.ask(actors.routing.GetRoutees())
+        for ref in (router, *routees):
+            probe.watch(ref)
+        for n in range(queued):
+            router.tell(n)  # routed (one mailbox each) before the pill
+        router.tell(actors.PoisonPill)
+        # Children first (newest first), then the router.
+        stopped = [(await probe.expect_message(actors.Terminated)).ref for _ in range(4)]
+        assert stopped == [*routees[::-1], router]
+        assert sorted(message for _, message in Echo.log) == list(range(queued))
+        assert not any(ref.stats().alive for ref in (router, *routees))
+
+
+async def test_a_poison_pill_in_a_broadcast_stops_only_the_routees(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with actors.open_system("pill-broadcast") as system:
+        router = system.spawn(
+            actors.routing.Router, actors.routing.RoundRobinRouting(), pool=Echo, size=2
+        )
+        routees = await router.ask(actors.routing.GetRoutees())
+        router.tell(actors.routing.Broadcast(actors.PoisonPill))
+        await trio.testing.wait_all_tasks_blocked()
+        assert [ref.stats().alive for ref in routees] == [False, False]
+        assert router.stats().alive
+        assert await router.ask(actors.routing.GetRoutees()) == ()

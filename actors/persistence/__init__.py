@@ -10,6 +10,7 @@ journal. The user guide's page ``docs/persistence.md`` explains it all.
 
 from typing import TYPE_CHECKING, Any
 
+from .._public import export as _export
 from ._errors import (
     EventRejected,
     JournalFailure,
@@ -49,6 +50,7 @@ def __getattr__(name: str) -> Any:
                 f"actors.persistence.{name} needs psycopg: pip install 'trio-actors[postgres]'"
                 f" ({error})"
             ) from error
+        _export(__name__, vars(_postgres), _POSTGRES_NAMES)
         return getattr(_postgres, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -80,3 +82,5 @@ __all__ = [
     "open_sqlite_journal",
     "parse_manifest",
 ]
+
+_export(__name__, globals(), [name for name in __all__ if name not in _POSTGRES_NAMES])

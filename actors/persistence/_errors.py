@@ -91,7 +91,3 @@ class RecoveryFailed(ActorError):
             "the cause (the stored data, apply/restore/upcast, or the configuration), then "
             "start it again.",
         )
-
-
-for _cls in (JournalFailure, SequenceConflict, EventRejected, RecordUndecodable, RecoveryFailed):
-    _cls.__module__ = "actors.persistence"

@@ -177,7 +177,3 @@ class _Grouped:
         if not rows:
             raise StopAsyncIteration
         return rows
-
-
-Journal.__module__ = "actors.persistence"
-SnapshotStore.__module__ = "actors.persistence"

@@ -229,7 +229,3 @@ class InMemorySnapshotStore(SnapshotStore):
             if not snapshots:
                 del self._snapshots[persistence_id]
         await trio.lowlevel.cancel_shielded_checkpoint()
-
-
-for _cls in (InMemoryJournal, InMemorySnapshotStore):
-    _cls.__module__ = "actors.persistence"

@@ -261,9 +261,6 @@ class PostgresSnapshotStore(SqlSnapshotStore):
     errors name the server (see :class:`~._sql_journal.SqlSnapshotStore`)."""
 
 
-for _cls in (PostgresJournal, PostgresSnapshotStore):
-    _cls.__module__ = "actors.persistence"
-
 
 def _open_writer(
     dsn: str, schema: str | None, connect_timeout: float, application_name: str
@@ -339,6 +336,3 @@ async def open_postgres_journal(
         raise JournalFailure(f"cannot open the PostgreSQL journal on {where}: {error}") from error
     async with serving(PostgresJournal(dialect, conn, chunk_size, max_readers)) as journal:
         yield journal
-
-
-open_postgres_journal.__module__ = "actors.persistence"

@@ -39,7 +39,3 @@ class SnapshotRecord:
     manifest: str
     payload: bytes
     timestamp: float = 0.0
-
-
-PersistentRecord.__module__ = "actors.persistence"
-SnapshotRecord.__module__ = "actors.persistence"

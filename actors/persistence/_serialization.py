@@ -224,7 +224,3 @@ class Serialization:
                 f"cannot decode a record with manifest {manifest!r}: {error}"
             ) from error
         return serializer.from_binary(manifest, payload)
-
-
-for _cls in (Serializer, PickleSerializer, CloudpickleSerializer, Serialization):
-    _cls.__module__ = "actors.persistence"

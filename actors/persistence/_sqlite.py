@@ -192,9 +192,6 @@ class SqliteSnapshotStore(SqlSnapshotStore):
     :attr:`~SqliteJournal.snapshots` (see :class:`~._sql_journal.SqlSnapshotStore`)."""
 
 
-for _cls in (SqliteJournal, SqliteSnapshotStore):
-    _cls.__module__ = "actors.persistence"
-
 
 def _open_writer(dialect: SqliteDialect, integrity_check: bool, create: bool) -> sqlite3.Connection:
     """In a thread: open the writer connection, check the file's integrity if asked,
@@ -257,6 +254,3 @@ async def open_sqlite_journal(
         raise JournalFailure(f"cannot open SQLite journal {dialect.path}: {error}") from error
     async with serving(SqliteJournal(dialect, conn, chunk_size, max_readers)) as journal:
         yield journal
-
-
-open_sqlite_journal.__module__ = "actors.persistence"
