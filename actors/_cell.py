@@ -77,6 +77,9 @@ class Cell(Protocol):
     def stats(self) -> ActorStats:
         """The actor's figures now (``ActorRef.stats``)."""
 
+    def queued(self) -> int:
+        """How many messages wait in its mailbox (``stats().mailbox``, cheaper)."""
+
 
 class ActorCell(Lifecycle):
     """The runtime side of one live actor incarnation: see ``_cell_state.py`` for its
@@ -155,3 +158,6 @@ class DeadCell:
 
     def stats(self) -> ActorStats:
         return ActorStats(alive=False)
+
+    def queued(self) -> int:
+        return 0

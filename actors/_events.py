@@ -213,11 +213,13 @@ class EventBus(metaclass=NoPublicConstructor):
             refs = unique
         cells = []
         for ref in refs:
-            try:
-                cell = ref._resolve()
-            except ActorDead:  # its system has ended: the subscription ends too
-                self._remove_subscriber(ref)
-                continue
+            cell = ref._cell
+            if cell is None:
+                try:
+                    cell = ref._resolve()
+                except ActorDead:  # its system has ended: the subscription ends too
+                    self._remove_subscriber(ref)
+                    continue
             cells.append(cell)
             if cell.is_dead():  # of another system, which could not tell this bus
                 self._remove_subscriber(ref)

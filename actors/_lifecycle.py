@@ -257,7 +257,7 @@ class Lifecycle(Stopping):
                 self.system._dead_letter(message, sender, self.ref, DeadLetterReason.FAILED)
         if current is not None and self._scope is not None:
             # The handler (or an injected hang) is awaiting: cancel it.
-            self._fail(error, None if current is None else current[0])
+            self._fail(error, current[0])
             self._scope.cancel()
             return True
         self._system_request(FAIL, (error, False))
@@ -416,7 +416,10 @@ class Lifecycle(Stopping):
                 failure, self._failure = self._failure, None
                 return failure
         parent = self._parent
-        if parent is None or strategy_of(parent).stop_children:
+        if parent is not None:
+            engine = parent._engine  # made when this child's failure was decided
+            strategy = strategy_of(parent) if engine is None else engine.strategy
+        if parent is None or strategy.stop_children:
             await self._stop_children()
         return None
 

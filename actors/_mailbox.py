@@ -2,9 +2,12 @@
 room, overflow, eviction, waiting for room and temporary bounds.
 
 A cell's mailbox is a deque of envelopes (see ``_envelope.py``). ``_accept`` is where
-every path into it ends: a stopped actor turns the envelope into a dead letter (an
-``ask`` fails with :class:`ActorDead`), a full one applies the overflow policy, anything
-else is appended and the parked task woken.
+every delivery into it ends (``tell``'s fast path inlines it): a stopped actor turns the
+envelope into a dead letter (an ``ask`` fails with :class:`ActorDead`), a full one
+applies the overflow policy, anything else is appended and the parked task woken. The
+runtime's own entries bypass it, outside capacity: timer ticks and notes
+(``_append_uncounted``), and messages accepted once already that return to the front
+(``unstash_all``, the stash of a restarted instance).
 """
 
 from __future__ import annotations
@@ -81,12 +84,18 @@ class MailboxOps(CellState):
     # -- appending --------------------------------------------------------------------------
 
     def _accept(self, envelope: Envelope, on_full: int) -> None:
-        """The end of every path into the mailbox but ``tell``'s fast path (which
+        """The end of every delivery into the mailbox but ``tell``'s fast path (which
         inlines it): dead, full (per ``on_full``) or appended."""
         if self._state == DEAD:
             self._discard(envelope, DeadLetterReason.STOPPED, "is not running")
             return
-        if on_full != ADMIT and self._is_full():
+        q = self._mailbox
+        capacity = self._capacity
+        if (
+            capacity is not None
+            and on_full != ADMIT
+            and len(q) - self._uncounted + self._granted >= capacity  # _is_full() inlined
+        ):
             slot = envelope[2]
             if slot is not None and slot.kind == DETOUR:
                 slot = slot.inner  # type: ignore[union-attr]
@@ -98,7 +107,7 @@ class MailboxOps(CellState):
             else:
                 self._overflowed(envelope, raise_full=on_full == RAISE_IF_FULL)
             return
-        self._mailbox.append(envelope)
+        q.append(envelope)
         task = self._parked
         if task is not None:
             self._parked = None
@@ -276,7 +285,9 @@ class MailboxOps(CellState):
     def _unsuspend(self) -> None:
         saved, self._suspended = self._suspended, None
         if saved is not None:
-            self._lift_limit(saved)
+            self._capacity, self._overflow = saved
+            if self._space is not None:
+                self._wake_senders()
 
     def _limit_mailbox(self, bound: Mailbox) -> tuple[int | None, Overflow | None] | None:
         """Bound the mailbox by ``bound`` (capacity and overflow policy) until
@@ -299,6 +310,10 @@ class MailboxOps(CellState):
                 self._wake_senders()
 
     # -- statistics -------------------------------------------------------------------------
+
+    def queued(self) -> int:
+        """How many messages wait in the mailbox (``stats().mailbox``, cheaper)."""
+        return len(self._mailbox)
 
     def stats(self) -> ActorStats:
         """This actor's figures now (see :class:`ActorStats`)."""

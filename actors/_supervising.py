@@ -223,7 +223,8 @@ def _decide(
     else:
         log_failure(_WARNING, child, error, message, "stopped by %s", path)
         verdict = stop
-    siblings = plan.stop or any(other != name for other in plan.start)
+    start = plan.start
+    siblings = plan.stop or len(start) > 1 or (start and start[0] != name)
     return verdict, plan if siblings else None
 
 

@@ -173,6 +173,7 @@ async def test_smallest_mailbox_routing_reads_the_stats_by_default(
         busy.tell("nap")
         await trio.testing.wait_all_tasks_blocked()
         busy.tell("queued")
+        logic: actors.routing.SmallestMailboxRouting[actors.ActorRef]
         logic = actors.routing.SmallestMailboxRouting()
         assert logic.select("m", (busy, idle)) == (idle,)
 

@@ -353,8 +353,9 @@ class PersistentActor(Actor):
         store = state.snapshots
         if store is None:
             raise RuntimeError(
-                f"{state.persistence_id}: no snapshot store is configured (open_system("
-                "snapshot_store=...), or a journal with a snapshots attribute)"
+                f"{state.persistence_id}: no snapshot store is configured (Persistence("
+                "journal, snapshot_store=...) in open_system's extensions, or a journal "
+                "with a snapshots attribute)"
             )
         seq = state.seq
         serializer_id, manifest, payload = state.serialization.serialize(

@@ -261,7 +261,6 @@ class PostgresSnapshotStore(SqlSnapshotStore):
     errors name the server (see :class:`~._sql_journal.SqlSnapshotStore`)."""
 
 
-
 def _open_writer(
     dsn: str, schema: str | None, connect_timeout: float, application_name: str
 ) -> tuple[_Conn, PostgresDialect]:

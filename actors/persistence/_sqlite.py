@@ -192,7 +192,6 @@ class SqliteSnapshotStore(SqlSnapshotStore):
     :attr:`~SqliteJournal.snapshots` (see :class:`~._sql_journal.SqlSnapshotStore`)."""
 
 
-
 def _open_writer(dialect: SqliteDialect, integrity_check: bool, create: bool) -> sqlite3.Connection:
     """In a thread: open the writer connection, check the file's integrity if asked,
     create the schema if missing (idempotent; unless ``create`` is false) and check its

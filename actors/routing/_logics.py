@@ -56,7 +56,26 @@ class RoutingLogic(abc.ABC, Generic[RouteeT]):
         correctness: ``select`` also notices a changed ``routees``."""
 
 
-class RoundRobinRouting(RoutingLogic[RouteeT]):
+class SingleRoutingLogic(RoutingLogic[RouteeT]):
+    """A logic that sends each message to exactly one routee (none only when there are
+    no routees). Subclasses implement :meth:`select_one`; :meth:`select` is derived from
+    it. A router calls ``select_one`` on its per-message path: no tuple per message.
+    Routees must not be ``None``."""
+
+    __slots__ = ()
+
+    @abc.abstractmethod
+    def select_one(self, message: Any, routees: Sequence[RouteeT]) -> RouteeT | None:
+        """The routee that gets ``message``, or ``None`` if ``routees`` is empty. Has
+        the same effect on the logic's state as :meth:`select`."""
+
+    def select(self, message: Any, routees: Sequence[RouteeT]) -> Sequence[RouteeT]:
+        """``(select_one(...),)``, or ``()`` without routees."""
+        chosen = self.select_one(message, routees)
+        return () if chosen is None else (chosen,)
+
+
+class RoundRobinRouting(SingleRoutingLogic[RouteeT]):
     """Each message to the next routee in order, wrapping around.
 
     Between two changes of the routees the rotation is exact: ``n`` routees and ``k * n``
@@ -86,17 +105,17 @@ class RoundRobinRouting(RoutingLogic[RouteeT]):
         self._anchor: tuple[RouteeT, ...] = ()  # the routees when the last one was served
         self._anchor_index = 0  # ...and its index in them
 
-    def select(self, message: Any, routees: Sequence[RouteeT]) -> Sequence[RouteeT]:
+    def select_one(self, message: Any, routees: Sequence[RouteeT]) -> RouteeT | None:
         """The next routee in the rotation (see the class docstring)."""
         if routees is not self._routees:
             self._sync(routees)
         current = self._routees
         if not current:
-            return ()
+            return None
         i = self._next
         self._next = i + 1 if i + 1 < len(current) else 0
         self._served = True
-        return (current[i],)
+        return current[i]
 
     def routees_changed(self, routees: Sequence[RouteeT]) -> None:
         """Move the rotation position onto the new routees (see the class docstring)."""
@@ -137,7 +156,7 @@ class RoundRobinRouting(RoutingLogic[RouteeT]):
         return "RoundRobinRouting()"
 
 
-class RandomRouting(RoutingLogic[RouteeT]):
+class RandomRouting(SingleRoutingLogic[RouteeT]):
     """Each message to one routee chosen uniformly at random.
 
     The choices come from a private ``random.Random(seed)``: the same seed and the same
@@ -153,11 +172,11 @@ class RandomRouting(RoutingLogic[RouteeT]):
         self._seed = seed
         self._rng = random.Random(seed)
 
-    def select(self, message: Any, routees: Sequence[RouteeT]) -> Sequence[RouteeT]:
+    def select_one(self, message: Any, routees: Sequence[RouteeT]) -> RouteeT | None:
         """One routee, uniformly at random."""
         if not routees:
-            return ()
-        return (self._rng.choice(routees),)
+            return None
+        return self._rng.choice(routees)
 
     def __repr__(self) -> str:
         return f"RandomRouting(seed={self._seed!r})"
@@ -261,7 +280,7 @@ def _node_points(node_key: str, virtual_nodes: int) -> list[int]:
 _MAX_VIRTUAL_NODES = 65_536  # far more than useful; a bigger one is a typo that eats RAM
 
 
-class ConsistentHashingRouting(RoutingLogic[RouteeT]):
+class ConsistentHashingRouting(SingleRoutingLogic[RouteeT]):
     """Each message to the routee that owns its key on a hash ring.
 
     ``key(message)`` gives the message's routing key: a str, bytes, int, float, bool,
@@ -335,15 +354,15 @@ class ConsistentHashingRouting(RoutingLogic[RouteeT]):
         self._names: list[str] = []
         self._owners: list[RouteeT] = []
 
-    def select(self, message: Any, routees: Sequence[RouteeT]) -> Sequence[RouteeT]:
+    def select_one(self, message: Any, routees: Sequence[RouteeT]) -> RouteeT | None:
         """The routee that owns ``key(message)`` on the ring of ``routees``."""
         if routees is not self._routees:
             self._sync(routees)
         points = self._points
         if not points:
-            return ()
+            return None
         i = bisect.bisect_left(points, _key_point(self._key(message)))
-        return (self._owners[i if i < len(points) else 0],)
+        return self._owners[i if i < len(points) else 0]
 
     def routees_changed(self, routees: Sequence[RouteeT]) -> None:
         """Update the ring (see the class docstring for the cost). Raises ``ValueError``
@@ -427,9 +446,13 @@ class ConsistentHashingRouting(RoutingLogic[RouteeT]):
 
 
 def _mailbox_size(routee: Any) -> int:
-    """How many messages wait in the mailbox of an actor ref (0 once it has stopped)."""
-    size: int = routee.stats().mailbox
-    return size
+    """How many messages wait in the mailbox of an actor ref (0 once it has stopped),
+    as ``routee.stats().mailbox`` says, without building the record."""
+    cell = routee._cell
+    if cell is None:
+        cell = routee._resolve()
+    queued: int = cell.queued()
+    return queued
 
 
 def _bad_size(size: object, routee: object) -> Exception:
@@ -440,7 +463,7 @@ def _bad_size(size: object, routee: object) -> Exception:
     return ValueError(message) if isinstance(size, int) else TypeError(message)
 
 
-class SmallestMailboxRouting(RoutingLogic[RouteeT]):
+class SmallestMailboxRouting(SingleRoutingLogic[RouteeT]):
     """Each message to the routee with the fewest queued messages, as ``size(routee)``
     reports them (default: ``routee.stats().mailbox``, for routees that are
     :class:`~actors.ActorRef`).
@@ -463,11 +486,11 @@ class SmallestMailboxRouting(RoutingLogic[RouteeT]):
         self._size = size
         self._start = 0  # where the next scan starts (taken modulo the routee count)
 
-    def select(self, message: Any, routees: Sequence[RouteeT]) -> Sequence[RouteeT]:
+    def select_one(self, message: Any, routees: Sequence[RouteeT]) -> RouteeT | None:
         """The least loaded routee, ties broken round-robin."""
         n = len(routees)
         if n == 0:
-            return ()
+            return None
         size = self._size
         start = self._start
         if start >= n:
@@ -488,7 +511,7 @@ class SmallestMailboxRouting(RoutingLogic[RouteeT]):
                     if s == 0:
                         break
         self._start = best_index + 1
-        return (routees[best_index],)
+        return routees[best_index]
 
     def __repr__(self) -> str:
         return f"SmallestMailboxRouting(size={self._size!r})"

@@ -17,7 +17,7 @@ from .._envelope import Reply
 from .._errors import AskTimeout
 from .._messages import DeadLetterReason, PoisonPill, Terminated
 from .._ref import ActorRef
-from ._logics import BroadcastRouting, RoundRobinRouting, RoutingLogic
+from ._logics import BroadcastRouting, RoundRobinRouting, RoutingLogic, SingleRoutingLogic
 
 
 @attrs.frozen
@@ -167,12 +167,25 @@ class RouterCell(ActorCell):
     While anything waits in that mailbox (e.g. messages sent before the router started),
     new messages queue behind it, so each sender's order is kept."""
 
-    __slots__ = ("_logic", "_routees")
+    __slots__ = ("_logic", "_pick", "_routees")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._logic: RoutingLogic[ActorRef] | None = None  # set once routees are known
+        # The logic's select_one when it picks one routee per message (the fast path).
+        self._pick: Callable[[Any, Sequence[ActorRef]], ActorRef | None] | None = None
         self._routees: tuple[ActorRef, ...] = ()
+
+    def _route(self, logic: RoutingLogic[ActorRef] | None, routees: tuple[ActorRef, ...]) -> None:
+        """Route senders' messages with ``logic`` over ``routees`` from now on (``None``:
+        every message goes to the router's own mailbox)."""
+        self._logic = logic
+        self._pick = logic.select_one if isinstance(logic, SingleRoutingLogic) else None
+        self._routees = routees
+
+    def _finalize(self) -> None:
+        self._route(None, ())
+        super()._finalize()
 
     def _direct(self, message: Any) -> bool:
         return (
@@ -184,7 +197,20 @@ class RouterCell(ActorCell):
         )
 
     def tell(self, message: Any, sender: ActorRef | None) -> None:
-        # The per-message path: _direct() inlined.
+        # The per-message path: _direct() inlined for a one-routee logic (a stopped
+        # router has none). The caller's thread is checked by the routee's own tell (a
+        # direct route needs the routees in the router's thread anyway).
+        pick = self._pick
+        if pick is not None and not self._mailbox and message.__class__ not in _MANAGEMENT:
+            target = pick(message, self._routees)
+            if target is None:
+                self.system._dead_letter(message, sender, self.ref, DeadLetterReason.NO_ROUTEES)
+                return
+            cell = target._cell
+            if cell is None:
+                cell = target._resolve()
+            cell.tell(message, sender)
+            return
         logic = self._logic
         if (
             logic is None
@@ -506,12 +532,10 @@ class Router(Actor):
     def _set(self, routees: tuple[ActorRef, ...]) -> None:
         self._routees = routees
         self.logic.routees_changed(routees)
-        cell = self._router_cell()  # senders now route by themselves
-        cell._routees = routees
-        cell._logic = self.logic
+        self._router_cell()._route(self.logic, routees)  # senders now route by themselves
 
     def post_stop(self) -> None:
-        self._router_cell()._logic = None
+        self._router_cell()._route(None, ())
 
     def _grow(self, count: int) -> None:
         assert self._pool is not None
