@@ -50,6 +50,7 @@ from ._messages import (
 )
 from ._public import export as _export
 from ._ref import ActorRef, ActorStats
+from ._settings import Settings
 from ._supervisor import (
     CountChildren,
     DeleteChild,
@@ -60,7 +61,7 @@ from ._supervisor import (
     TerminateChild,
     WhichChildren,
 )
-from ._system import ActorSystem, Settings, open_system
+from ._system import ActorSystem, open_system
 from ._timers import Timers
 from ._topics import InvalidTopic
 

@@ -6,6 +6,7 @@ logic's name ends in ``Routing``. See ``docs/routers.md``.
 """
 
 from .._public import export as _export
+from ._first_reply import ScatterGatherFirstCompletedRouting, TailChoppingRouting
 from ._logics import (
     BroadcastRouting,
     ConsistentHashingRouting,
@@ -14,16 +15,14 @@ from ._logics import (
     RoutingLogic,
     SmallestMailboxRouting,
 )
+from ._resizer import Resizer
 from ._router import (
     AddRoutee,
     AdjustPoolSize,
     Broadcast,
     GetRoutees,
     RemoveRoutee,
-    Resizer,
     Router,
-    ScatterGatherFirstCompletedRouting,
-    TailChoppingRouting,
 )
 
 __all__ = [

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
-import trio
 
 from .._actor import Actor
 from .._cell import ActorCell
 from .._cell_state import DEAD
 from .._envelope import Reply
-from .._errors import AskTimeout
 from .._messages import DeadLetterReason, PoisonPill, Terminated
 from .._ref import ActorRef
-from ._logics import BroadcastRouting, RoundRobinRouting, RoutingLogic, SingleRoutingLogic
+from ._first_reply import (
+    ScatterGatherFirstCompletedRouting,
+    TailChoppingRouting,
+    ask_order,
+    first_reply,
+)
+from ._logics import RoutingLogic, SingleRoutingLogic
+from ._resizer import Resizer, _Resize
 
 
 @attrs.frozen
@@ -54,105 +58,6 @@ class AdjustPoolSize:
     routees; shrinking stops the newest routees first. Refused by a group router."""
 
     change: int
-
-
-class ScatterGatherFirstCompletedRouting(BroadcastRouting[ActorRef]):
-    """Ask every routee at once; the first reply answers the asker, later replies are
-    discarded (they go to dead letters as ``ask_expired``, like any late reply). If no
-    routee replies within ``within`` seconds (or the asker's own, shorter timeout), the
-    asker gets :class:`AskTimeout`; if every routee fails, the asker gets the first
-    error. A plain ``tell`` goes to every routee (there is no reply to wait for)."""
-
-    __slots__ = ("within",)
-
-    def __init__(self, within: float) -> None:
-        if isinstance(within, bool) or not isinstance(within, int | float) or not within > 0:
-            raise ValueError(f"within must be a number of seconds > 0, got {within!r}")
-        self.within = float(within)
-
-    def __repr__(self) -> str:
-        return f"ScatterGatherFirstCompletedRouting(within={self.within!r})"
-
-
-class TailChoppingRouting(RoundRobinRouting[ActorRef]):
-    """Ask one routee; if it has not replied after ``interval`` seconds, ask the next one
-    too, and so on (in round-robin order); the first reply answers the asker and the
-    others are discarded. Past ``within`` seconds the asker gets :class:`AskTimeout`;
-    once every routee has failed, the first error. A plain ``tell`` goes to one routee,
-    round-robin."""
-
-    __slots__ = ("interval", "within")
-
-    def __init__(self, interval: float, within: float) -> None:
-        super().__init__()
-        for what, value in (("interval", interval), ("within", within)):
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise ValueError(f"{what} must be a number of seconds > 0, got {value!r}")
-        self.interval = float(interval)
-        self.within = float(within)
-
-    def __repr__(self) -> str:
-        return f"TailChoppingRouting(interval={self.interval!r}, within={self.within!r})"
-
-
-def _ask_order(
-    logic: ScatterGatherFirstCompletedRouting | TailChoppingRouting,
-    message: Any,
-    routees: tuple[ActorRef, ...],
-) -> tuple[tuple[ActorRef, ...], float]:
-    """The routees in the order to ask them, and the interval between two asks:
-    scatter-gather asks all at once; tail-chopping starts at the next routee in its
-    rotation (advanced now, in the caller's turn)."""
-    if isinstance(logic, TailChoppingRouting):
-        start = routees.index(logic.select(message, routees)[0])
-        return routees[start:] + routees[:start], logic.interval
-    return routees, 0.0
-
-
-async def _first_reply(
-    message: Any,
-    order: Sequence[ActorRef],
-    *,
-    interval: float,
-    within: float,
-    timeout: float | None,
-    sender: ActorRef | None,
-    path: str,
-) -> Any:
-    """Ask ``order[0]``, then each next routee every ``interval`` seconds (0: all at
-    once), and return the first reply. Losers are cancelled (their late replies are
-    dead letters). All failed: the first error; nothing by the deadline: AskTimeout."""
-    limit = within if timeout is None else min(within, timeout)
-    result: list[Any] = []
-    errors: list[BaseException] = []
-    pending = len(order)
-
-    async with trio.open_nursery() as nursery:
-
-        async def one(ref: ActorRef, delay: float) -> None:
-            nonlocal pending
-            if delay:
-                await trio.sleep(delay)
-            try:
-                value = await ref.ask(message, timeout=math.inf, sender=sender)
-            except Exception as exc:
-                errors.append(exc)
-                pending -= 1
-                if not pending:
-                    nursery.cancel_scope.cancel()
-                return
-            if not result:
-                result.append(value)
-                nursery.cancel_scope.cancel()
-
-        nursery.cancel_scope.deadline = trio.current_time() + limit
-        for index, ref in enumerate(order):
-            nursery.start_soon(one, ref, index * interval)
-    if result:
-        return result[0]
-    if errors and not pending:
-        raise errors[0]
-    raise AskTimeout(path, limit, message)
 
 
 _MANAGEMENT: frozenset[type] = frozenset()  # filled below, once the classes exist
@@ -204,6 +109,7 @@ class RouterCell(ActorCell):
         if pick is not None and not self._mailbox and message.__class__ not in _MANAGEMENT:
             target = pick(message, self._routees)
             if target is None:
+                self._check_thread()  # (else the routee's tell checks it)
                 self.system._dead_letter(message, sender, self.ref, DeadLetterReason.NO_ROUTEES)
                 return
             cell = target._cell
@@ -248,10 +154,10 @@ class RouterCell(ActorCell):
             return await super().ask(message, timeout, sender)
         logic = self._logic
         assert logic is not None
-        first_reply = ScatterGatherFirstCompletedRouting | TailChoppingRouting
-        if isinstance(logic, first_reply) and self._routees:
-            routees, interval = _ask_order(logic, message, self._routees)
-            return await _first_reply(
+        by_first_reply = ScatterGatherFirstCompletedRouting | TailChoppingRouting
+        if isinstance(logic, by_first_reply) and self._routees:
+            routees, interval = ask_order(logic, message, self._routees)
+            return await first_reply(
                 message,
                 routees,
                 interval=interval,
@@ -267,69 +173,6 @@ class RouterCell(ActorCell):
         for target in rest:
             target.tell(message, sender)
         return await first.ask(message, timeout=timeout, sender=sender)
-
-
-def _check_number(what: str, value: object, *, low: float, integer: bool = False) -> None:
-    ok = not isinstance(value, bool) and isinstance(value, int if integer else int | float)
-    if not ok or not value >= low:  # type: ignore[operator]
-        kind = "an int" if integer else "a number"
-        raise ValueError(f"{what} must be {kind} >= {low}, got {value!r}")
-
-
-@attrs.frozen
-class Resizer:
-    """Grows and shrinks a pool router with the pressure on its routees, checked every
-    ``interval`` seconds (a timer of the router, so on trio's clock).
-
-    A routee is *busy* when at least ``pressure_threshold`` messages wait in its
-    mailbox. When every routee is busy, the pool grows by ``ceil(rampup_rate * size)``
-    (at least 1); when fewer than ``backoff_threshold`` of them are busy, it shrinks by
-    ``floor(backoff_rate * size)`` (at least 1 once it is above ``lower``). The size
-    always stays within ``[lower, upper]``. Shrinking stops the newest routees first
-    (each finishes its current message; what is left in its mailbox goes to dead
-    letters, as for any stop)."""
-
-    lower: int = 1
-    upper: int = 10
-    pressure_threshold: int = 1
-    rampup_rate: float = 0.2
-    backoff_threshold: float = 0.3
-    backoff_rate: float = 0.1
-    interval: float = 1.0
-
-    def __attrs_post_init__(self) -> None:
-        _check_number("lower", self.lower, low=0, integer=True)
-        _check_number("upper", self.upper, low=1, integer=True)
-        if self.upper < self.lower:
-            raise ValueError(f"upper ({self.upper}) must not be below lower ({self.lower})")
-        _check_number("pressure_threshold", self.pressure_threshold, low=1, integer=True)
-        for what in ("rampup_rate", "backoff_threshold", "backoff_rate"):
-            _check_number(what, getattr(self, what), low=0)
-        if not self.interval > 0:
-            raise ValueError(f"interval must be > 0 seconds, got {self.interval!r}")
-
-    def change(self, mailbox_sizes: Sequence[int]) -> int:
-        """How many routees to add (> 0) or remove (< 0), given each routee's mailbox
-        size."""
-        size = len(mailbox_sizes)
-        if size < self.lower:
-            return self.lower - size
-        if size > self.upper:
-            return self.upper - size
-        if not size:
-            return 0
-        busy = sum(1 for n in mailbox_sizes if n >= self.pressure_threshold)
-        delta = 0
-        if busy == size:
-            delta = max(1, math.ceil(self.rampup_rate * size))
-        elif busy / size < self.backoff_threshold:
-            delta = -max(1, math.floor(self.backoff_rate * size))
-        return max(self.lower, min(self.upper, size + delta)) - size
-
-
-@attrs.frozen
-class _Resize:
-    """The resizer's timer tick (sent by a pool router to itself)."""
 
 
 class Router(Actor):
@@ -465,14 +308,14 @@ class Router(Actor):
             return False
         if not isinstance(slot, Reply) or not self._routees:
             return False
-        routees, interval = _ask_order(logic, message, self._routees)
+        routees, interval = ask_order(logic, message, self._routees)
         cell._current_stashed = True  # answered by the task below, not by this handler
         sender = self.context.sender
         path = cell.ref.path
 
         async def answer() -> None:
             try:
-                value = await _first_reply(
+                value = await first_reply(
                     message,
                     routees,
                     interval=interval,

@@ -15,7 +15,8 @@ from typing import Any, Final
 
 import pytest
 
-from .._system import ActorSystem, Settings, open_system
+from .._settings import Settings
+from .._system import ActorSystem, open_system
 from ..persistence import InMemoryJournal, Journal, Persistence, open_sqlite_journal
 from ._chaos import seeded_scheduler
 from ._faults import FaultInjector
