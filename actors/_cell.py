@@ -38,6 +38,8 @@ class Cell(Protocol):
     """The ref of the actor this cell stands for."""
     system: ActorSystem
     """The system of this process the cell belongs to (where its dead letters go)."""
+    _thread: int
+    """The ident of the thread that runs ``system``: what may call it directly."""
 
     def tell(self, message: Any, sender: ActorRef | None) -> None:
         """``ActorRef.tell``: enqueue without waiting; :class:`MailboxFull` under

@@ -173,7 +173,7 @@ class ActorContext(metaclass=NoPublicConstructor):
             target = ref._resolve()
         except ActorDead:  # its system is not running here: it is as good as gone
             target = cell.system._tombstone(ref)
-        if getattr(target, "_thread", cell._thread) != cell._thread:
+        if target._thread != cell._thread:
             raise WrongThread(
                 f"{cell.ref.path} cannot watch {ref.path}: its system runs in another thread"
             )
@@ -309,7 +309,7 @@ class ActorContext(metaclass=NoPublicConstructor):
         if cell._current_stashed:
             raise RuntimeError("this message was already stashed or forwarded")
         target = ref._resolve()
-        if getattr(target, "_thread", cell._thread) != cell._thread:
+        if target._thread != cell._thread:
             raise WrongThread(f"{cell.ref.path} cannot forward to {ref.path}: another thread")
         message, sender, slot = current
         reply = slot if isinstance(slot, Reply) else None  # a tick or a note goes on plain

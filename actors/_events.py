@@ -181,7 +181,7 @@ class EventBus(metaclass=NoPublicConstructor):
         targets = self._targets(topic, event)
         here = threading.get_ident()
         for cell in targets:
-            if getattr(cell, "_thread", here) == here:
+            if cell._thread == here:
                 await cell.send(event, None)
             else:  # a subscriber of a system in another thread: handed over, no wait
                 cell.offer(event, None)
