@@ -41,6 +41,7 @@ class Actor:
     supervisor_strategy: ClassVar[Strategy | None] = None
 
     _actor_cell: ActorCell | None
+    _actor_context: ActorContext | None = None
 
     # -- hooks for extensions (see docs/internals.md) ---------------------------------------
     # The recovery hook: when ``_actor_recovers`` is true, the runtime awaits
@@ -76,11 +77,11 @@ class Actor:
                 f"{type(self).__qualname__} instance was not created by spawn(), so it has "
                 "no context; spawn it with system.spawn() or context.spawn()"
             )
-        context = cell._context
-        if context is None:
-            from ._context import context_of
+        context = self._actor_context
+        if context is None:  # made on first use: most actors never need one
+            from ._context import ActorContext
 
-            context = context_of(cell)
+            context = self._actor_context = ActorContext._create(cell)
         return context
 
     def receive(self, message: Any) -> Any:

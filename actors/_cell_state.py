@@ -34,10 +34,9 @@ if TYPE_CHECKING:
 
     from ._actor import Actor
     from ._cell import ActorCell
-    from ._context import ActorContext
     from ._envelope import Envelope
     from ._mailbox import Mailbox, Overflow
-    from ._supervising import Coordinator, Order
+    from ._supervising import Order
     from ._system import ActorSystem
     from ._timers import Timers
 
@@ -74,8 +73,6 @@ class CellState:
         "_capacity",
         "_child_counter",
         "_children",
-        "_context",
-        "_coordinator",
         "_current",
         "_current_stashed",
         "_drop_children",
@@ -145,7 +142,6 @@ class CellState:
         self._name = name
         self._parent = parent
         self._thread = system._thread_id  # the thread that runs the system
-        self._context: ActorContext | None = None  # made on first use of self.context
         # -- the instance and its behaviour ---------------------------------------------------
         self._factory = factory
         self._instance: Actor | None = None
@@ -204,7 +200,6 @@ class CellState:
         self._strategy = strategy
         self._engine: RestartEngine | None = None  # made at the first failure of a child
         self._on_child_exit: Callable[[ActorCell], None] | None = None  # Supervisor's hook
-        self._coordinator: Coordinator | None = None  # a restart of several children
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.ref.path}>"

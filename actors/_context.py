@@ -331,8 +331,7 @@ class ActorContext(metaclass=NoPublicConstructor):
 
 
 def context_of(cell: ActorCell) -> ActorContext:
-    """The context of ``cell``'s actor, made on first use (most actors never need one)."""
-    context = cell._context
-    if context is None:
-        context = cell._context = ActorContext._create(cell)
-    return context
+    """The context of ``cell``'s actor: its instance's, or (before it has one) a
+    context of the cell's own (a context holds nothing but the cell)."""
+    instance = cell._instance
+    return ActorContext._create(cell) if instance is None else instance.context

@@ -24,7 +24,7 @@ from ._cell_state import BROKEN, DEAD, FAIL, RUNNING, STOPPING, Failure, not_sta
 from ._envelope import ASK, Envelope, Reply
 from ._errors import ActorError, ActorInitializationError
 from ._messages import ActorFailed, ActorRestarted, ActorStarted, DeadLetterReason
-from ._runtime_log import log_error, log_lifecycle
+from ._runtime_log import DEBUG, lifecycle_log, log_error, log_lifecycle
 from ._stopping import Stopping
 from ._supervising import Order, child_failed, child_restarted, strategy_of
 
@@ -120,8 +120,15 @@ class Lifecycle(Stopping):
     # -- starting ---------------------------------------------------------------------------
 
     async def _start(self, restarted_after: BaseException | None) -> Failure | None:
-        """Create the instance and run ``pre_start`` (``post_restart(error)`` after a
-        restart). Returns the failure, or ``None`` (also when asked to stop meanwhile)."""
+        """Create the instance and run ``pre_start``; after a restart (``restarted_after``
+        is the error), replace the old instance's behaviour and run
+        ``post_restart(error)``, then tell the supervisor it runs again. Returns the
+        failure, or ``None`` (also when asked to stop meanwhile)."""
+        if restarted_after is not None:
+            self._instance = None
+            self._behavior = not_started
+            self._behavior_async = False
+            self._behaviors = None
         _constructing.cell = self
         try:
             instance = self._factory()
@@ -168,17 +175,23 @@ class Lifecycle(Stopping):
         self._started = True
         if self._ready is not None:
             self._ready.set()
+        if restarted_after is not None:
+            self._restarts += 1
+            parent = self._parent
+            if parent is not None:
+                child_restarted(parent, self)  # type: ignore[arg-type]
         events = self.system.events
         if events._subscriptions:
             if restarted_after is None:
                 events._publish_runtime(ActorStarted(self.ref))
             else:
                 events._publish_runtime(ActorRestarted(self.ref, restarted_after))
-        log_lifecycle(
-            self.ref.path,
-            "%s started" if restarted_after is None else "%s restarted after %r",
-            restarted_after,
-        )
+        if lifecycle_log.isEnabledFor(DEBUG):
+            log_lifecycle(
+                self.ref.path,
+                "%s started" if restarted_after is None else "%s restarted after %r",
+                restarted_after,
+            )
         return None
 
     def _failed_start(self, error: ActorError) -> Failure | None:
@@ -309,22 +322,41 @@ class Lifecycle(Stopping):
                     return False
                 can_resume = self._started and self._instance is not None
                 verdict = child_failed(parent, self, error, can_resume, message)  # type: ignore[arg-type]
+                order = None
                 if verdict is None:  # the parent's coordinator will give an order
                     while self._order is None and not self._stop_requested:
                         await self._wait_for_wake()
-                    if self._order is None:
+                    order = self._order
+                    if order is None:
                         continue  # asked to stop
-                    go_on, failure = await self._follow_order(self._order, message)
-                else:
-                    directive, delay = verdict
-                    if directive is Directive.RESUME:
-                        return True
-                    if directive is not Directive.RESTART:
-                        self._reason = error
-                        self._stop_requested = True
-                        return False
-                    failure = await self._restart(error, message, delay)
-                    go_on = not self._stop_requested
+                    if not order.grouped:  # its verdict, decided in turn
+                        verdict = order.directive, order.delay
+                try:
+                    if verdict is None:
+                        assert order is not None
+                        go_on, failure = await self._follow_order(order, message)
+                    else:
+                        directive, delay = verdict
+                        if directive is Directive.RESUME:
+                            return True
+                        if directive is not Directive.RESTART:
+                            self._reason = error
+                            self._stop_requested = True
+                            return False
+                        # A restart alone: the old instance goes, a backoff of ``delay``
+                        # passes (messages wait, bounded), a new instance starts.
+                        failure = await self._take_down(error, message)
+                        if failure is None:
+                            if delay > 0:
+                                await self._wait_backoff(trio.current_time() + delay)
+                            if not self._stop_requested and self._order is None:
+                                failure = await self._start(error)
+                        go_on = not self._stop_requested
+                finally:
+                    if order is not None:  # done with it: the coordinator goes on
+                        if self._order is order:
+                            self._order = None
+                        order.release()
                 if failure is None:
                     if not go_on and self._reason is None:
                         self._reason = error
@@ -337,26 +369,14 @@ class Lifecycle(Stopping):
             if self._sysq:  # a failure of the replaced incarnation is settled
                 self._sysq = [r for r in self._sysq if r[0] != BROKEN] or None
 
-    async def _restart(self, error: BaseException, message: Any, delay: float) -> Failure | None:
-        """Restart in place, alone: the old instance goes, a backoff of ``delay`` passes
-        (messages wait, bounded), a new instance starts. Returns a failure of the
-        restart itself (``pre_restart`` or the start raised), else ``None``."""
-        failure = await self._take_down(error, message)
-        if failure is not None:
-            return failure
-        if delay > 0:
-            await self._wait_backoff(trio.current_time() + delay)
-        if self._stop_requested or self._order is not None:
-            return None  # stopping, or its supervisor restarts it with its siblings now
-        return await self._bring_up(error)
-
     async def _follow_order(self, order: Order, message: Any) -> tuple[bool, Failure | None]:
-        """Carry out an order of the supervisor's coordinator. Returns whether to go on
-        handling messages, and a failure of the restart itself (if any)."""
+        """Carry out an order of the supervisor's coordinator to stop, or to restart
+        with its siblings: take the old instance down, wait until the coordinator says
+        ``up``, start the new one. Returns whether to go on handling messages, and a
+        failure of the restart itself (if any)."""
+        bounded_here = self._suspended is None  # (not when called inside _recover)
         self._suspend()
         try:
-            if order.directive is Directive.RESUME:
-                return True, None
             if order.directive is Directive.STOP:
                 if self._reason is None:
                     self._reason = order.error
@@ -364,9 +384,6 @@ class Lifecycle(Stopping):
                 return False, None
             if self._stop_requested:
                 return False, None
-            if not order.grouped:
-                failure = await self._restart(order.error, message, order.delay)
-                return not self._stop_requested, failure
             failure = await self._take_down(order.error, message)
             if failure is not None:
                 return True, failure
@@ -375,13 +392,14 @@ class Lifecycle(Stopping):
                 await self._wait_for_wake()
             if self._stop_requested:
                 return False, None
-            failure = await self._bring_up(order.error)
+            failure = await self._start(order.error)
             return not self._stop_requested, failure
         finally:
             if self._order is order:
                 self._order = None
             order.release()
-            self._unsuspend()
+            if bounded_here:
+                self._unsuspend()
 
     async def _take_down(self, error: BaseException, message: Any) -> Failure | None:
         """The old instance goes: a message it was interrupted in is accounted for, its
@@ -419,23 +437,9 @@ class Lifecycle(Stopping):
         if parent is not None:
             engine = parent._engine  # made when this child's failure was decided
             strategy = strategy_of(parent) if engine is None else engine.strategy
-        if parent is None or strategy.stop_children:
+        if self._children and (parent is None or strategy.stop_children):
             await self._stop_children()
         return None
-
-    async def _bring_up(self, error: BaseException) -> Failure | None:
-        """A new instance starts (``post_restart(error)``). Returns its failure, if any."""
-        self._instance = None
-        self._behavior = not_started
-        self._behavior_async = False
-        self._behaviors = None
-        failure = await self._start(error)
-        if failure is None and self._started:
-            self._restarts += 1
-            parent = self._parent
-            if parent is not None:
-                child_restarted(parent, self)  # type: ignore[arg-type]
-        return failure
 
     async def _wait_backoff(self, until: float) -> None:
         """Wait until ``until`` (a restart backoff), or less if asked to stop or ordered

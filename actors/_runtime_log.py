@@ -19,7 +19,8 @@ supervision_log: Final = logging.getLogger("actors.supervision")
 lifecycle_log: Final = logging.getLogger("actors.lifecycle")
 delivery_log: Final = logging.getLogger("actors.delivery")
 dead_letter_log: Final = logging.getLogger("actors.deadletters")
-_DEBUG: Final = logging.DEBUG
+DEBUG: Final = logging.DEBUG
+_DEBUG: Final = DEBUG
 
 
 def heard(logger: logging.Logger, level: int) -> bool:
@@ -86,10 +87,10 @@ def log_debug(path: str, text: str, *args: Any) -> None:
 
 
 def log_lifecycle(path: str, text: str, detail: object) -> None:
-    """Log a start, restart or stop on ``actors.lifecycle`` at DEBUG."""
-    if lifecycle_log.isEnabledFor(_DEBUG):
-        args = (path,) if detail is None else (path, detail)
-        lifecycle_log.debug(text, *args, extra={"actor_path": path, "message_type": None})
+    """Log a start, restart or stop on ``actors.lifecycle`` at DEBUG (callers check
+    ``lifecycle_log.isEnabledFor(DEBUG)`` first: a start or restart pays no more)."""
+    args = (path,) if detail is None else (path, detail)
+    lifecycle_log.debug(text, *args, extra={"actor_path": path, "message_type": None})
 
 
 class DeliveryLog:

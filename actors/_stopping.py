@@ -18,7 +18,7 @@ from ._delivery import Delivery
 from ._envelope import NEW_NOTE
 from ._errors import ActorError
 from ._messages import ActorStopped, DeadLetterReason, Terminated
-from ._runtime_log import log_lifecycle
+from ._runtime_log import DEBUG, lifecycle_log, log_lifecycle
 from ._supervising import child_gone, stop_child
 
 if TYPE_CHECKING:
@@ -174,7 +174,9 @@ class Stopping(Delivery):
         events = self.system.events
         if events._subscriptions:
             events._publish_runtime(ActorStopped(self.ref, reason))
-        log_lifecycle(self.ref.path, "%s stopped" if reason is None else "%s stopped: %r", reason)
+        if lifecycle_log.isEnabledFor(DEBUG):
+            text = "%s stopped" if reason is None else "%s stopped: %r"
+            log_lifecycle(self.ref.path, text, reason)
 
     # -- death watch ------------------------------------------------------------------------
 

@@ -143,13 +143,14 @@ def child_failed(
             parent.ref.path,
         )
         return Directive.STOP, 0.0
-    coordinator = parent._coordinator
+    coordinators = parent.system._coordinators
+    coordinator = coordinators.get(parent)
     if coordinator is not None:  # a restart of several children is under way
         coordinator.queue.append((child, error, message, can_resume, None))
         return None
     verdict, plan = _decide(parent, child, error, can_resume, message)
     if plan is not None:
-        coordinator = parent._coordinator = Coordinator(parent)
+        coordinator = coordinators[parent] = Coordinator(parent)
         coordinator.queue.append((child, error, message, can_resume, (verdict, plan)))
         parent.system._nursery.start_soon(coordinator.run, name=f"{parent.ref.path} restarts")
         return None
@@ -287,12 +288,14 @@ class Coordinator:
         self.queue: deque[_Queued] = deque()
 
     def _parent_ending(self) -> bool:
+        # (Not when it merely fails: its supervisor may resume it, and a restart of it
+        # stops these children anyway if its strategy says so.)
         parent = self.parent
-        return parent._stop_requested or parent._failing or parent._state >= STOPPING
+        return parent._stop_requested or parent._state >= STOPPING
 
     async def run(self) -> None:
-        """Work through the queue; ends when it is empty, or when the parent stops or
-        fails (the children still waiting for an order are then told to stop)."""
+        """Work through the queue; ends when it is empty, or when the parent stops (the
+        children still waiting for an order are then told to stop)."""
         parent = self.parent
         try:
             while self.queue and not self._parent_ending():
@@ -310,7 +313,7 @@ class Coordinator:
                 else:
                     await self._restart_group(child, error, plan)
         finally:
-            parent._coordinator = None
+            del parent.system._coordinators[parent]
             queue, self.queue = self.queue, deque()
             for child, error, *_ in queue:  # the parent ends: so do they
                 give_order(child, Order(Directive.STOP, error))

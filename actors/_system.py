@@ -34,8 +34,10 @@ if TYPE_CHECKING:
     from ._cell import Cell
     from ._delivery import DeliveryHook
     from ._describe import ActorTree
+    from ._supervising import Coordinator
 
 _E = TypeVar("_E")
+_get_ident = threading.get_ident
 # Records about the whole system still carry the context fields of every actors.* record.
 _NO_ACTOR: dict[str, Any] = {"actor_path": None, "message_type": None}
 
@@ -65,6 +67,8 @@ class ActorSystem(metaclass=NoPublicConstructor):
         # The delivery hooks every message passes on its way into a mailbox (see
         # _delivery.DeliveryHook); with any, cells take their slow path.
         self._delivery_hooks: tuple[DeliveryHook, ...] = ()
+        # The parents restarting several children at once (see _supervising.py).
+        self._coordinators: dict[ActorCell, Coordinator] = {}
         if settings.trace_deliveries:
             self._delivery_hooks = (DeliveryLog(),)
         self.events = EventBus._create(self)
@@ -259,7 +263,7 @@ class ActorSystem(metaclass=NoPublicConstructor):
         """Count a message that could not be delivered and publish it as a
         :class:`DeadLetter`, always in this system's own thread: called from another
         thread, it hands over (a system that has ended only counts it)."""
-        if threading.get_ident() != self._thread_id:
+        if _get_ident() != self._thread_id:
             try:
                 self._token.run_sync_soon(self._dead_letter, message, sender, recipient, reason)
             except trio.RunFinishedError:

@@ -119,7 +119,7 @@ async def test_the_context_is_its_own_object_not_the_cell(
         ref.tell(2)
         await trio.testing.wait_all_tasks_blocked()
     context = seen[0]
-    assert seen[1] is context  # one per actor, made once
+    assert seen[1] is context  # one per instance, made once
     assert type(context) is actors.ActorContext
     assert context.ref == ref
     assert [
