@@ -119,16 +119,8 @@ class ActorContext(metaclass=NoPublicConstructor):
         once the system is shutting down). Children spawned by an actor that is still
         running during shutdown are stopped with it.
         """
-        return spawn_child(
-            self._cell,
-            factory,
-            args,
-            kwargs,
-            name=name,
-            mailbox=mailbox,
-            throughput=throughput,
-            supervisor_strategy=supervisor_strategy,
-        )
+        options = (name, mailbox, throughput, supervisor_strategy)
+        return spawn_child(self._cell, factory, args, kwargs, *options)
 
     def stop(self, ref: ActorRef | None = None) -> None:
         """Stop this actor (``ref`` omitted or its own ref) or one of its children.

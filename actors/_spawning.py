@@ -57,7 +57,6 @@ def spawn_child(
     factory: Callable[..., Actor],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
-    *,
     name: str | None,
     mailbox: Mailbox | None,
     throughput: int | None,

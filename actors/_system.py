@@ -111,16 +111,8 @@ class ActorSystem(metaclass=NoPublicConstructor):
         Same arguments and errors as :meth:`ActorContext.spawn`; raises
         :class:`SystemClosed` once the system is shutting down."""
         self._check_thread()
-        return spawn_child(
-            self._guardian,
-            factory,
-            args,
-            kwargs,
-            name=name,
-            mailbox=mailbox,
-            throughput=throughput,
-            supervisor_strategy=supervisor_strategy,
-        )
+        options = (name, mailbox, throughput, supervisor_strategy)
+        return spawn_child(self._guardian, factory, args, kwargs, *options)
 
     def stop(self, ref: ActorRef) -> None:
         """Ask any actor of this system to stop (see :meth:`ActorContext.stop`); returns

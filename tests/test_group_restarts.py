@@ -99,42 +99,33 @@ def _restart_part(log: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     return [entry for entry in log[first:] if entry[0] != "busy"]
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-async def test_one_for_all_takes_down_in_reverse_and_starts_in_order(
-    autojump_clock: trio.testing.MockClock, seed: int
-) -> None:
-    with seeded_scheduler(seed):
-        log, _ = await _group_restart(sv.OneForAll(), crash="b")
-    assert _restart_part(log) == [
-        ("down", "b", 1),  # the failed child first
-        ("down", "c", 1),  # then its siblings, newest first
-        ("down", "a", 1),
-        ("init", "a", 2),  # then all of them again, in start order
-        ("up", "a", 2),
-        ("init", "b", 2),
-        ("up", "b", 2),
-        ("init", "c", 2),
-        ("up", "c", 2),
-    ]
+# The failed child's old instance goes first, then its affected siblings, newest first;
+# then every affected child starts again, in start order.
+ONE_FOR_ALL_B = ["down b", "down c", "down a", "up a", "up b", "up c"]
+REST_FOR_ONE_A = ["down a", "down c", "down b", "up a", "up b", "up c"]
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-async def test_rest_for_one_restarts_the_failed_child_and_those_after_it(
-    autojump_clock: trio.testing.MockClock, seed: int
+@pytest.mark.parametrize(
+    ("strategy", "crash", "expected"),
+    [(sv.OneForAll(), "b", ONE_FOR_ALL_B), (sv.RestForOne(), "a", REST_FOR_ONE_A)],
+    ids=["one-for-all", "rest-for-one"],
+)
+async def test_a_group_takes_down_in_reverse_and_starts_in_order(
+    autojump_clock: trio.testing.MockClock,
+    seed: int,
+    strategy: sv.Strategy,
+    crash: str,
+    expected: list[str],
 ) -> None:
     with seeded_scheduler(seed):
-        log, _ = await _group_restart(sv.RestForOne(), crash="a")
-    assert _restart_part(log) == [
-        ("down", "a", 1),
-        ("down", "c", 1),
-        ("down", "b", 1),
-        ("init", "a", 2),
-        ("up", "a", 2),
-        ("init", "b", 2),
-        ("up", "b", 2),
-        ("init", "c", 2),
-        ("up", "c", 2),
-    ]
+        log, _ = await _group_restart(strategy, crash=crash)
+    steps = [(event, tag, n) for event, tag, n in _restart_part(log) if event != "init"]
+    assert [f"{event} {tag}" for event, tag, _ in steps] == expected
+    # Each new instance (incarnation 2) was made right before its post_restart.
+    assert all(n == (1 if event == "down" else 2) for event, _, n in steps)
+    inits = [entry for entry in _restart_part(log) if entry[0] == "init"]
+    assert [tag for _, tag, _ in inits] == [step.split()[1] for step in expected[3:]]
 
 
 @pytest.mark.parametrize("seed", SEEDS)
