@@ -11,7 +11,11 @@ The invariants: no money is created or lost (the total is what was deposited), n
 balance is negative, and no transfer is left half done. Accounts refuse a repeated step
 of a transfer (they remember its id), so duplicates and retries are harmless.
 
-Run it: ``python examples/chaos_bank.py [--seeds N]``
+A seed replays alone exactly as it ran among the others (the same faults at the same
+moments, the same result): ``--replay SEED`` runs that one seed and prints its message
+trace, which is how a seed that failed is studied.
+
+Run it: ``python examples/chaos_bank.py [--seeds N | --replay SEED]``
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ def no_negative_balance(balances: dict[str, int]) -> None:
     assert min(balances.values()) >= 0, balances
 
 
-async def main(seeds: int) -> None:
+async def main(seeds: int | list[int]) -> None:
     bank.report = lambda text: None  # the accounts' restart messages are noise here
     faults = FaultModel(
         crash=0.05,
@@ -87,6 +91,11 @@ async def main(seeds: int) -> None:
             intensity=supervision.RestartIntensity(max_restarts=20, within=10.0)
         ),
     )
+    if isinstance(seeds, list):  # a replay: what happened, and when
+        [run] = runs
+        print(run.trace.to_text(limit=60), end="")
+        print(f"seed {run.seed}: {run.injected} faults injected, balances {run.result}")
+        return
     injected = sum(run.injected for run in runs)
     print(f"{len(runs)} seeded runs, {injected} faults injected")
     print("every run: no money created or lost, no negative balance")
@@ -96,5 +105,7 @@ async def main(seeds: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=20, help="how many seeds to run")
+    parser.add_argument("--replay", type=int, help="run this one seed and show its trace")
     args = parser.parse_args()
-    trio.run(main, args.seeds, clock=trio.testing.MockClock(autojump_threshold=0))
+    seeds = args.seeds if args.replay is None else [args.replay]
+    trio.run(main, seeds, clock=trio.testing.MockClock(autojump_threshold=0))

@@ -80,6 +80,8 @@ async def _group_restart(
     async with actors.open_system("group") as system:
         family = system.spawn(Family, log, ("a", "b", "c"), supervisor_strategy=strategy)
         members = await family.ask("members")
+        for ref in members.values():
+            await ref.ask("ready")  # every first instance has been made
         for tag in busy:
             members[tag].tell("busy")
         await trio.testing.wait_all_tasks_blocked()

@@ -28,7 +28,7 @@ from actors.persistence import (
     SnapshotRecord,
     open_sqlite_journal,
 )
-from actors.testing import FaultyJournal, Operation, fail_next, reject_next
+from actors.testing.journal import FaultyJournal, Operation, fail_next, reject_next
 
 # -- events, actors and a journal with faults ----------------------------------------------
 

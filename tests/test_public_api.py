@@ -19,7 +19,14 @@ import actors.routing
 import supervision as sv
 from actors import Actor, Mailbox
 
-PACKAGES = ("actors", "actors.routing", "actors.persistence", "actors.testing", "supervision")
+PACKAGES = (
+    "actors",
+    "actors.routing",
+    "actors.persistence",
+    "actors.testing",
+    "actors.testing.journal",
+    "supervision",
+)
 
 
 def _exports() -> list[tuple[str, str, Any]]:

@@ -26,7 +26,7 @@ from actors.testing._event_sourced import (
     SerializationCheckFailed,
     event_sourced_testkit,
 )
-from actors.testing._journal_faults import FaultyJournal, fail_next, reject_next
+from actors.testing.journal import FaultyJournal, fail_next, reject_next
 
 # -- the account: commands, events, replies --------------------------------------------------
 

@@ -5,6 +5,7 @@ supervision, and exact interleavings of recovery and persists."""
 from __future__ import annotations
 
 import pickle
+import types
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,7 +28,7 @@ from actors.persistence import (
     SnapshotRecord,
     SnapshotStore,
 )
-from actors.testing._journal_faults import (
+from actors.testing.journal import (
     FaultyJournal,
     JournalCall,
     JournalInjection,
@@ -433,3 +434,16 @@ async def test_stepping_over_faults_puts_a_failure_at_an_exact_point(
         journal.run_freely()
         assert await account.ask("state") == (0, 0)
     assert faulty.injected == [JournalInjection(PID, W, Verdict.FAIL)]
+
+
+def test_the_journal_tools_are_public_in_their_own_module() -> None:
+    import actors.testing
+    import actors.testing.journal
+
+    for name in actors.testing.journal.__all__:
+        value = getattr(actors.testing.journal, name)
+        if isinstance(value, type | types.FunctionType):
+            assert value.__module__ == "actors.testing.journal", name
+        assert name not in actors.testing.__all__, name
+        assert not hasattr(actors.testing, name), name
+    assert pickle.loads(pickle.dumps(JournalCall(PID, W))) == JournalCall(PID, W)

@@ -2,10 +2,12 @@
 and pytest fixtures.
 
 The pytest plugin (loaded automatically once trio-actors is installed) provides the
-fixtures ``actor_system`` and ``probe``; see ``docs/testing.md`` and
-``docs/fault-injection.md``.
+fixtures ``actor_system``, ``probe``, ``journal``, ``actors_seed``, ``actors_random`` and
+``faults``; see ``docs/testing.md`` and ``docs/fault-injection.md``. Journals that fail
+or step on command are in :mod:`actors.testing.journal`.
 """
 
+from .._public import export as _export
 from ._chaos import ChaosFailure, ChaosRun, FaultModel, run_chaos
 from ._event_sourced import (
     CommandResult,
@@ -13,57 +15,54 @@ from ._event_sourced import (
     SerializationCheckFailed,
     event_sourced_testkit,
 )
-from ._faults import ActorKilled, FaultInjector, InjectedFault, Injection, Rule
-from ._journal_faults import (
-    READS,
-    REJECTABLE,
-    Countdown,
-    FaultyJournal,
-    JournalCall,
-    JournalInjection,
-    Operation,
-    Policy,
-    SteppingJournal,
-    Verdict,
-    any_of,
-    fail_next,
-    fail_when,
-    reject_next,
-    reject_when,
-)
+from ._faults import ActorKilled, FaultInjector, InjectedFault, Injection
 from ._probe import TestProbe
+from ._rules import (
+    Action,
+    Crash,
+    Delay,
+    Drop,
+    Duplicate,
+    Hang,
+    Match,
+    MessageType,
+    Reorder,
+    Rule,
+    Schedule,
+    Selectors,
+    Target,
+)
 from ._trace import MessageTrace, TraceEntry
 
 __all__ = [
-    "READS",
-    "REJECTABLE",
+    "Action",
     "ActorKilled",
     "ChaosFailure",
     "ChaosRun",
     "CommandResult",
-    "Countdown",
+    "Crash",
+    "Delay",
+    "Drop",
+    "Duplicate",
     "EventSourcedTestKit",
     "FaultInjector",
     "FaultModel",
-    "FaultyJournal",
+    "Hang",
     "InjectedFault",
     "Injection",
-    "JournalCall",
-    "JournalInjection",
+    "Match",
     "MessageTrace",
-    "Operation",
-    "Policy",
+    "MessageType",
+    "Reorder",
     "Rule",
+    "Schedule",
+    "Selectors",
     "SerializationCheckFailed",
-    "SteppingJournal",
+    "Target",
     "TestProbe",
     "TraceEntry",
-    "Verdict",
-    "any_of",
     "event_sourced_testkit",
-    "fail_next",
-    "fail_when",
-    "reject_next",
-    "reject_when",
     "run_chaos",
 ]
+
+_export(__name__, globals(), __all__)

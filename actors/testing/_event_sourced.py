@@ -13,6 +13,7 @@ persisted, its reply and the state after it; restart it to check that it recover
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -139,9 +140,7 @@ class EventSourcedTestKit(Generic[_A]):
         """The journal the actor writes to."""
         self.serialization = persistence.serialization or Serialization()
         self.check_serialization = check_serialization
-        self._factory = factory
-        self._args = args
-        self._kwargs = kwargs
+        self._build = functools.partial(factory, *args, **kwargs)
         self._state_of = state
         self._name = name
         self._instance: _A | None = None
@@ -234,7 +233,7 @@ class EventSourcedTestKit(Generic[_A]):
     # -- internals ------------------------------------------------------------------------
 
     def _make(self) -> _A:
-        instance = self._factory(*self._args, **self._kwargs)
+        instance = self._build()
         if not isinstance(instance, PersistentActor):
             raise TypeError(
                 f"EventSourcedTestKit tests persistent actors; the factory returned a "

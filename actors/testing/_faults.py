@@ -2,28 +2,23 @@
 
 A :class:`FaultInjector` installed on a system sees every message on its way into a
 mailbox (``tell``, ``send``, ``ask``, forwards, routed messages, bus events) and applies
-the first of its rules that matches and fires:
+the first of its rules that matches and fires. A rule (``_rules.py``) is a
+:class:`Match` (which deliveries), a :class:`Schedule` (which of them) and an action,
+one class per fault: :class:`Drop`, :class:`Delay`, :class:`Duplicate`,
+:class:`Reorder`, :class:`Crash`, :class:`Hang`. ``faults.add(action, match,
+schedule)`` adds one; the short forms (``faults.drop(to="w", nth=2)``,
+``faults.delay(1.0, type=Job)``...) take the match and schedule fields as keywords.
 
-* ``drop``: the message is not delivered; it is published as a ``DeadLetter`` with reason
-  ``fault_dropped`` (an ``ask`` then times out in its caller, as with a lost message);
-* ``delay(seconds)``: delivered after ``seconds`` of trio's clock (virtual time works);
-* ``duplicate(copies)``: delivered, then delivered again ``copies`` times (copies of an
-  ``ask`` are plain tells: a reply goes once);
-* ``reorder``: held until the next message to the same recipient has been delivered,
-  then delivered after it (or after ``within`` seconds if none comes);
-* ``crash(error)``: delivered, and the recipient fails with ``error`` when it reaches
-  the message, as if its handler had raised (an ``ask`` gets ``error``);
-* ``hang(seconds)``: delivered, and the recipient's handler hangs on it for ``seconds``
-  (default: until the actor is stopped, when its stop deadline cancels the hang), then
-  handles it.
+Every rule that matches a message counts it (``drop(nth=2)`` and ``crash(nth=3)`` act on
+the second and the third message); the first rule, in the order they were added, that
+fires on a message applies its fault, and the later ones do not fire on it. The
+probabilities are drawn from the injector's seeded random source, in delivery order, so
+that one seed always gives the same schedule.
 
-Rules match on the recipient (``to``), the sender (``sender``), the message type
-(``type``) and a predicate (``where``); they fire on every match, on the ``nth`` match
-only, on the first ``times`` matches, and/or with a ``probability`` drawn from the
-injector's seeded random source, so that one seed always gives the same schedule. Every
-rule that matches a message counts it (``drop(nth=2)`` and ``crash(nth=3)`` act on the
-second and the third message); the first rule, in the order they were added, that fires
-on a message applies its fault, and the later ones do not fire on it.
+Messages the injector hands back later (delayed, duplicated, reordered, or carrying a
+crash or a hang) go through the recipient's mailbox like any delivery by the runtime:
+they count against a bounded mailbox's capacity and overflow by its policy.
+
 :meth:`FaultInjector.kill` kills an actor abruptly, and
 :meth:`FaultInjector.crash_in_pre_start` wraps an actor factory whose ``pre_start``
 fails. Everything injected is recorded in :attr:`FaultInjector.injected`.
@@ -31,12 +26,13 @@ fails. Everything injected is recorded in :attr:`FaultInjector.injected`.
 
 from __future__ import annotations
 
-import fnmatch
 import functools
+import heapq
+import itertools
 import math
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack, assert_never
 
 import attrs
 import trio
@@ -47,6 +43,8 @@ from .._envelope import Detour, Envelope, Reply, Slot
 from .._errors import ActorError
 from .._messages import DeadLetterReason
 from .._ref import ActorRef
+from . import _rules
+from ._rules import ACTIONS, Action, Match, Rule, Schedule, Selectors, split_selectors
 
 if TYPE_CHECKING:
     from .._system import ActorSystem
@@ -62,28 +60,19 @@ class ActorKilled(InjectedFault):
     """The error of an actor killed by :meth:`FaultInjector.kill`."""
 
 
-Target = ActorRef | str | None
-"""Who a rule is about: a ref, a name (no ``/``: any actor of that name), a path or a
-path pattern with ``*`` (``"/user/workers/*"``), or ``None``: anyone."""
-
-
-def _matches_target(target: Target, ref: ActorRef | None) -> bool:
-    if target is None:
-        return True
-    if ref is None:
-        return False
-    if isinstance(target, ActorRef):
-        return target == ref
-    if "/" not in target:
-        return ref.name == target
-    return fnmatch.fnmatchcase(ref.path, target)
-
-
 @attrs.frozen
 class Injection:
-    """One fault applied: ``kind`` (``drop``, ``delay``, ``duplicate``, ``reorder``,
-    ``crash``, ``hang``, ``kill``, ``pre_start``), the recipient's path, the message
-    (``None`` for a kill), the sender's path (or ``None``) and the time on trio's clock."""
+    """One fault the injector applied, or one kill it was asked for.
+
+    ``kind`` is the action's kind (``drop``, ``delay``, ``duplicate``, ``reorder``,
+    ``crash``, ``hang``), ``pre_start`` for a failing start, ``kill`` for a kill that
+    failed the actor, or ``kill_merged`` for a kill that changed nothing because the
+    actor was not running an incarnation that could fail then (starting, restarting,
+    stopping, or already failing: the kill merged into that). ``recipient`` and
+    ``sender`` are paths (``sender`` may be ``None``), ``message`` is ``None`` for kills
+    and starts, and ``time`` counts seconds of trio's clock since the injector was
+    installed (:attr:`FaultInjector.origin`), so that a run replays with the same times
+    whatever ran before it."""
 
     kind: str
     recipient: str
@@ -92,52 +81,7 @@ class Injection:
     time: float
 
 
-@attrs.define(eq=False)
-class Rule:
-    """A fault rule of a :class:`FaultInjector` (made by its methods). ``seen`` counts
-    the messages it matched, ``fired`` the faults it injected. :meth:`cancel` retires it."""
-
-    kind: str
-    to: Target = None
-    sender: Target = None
-    type: type | tuple[type, ...] | None = None
-    where: Callable[[Any], bool] | None = None
-    nth: int | None = None
-    times: int | None = None
-    probability: float | None = None
-    seconds: float = 0.0
-    copies: int = 1
-    error: Exception | None = None
-    seen: int = 0
-    fired: int = 0
-    active: bool = True
-
-    def cancel(self) -> None:
-        """Stop applying this rule."""
-        self.active = False
-
-    def _matches(self, recipient: ActorRef, message: Any, sender: ActorRef | None) -> bool:
-        if not self.active:
-            return False
-        if not _matches_target(self.to, recipient):
-            return False
-        if self.sender is not None and not _matches_target(self.sender, sender):
-            return False
-        if self.type is not None and not isinstance(message, self.type):
-            return False
-        return self.where is None or bool(self.where(message))
-
-    def _fires(self, rng: random.Random) -> bool:
-        """Count a matching message and decide whether the fault applies to it."""
-        self.seen += 1
-        if self.nth is not None and self.seen != self.nth:
-            return False
-        if self.times is not None and self.fired >= self.times:
-            return False
-        if self.probability is not None and rng.random() >= self.probability:
-            return False
-        self.fired += 1
-        return True
+_Observer = Callable[[ActorCell, Any, ActorRef | None, Slot, str | None], None]
 
 
 class FaultInjector:
@@ -145,9 +89,9 @@ class FaultInjector:
 
     ``seed`` seeds the random source of probabilistic rules (``None``: a random seed,
     kept in :attr:`seed` so a failing run can be replayed). Install it with
-    :meth:`install` (or ``with injector.installed(system):``); rules can be added before
-    or after. Rules are tried in the order they were added; the first that matches and
-    fires decides. The injector is not thread-safe: use it from the system's thread.
+    :meth:`install`; rules can be added before or after. Rules are tried in the order
+    they were added; the first that matches and fires decides. The injector is not
+    thread-safe: use it from the system's thread.
 
     On shutdown, messages still delayed or held are released into their (stopped)
     recipients, which turns them into dead letters (or ``ActorDead`` for asks): nothing
@@ -162,16 +106,22 @@ class FaultInjector:
         self.rules: list[Rule] = []
         self.injected: list[Injection] = []
         self.system: ActorSystem | None = None
-        # (when, recipient, envelope, held): delayed messages, and the deadlines of held ones.
-        self._pending: list[tuple[float, ActorCell, Envelope, bool]] = []
+        self.origin: float | None = None
+        """Trio's clock when the injector was first installed (or, never installed, when
+        it first recorded something): :attr:`Injection.time` counts from it."""
+        # Delayed messages and the deadlines of held ones, a heap of
+        # (when, sequence, recipient, envelope, held): equal times go in insertion order.
+        self._pending: list[tuple[float, int, ActorCell, Envelope, bool]] = []
+        self._sequence = itertools.count()
         self._scope: trio.CancelScope | None = None
         self._held: dict[ActorCell, Envelope] = {}
+        # Actors no rule applies to (the listeners of traces).
+        self._spared: set[ActorCell] = set()
         self._wake: trio.Event | None = None
-        # Called for every delivery with the fault applied to it (None: delivered as is).
-        self._observers: list[Callable[[ActorCell, Any, ActorRef | None, Any, str | None], None]]
-        self._observers = []
+        # Called for every delivery with the kind of fault applied to it (None: none).
+        self._observers: list[_Observer] = []
         self.trace: MessageTrace | None = None
-        """The trace attached by the ``faults`` fixture (``None`` otherwise)."""
+        """The trace attached by the ``faults`` fixture or ``run_chaos`` (else ``None``)."""
 
     def __repr__(self) -> str:
         return f"<FaultInjector seed={self.seed} rules={len(self.rules)}>"
@@ -180,13 +130,15 @@ class FaultInjector:
 
     def install(self, system: ActorSystem) -> FaultInjector:
         """Start seeing every delivery of ``system`` (from its thread, while it runs).
-        One injector per system."""
+        One injector per system; returns the injector."""
         if self.system is system:
             return self  # already installed here
         if any(isinstance(hook, FaultInjector) for hook in system._delivery_hooks):
             raise RuntimeError(f"{system!r} already has a fault injector installed")
         if self.system is not None:
             raise RuntimeError(f"{self!r} is installed on another system")
+        if self.origin is None:
+            self.origin = trio.current_time()
         self.system = system
         system._add_delivery_hook(self)
         system._nursery.start_soon(self._deliver_later, system, name="fault injector")
@@ -212,149 +164,81 @@ class FaultInjector:
 
     # -- rules ------------------------------------------------------------------------------
 
-    def _add(self, kind: str, **options: Any) -> Rule:
-        rule = Rule(kind, **options)
-        if rule.nth is not None and rule.nth < 1:
-            raise ValueError(f"nth counts from 1, got {rule.nth}")
-        if rule.probability is not None and not 0.0 <= rule.probability <= 1.0:
-            raise ValueError(f"probability must be within [0, 1], got {rule.probability}")
+    def add(
+        self, action: Action, match: Match | None = None, schedule: Schedule | None = None
+    ) -> Rule:
+        """Add a rule applying ``action`` to the deliveries ``match`` selects (default:
+        every one) when ``schedule`` lets them through (default: every time); returns
+        it, to read its counters or :meth:`Rule.cancel` it. ``faults.add(Delay(2.0),
+        Match(to="w"), Schedule(times=3))`` delays the first three messages to ``w``."""
+        if not isinstance(action, ACTIONS):
+            names = ", ".join(kind.__name__ for kind in ACTIONS)
+            raise TypeError(f"a rule's action is one of {names}, got {action!r}")
+        rule = Rule(action, match or Match(), schedule or Schedule())
         self.rules.append(rule)
         return rule
 
-    def drop(
-        self,
-        *,
-        to: Target = None,
-        sender: Target = None,
-        type: type | tuple[type, ...] | None = None,
-        where: Callable[[Any], bool] | None = None,
-        nth: int | None = None,
-        times: int | None = None,
-        probability: float | None = None,
-    ) -> Rule:
-        """Drop matching messages (dead letters with reason ``fault_dropped``)."""
-        return self._add(
-            "drop", to=to, sender=sender, type=type, where=where, nth=nth, times=times,
-            probability=probability,
-        )  # fmt: skip
+    def _add(self, action: Action, select: Selectors) -> Rule:
+        return self.add(action, *split_selectors(select))
 
-    def delay(
-        self,
-        seconds: float,
-        *,
-        to: Target = None,
-        sender: Target = None,
-        type: type | tuple[type, ...] | None = None,
-        where: Callable[[Any], bool] | None = None,
-        nth: int | None = None,
-        times: int | None = None,
-        probability: float | None = None,
-    ) -> Rule:
-        """Deliver matching messages ``seconds`` later (trio's clock)."""
-        if not seconds >= 0:
-            raise ValueError(f"a delay must be >= 0 seconds, got {seconds!r}")
-        return self._add(
-            "delay", seconds=seconds, to=to, sender=sender, type=type, where=where,
-            nth=nth, times=times, probability=probability,
-        )  # fmt: skip
+    def drop(self, **select: Unpack[Selectors]) -> Rule:
+        """Drop the matching messages (:class:`Drop`): dead letters with reason
+        ``fault_dropped``. ``faults.drop(to="w", nth=2)`` drops the second message
+        to ``w``."""
+        return self._add(_rules.Drop(), select)
 
-    def duplicate(
-        self,
-        copies: int = 1,
-        *,
-        to: Target = None,
-        sender: Target = None,
-        type: type | tuple[type, ...] | None = None,
-        where: Callable[[Any], bool] | None = None,
-        nth: int | None = None,
-        times: int | None = None,
-        probability: float | None = None,
-    ) -> Rule:
-        """Deliver matching messages ``1 + copies`` times."""
-        if copies < 1:
-            raise ValueError(f"copies must be >= 1, got {copies}")
-        return self._add(
-            "duplicate", copies=copies, to=to, sender=sender, type=type, where=where,
-            nth=nth, times=times, probability=probability,
-        )  # fmt: skip
+    def delay(self, seconds: float, **select: Unpack[Selectors]) -> Rule:
+        """Deliver the matching messages ``seconds`` of trio's clock later
+        (:class:`Delay`)."""
+        return self._add(_rules.Delay(seconds), select)
 
-    def reorder(
-        self,
-        *,
-        within: float = 1.0,
-        to: Target = None,
-        sender: Target = None,
-        type: type | tuple[type, ...] | None = None,
-        where: Callable[[Any], bool] | None = None,
-        nth: int | None = None,
-        times: int | None = None,
-        probability: float | None = None,
-    ) -> Rule:
+    def duplicate(self, copies: int = 1, **select: Unpack[Selectors]) -> Rule:
+        """Deliver the matching messages ``1 + copies`` times (:class:`Duplicate`)."""
+        return self._add(_rules.Duplicate(copies), select)
+
+    def reorder(self, *, within: float = 1.0, **select: Unpack[Selectors]) -> Rule:
         """Hold a matching message until the next message to the same recipient is
-        delivered, then deliver it after that one; if none comes within ``within``
-        seconds, deliver it then."""
-        return self._add(
-            "reorder", seconds=within, to=to, sender=sender, type=type, where=where,
-            nth=nth, times=times, probability=probability,
-        )  # fmt: skip
+        accepted, then deliver it after that one; if none comes within ``within``
+        seconds, deliver it then (:class:`Reorder`)."""
+        return self._add(_rules.Reorder(within), select)
 
-    def crash(
-        self,
-        error: Exception | None = None,
-        *,
-        to: Target = None,
-        sender: Target = None,
-        type: type | tuple[type, ...] | None = None,
-        where: Callable[[Any], bool] | None = None,
-        nth: int | None = None,
-        times: int | None = None,
-        probability: float | None = None,
-    ) -> Rule:
+    def crash(self, error: Exception | None = None, **select: Unpack[Selectors]) -> Rule:
         """Make the recipient fail with ``error`` (default: :class:`InjectedFault`) when
-        it reaches a matching message, as if its handler had raised; its supervisor
-        decides what follows. ``crash(to="worker-2", nth=3)``: on its third message."""
-        return self._add(
-            "crash", error=error, to=to, sender=sender, type=type, where=where, nth=nth,
-            times=times, probability=probability,
-        )  # fmt: skip
+        it reaches a matching message, as if its handler had raised (:class:`Crash`);
+        its supervisor decides what follows. ``crash(to="worker-2", nth=3)``: on its
+        third message."""
+        return self._add(_rules.Crash(error), select)
 
-    def hang(
-        self,
-        seconds: float = math.inf,
-        *,
-        to: Target = None,
-        sender: Target = None,
-        type: type | tuple[type, ...] | None = None,
-        where: Callable[[Any], bool] | None = None,
-        nth: int | None = None,
-        times: int | None = None,
-        probability: float | None = None,
-    ) -> Rule:
+    def hang(self, seconds: float = math.inf, **select: Unpack[Selectors]) -> Rule:
         """Make the recipient's handler hang on a matching message for ``seconds``
         (default: until the actor is stopped; its stop deadline ends the hang and the
-        message becomes a dead letter), then handle it. Tests ask timeouts and shutdown
-        deadlines."""
-        if not seconds > 0:
-            raise ValueError(f"a hang must last > 0 seconds, got {seconds!r}")
-        return self._add(
-            "hang", seconds=seconds, to=to, sender=sender, type=type, where=where, nth=nth,
-            times=times, probability=probability,
-        )  # fmt: skip
+        message becomes a dead letter), then handle it (:class:`Hang`). Tests ask
+        timeouts and shutdown deadlines."""
+        return self._add(_rules.Hang(seconds), select)
 
-    def kill(self, ref: ActorRef, error: BaseException | None = None) -> None:
+    # -- faults in actors --------------------------------------------------------------------
+
+    def kill(self, ref: ActorRef, error: BaseException | None = None) -> bool:
         """Kill the actor abruptly: it fails at once with ``error`` (default:
         :class:`ActorKilled`), without ``pre_restart`` or ``post_stop``; a handler in
-        progress is cancelled. Its supervisor decides what follows (restart, stop...).
-        A stopped actor is left alone."""
+        progress is cancelled, and its message is settled (a tell becomes a dead letter
+        with reason ``failed``, an ask gets the error). Its supervisor decides what
+        follows (restart, stop...).
+
+        Recorded as ``kill``; or, when the actor is not running an incarnation that
+        could fail now (starting, restarting, stopping, or a failure is already
+        pending), as ``kill_merged``: nothing changes, the kill merges into what the
+        actor is going through. A stopped actor is left alone (``kill_merged`` too).
+        Returns whether the kill failed the actor (``False``: merged)."""
         system = self._require_system()
         cell = ref._resolve()
         if not isinstance(cell, ActorCell) or cell.system is not system:
             raise ValueError(f"{ref} is not an actor of the system this injector is on")
         if error is None:
             error = ActorKilled(f"{ref.path} was killed by a fault injector (seed {self.seed})")
-        # A kill of an actor that is not running an incarnation now (starting,
-        # restarting, stopping, or already failed) merges into what it is doing.
-        self._record("kill" if cell._crash(error) else "kill_merged", cell, None, None)
+        failed = cell._crash(error)
+        self._record("kill" if failed else "kill_merged", cell, None, None)
+        return failed
 
     def crash_in_pre_start(
         self,
@@ -396,84 +280,90 @@ class FaultInjector:
     def on_delivery(
         self, cell: ActorCell, via: str, message: Any, sender: ActorRef | None, slot: Slot
     ) -> bool:
-        """The delivery hook (see ``actors._delivery.DeliveryHook``)."""
+        """The delivery hook (see ``actors._delivery.DeliveryHook``).
+
+        A message no rule fires on goes on into the mailbox unchanged, unless a message
+        is held back for reordering: then, if it finds room, it is accepted and the held
+        one after it; if it finds none, the mailbox's policy applies to it as without
+        the injector (a ``tell`` to a full ``backpressure`` mailbox raises
+        ``MailboxFull``) and the held message waits on."""
+        if cell in self._spared:
+            return False
         recipient = cell.ref
-        held = self._held.pop(cell, None)
         chosen: Rule | None = None
         for rule in self.rules:
-            if rule._matches(recipient, message, sender):
-                if chosen is None:
-                    if rule._fires(self.random):
-                        chosen = rule
-                else:
-                    rule.seen += 1  # every matching rule counts the message
-        if chosen is not None:
-            for observe in self._observers:
-                observe(cell, message, sender, slot, chosen.kind)
-            self._apply(chosen, cell, (message, sender, slot))
-        else:
-            for observe in self._observers:
-                observe(cell, message, sender, slot, None)
-            if held is None:
+            if rule.active and rule.match.matches(recipient, message, sender):
+                rule.seen += 1  # every matching rule counts the message
+                if chosen is None and rule.schedule.fires(rule.seen, rule.fired, self.random):
+                    rule.fired += 1
+                    chosen = rule
+        for observe in self._observers:
+            observe(cell, message, sender, slot, None if chosen is None else chosen.kind)
+        held = self._held.get(cell)
+        if chosen is None:
+            if held is None or cell._is_full():
                 return False
+            del self._held[cell]
             cell._release((message, sender, slot))
+        else:
+            if held is not None:
+                del self._held[cell]
+            self._record(chosen.kind, cell, message, sender)
+            self._apply(chosen.action, cell, (message, sender, slot))
         if held is not None:  # the message held back for reordering comes after this one
             cell._release(held)
         return True
 
-    def _apply(self, rule: Rule, cell: ActorCell, envelope: Envelope) -> None:
+    def _apply(self, action: Action, cell: ActorCell, envelope: Envelope) -> None:
         message, sender, slot = envelope
-        inner = slot if isinstance(slot, Reply) else None
-        self._record(rule.kind, cell, message, sender)
-        kind = rule.kind
-        if kind == "drop":
-            system = self._require_system()
-            system._dead_letter(message, sender, cell.ref, DeadLetterReason.FAULT_DROPPED)
-        elif kind == "delay":
-            self._schedule(trio.current_time() + rule.seconds, cell, envelope)
-        elif kind == "duplicate":
-            cell._release(envelope)
-            for _ in range(rule.copies):
-                cell._release((message, sender, None))
-        elif kind == "reorder":
-            previous = self._held.pop(cell, None)
-            if previous is not None:
-                cell._release(previous)
-            self._held[cell] = envelope
-            self._schedule(trio.current_time() + rule.seconds, cell, envelope, held=True)
-        elif kind == "crash":
-            error = rule.error or InjectedFault(
-                f"{cell.ref.path} crashed on purpose on {message!r} "
-                f"(fault injector, seed {self.seed})"
-            )
-            cell._release((message, sender, Detour(inner, functools.partial(_crash, error))))
-        else:  # hang
-            cell._release((message, sender, Detour(inner, functools.partial(_hang, rule.seconds))))
+        match action:
+            case _rules.Drop():
+                system = self._require_system()
+                system._dead_letter(message, sender, cell.ref, DeadLetterReason.FAULT_DROPPED)
+            case _rules.Delay(seconds=seconds):
+                self._schedule(seconds, cell, envelope, held=False)
+            case _rules.Duplicate(copies=copies):
+                cell._release(envelope)
+                for _ in range(copies):
+                    cell._release((message, sender, None))
+            case _rules.Reorder(within=within):
+                self._held[cell] = envelope
+                self._schedule(within, cell, envelope, held=True)
+            case _rules.Crash(error=error):
+                if error is None:
+                    error = InjectedFault(
+                        f"{cell.ref.path} crashed on purpose on {message!r} "
+                        f"(fault injector, seed {self.seed})"
+                    )
+                run = functools.partial(_crash, error)
+                cell._release((message, sender, Detour(_reply_of(slot), run)))
+            case _rules.Hang(seconds=seconds):
+                run = functools.partial(_hang, seconds)
+                cell._release((message, sender, Detour(_reply_of(slot), run)))
+            case _:
+                assert_never(action)
 
     def _record(self, kind: str, cell: ActorCell, message: Any, sender: ActorRef | None) -> None:
-        self.injected.append(
-            Injection(
-                kind,
-                cell.ref.path,
-                message,
-                None if sender is None else sender.path,
-                trio.current_time(),
-            )
-        )
+        now = trio.current_time()
+        if self.origin is None:
+            self.origin = now
+        source = None if sender is None else sender.path
+        self.injected.append(Injection(kind, cell.ref.path, message, source, now - self.origin))
 
     # -- delayed and held messages ---------------------------------------------------------
 
-    def _schedule(
-        self, when: float, cell: ActorCell, envelope: Envelope, *, held: bool = False
-    ) -> None:
-        self._pending.append((when, cell, envelope, held))
-        self._pending.sort(key=lambda item: item[0])
+    def _schedule(self, seconds: float, cell: ActorCell, envelope: Envelope, *, held: bool) -> None:
+        """Release ``envelope`` into ``cell`` ``seconds`` from now (the same arithmetic as
+        ``trio.sleep(seconds)``: a delay and a sleep of equal length end together)."""
+        when = trio.current_time() + seconds
+        heapq.heappush(self._pending, (when, next(self._sequence), cell, envelope, held))
         if self._wake is not None:
             self._wake.set()
 
     def _due(self, now: float) -> None:
-        while self._pending and self._pending[0][0] <= now:
-            _, cell, envelope, held = self._pending.pop(0)
+        pending = self._pending
+        while pending and pending[0][0] <= now:
+            _, _, cell, envelope, held = heapq.heappop(pending)
             self._release(cell, envelope, held)
 
     def _release(self, cell: ActorCell, envelope: Envelope, held: bool) -> None:
@@ -485,8 +375,9 @@ class FaultInjector:
         cell._release(envelope)
 
     def _release_all(self) -> None:
-        pending, self._pending = self._pending, []
-        for _, cell, envelope, held in pending:
+        """Release every delayed message (in the order they were due) and every held one."""
+        pending, self._pending = sorted(self._pending), []
+        for _, _, cell, envelope, held in pending:
             self._release(cell, envelope, held)
         still_held, self._held = self._held, {}
         for cell, envelope in still_held.items():
@@ -501,10 +392,8 @@ class FaultInjector:
             try:
                 while self.system is system:
                     self._wake = trio.Event()
-                    if self._pending:
-                        with trio.move_on_at(self._pending[0][0]):
-                            await self._wake.wait()
-                    else:
+                    deadline = self._pending[0][0] if self._pending else math.inf
+                    with trio.move_on_at(deadline):
                         await self._wake.wait()
                     self._due(trio.current_time())
             finally:
@@ -516,6 +405,10 @@ class FaultInjector:
         if self.system is None:
             raise RuntimeError(f"{self!r} is not installed on a system")
         return self.system
+
+
+def _reply_of(slot: Slot) -> Reply | None:
+    return slot if isinstance(slot, Reply) else None
 
 
 async def _crash(error: Exception, cell: ActorCell, envelope: Envelope) -> bool:

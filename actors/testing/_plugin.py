@@ -222,8 +222,9 @@ async def actor_system(
             guardian_strategy=supervision.OneForOne(lambda e: supervision.Directive.STOP)
         )
 
-    Its ``journal=`` and ``seed=`` replace the fixtures' values, and so do those of a
-    ``settings=`` it passes, when they are not ``None``.
+    A :class:`~actors.persistence.Persistence` among its ``extensions=`` replaces the
+    journal fixture's, and its ``seed=`` the fixture's seed; so do those of a
+    ``settings=`` it passes (a seed when it is not ``None``).
     """
     roundtrip = bool(request.config.getini("trio_actors_roundtrip"))
     options: dict[str, Any] = {"roundtrip_messages": roundtrip}

@@ -2,11 +2,13 @@
 
 A trace records, in order and with trio's (virtual) timestamps, every message delivered
 into a mailbox (who sent what to whom), every fault a :class:`FaultInjector` applied
-(drops, delays, crashes...), and the lifecycle of actors (failed, restarted, stopped) and
-dead letters. It renders as plain text or as a Mermaid sequence diagram; runs of the
-same message between the same actors are folded into one line (``x N``), and a trace
-longer than ``limit`` lines keeps its first and last lines with a count of what was
-left out.
+(drops, delays, crashes...) and every kill it was asked for (``kill``, or
+``kill_merged`` for one that merged into a failure, start, restart or stop already under
+way), and the lifecycle of actors (failed, restarted, stopped) and dead letters. Times
+count from the moment the injector was installed, like :attr:`Injection.time`. It
+renders as plain text or as a Mermaid sequence diagram; runs of the same message between
+the same actors are folded into one line (``x N``), and a trace longer than ``limit``
+lines keeps its first and last lines with a count of what was left out.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
     from ._faults import FaultInjector
 
 _SUMMARY = 60
+# Faults the injector records that do not travel with a message.
+_ACTOR_FAULTS = ("kill", "kill_merged", "pre_start")
 
 
 def _summary(message: Any) -> str:
@@ -36,10 +40,11 @@ def _summary(message: Any) -> str:
 
 @attrs.frozen
 class TraceEntry:
-    """One line of a trace, ``time`` seconds of trio's clock after the trace began:
-    ``kind`` is ``send`` (or ``ask``), a fault kind (``drop``,
-    ``delay``, ``duplicate``, ``reorder``, ``crash``, ``hang``, ``kill``, ``pre_start``),
-    or ``failed``, ``restarted``, ``stopped``, ``dead-letter``."""
+    """One line of a trace, ``time`` seconds of trio's clock after the injector was
+    installed (:attr:`MessageTrace.start`): ``kind`` is ``send`` (or ``ask``), a fault
+    kind (``drop``, ``delay``, ``duplicate``, ``reorder``, ``crash``, ``hang``, ``kill``,
+    ``kill_merged``, ``pre_start``), or ``failed``, ``restarted``, ``stopped``,
+    ``dead-letter``. ``count`` says how many identical entries in a row it stands for."""
 
     time: float
     kind: str
@@ -65,8 +70,10 @@ class MessageTrace:
         self._injector = injector
         self._seen_injections = 0
         self._listener: ActorCell | None = None
-        self.start = trio.current_time()
-        """Trio's clock when the trace began: entry times are relative to it."""
+        origin = injector.origin
+        self.start = trio.current_time() if origin is None else origin
+        """Trio's clock when the injector was installed: entry times are relative to it
+        (as the injector's own :attr:`Injection.time`)."""
 
     @classmethod
     def attach(cls, injector: FaultInjector) -> MessageTrace:
@@ -74,10 +81,14 @@ class MessageTrace:
         system = injector._require_system()
         trace = cls(injector)
         injector._observers.append(trace._observe)
-        listener = system.spawn(_Listener, trace, name=f"trace-{id(trace):x}")
+        # Named by its rank among this injector's traces, not by anything of the process,
+        # so that a replayed run spawns the same actors.
+        name = f"message-trace-{len(injector._observers)}"
+        listener = system.spawn(_Listener, trace, name=name)
         cell = listener._resolve()
         assert isinstance(cell, ActorCell)
         trace._listener = cell
+        injector._spared.add(cell)  # no faults in what the trace hears
         for kind in (ActorFailed, ActorRestarted, ActorStopped, DeadLetter):
             system.events.subscribe(listener, kind)
         return trace
@@ -109,11 +120,11 @@ class MessageTrace:
     def _take_injections(self) -> None:
         injected = self._injector.injected
         for injection in injected[self._seen_injections :]:
-            if injection.kind not in ("kill", "pre_start"):
+            if injection.kind not in _ACTOR_FAULTS:
                 continue  # seen on its way into the mailbox
             self._add(
                 TraceEntry(
-                    injection.time - self.start,
+                    injection.time,
                     injection.kind,
                     injection.sender,
                     injection.recipient,
