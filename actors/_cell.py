@@ -142,7 +142,8 @@ class DeadCell:
         if slot is not None and slot.task is not None:
             error = ActorDead(self.ref.path, "does not exist (no live actor at this address)")
             task, slot.task, slot.error = slot.task, None, error
-            trio.lowlevel.reschedule(task)
+            if slot.parked:
+                trio.lowlevel.reschedule(task)
             return
         self._gone(message, sender)
 

@@ -222,10 +222,14 @@ class Delivery(MailboxOps):
         reply = Reply(task, self.ref.path, message, timeout, sender)
         if deadline != math.inf:
             system._ask_deadlines.add(deadline, reply)
-        # Nothing between enqueueing and parking may raise or yield: once queued, the
-        # reply will reschedule this task.
+        # Nothing between enqueueing and parking may raise or yield: once queued and
+        # parked, the reply reschedules this task.
         self._enter(ASKED, message, sender, reply, ADMIT, copy=False)
-        await _wait_task_rescheduled(reply.abort)
+        if reply.task is not None:
+            reply.parked = True
+            await _wait_task_rescheduled(reply.abort)
+        else:  # answered while it was delivered (a delivery hook refused it at once)
+            await trio.lowlevel.cancel_shielded_checkpoint()
         error, value = reply.error, reply.value
         # The deadline heap may hold the reply a while longer: keep nothing alive in it.
         reply.error = reply.value = reply.message = None

@@ -46,9 +46,21 @@ _Abort: Final = trio.lowlevel.Abort
 
 class Reply:
     """The slot an ``ask`` waits on. ``task`` is ``None`` once the caller has its answer
-    or gave up (timeout, cancellation)."""
+    or gave up (timeout, cancellation); ``parked`` tells whether the caller waits for it
+    yet (an answer given while the question is still being delivered, e.g. a delivery
+    hook's refusal, must not wake a task that is running)."""
 
-    __slots__ = ("error", "message", "path", "sender", "task", "timeout", "unhandled", "value")
+    __slots__ = (
+        "error",
+        "message",
+        "parked",
+        "path",
+        "sender",
+        "task",
+        "timeout",
+        "unhandled",
+        "value",
+    )
     kind: Final = ASK
 
     def __init__(
@@ -67,6 +79,7 @@ class Reply:
         self.value: Any = None
         self.error: BaseException | None = None
         self.unhandled = False
+        self.parked = False
 
     def abort(self, _: Any) -> trio.lowlevel.Abort:
         self.task = None

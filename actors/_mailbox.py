@@ -236,7 +236,8 @@ class MailboxOps(CellState):
         reply.task = None
         reply.value = value
         reply.error = error
-        _reschedule(task)
+        if reply.parked:
+            _reschedule(task)
 
     async def _wait_for_room(self) -> None:
         """Wait until a place is free (and reserved for this caller) or the actor has

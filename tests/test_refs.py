@@ -628,3 +628,27 @@ async def test_a_dead_letter_raised_for_another_thread_is_published_on_the_syste
     [record] = [r for r in caplog.records if r.name == "actors.deadletters"]
     assert record.thread == threading.get_ident()  # counted and published here
     assert system.dead_letter_count == 1
+
+
+class _AnswersAsks:
+    """A delivery hook that answers every ask itself, at once, while it is delivered."""
+
+    def on_delivery(self, cell: Any, via: str, message: Any, sender: Any, slot: Any) -> bool:
+        if via != "ask":
+            return False
+        cell._complete(slot, ("answered by the hook", message), None)
+        return True
+
+
+async def test_an_ask_answered_while_it_is_delivered_returns_without_parking(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    log: list[tuple[Any, actors.ActorRef | None]] = []
+    async with actors.open_system("hooked") as system:
+        ref = system.spawn(Recorder, log)
+        system._add_delivery_hook(_AnswersAsks())
+        assert await ref.ask("question") == ("answered by the hook", "question")
+        ref.tell("told")  # tells still reach the actor
+        assert await ref.ask("again") == ("answered by the hook", "again")
+        await trio.testing.wait_all_tasks_blocked()
+    assert log == [("told", None)]
