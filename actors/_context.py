@@ -11,7 +11,7 @@ import trio
 from supervision import Strategy
 
 from ._cell_state import NEW
-from ._envelope import ASK, NEW_NOTE, Reply
+from ._envelope import ASK, NEW_NOTE, Envelope, Reply
 from ._errors import ActorDead, StashOverflow, WrongThread
 from ._mailbox import Mailbox
 from ._messages import DeadLetterReason, ReceiveTimeout, Terminated
@@ -251,11 +251,7 @@ class ActorContext(metaclass=NoPublicConstructor):
         holds ``stash_capacity`` messages. Stashed messages still in the stash when the
         actor stops go to dead letters (asks among them fail with ``ActorDead``)."""
         cell = self._cell
-        current = cell._current
-        if current is None:
-            raise RuntimeError("stash() can only be called while handling a message")
-        if cell._current_stashed:
-            raise RuntimeError("this message is already stashed; stash() it only once")
+        current = self._message_in_hand("stash")
         if cell._stash is None:
             cell._stash = deque()
         if len(cell._stash) >= cell._stash_capacity:
@@ -295,11 +291,7 @@ class ActorContext(metaclass=NoPublicConstructor):
         a ``dropped_newest`` dead letter). Must be called from ``ref``'s own system
         thread."""
         cell = self._cell
-        current = cell._current
-        if current is None:
-            raise RuntimeError("forward() can only be called while handling a message")
-        if cell._current_stashed:
-            raise RuntimeError("this message was already stashed or forwarded")
+        current = self._message_in_hand("forward")
         target = ref._resolve()
         if target._thread != cell._thread:
             raise WrongThread(f"{cell.ref.path} cannot forward to {ref.path}: another thread")
@@ -307,6 +299,19 @@ class ActorContext(metaclass=NoPublicConstructor):
         reply = slot if isinstance(slot, Reply) else None  # a tick or a note goes on plain
         cell._current_stashed = True  # the loop must not answer or account for it here
         target.forward(message, sender, reply)
+
+    def _message_in_hand(self, what: str) -> Envelope:
+        """The envelope being handled, which ``what`` (stash or forward) may take once;
+        ``RuntimeError`` outside a handler, or if it was stashed or forwarded already."""
+        cell = self._cell
+        current = cell._current
+        if current is None:
+            raise RuntimeError(f"{what}() can only be called while handling a message")
+        if cell._current_stashed:
+            raise RuntimeError(
+                f"this message was already stashed or forwarded; {what}() takes a message once"
+            )
+        return current
 
     # -- the runtime's side of Actor.unhandled -----------------------------------------------
 

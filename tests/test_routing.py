@@ -20,17 +20,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.routing import _logics as routing
-from actors.routing._logics import (
+from actors.routing import (
     BroadcastRouting,
     ConsistentHashingRouting,
     RandomRouting,
     RoundRobinRouting,
     RoutingLogic,
     SmallestMailboxRouting,
-    _encode_key,
-    _key_point,
 )
+from actors.routing import _hashing as routing
+from actors.routing._hashing import _encode_key, _key_point
 
 ABC = ("a", "b", "c")
 NODES = tuple(f"node-{i}" for i in range(10))
@@ -361,7 +360,7 @@ def test_consistent_hashing_placement_is_pinned() -> None:
 
 def test_consistent_hashing_placement_is_the_same_under_other_hash_seeds() -> None:
     code = (
-        "from actors.routing._logics import ConsistentHashingRouting\n"
+        "from actors.routing import ConsistentHashingRouting\n"
         "nodes = tuple(f'node-{i}' for i in range(10))\n"
         "ch = ConsistentHashingRouting(lambda m: m)\n"
         "keys = [f'key-{i}' for i in range(500)] + [(i, str(i).encode()) for i in range(500)]\n"

@@ -7,9 +7,9 @@ logic's name ends in ``Routing``. See ``docs/routers.md``.
 
 from .._public import export as _export
 from ._first_reply import ScatterGatherFirstCompletedRouting, TailChoppingRouting
+from ._hashing import ConsistentHashingRouting
 from ._logics import (
     BroadcastRouting,
-    ConsistentHashingRouting,
     RandomRouting,
     RoundRobinRouting,
     RoutingLogic,
