@@ -321,7 +321,8 @@ class Lifecycle(Stopping):
                     self.system._unhandled_failure(self.ref, error)
                     return False
                 can_resume = self._started and self._instance is not None
-                verdict = child_failed(parent, self, error, can_resume, message)  # type: ignore[arg-type]
+                decided = child_failed(parent, self, error, can_resume, message)  # type: ignore[arg-type]
+                verdict = None if decided is None else decided[0]
                 order = None
                 if verdict is None:  # the parent's coordinator will give an order
                     while self._order is None and not self._stop_requested:

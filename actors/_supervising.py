@@ -128,41 +128,39 @@ Verdict = tuple[Directive, float]
 
 
 def child_failed(
-    parent: ActorCell, child: ActorCell, error: BaseException, can_resume: bool, message: Any
-) -> Verdict | None:
+    parent: ActorCell,
+    child: ActorCell,
+    error: BaseException,
+    can_resume: bool,
+    message: Any,
+    queued: bool = False,
+) -> tuple[Verdict, Plan | None] | None:
     """``child`` failed with ``error`` (while handling ``message``, if any): decide, and
-    carry out what concerns others. Returns the child's verdict, or ``None`` when a
-    :class:`Coordinator` will give the child an :class:`Order` instead (see the module
-    documentation)."""
-    if parent._stop_requested or parent._state >= STOPPING or parent._failing:
-        # A stopping (or failing) parent stops its children anyway: report it.
-        log_error(
-            child.ref.path,
-            "%s failed while its supervisor %s was stopping or failing",
-            error,
-            parent.ref.path,
-        )
-        return Directive.STOP, 0.0
-    coordinators = parent.system._coordinators
-    coordinator = coordinators.get(parent)
-    if coordinator is not None:  # a restart of several children is under way
-        coordinator.queue.append((child, error, message, can_resume, None))
-        return None
-    verdict, plan = _decide(parent, child, error, can_resume, message)
-    if plan is not None:
-        coordinator = coordinators[parent] = Coordinator(parent)
-        coordinator.queue.append((child, error, message, can_resume, (verdict, plan)))
-        parent.system._nursery.start_soon(coordinator.run, name=f"{parent.ref.path} restarts")
-        return None
-    return verdict
+    carry out what concerns others. Returns the child's verdict, with the engine's plan
+    when it involves siblings (else ``None``); gives up, escalates or shuts the parent
+    down as the plan says.
 
-
-def _decide(
-    parent: ActorCell, child: ActorCell, error: BaseException, can_resume: bool, message: Any
-) -> tuple[Verdict, Plan | None]:
-    """The child's verdict, and the engine's plan when it involves siblings (else
-    ``None``). Gives up, escalates or shuts the parent down as the plan says."""
-    engine = engine_of(parent)
+    Returns ``None`` instead when a :class:`Coordinator` will give the child an
+    :class:`Order`: one is at work for this parent (the failure waits its turn), or the
+    plan involves siblings (one starts). The coordinator decides the failures it takes
+    from its queue with ``queued=True``, which always returns the decision."""
+    if not queued:
+        if parent._stop_requested or parent._state >= STOPPING or parent._failing:
+            # A stopping (or failing) parent stops its children anyway: report it.
+            log_error(
+                child.ref.path,
+                "%s failed while its supervisor %s was stopping or failing",
+                error,
+                parent.ref.path,
+            )
+            return (Directive.STOP, 0.0), None
+        coordinators = parent.system._coordinators
+        if coordinators and parent in coordinators:  # a group restart is under way
+            coordinators[parent].queue.append((child, error, message, can_resume, None))
+            return None
+    engine = parent._engine  # (not `or`: an engine's truth is its number of children)
+    if engine is None:
+        engine = engine_of(parent)
     name = child._name
     path = parent.ref.path
     stop: Verdict = (Directive.STOP, 0.0)
@@ -225,8 +223,14 @@ def _decide(
         log_failure(_WARNING, child, error, message, "stopped by %s", path)
         verdict = stop
     start = plan.start
-    siblings = plan.stop or len(start) > 1 or (start and start[0] != name)
-    return verdict, plan if siblings else None
+    if not (plan.stop or len(start) > 1 or (start and start[0] != name)):
+        return verdict, None
+    if queued:
+        return verdict, plan
+    coordinator = parent.system._coordinators[parent] = Coordinator(parent)
+    coordinator.queue.append((child, error, message, can_resume, (verdict, plan)))
+    parent.system._nursery.start_soon(coordinator.run, name=f"{parent.ref.path} restarts")
+    return None
 
 
 # -- restarts of several children -------------------------------------------------------------
@@ -303,7 +307,8 @@ class Coordinator:
                 if child._state == DEAD or child._parent is not parent:
                     continue
                 if decided is None:
-                    decided = _decide(parent, child, error, can_resume, message)
+                    decided = child_failed(parent, child, error, can_resume, message, queued=True)
+                    assert decided is not None
                 (directive, delay), plan = decided
                 if plan is None:
                     order = Order(directive, error, delay)
