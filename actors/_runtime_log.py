@@ -20,7 +20,6 @@ lifecycle_log: Final = logging.getLogger("actors.lifecycle")
 delivery_log: Final = logging.getLogger("actors.delivery")
 dead_letter_log: Final = logging.getLogger("actors.deadletters")
 DEBUG: Final = logging.DEBUG
-_DEBUG: Final = DEBUG
 
 
 def heard(logger: logging.Logger, level: int) -> bool:
@@ -103,7 +102,7 @@ class DeliveryLog:
     def on_delivery(
         self, cell: ActorCell, via: str, message: Any, sender: ActorRef | None, slot: Slot
     ) -> bool:
-        if delivery_log.isEnabledFor(_DEBUG):
+        if delivery_log.isEnabledFor(DEBUG):
             sender_path = None if sender is None else sender.path
             message_type = type(message).__qualname__
             delivery_log.debug(
