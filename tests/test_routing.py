@@ -194,6 +194,14 @@ def test_round_robin_keeps_the_anchor_across_changes_without_messages() -> None:
     assert picks(rr, ("b", "c", "d"), 4) == ["b", "c", "d", "b"]
 
 
+def test_round_robin_anchors_on_the_last_served_after_a_whole_round() -> None:
+    rr: RoundRobinRouting[str] = RoundRobinRouting()
+    assert picks(rr, ABC, 1) == ["a"]
+    rr.routees_changed(("b", "c"))  # "a" is gone: the rotation resumes at "b"
+    assert picks(rr, ("b", "c"), 2) == ["b", "c"]  # exactly one round: "c" served last
+    assert picks(rr, ("b", "c", "d"), 3) == ["d", "b", "c"]
+
+
 def test_round_robin_routees_changed_is_only_a_hint() -> None:
     told: RoundRobinRouting[str] = RoundRobinRouting()
     untold: RoundRobinRouting[str] = RoundRobinRouting()

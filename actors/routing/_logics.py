@@ -90,43 +90,64 @@ class RoundRobinRouting(SingleRoutingLogic[RouteeT]):
     same tuple as last time; a change costs O(n).
     """
 
-    __slots__ = ("_anchor", "_anchor_index", "_next", "_routees", "_served")
+    # Two states. Serving: _routees is the tuple served from last, _at the index of the
+    # routee served last and _end its last index (the per-message path reads only
+    # these). Pending (no routee served since the routees last changed): _routees is
+    # None, _pending holds the new routees and _start the index to serve first, while
+    # _anchor[_anchor_index] remembers the routee served last, in the list it was in.
+    __slots__ = ("_anchor", "_anchor_index", "_at", "_end", "_pending", "_routees", "_start")
 
     def __init__(self) -> None:
-        self._routees: tuple[RouteeT, ...] = ()
-        self._next = 0  # index into _routees of the next routee to serve
-        self._served = False  # served a routee from _routees since it was set
-        self._anchor: tuple[RouteeT, ...] = ()  # the routees when the last one was served
-        self._anchor_index = 0  # ...and its index in them
+        self._routees: tuple[RouteeT, ...] | None = None
+        self._at = 0
+        self._end = -1
+        self._pending: tuple[RouteeT, ...] = ()
+        self._start = 0
+        self._anchor: tuple[RouteeT, ...] = ()
+        self._anchor_index = 0
 
     def select_one(self, message: Any, routees: Sequence[RouteeT]) -> RouteeT | None:
         """The next routee in the rotation (see the class docstring)."""
-        if routees is not self._routees:
-            self._sync(routees)
         current = self._routees
-        if not current:
-            return None
-        i = self._next
-        self._next = i + 1 if i + 1 < len(current) else 0
-        self._served = True
+        if routees is not current:
+            return self._select_after_change(message, routees)
+        i = self._at
+        i = i + 1 if i < self._end else 0
+        self._at = i
         return current[i]
 
     def routees_changed(self, routees: Sequence[RouteeT]) -> None:
         """Move the rotation position onto the new routees (see the class docstring)."""
         self._sync(routees)
 
+    def _select_after_change(self, message: Any, routees: Sequence[RouteeT]) -> RouteeT | None:
+        """``select_one`` for other routees than those served from last, or with none
+        served since they changed."""
+        self._sync(routees)
+        serving = self._routees
+        if serving is not None:  # the same routees, in another sequence object
+            return self.select_one(message, serving)
+        new = self._pending
+        if not new:
+            return None
+        i = self._start
+        self._routees, self._at, self._end = new, i, len(new) - 1
+        return new[i]
+
     def _sync(self, routees: Sequence[RouteeT]) -> None:
         new = tuple(routees)
-        old = self._routees
-        if new == old:
-            self._routees = new
+        serving = self._routees
+        if serving is not None:
+            if new == serving:
+                self._routees = new
+                return
+            self._anchor, self._anchor_index = serving, self._at
+            self._routees = None
+        elif new == self._pending:
+            self._pending = new
             return
-        if self._served:
-            self._anchor = old
-            self._anchor_index = (self._next - 1) % len(old)
-            self._served = False
-        self._routees = new
-        self._next = self._resume_at(new)
+        self._pending = new
+        self._start = self._resume_at(new)
 
     def _resume_at(self, new: tuple[RouteeT, ...]) -> int:
         anchor = self._anchor
