@@ -19,6 +19,7 @@ from ._errors import (
     ActorDead,
     ActorError,
     ActorInitializationError,
+    ActorKilled,
     ActorNameError,
     ActorNameTaken,
     ActorNotFound,
@@ -43,13 +44,18 @@ from ._messages import (
     ActorStopped,
     DeadLetter,
     DeadLetterReason,
+    Kill,
     PoisonPill,
     ReceiveTimeout,
     SupervisorGaveUp,
     Terminated,
 )
+from ._pipes import AskFailed, PipeFailed
 from ._public import export as _export
 from ._ref import ActorRef, ActorStats
+from ._reply_later import ReplyHandle
+from ._runtime_log import default_output as _default_output
+from ._sender import no_sender
 from ._settings import Settings
 from ._supervisor import (
     CountChildren,
@@ -72,6 +78,7 @@ __all__ = [
     "ActorError",
     "ActorFailed",
     "ActorInitializationError",
+    "ActorKilled",
     "ActorNameError",
     "ActorNameTaken",
     "ActorNode",
@@ -85,6 +92,7 @@ __all__ = [
     "ActorSystem",
     "ActorTree",
     "Address",
+    "AskFailed",
     "AskTimeout",
     "CountChildren",
     "DeadLetter",
@@ -94,12 +102,15 @@ __all__ = [
     "HandlerReturnedCoroutine",
     "InvalidActorName",
     "InvalidTopic",
+    "Kill",
     "Mailbox",
     "MailboxFull",
     "MailboxOverflow",
     "Overflow",
+    "PipeFailed",
     "PoisonPill",
     "ReceiveTimeout",
+    "ReplyHandle",
     "RestartChild",
     "Settings",
     "StartChild",
@@ -116,13 +127,13 @@ __all__ = [
     "UnpicklableMessage",
     "WhichChildren",
     "WrongThread",
+    "no_sender",
     "open_system",
 ]
 
 _export(__name__, globals(), __all__)
 
-# The runtime logs under "actors.*" (see docs/logging.md). Like any library it leaves
-# output to the application: without logging configured, nothing is printed (not even
-# by logging's last-resort handler). A failure nobody handles still ends open_system
-# with UnhandledFailure.
-_logging.getLogger("actors").addHandler(_logging.NullHandler())
+# The runtime logs under "actors.*" (see docs/logging.md). Its warnings and errors (a
+# failure, a give-up, a blocked trio thread) print as one line each to stderr while the
+# application has configured no logging; once it does, its configuration alone rules.
+_logging.getLogger("actors").addHandler(_default_output)

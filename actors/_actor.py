@@ -88,9 +88,11 @@ class Actor:
         """Handle one message; may be ``def`` or ``async def``.
 
         The returned value is the reply when the message came through ``ask`` (ignored
-        for ``tell``). An exception raised here during an ``ask`` is re-raised in the
-        caller and the actor goes on; outside an ``ask`` it is a failure of the actor.
-        The default implementation declares every message unhandled.
+        for ``tell``, and when the handler took a handle to answer later with
+        ``self.context.reply_later()``). An exception raised here during an ``ask`` is
+        re-raised in the caller and the actor goes on; outside an ``ask`` it is a
+        failure of the actor. The default implementation declares every message
+        unhandled.
         """
         self.unhandled(message)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import numbers
 from typing import TYPE_CHECKING, Final
 
 import trio
@@ -22,6 +23,26 @@ if TYPE_CHECKING:
     from ._envelope import Reply
 
 _MIN_COMPACT: Final = 1024
+
+
+def check_timeout(timeout: object) -> float:
+    """The ``timeout`` given to an ``ask``, checked (callers pass ``None``, the default,
+    and a ``float`` > 0 without calling this): a real number of seconds > 0, where
+    ``math.inf`` waits forever. ``TypeError`` for a ``bool``, a ``str`` or anything
+    else that is not a real number; ``ValueError`` for 0, a negative number or NaN."""
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+        raise TypeError(
+            f"ask timeout must be a number of seconds > 0, got {timeout!r} (a "
+            f"{type(timeout).__qualname__}); pass e.g. timeout=2.5, math.inf to wait "
+            "forever, or leave it out (None) for Settings.ask_timeout"
+        )
+    value = float(timeout)
+    if not value > 0:  # (NaN included)
+        raise ValueError(
+            f"ask timeout must be > 0 seconds, got {timeout!r}; pass math.inf to wait "
+            "forever, or leave it out (None) for Settings.ask_timeout"
+        )
+    return value
 
 
 class AskDeadlines:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, final
 
 import trio
 
+from ._ask_deadlines import check_timeout
 from ._envelope import Reply, roundtrip
 from ._errors import ActorDead
 from ._lifecycle import Lifecycle
@@ -95,15 +96,25 @@ class ActorCell(Lifecycle):
 @final
 class DeadCell:
     """Stands in for an address that resolves to no live actor: every message goes to
-    dead letters (``no_such_actor``) and every ``ask`` raises :class:`ActorDead`."""
+    dead letters (``no_such_actor``) and every ``ask`` raises :class:`ActorDead`, whose
+    ``error`` (and cause) is ``error``: the error the actor stopped with, when the
+    system still remembers it (``None`` otherwise)."""
 
-    __slots__ = ("_roundtrip", "_thread", "ref", "system")
+    __slots__ = ("_roundtrip", "_thread", "error", "ref", "system")
 
-    def __init__(self, system: ActorSystem, ref: ActorRef) -> None:
+    def __init__(
+        self, system: ActorSystem, ref: ActorRef, error: BaseException | None = None
+    ) -> None:
         self.system = system
         self.ref = ref
+        self.error = error
         self._thread = system._thread_id
         self._roundtrip = system.settings.roundtrip_messages
+
+    def _dead(self) -> ActorDead:
+        if self.error is None:
+            return ActorDead(self.ref.path, "does not exist (no live actor at this address)")
+        return ActorDead(self.ref.path, "has stopped", self.error)
 
     def __repr__(self) -> str:
         return f"<DeadCell {self.ref.path}>"
@@ -128,10 +139,12 @@ class DeadCell:
         self.tell(message, sender)
 
     async def ask(self, message: Any, timeout: float | None, sender: ActorRef | None) -> Any:
+        if timeout is not None:
+            check_timeout(timeout)
         await trio.lowlevel.checkpoint()
         if self._roundtrip:
             roundtrip(message)
-        raise ActorDead(self.ref.path, "does not exist (no live actor at this address)")
+        raise self._dead()
 
     def offer(
         self, message: Any, sender: ActorRef | None, copy: bool = True, via: str = "publish"
@@ -140,8 +153,7 @@ class DeadCell:
 
     def forward(self, message: Any, sender: ActorRef | None, slot: Reply | None) -> None:
         if slot is not None and slot.task is not None:
-            error = ActorDead(self.ref.path, "does not exist (no live actor at this address)")
-            task, slot.task, slot.error = slot.task, None, error
+            task, slot.task, slot.error = slot.task, None, self._dead()
             if slot.parked:
                 trio.lowlevel.reschedule(task)
             return

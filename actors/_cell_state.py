@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from ._cell import ActorCell
     from ._envelope import Envelope
     from ._mailbox import Mailbox, Overflow
+    from ._reply_later import ReplyHandle
     from ._supervising import Order
     from ._system import ActorSystem
     from ._timers import Timers
@@ -91,11 +92,13 @@ class CellState:
         "_overflow_reported",
         "_parent",
         "_parked",
+        "_pipes",
         "_processed",
         "_ready",
         "_reason",
         "_recv_timeout",
         "_recv_timeout_msg",
+        "_reply_handles",
         "_restarts",
         "_roundtrip",
         "_scope",
@@ -175,6 +178,10 @@ class CellState:
         self._last_activity = 0.0
         self._scope: trio.CancelScope | None = None  # around user code that can await
         self._processed = 0  # messages handled, for stats()
+        # Unanswered reply handles it took for asks, failed when it stops or restarts
+        # (see _reply_later.py); the cancel scopes of its pending pipes (see _pipes.py).
+        self._reply_handles: dict[ReplyHandle, None] | None = None
+        self._pipes: set[trio.CancelScope] | None = None
         # -- lifecycle (see _lifecycle.py and _stopping.py) -------------------------------
         self._state = NEW
         self._started = False  # the current instance has started (pre_start returned)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, final
 
 import trio
@@ -15,7 +15,9 @@ from ._envelope import ASK, NEW_NOTE, Envelope, Reply
 from ._errors import ActorDead, StashOverflow, WrongThread
 from ._mailbox import Mailbox
 from ._messages import DeadLetterReason, ReceiveTimeout, Terminated
+from ._pipes import ask_all_via_mailbox, ask_via_mailbox, pipe_to_self
 from ._public import NoPublicConstructor
+from ._reply_later import ReplyHandle, take_reply_handle
 from ._spawning import spawn_child
 from ._timers import Timers
 
@@ -78,7 +80,9 @@ class ActorContext(metaclass=NoPublicConstructor):
 
     @property
     def sender(self) -> ActorRef | None:
-        """The ``sender`` given with the message being handled, if any."""
+        """The sender of the message being handled, if any: the ``sender=`` it was sent
+        with, or else the actor that sent it (the implicit sender); ``None`` for a
+        message from outside any actor, a timer tick or a runtime notification."""
         current = self._cell._current
         return None if current is None else current[1]
 
@@ -301,17 +305,103 @@ class ActorContext(metaclass=NoPublicConstructor):
         target.forward(message, sender, reply)
 
     def _message_in_hand(self, what: str) -> Envelope:
-        """The envelope being handled, which ``what`` (stash or forward) may take once;
-        ``RuntimeError`` outside a handler, or if it was stashed or forwarded already."""
+        """The envelope being handled, which ``what`` (stash, forward or reply_later) may
+        take once; ``RuntimeError`` outside a handler, or if it was taken already."""
         cell = self._cell
         current = cell._current
         if current is None:
             raise RuntimeError(f"{what}() can only be called while handling a message")
         if cell._current_stashed:
             raise RuntimeError(
-                f"this message was already stashed or forwarded; {what}() takes a message once"
+                "this message was already stashed, forwarded or taken by reply_later(); "
+                f"{what}() takes a message once"
             )
         return current
+
+    # -- replying later and asking without blocking ------------------------------------------
+
+    def reply_later(self) -> ReplyHandle:
+        """Take the answer to the message being handled out of the handler's hands: the
+        handler's return value no longer answers it; the returned :class:`ReplyHandle`
+        does, once, whenever :meth:`ReplyHandle.reply` or :meth:`ReplyHandle.fail` is
+        called (by this actor after other messages, or by another actor the handle was
+        passed to in a message).
+
+        For a message that came with ``ask`` (also through a router or a forward), the
+        handle answers the asker, within the asker's timeout; if this actor stops or
+        restarts first, the asker gets :class:`ActorDead`. For a message told with a
+        sender, the handle tells that sender the reply. Any other message (no asker, no
+        sender: a script's ``tell``, a timer tick, a notification) has nobody to reply
+        to: ``RuntimeError``. Also ``RuntimeError`` outside a handler, and for a message
+        already stashed, forwarded or taken. If the handler raises after taking the
+        handle of an ask, the asker gets that error at once (as for any asked message),
+        and a later answer through the handle goes to dead letters (``ask_expired``).
+        """
+        return take_reply_handle(self._cell, self._message_in_hand("reply_later"))
+
+    def ask(
+        self,
+        target: ActorRef,
+        message: Any,
+        *,
+        timeout: float | None = None,
+        adapt: Callable[[Any], Any] | None = None,
+    ) -> None:
+        """Ask ``target`` without waiting: returns at once, and the outcome arrives later
+        in this actor's mailbox, as a message handled in turn with the others.
+
+        The reply arrives as ``adapt(reply)`` (the reply itself without ``adapt``). No
+        reply (:class:`AskTimeout` after ``timeout`` seconds, default
+        ``Settings.ask_timeout``; :class:`ActorDead`; the error the target's handler
+        raised), or an ``adapt`` that raised, arrives as :class:`AskFailed`. ``adapt``
+        runs when the reply comes in, outside the handlers: keep it a pure function of
+        the reply (build a message; do not touch the actor's state).
+
+        The question's sender is this actor. The outcome arrives outside the mailbox's
+        capacity (like a timer tick). Pending asks survive a restart (the new instance
+        gets their outcome) and are cancelled when this actor stops: nothing arrives
+        after that, and a reply that comes later is an ``ask_expired`` dead letter. An
+        actor may ask itself this way (its handler must not wait for the reply).
+        ``TypeError`` / ``ValueError`` for a bad ``target`` or ``timeout``.
+        """
+        ask_via_mailbox(self._cell, target, message, timeout, adapt)
+
+    def ask_all(
+        self,
+        requests: Iterable[tuple[ActorRef, Any]],
+        *,
+        timeout: float | None = None,
+        adapt: Callable[[tuple[Any, ...]], Any] | None = None,
+    ) -> None:
+        """Ask several actors at once without waiting, and get one message: the tuple of
+        their replies in the order of ``requests`` (``(ref, message)`` pairs), passed
+        through ``adapt`` if given, once all have replied within one deadline
+        (``timeout`` seconds from now, default ``Settings.ask_timeout``).
+
+        The first ask that fails (or the deadline) cancels the others and arrives as
+        :class:`AskFailed` naming that request and its target (a reply that comes after
+        the cancel is an ``ask_expired`` dead letter). Otherwise as :meth:`ask`.
+        """
+        ask_all_via_mailbox(self._cell, requests, timeout, adapt)
+
+    def pipe_to_self(
+        self,
+        function: Callable[..., Awaitable[Any]],
+        *args: Any,
+        adapt: Callable[[Any], Any] | None = None,
+    ) -> None:
+        """Run ``await function(*args)`` in a task this actor owns, without waiting, and
+        receive its result as a message: ``adapt(result)``, or the result itself. If it
+        raises an ``Exception`` (or ``adapt`` does), the actor receives
+        :class:`PipeFailed` with the error. For any async work (I/O, a computation in
+        a thread) whose result the actor must handle in turn with its messages.
+
+        The work must not touch the actor's state (it runs while the actor handles
+        other messages). It outlives a restart and is cancelled when the actor stops;
+        nothing arrives after that. To wait for it with a deadline, put the deadline in
+        ``function`` (``trio.fail_after``).
+        """
+        pipe_to_self(self._cell, function, args, adapt)
 
     # -- the runtime's side of Actor.unhandled -----------------------------------------------
 

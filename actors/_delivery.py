@@ -27,13 +27,14 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import trio
 
-from ._ask_deadlines import deadline_after
+from ._ask_deadlines import check_timeout, deadline_after
 from ._cell_state import BROKEN, DEAD, FAIL, ORDER, RESCOPE, STOP
 from ._envelope import ACCEPTED, DETOUR, NEW_NOTE, NOTE, TIMER, Envelope, Reply, Slot
 from ._envelope import roundtrip as _roundtrip
 from ._errors import (
     ActorDead,
     ActorError,
+    ActorKilled,
     AskTimeout,
     HandlerReturnedCoroutine,
     SystemClosed,
@@ -41,8 +42,10 @@ from ._errors import (
     UnpicklableMessage,
     WrongThread,
 )
+from ._idle_and_started import notify_parked as _notify_parked
+from ._idle_and_started import park_watchers as _park_watchers
 from ._mailbox import ADMIT, POLICY_IF_FULL, RAISE_IF_FULL, MailboxOps
-from ._messages import DeadLetterReason, PoisonPill, Terminated
+from ._messages import DeadLetterReason, PoisonPill, Terminated, _ControlMessage
 from ._runtime_log import log_also_failed
 
 if TYPE_CHECKING:
@@ -200,8 +203,8 @@ class Delivery(MailboxOps):
         system = self.system
         if timeout is None:
             timeout = system.settings.ask_timeout
-        elif not timeout > 0:
-            raise ValueError(f"ask timeout must be > 0 seconds, got {timeout!r}")
+        elif timeout.__class__ is not float or not timeout > 0:
+            timeout = check_timeout(timeout)  # (an int, or an error to raise)
         task = _current_task()
         if task is self._task:
             raise ActorError(
@@ -218,7 +221,7 @@ class Delivery(MailboxOps):
                 raise AskTimeout(self.ref.path, timeout, message)
         if self._state == DEAD:
             await trio.lowlevel.checkpoint()
-            raise ActorDead(self.ref.path)
+            raise ActorDead(self.ref.path, "is not running", self._reason)
         reply = Reply(task, self.ref.path, message, timeout, sender)
         if deadline != math.inf:
             system._ask_deadlines.add(deadline, reply)
@@ -293,17 +296,10 @@ class Delivery(MailboxOps):
                         envelope = (message, None, ACCEPTED)
                     else:
                         slot.unhandled = False  # type: ignore[union-attr]
-                if message is PoisonPill and self._parent is not None:
-                    # Also from a timer or an ask (whose caller learns the actor stopped).
+                if message.__class__ is _ControlMessage and self._parent is not None:
+                    # PoisonPill or Kill; also from a timer or an ask.
                     self._processed += start - n
-                    self._stop_requested = True
-                    self._current = None
-                    if slot is not None:
-                        self._complete(
-                            slot,  # type: ignore[arg-type]
-                            None,
-                            ActorDead(self.ref.path, "was stopped by the PoisonPill it was asked"),
-                        )
+                    self._take_control(message, slot)  # type: ignore[arg-type]
                     return True
                 self._current = envelope
                 self._current_stashed = False
@@ -353,10 +349,31 @@ class Delivery(MailboxOps):
             if q and self._sysq is None:
                 await trio.lowlevel.checkpoint()
 
+    def _take_control(self, message: Any, slot: Reply | None) -> None:
+        """The loop reached ``PoisonPill`` (stop now) or ``Kill`` (fail now with
+        :class:`ActorKilled`; the supervisor decides). An asker learns what happened:
+        :class:`ActorDead` for the pill, the :class:`ActorKilled` for a kill."""
+        self._current = None
+        if message is PoisonPill:
+            self._stop_requested = True
+            if slot is not None:
+                self._complete(
+                    slot,
+                    None,
+                    ActorDead(self.ref.path, "was stopped by the PoisonPill it was asked"),
+                )
+            return
+        error = ActorKilled(self.ref.path)
+        if slot is not None:
+            self._complete(slot, None, error)
+        self._fail(error)
+
     async def _park(self) -> None:
         """Wait for a message or a system request (and deliver the receive timeout)."""
         timeout = self._recv_timeout
         self._parked = _current_task()
+        if _park_watchers:  # the one check per park: a system.idle() waits (see _idle_and_started)
+            _notify_parked(self)
         if timeout is None:
             await _wait_task_rescheduled(self._abort_park)
             return

@@ -6,7 +6,10 @@ message in a log or a test failure can be acted on without a debugger.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import pickle
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from supervision import Directive
 
 if TYPE_CHECKING:
     from ._ref import ActorRef
@@ -45,18 +48,61 @@ def _hint(error: BaseException, text: str) -> None:
     error.add_note(text)
 
 
-class ActorDead(ActorError):
-    """The target of an ``ask`` is stopped, never existed, or stopped before it replied."""
+def describe_error(error: BaseException) -> str:
+    """``Type: text``, as the last line of a traceback shows an error (the type alone if
+    its text is empty)."""
+    text = str(error)
+    name = type(error).__qualname__
+    return f"{name}: {text}" if text else name
 
-    def __init__(self, path: str, detail: str = "is not running") -> None:
-        super().__init__(f"actor {path} {detail}")
+
+def _pickles(error: BaseException) -> bool:
+    """Whether ``error`` survives a pickle round trip (many exception classes with their
+    own ``__init__`` cannot be rebuilt from their ``args``)."""
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:
+        return False
+    return True
+
+
+class ActorDead(ActorError):
+    """The target of an ``ask`` is stopped, never existed, or stopped before it replied.
+
+    ``error`` is the error that stopped the actor, when it stopped because of one (a
+    failure its supervisor answered with a stop, a give-up, a failed start or recovery):
+    the message names it (``actor /user/x stopped before replying: it failed with
+    RecoveryFailed: ...``) and it is also ``__cause__``, so a traceback shows it first.
+    ``error`` is ``None`` for a normal stop and for an address where no failure is known.
+    Pickled, ``error`` goes along if it can be pickled itself; otherwise it is left out
+    (``None``) and only the message names it."""
+
+    def __init__(
+        self, path: str, detail: str = "is not running", error: BaseException | None = None
+    ) -> None:
+        text = f"actor {path} {detail}"
+        if error is not None:
+            text += f": it failed with {describe_error(error)}"
+        super().__init__(text)
         self.path = path
+        self.error = error
+        if error is not None:
+            self.__cause__ = error  # (as `raise ... from error` would)
         _hint(
             self,
             "Nothing answers at this address any more. To learn when an actor stops, watch "
             "it (context.watch); to reach a live one, look it up again (system.find) or "
-            "spawn a new one.",
+            "spawn a new one."
+            if error is None
+            else "It stopped because of the error above (its __cause__, also .error); fix "
+            "that, or give its parent a supervisor_strategy that restarts it.",
         )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        state = dict(self.__dict__)
+        if self.error is not None and not _pickles(self.error):
+            state["error"] = None
+        return (_restore_error, (type(self), str(self), state))
 
 
 class AskTimeout(ActorError, TimeoutError):
@@ -136,8 +182,9 @@ class ActorNameError(ActorError):
 
 
 class InvalidActorName(ActorNameError, ValueError):
-    """An actor name is empty, contains ``/``, starts with the reserved ``$`` or uses
-    characters outside ``[A-Za-z0-9-_.~:@+=,]``."""
+    """An actor name is empty, longer than 255 characters, ``.`` or ``..``, contains
+    ``/``, starts with the reserved ``$`` or uses characters outside
+    ``[A-Za-z0-9-_.~:@+=,]``. The message names the rule it broke."""
 
 
 class ActorNameTaken(ActorNameError):
@@ -228,9 +275,20 @@ class HandlerReturnedCoroutine(ActorError, TypeError):
 
 
 class ActorInitializationError(ActorError):
-    """Creating the actor instance or running ``pre_start`` raised; the actor never ran.
+    """Creating the actor instance, its recovery (a persistent actor) or ``pre_start``
+    raised, so the actor never ran; or, in a restart, creating the fresh instance or
+    its ``post_restart`` raised.
 
-    The original error is ``error`` (and ``__cause__``)."""
+    The original error is ``error`` (and ``__cause__``). Its supervisor decides what
+    follows, and the default decider (``supervision.default_decider``, which reads
+    ``default_directive`` below) **stops** the actor, on its first start and on a
+    restart alike: retrying a constructor at once rarely helps, and a restart loop
+    would only end the system. A decider that says ``RESTART`` for it (for instance
+    ``decider_from({ActorInitializationError: Directive.RESTART})``, best with a
+    backoff) restarts it instead."""
+
+    default_directive: ClassVar[Directive] = Directive.STOP
+    """What ``supervision.default_decider`` answers to this error: stop the actor."""
 
     def __init__(self, path: str, error: BaseException) -> None:
         super().__init__(f"actor {path} failed to start: {error!r}")
@@ -240,9 +298,31 @@ class ActorInitializationError(ActorError):
         _hint(
             self,
             "Its __init__, recovery, pre_start or post_restart raised: the traceback of "
-            "the cause shows where. Its supervisor decides what follows, as for any "
-            "failure (by default a restart, counted towards the restart intensity).",
+            "the cause shows where. By default its supervisor stops it; to retry instead, "
+            "give the parent a supervisor_strategy whose decider restarts on "
+            "ActorInitializationError (with a backoff), e.g. decider_from("
+            "{ActorInitializationError: Directive.RESTART}).",
         )
+
+
+class ActorKilled(ActorError):
+    """The failure of an actor that reached :data:`actors.Kill` in its mailbox: its
+    supervisor decides what follows, as for any failure (by default a restart). The
+    test kit's ``FaultInjector.kill`` fails actors with a subclass of it,
+    ``actors.testing.ActorKilled``."""
+
+    _what_to_do: ClassVar[str] = (
+        "Kill makes an actor fail on purpose, so that its supervisor decides (by default "
+        "it restarts it). To stop an actor, tell it PoisonPill or use context.stop / "
+        "system.stop instead."
+    )
+
+    def __init__(
+        self, path: str, detail: str = "was killed: it reached a Kill message in its mailbox"
+    ) -> None:
+        super().__init__(f"actor {path} {detail}")
+        self.path = path
+        _hint(self, self._what_to_do)
 
 
 class UnhandledFailure(ActorError):

@@ -19,12 +19,16 @@ import trio
 
 from supervision import Directive
 
+from . import _registry
 from ._actor import Actor, _constructing
 from ._cell_state import BROKEN, DEAD, FAIL, RUNNING, STOPPING, Failure, not_started
 from ._envelope import ASK, Envelope, Reply
 from ._errors import ActorError, ActorInitializationError
+from ._idle_and_started import notify_parked, park_watchers
 from ._messages import ActorFailed, ActorRestarted, ActorStarted, DeadLetterReason
+from ._reply_later import fail_reply_handles
 from ._runtime_log import DEBUG, lifecycle_log, log_error, log_lifecycle
+from ._sender import current_actor
 from ._stopping import Stopping
 from ._supervising import Order, child_failed, child_restarted, strategy_of
 
@@ -43,6 +47,8 @@ class Lifecycle(Stopping):
     async def _run(self) -> None:
         self._task = _current_task()
         self._state = RUNNING
+        # The implicit sender of this task and of every task it starts (see _sender.py).
+        current_actor.set(self.ref)
         try:
             if not self._stop_requested:
                 failure = await self._start(None)
@@ -219,6 +225,8 @@ class Lifecycle(Stopping):
         events = self.system.events
         if events._subscriptions:
             events._publish_runtime(ActorFailed(self.ref, error))
+        if _registry.failure_observers:
+            _registry.report_failure(self, error, message)
         if self._stop_requested or self._state != RUNNING:
             if self._reason is None:
                 self._reason = error
@@ -291,6 +299,8 @@ class Lifecycle(Stopping):
         events = self.system.events
         if events._subscriptions:
             events._publish_runtime(ActorFailed(self.ref, error))
+        if _registry.failure_observers:
+            _registry.report_failure(self, error, None)
         if self._reason is None:
             self._reason = error
         self._stop_requested = True
@@ -405,8 +415,9 @@ class Lifecycle(Stopping):
     async def _take_down(self, error: BaseException, message: Any) -> Failure | None:
         """The old instance goes: a message it was interrupted in is accounted for, its
         timers, receive timeout and behaviour stack go, its stash returns to the mailbox,
-        ``pre_restart`` runs, and (unless the supervisor's strategy keeps them) its
-        children stop. Returns a failure of ``pre_restart``, else ``None``."""
+        ``pre_restart`` runs, askers still waiting on reply handles it took get
+        ``ActorDead``, and (unless the supervisor's strategy keeps them) its children
+        stop. Returns a failure of ``pre_restart``, else ``None``."""
         current, self._current = self._current, None
         if current is not None and not self._current_stashed:
             # A sibling's restart deadline cancelled its handler mid-message.
@@ -434,6 +445,8 @@ class Lifecycle(Stopping):
                 self._fail(exc)
                 failure, self._failure = self._failure, None
                 return failure
+        if self._reply_handles:  # askers waiting on handles the old instance took
+            fail_reply_handles(self, "was restarted before it replied", error)  # type: ignore[arg-type]
         parent = self._parent
         if parent is not None:
             engine = parent._engine  # made when this child's failure was decided
@@ -454,4 +467,6 @@ class Lifecycle(Stopping):
         """Park until woken (by a message, a system request or an order): the caller
         checks what it waits for and parks again if need be."""
         self._parked = _current_task()
+        if park_watchers:  # a system.idle() waits (see _idle_and_started)
+            notify_parked(self)
         await _wait_task_rescheduled(self._abort_park)

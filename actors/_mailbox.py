@@ -195,7 +195,8 @@ class MailboxOps(CellState):
     ) -> None:
         """Account for an envelope that will never be handled: a dead letter, or for an
         ask whose caller still waits, an error raised in the caller (:class:`MailboxFull`
-        for an eviction, else :class:`ActorDead` with ``detail``). Timer ticks vanish:
+        for an eviction, else :class:`ActorDead` with ``detail`` and, if the actor
+        stopped because of an error, that error as its cause). Timer ticks vanish:
         timers end with their actor."""
         message, sender, slot = envelope
         if slot is not None and slot.kind == DETOUR:
@@ -212,7 +213,7 @@ class MailboxOps(CellState):
                 assert self._capacity is not None
                 error = MailboxFull(self.ref.path, self._capacity)
             else:
-                error = ActorDead(self.ref.path, detail)
+                error = ActorDead(self.ref.path, detail, self._reason)
             self._complete(slot, None, error)
 
     def _complete(self, reply: Reply, value: Any, error: BaseException | None) -> None:

@@ -130,14 +130,28 @@ class ReceiveTimeout:
 
 
 @attrs.frozen
-class _PoisonPillType:
+class _ControlMessage:
+    """The class of :data:`PoisonPill` and :data:`Kill`, singletons that the actor's loop
+    acts on itself when it reaches them in the mailbox (its ``receive`` never sees
+    them). They pickle by name, so a copy is the same object."""
+
+    name: str
+
     def __repr__(self) -> str:
-        return "PoisonPill"
+        return self.name
 
     def __reduce__(self) -> str:
-        return "PoisonPill"
+        return self.name
 
 
-PoisonPill: Final = _PoisonPillType()
+PoisonPill: Final = _ControlMessage("PoisonPill")
 """Tell this to an actor to stop it once it reaches this point of its mailbox: messages
-enqueued before it are processed, messages after it go to dead letters."""
+enqueued before it are processed, messages after it go to dead letters. Asked, the
+caller gets :class:`ActorDead`."""
+
+Kill: Final = _ControlMessage("Kill")
+"""Tell this to an actor to make it fail once it reaches this point of its mailbox:
+messages enqueued before it are processed, then the actor fails with
+:class:`ActorKilled` and its supervisor decides, as for any failure (by default it
+restarts the actor: the messages after ``Kill`` wait for the fresh instance). Asked,
+the caller gets that :class:`ActorKilled`. ``PoisonPill`` stops an actor instead."""

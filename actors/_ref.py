@@ -8,11 +8,16 @@ import attrs
 
 from . import _registry
 from ._address import Address
+from ._ask_deadlines import check_timeout
 from ._errors import ActorDead
 from ._public import NoPublicConstructor
+from ._sender import current_actor
 
 if TYPE_CHECKING:
     from ._cell import Cell
+
+# The implicit sender (see _sender.py): read only when no sender= is given.
+_implicit_sender = current_actor.get
 
 
 @attrs.frozen
@@ -138,10 +143,17 @@ class ActorRef(metaclass=NoPublicConstructor):
         actor. Raises :class:`WrongThread` when called from a thread other than the
         system's, :class:`UnpicklableMessage` under ``roundtrip_messages`` for a
         message that cannot cross a process boundary.
+
+        ``sender`` (here and in :meth:`send`, :meth:`ask` and :meth:`tell_threadsafe`)
+        is what the receiver sees as ``context.sender``. Left out, it is the actor
+        whose code is running (its handlers, hooks and the tasks it starts), or
+        ``None`` outside any actor; inside :func:`actors.no_sender` it is ``None``.
         """
         cell = self._cell
         if cell is None:
             cell = self._resolve()
+        if sender is None:
+            sender = _implicit_sender()
         cell.tell(message, sender)
 
     def tell_threadsafe(self, message: Any, sender: ActorRef | None = None) -> None:
@@ -151,12 +163,16 @@ class ActorRef(metaclass=NoPublicConstructor):
         :class:`SystemClosed` if the system has ended. An overflow under
         ``backpressure`` cannot be reported to a foreign thread, so there it is sent to
         dead letters instead."""
+        if sender is None:
+            sender = _implicit_sender()
         self._resolve().tell_threadsafe(message, sender)
 
     async def send(self, message: Any, sender: ActorRef | None = None) -> None:
         """Enqueue ``message``, first waiting for room if the mailbox is bounded and full
         (whatever its overflow policy). A checkpoint: if cancelled, the message was not
         enqueued. To a stopped actor, the message goes to dead letters."""
+        if sender is None:
+            sender = _implicit_sender()
         await self._resolve().send(message, sender)
 
     async def ask(
@@ -170,7 +186,17 @@ class ActorRef(metaclass=NoPublicConstructor):
         replying. Waits for room in a full bounded mailbox (the wait counts towards the
         timeout). If the caller is cancelled, the question stays queued and a late reply
         goes to dead letters.
+
+        ``timeout`` is a number of seconds > 0 (``math.inf``: wait forever); a ``bool``,
+        a ``str`` or another non-number raises ``TypeError``, and 0, a negative number
+        or NaN ``ValueError``, at the call. When the actor stopped because of an error,
+        the :class:`ActorDead` carries it: as its ``error``, its ``__cause__`` and in
+        its message.
         """
+        if timeout is not None and (timeout.__class__ is not float or not timeout > 0):
+            timeout = check_timeout(timeout)
+        if sender is None:
+            sender = _implicit_sender()
         return await self._resolve().ask(message, timeout, sender)
 
     def stats(self) -> ActorStats:

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._address import Address
     from ._cell import ActorCell
+    from ._cell_state import CellState
     from ._system import ActorSystem
 
 _running: dict[str, list[ActorSystem]] = {}
+
+FailureObserver = Callable[["CellState", BaseException, Any], None]
+failure_observers: list[FailureObserver] = []
+"""Called as ``observer(cell, error, message)`` for every failure of an actor in any
+system of this process (where ``ActorFailed`` is published; ``message`` is the one being
+handled, else ``None``), in the failing actor's thread. The testkit's check for
+unexpected failures (``actors.testing``) adds one per test. An observer must not raise."""
+
+
+def report_failure(cell: CellState, error: BaseException, message: Any) -> None:
+    for observer in tuple(failure_observers):
+        observer(cell, error, message)
 
 
 def register(system: ActorSystem) -> None:

@@ -1,5 +1,6 @@
 """The runtime's own logging (see ``docs/logging.md``): loggers under ``actors.*``, the
-records the cells write, and the delivery log of ``Settings.trace_deliveries``.
+records the cells write, the delivery log of ``Settings.trace_deliveries``, and the
+default output that makes failures visible when the application configured no logging.
 
 Every record carries the extra fields ``actor_path`` and ``message_type`` (``None``
 when they do not apply), so that a formatter may use them for any ``actors.*`` record.
@@ -8,38 +9,53 @@ when they do not apply), so that a formatter may use them for any ``actors.*`` r
 from __future__ import annotations
 
 import logging
+import sys
 from typing import TYPE_CHECKING, Any, Final
+
+import trio
+
+from ._messages import DeadLetterReason
 
 if TYPE_CHECKING:
     from ._cell import ActorCell
     from ._envelope import Slot
     from ._ref import ActorRef
 
+package_log: Final = logging.getLogger("actors")
 supervision_log: Final = logging.getLogger("actors.supervision")
 lifecycle_log: Final = logging.getLogger("actors.lifecycle")
 delivery_log: Final = logging.getLogger("actors.delivery")
 dead_letter_log: Final = logging.getLogger("actors.deadletters")
+watchdog_log: Final = logging.getLogger("actors.watchdog")
 DEBUG: Final = logging.DEBUG
+WARNING: Final = logging.WARNING
 
 
 def heard(logger: logging.Logger, level: int) -> bool:
     """Whether a record of ``level`` on ``logger`` would reach a handler that can emit
-    it. Building a record with its traceback costs several microseconds: a restart loop
-    should not pay that when the application has configured no logging (only the
-    ``NullHandler`` of ``actors`` would get it)."""
+    it (the default output counts, for WARNING and above). Building a record with its
+    traceback costs several microseconds: a restart loop should not pay that when no
+    handler would emit it (the application silenced ``actors`` with a ``NullHandler``
+    and configured nothing else)."""
     if not logger.isEnabledFor(level):
         return False
     found = False
     current: logging.Logger | None = logger
     while current is not None:
         for handler in current.handlers:
+            if handler is default_output:
+                continue
             found = True
             if handler.__class__ is not logging.NullHandler and level >= handler.level:
                 return True
         if not current.propagate:
             break
         current = current.parent
-    return not found  # no handler at all: logging's last resort prints it
+    if found:  # only NullHandlers, or handlers above the level
+        return False
+    if default_output in package_log.handlers:
+        return level >= default_output.level
+    return True  # no handler at all: logging's last resort prints it
 
 
 def log_failure(
@@ -119,3 +135,130 @@ class DeliveryLog:
                 },
             )
         return False
+
+
+# -- visible by default -------------------------------------------------------------------
+
+
+def configured(logger: logging.Logger, ours: logging.Handler) -> bool:
+    """Whether a record of ``logger`` reaches a handler other than ``ours``: one the
+    application (or another library, or pytest) installed on ``logger`` or on one of
+    the loggers it propagates to, the root included. Any handler counts, whatever its
+    level, a ``NullHandler`` too: the rule of ``logging.lastResort``."""
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            if handler is not ours:
+                return True
+        if not current.propagate:
+            return False
+        current = current.parent
+    return False
+
+
+class DefaultOutput(logging.Handler):
+    """The handler of the ``actors`` logger: prints each WARNING or ERROR record of
+    ``actors.*`` as one line (``LEVEL logger: message``, no traceback) to
+    ``sys.stderr``, but only while no other handler would receive the record. As soon
+    as the application configures logging (``logging.basicConfig``, a handler on the
+    root or on an ``actors`` logger, pytest's capture), it steps aside and that
+    configuration alone decides what is shown, tracebacks included.
+
+    Silence it with ``logging.getLogger("actors").addHandler(logging.NullHandler())``
+    (the application takes the records over; nothing shows until it configures
+    logging), or ``logging.getLogger("actors").setLevel(logging.CRITICAL)`` (no
+    warnings or errors of the runtime at all)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        if configured(logging.getLogger(record.name), self):
+            return False
+        return bool(super().handle(record))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.write(record.levelname, record.name, record.getMessage())
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def write(self, level: str, name: str, text: str) -> None:
+        """Print one line to the current ``sys.stderr`` (not the one at import: a
+        redirection, or pytest's ``capsys``, applies)."""
+        stream = sys.stderr
+        if stream is None:  # pythonw
+            return
+        line = f"{level} {name}: {text}"
+        if "\n" in line or "\r" in line:
+            line = " ".join(line.splitlines())
+        stream.write(line + "\n")
+        stream.flush()
+
+    def speaks_for(self, logger: logging.Logger, level: int) -> bool:
+        """Whether a record of ``level`` on ``logger`` would be printed by this handler
+        (for output that is not a record: the dead-letter lines)."""
+        return (
+            logger.isEnabledFor(level)
+            and level >= self.level
+            and self in package_log.handlers
+            and not configured(logger, self)
+        )
+
+
+default_output: Final = DefaultOutput()
+
+# Dead letters that say a message was lost where nobody chose to lose it. Not those of a
+# failure (its own line names the message), of an overflow policy (a choice), of a
+# fault injector (on purpose), or of an ask that timed out (the asker got AskTimeout).
+_NOTABLE: Final = frozenset(
+    {
+        DeadLetterReason.STOPPED,
+        DeadLetterReason.NO_SUCH_ACTOR,
+        DeadLetterReason.UNHANDLED,
+        DeadLetterReason.UNPICKLABLE,
+        DeadLetterReason.NO_ROUTEES,
+        DeadLetterReason.RESTART_STASH_OVERFLOW,
+    }
+)
+DEAD_LETTER_LINE_EVERY: Final = 10.0
+"""At most one default dead-letter line per system per this many seconds (trio's
+clock)."""
+
+
+class DeadLetterLines:
+    """The default output of dead letters of one system (when the application has not
+    configured logging): the first notable dead letter is printed at once, then at
+    most one per ``DEAD_LETTER_LINE_EVERY`` seconds, saying how many were not printed
+    in between; none while the system shuts down."""
+
+    __slots__ = ("next_at", "skipped")
+
+    def __init__(self) -> None:
+        self.next_at = -float("inf")
+        self.skipped = 0
+
+    def seen(
+        self, reason: DeadLetterReason, message: Any, sender: ActorRef | None, recipient: ActorRef
+    ) -> None:
+        if reason not in _NOTABLE:
+            return
+        now = trio.current_time()
+        if now < self.next_at:
+            self.skipped += 1
+            return
+        if not default_output.speaks_for(dead_letter_log, WARNING):
+            return
+        self.next_at = now + DEAD_LETTER_LINE_EVERY
+        sender_path = "(no sender)" if sender is None else sender.path
+        text = (
+            f"dead letter ({reason.value}) {sender_path} -> {recipient.path}: "
+            f"{type(message).__qualname__}"
+        )
+        if self.skipped:
+            text += f" (and {self.skipped} more since the last one shown)"
+            self.skipped = 0
+        with default_output.lock:  # type: ignore[union-attr]
+            default_output.write("WARNING", dead_letter_log.name, text)

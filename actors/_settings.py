@@ -18,6 +18,16 @@ def _positive(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
         raise ValueError(f"{attribute.name} must be a number > 0, got {value!r}")
 
 
+def _positive_or_none(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None:
+        try:
+            _positive(instance, attribute, value)
+        except ValueError:
+            raise ValueError(
+                f"{attribute.name} must be a number > 0 (seconds) or None (off), got {value!r}"
+            ) from None
+
+
 def _positive_int(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{attribute.name} must be an int >= 1, got {value!r}")
@@ -45,8 +55,9 @@ class Settings:
     stop_timeout``."""
     supervisor_strategy: Strategy = attrs.field(factory=OneForOne)
     """How actors supervise their children when neither their class nor ``spawn`` sets
-    a ``supervisor_strategy``: by default one-for-one, restart on ``Exception``,
-    escalate anything else, at most 3 restarts within 5 seconds."""
+    a ``supervisor_strategy``: by default one-for-one, restart on ``Exception`` but stop
+    an actor that could not start (``ActorInitializationError``), escalate anything
+    else, at most 3 restarts within 5 seconds."""
     guardian_strategy: Strategy | None = None
     """How ``/user`` supervises top-level actors (``None``: ``supervisor_strategy``).
     When ``/user`` gives up or a failure is escalated to it, the system shuts down and
@@ -66,6 +77,12 @@ class Settings:
     """Log every delivery (``tell``, ``send``, ``ask``, ``forward``, events published)
     on the ``actors.delivery`` logger at DEBUG: kind, sender, recipient and message type.
     Off by default: it moves every delivery to a slower path (see ``docs/logging.md``)."""
+    blocking_threshold: float | None = attrs.field(default=0.1, validator=_positive_or_none)
+    """Report, as a WARNING on the ``actors.watchdog`` logger, every handler, hook or
+    other task that holds the trio thread longer than this many seconds without
+    yielding (a sync call that blocks, a long computation): with the actor's path, the
+    message type and how long it held the thread. Measured in real time by a watchdog
+    thread, at no cost per message; ``None``: no watchdog (see ``docs/logging.md``)."""
     extensions: tuple[object, ...] = attrs.field(default=(), converter=tuple)
     """Settings of extensions, at most one per class, found with :meth:`extension`: for
     instance ``actors.persistence.Persistence(journal=...)``, which tells persistent

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
@@ -20,6 +20,7 @@ from ._cell import ActorCell
 from ._cell_state import DEAD
 from ._errors import ActorNameTaken, InvalidActorName, SystemClosed
 from ._mailbox import Mailbox
+from ._spawn_checks import check_factory
 from ._supervising import implicit_spec
 
 if TYPE_CHECKING:
@@ -27,14 +28,33 @@ if TYPE_CHECKING:
     from ._ref import ActorRef
 
 _VALID_NAME = re.compile(r"[A-Za-z0-9\-_.~:@+=,]+")
+MAX_NAME_LENGTH: Final = 255
+"""The longest actor name (in characters): a path segment, not a place for data."""
 
 
 def check_name(name: str) -> None:
-    """Raise :class:`InvalidActorName` unless ``name`` is usable as a path segment."""
-    if not isinstance(name, str) or not _VALID_NAME.fullmatch(name):
+    """Raise :class:`InvalidActorName` unless ``name`` is usable as a path segment: 1 to
+    :data:`MAX_NAME_LENGTH` characters among ``A-Z a-z 0-9 - _ . ~ : @ + = ,``, and
+    neither ``.`` nor ``..`` (which mean "here" and "the parent" in a path)."""
+    if not isinstance(name, str):
+        raise InvalidActorName(
+            f"invalid actor name {name!r}: a name is a str, got {type(name).__qualname__}"
+        )
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidActorName(
+            f"invalid actor name {name[:20]!r}... ({len(name)} characters): a name has at "
+            f"most {MAX_NAME_LENGTH} characters; keep data in messages or in the actor's "
+            "state, not in its name"
+        )
+    if not _VALID_NAME.fullmatch(name):
         raise InvalidActorName(
             f"invalid actor name {name!r}: use 1 or more of A-Z a-z 0-9 - _ . ~ : @ + = , "
             "(no '/', and '$' is reserved for generated names)"
+        )
+    if name in (".", ".."):
+        raise InvalidActorName(
+            f"invalid actor name {name!r}: '.' and '..' mean this actor and its parent in "
+            "a path; choose another name"
         )
 
 
@@ -68,6 +88,7 @@ def spawn_child(
     if parent._stop_requested or parent._state == DEAD:
         what = f"actor system {system.name!r}" if parent._parent is None else parent.ref.path
         raise SystemClosed(f"cannot spawn: {what} is stopping or stopped")
+    check_factory(factory, args, kwargs)
     if name is None:
         parent._child_counter += 1
         name = f"${parent._child_counter}"

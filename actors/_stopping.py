@@ -17,7 +17,10 @@ from ._cell_state import DEAD, STOP, not_started
 from ._delivery import Delivery
 from ._envelope import NEW_NOTE
 from ._errors import ActorError
+from ._idle_and_started import notify_parked, park_watchers
 from ._messages import ActorStopped, DeadLetterReason, Terminated
+from ._pipes import cancel_pipes
+from ._reply_later import fail_reply_handles
 from ._runtime_log import DEBUG, lifecycle_log, log_lifecycle
 from ._supervising import child_gone, stop_child
 
@@ -67,6 +70,8 @@ class Stopping(Delivery):
     async def _run_post_stop(self) -> None:
         if self._timers is not None:
             self._timers.cancel_all()
+        if self._pipes:
+            cancel_pipes(self)  # type: ignore[arg-type]
         instance = self._instance
         if not self._started or instance is None:
             return
@@ -83,7 +88,7 @@ class Stopping(Delivery):
         """Wait until the actor has started (``True``) or has stopped (``False``); a
         start that fails and is restarted counts once the restart succeeds."""
         if not self._started and self._state != DEAD:
-            if self._ready is None:
+            if self._ready is None or self._ready.is_set():  # (set by an earlier start)
                 self._ready = trio.Event()
             await self._ready.wait()
         else:
@@ -118,6 +123,8 @@ class Stopping(Delivery):
         self._sysq = None
         if self._timers is not None:
             self._timers.cancel_all()
+        if self._pipes:
+            cancel_pipes(self)  # type: ignore[arg-type]
         self.system.events._remove_subscriber(self.ref)  # first: no self-addressed mail
         try:
             self._drain()
@@ -138,6 +145,8 @@ class Stopping(Delivery):
                     self._terminated.set()
                 if self._ready is not None:
                     self._ready.set()
+                if park_watchers:  # a system.idle() waits (see _idle_and_started)
+                    notify_parked(self)
 
     def _drain(self) -> None:
         """Dead-letter everything that will never be processed; fail pending asks."""
@@ -154,6 +163,8 @@ class Stopping(Delivery):
         self._uncounted = 0
         if self._space is not None:
             self._granted += len(self._space.unpark_all())
+        if self._reply_handles:  # askers waiting on handles it took (reply_later)
+            fail_reply_handles(self, "stopped before replying", self._reason)  # type: ignore[arg-type]
 
     def _say_goodbye(self) -> None:
         """Leave the parent and the watched; tell the watchers; never lose a failure."""
@@ -168,6 +179,8 @@ class Stopping(Delivery):
         if parent is not None:
             child_gone(parent, self)  # type: ignore[arg-type]
         reason = self._reason
+        if reason is not None:
+            self.system._remember_failure(self.ref.address, reason)
         watchers, self._watchers = self._watchers, None
         for watcher in watchers or ():
             watcher._watched_terminated(self.ref, reason, True)

@@ -26,6 +26,7 @@ import trio
 from supervision import BRUTAL, ChildSpec, Directive, Plan, Restart, RestartEngine, Strategy
 
 from ._cell_state import DEAD, FAIL, ORDER, STOPPING
+from ._errors import ActorInitializationError
 from ._messages import SupervisorGaveUp
 from ._runtime_log import log_debug, log_error, log_failure
 
@@ -215,12 +216,18 @@ def child_failed(
         return stop, None
     if name in plan.start:
         if plan.delay > 0:
-            log_failure(_WARNING, child, error, message, "restarting it in %g s", plan.delay)
+            log_failure(
+                _WARNING, child, error, message, "restarting it in %g s", round(plan.delay, 3)
+            )
         else:
             log_failure(_WARNING, child, error, message, "restarting it")
         verdict: Verdict = (Directive.RESTART, plan.delay)
     else:
-        log_failure(_WARNING, child, error, message, "stopped by %s", path)
+        # An actor that cannot start and stops (the default decider's answer) is gone
+        # for good, never having run: an error (the traceback shows the error's note on
+        # how to retry instead), not a warning.
+        level = _ERROR if isinstance(error, ActorInitializationError) else _WARNING
+        log_failure(level, child, error, message, "stopped by %s", path)
         verdict = stop
     start = plan.start
     if not (plan.stop or len(start) > 1 or (start and start[0] != name)):

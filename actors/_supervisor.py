@@ -18,10 +18,12 @@ from supervision import (
 )
 
 from ._actor import Actor
+from ._cell_state import DEAD
 from ._envelope import NEW_NOTE
 from ._errors import ActorDead
 from ._messages import SupervisorGaveUp
 from ._ref import ActorRef
+from ._spawn_checks import check_factory
 from ._spawning import check_name
 from ._supervising import escalate, stop_child, strategy_of
 
@@ -46,7 +48,7 @@ class StartChild:
     """Ask a :class:`Supervisor` to add ``spec`` after its other children and start it.
     The reply is the new child's ref once it has started. Fails (the asker gets the
     error) with ``ValueError`` if a child with that id exists, or ``ActorDead`` if the
-    child stopped before it could start."""
+    child stopped before it could start (its ``error`` and ``__cause__``: why)."""
 
     spec: ChildSpec
 
@@ -117,6 +119,11 @@ class Supervisor(Actor):
     temporary one never at all (and is forgotten when it ends), and a permanent child
     that stops by itself is started again as a new incarnation with the same name.
     ``auto_shutdown`` makes the exit of significant children stop the supervisor.
+    A child that cannot start (``ActorInitializationError``, stopped by the default
+    decider) fails the supervisor's own start while it starts its children, as in OTP:
+    the children started before it stop, and the supervisor fails with an
+    ``ActorInitializationError`` caused by the child's :class:`ActorDead`. Later, such a
+    child stays down, whatever its restart type.
 
     Manage it at run time with the messages :class:`WhichChildren`,
     :class:`CountChildren`, :class:`StartChild`, :class:`RestartChild`,
@@ -144,9 +151,17 @@ class Supervisor(Actor):
         self._engine = engine
 
     async def pre_start(self) -> None:
+        # As OTP's supervisor start: a child that cannot start fails this start (the
+        # children already started stop with the supervisor).
         for child_id in list(self._engine):
-            if await self._start(str(child_id)) is None:
-                break  # it stopped before it could start: the supervisor is ending
+            cell = await self._start_cell(str(child_id))
+            if cell._state != DEAD:
+                continue
+            if self._cell._stop_requested or self._cell._failing:
+                break  # the supervisor is ending (it gave up, or is asked to stop)
+            if cell._reason is not None:
+                raise ActorDead(cell.ref.path, "stopped before it started", cell._reason)
+            # It stopped by itself, normally: its restart type decides (_child_exited).
 
     async def receive(self, message: Any) -> Any:
         engine = self._engine
@@ -215,6 +230,12 @@ class Supervisor(Actor):
     async def _start(self, child_id: str) -> ActorRef | None:
         """Spawn a child from its spec and wait until it has started; ``None`` if it
         stopped first (its start failed for good)."""
+        cell = await self._start_cell(child_id)
+        return None if cell._state == DEAD else cell.ref
+
+    async def _start_cell(self, child_id: str) -> ActorCell:
+        """Spawn a child from its spec and wait until it has started or has stopped;
+        return its cell (dead if it stopped first: its ``_reason`` says why)."""
         spec = self._engine.state(child_id).spec
         cell = self._cell_of(child_id)
         if cell is not None and not cell._stopped_by_parent:
@@ -226,13 +247,14 @@ class Supervisor(Actor):
             self.context.spawn(spec.start, name=child_id)
             cell = self._cell_of(child_id)
             assert cell is not None
-        return cell.ref if await cell._wait_ready() else None
+        await cell._wait_ready()
+        return cell
 
     async def _started_or_dead(self, child_id: Hashable) -> ActorRef:
-        ref = await self._start(str(child_id))
-        if ref is None:
-            raise ActorDead(f"{self.context.ref.path}/{child_id}", "stopped before it started")
-        return ref
+        cell = await self._start_cell(str(child_id))
+        if cell._state == DEAD:
+            raise ActorDead(cell.ref.path, "stopped before it started", cell._reason)
+        return cell.ref
 
     def _known(self, child_id: str) -> None:
         if child_id not in self._engine:
@@ -285,5 +307,9 @@ def _check_spec(spec: object) -> None:
     if not isinstance(spec.id, str):
         raise TypeError(f"an actor child's id is its name, a str; got {spec.id!r}")
     check_name(spec.id)
-    if not callable(spec.start):
-        raise TypeError(f"child {spec.id!r}: start must be an actor factory, got {spec.start!r}")
+    try:
+        check_factory(spec.start, (), {})
+    except TypeError as error:
+        raise TypeError(
+            f"child {spec.id!r}: its start is not a usable actor factory: {error}"
+        ) from error

@@ -15,18 +15,26 @@ import trio
 
 from supervision import Strategy
 
-from . import _registry
+from . import _registry, _watchdog
 from ._actor import Actor
+from ._address import Address
 from ._ask_deadlines import AskDeadlines
 from ._cell import ActorCell, DeadCell
 from ._cell_state import DEAD
 from ._errors import ActorDead, ActorError, ActorNotFound, UnhandledFailure, WrongThread
 from ._events import EventBus
+from ._idle_and_started import wait_idle, wait_started
 from ._mailbox import Mailbox
 from ._messages import DeadLetter, DeadLetterReason
 from ._public import NoPublicConstructor
 from ._ref import ActorRef
-from ._runtime_log import DeliveryLog, dead_letter_log, lifecycle_log, supervision_log
+from ._runtime_log import (
+    DeadLetterLines,
+    DeliveryLog,
+    dead_letter_log,
+    lifecycle_log,
+    supervision_log,
+)
 from ._settings import Settings
 from ._spawning import check_name, spawn_child
 
@@ -38,6 +46,9 @@ if TYPE_CHECKING:
 
 _E = TypeVar("_E")
 _get_ident = threading.get_ident
+# How many errors of actors that stopped because of one a system keeps for their
+# tombstones (each holds its traceback, hence the bound).
+_FAILED_REMEMBERED = 128
 # Records about the whole system still carry the context fields of every actors.* record.
 _NO_ACTOR: dict[str, Any] = {"actor_path": None, "message_type": None}
 
@@ -74,11 +85,16 @@ class ActorSystem(metaclass=NoPublicConstructor):
         self.events = EventBus._create(self)
         self.dead_letter_count = 0
         """How many messages went to dead letters so far."""
+        self._dead_letter_lines = DeadLetterLines()  # their default output (logging.md)
         self._uids = random.Random(int.from_bytes(os.urandom(8), "little"))
         self._rng = random.Random(settings.seed)  # restart jitter (Settings.seed)
         self._thread_id = threading.get_ident()
         self._token = trio.lowlevel.current_trio_token()
         self._failures: list[tuple[ActorRef, BaseException]] = []
+        # Why the most recent actors that stopped because of an error stopped (oldest
+        # first, at most _FAILED_REMEMBERED), so that a ref which must resolve again
+        # (unpickled) can still say why its actor died (see _tombstone).
+        self._failed: dict[Address, BaseException] = {}
         self._body_scope = trio.CancelScope()
         self._ask_deadlines = AskDeadlines()
         self._ask_deadlines_scope = trio.CancelScope()
@@ -140,6 +156,38 @@ class ActorSystem(metaclass=NoPublicConstructor):
             )
         cell.request_stop()
         await cell._wait_terminated()
+
+    async def started(self, ref: ActorRef) -> ActorRef:
+        """Wait until the actor ``ref`` has started: its ``__init__`` and ``pre_start``
+        have returned (for a :class:`Supervisor`, that includes starting every child of
+        its specs, so they can be looked up). Returns ``ref``, at once (after a
+        checkpoint) if it has started already: ``ref = await
+        system.started(system.spawn(...))``.
+
+        A start that fails and is restarted by the supervisor counts once a restart
+        succeeds. Raises :class:`ActorDead` if the actor has stopped, or stops before
+        it has started; when a failure stopped it (for a failed start, the
+        :class:`ActorInitializationError`) that error is its ``error`` and
+        ``__cause__``. ``ActorError`` if the actor would wait for its own start. There
+        is no timeout: wrap the call in ``trio.fail_after`` for one.
+        """
+        return await wait_started(self, ref)
+
+    async def idle(self) -> None:
+        """Wait until every actor of this system is idle: no message waits in any
+        mailbox, no handler or lifecycle hook runs, no actor is starting or stopping,
+        and no ``context.ask`` / ``pipe_to_self`` of any actor is pending. Returns at
+        once (after a checkpoint) if that is the case already.
+
+        What has not happened yet does not count: a timer or a receive timeout that has
+        not fired, a message a delivery hook holds back (the testkit's delays), or a
+        script task that has not sent yet. Messages keep arriving meanwhile; ``idle()``
+        returns at the first moment it sees everything idle, so with a source that never
+        pauses it may never return (bound it with ``trio.fail_after``). It never polls:
+        it wakes when a busy actor parks. Call it from outside the actors: from inside
+        one (or a task it started) it raises ``ActorError``, since that actor is busy.
+        """
+        await wait_idle(self)
 
     def lookup(self, path: str) -> ActorRef:
         """The ref of the live actor at ``path`` (e.g. ``"/user/a/b"``); raises
@@ -222,7 +270,16 @@ class ActorSystem(metaclass=NoPublicConstructor):
         return cell
 
     def _tombstone(self, ref: ActorRef) -> DeadCell:
-        return DeadCell(self, ref)
+        """The cell of an address with no live actor here: it knows the error its actor
+        stopped with, if that is one of the last ``_FAILED_REMEMBERED`` failures."""
+        return DeadCell(self, ref, self._failed.get(ref.address))
+
+    def _remember_failure(self, address: Address, error: BaseException) -> None:
+        """An actor stopped because of ``error``: keep it for its tombstone (bounded)."""
+        failed = self._failed
+        failed[address] = error
+        if len(failed) > _FAILED_REMEMBERED:
+            del failed[next(iter(failed))]
 
     def _add_delivery_hook(self, hook: DeliveryHook) -> None:
         """Install ``hook`` on every delivery of this system (see
@@ -278,6 +335,8 @@ class ActorSystem(metaclass=NoPublicConstructor):
                     "reason": reason.value,
                 },
             )
+        if not self._terminating:  # (dead letters of a shutdown are expected)
+            self._dead_letter_lines.seen(reason, message, sender, recipient)
         # A dead letter about a dead letter is counted, never published again.
         if self.events._subscriptions and message.__class__ is not DeadLetter:
             self.events._publish_runtime(DeadLetter(message, sender, recipient, reason))
@@ -371,6 +430,7 @@ async def open_system(
     _registry.register(system)
     body_error: BaseException | None = None
     try:
+        _watchdog.attach(system)  # (Settings.blocking_threshold)
         async with trio.open_nursery() as outer:
             # The actors live in a nursery of their own, shielded from the caller's cancel
             # scopes: cancelling the block cancels the body, then the shutdown below runs
@@ -434,6 +494,7 @@ async def open_system(
             raise interrupt from None
         raise
     finally:
+        _watchdog.detach(system)  # stops and joins its thread with the last system
         _registry.unregister(system)
     if body_error is not None:
         if system._failures:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, Final, final
 
 import trio
 
 from ._cell_state import DEAD
 from ._envelope import TIMER
+from ._messages import PoisonPill
 from ._public import NoPublicConstructor
 
 if TYPE_CHECKING:
@@ -19,13 +20,18 @@ if TYPE_CHECKING:
 class Timer:
     """One scheduled timer; also the mailbox slot of each tick it enqueues."""
 
-    __slots__ = ("interval", "key", "message", "pending", "scope")
+    __slots__ = ("fixed_delay", "handled", "interval", "key", "message", "pending", "scope")
     kind: Final = TIMER
 
-    def __init__(self, key: Hashable, message: Any, interval: float | None) -> None:
+    def __init__(
+        self, key: Hashable, message: Any, interval: float | None, fixed_delay: bool = False
+    ) -> None:
         self.key = key
         self.message = message
-        self.interval = interval
+        self.interval = interval  # None: a single timer
+        self.fixed_delay = fixed_delay  # the next tick comes ``interval`` after handling
+        # A fixed-delay timer's current tick: set once its handler has returned.
+        self.handled: trio.Event | None = None
         self.scope = trio.CancelScope()
         self.pending = False
 
@@ -53,7 +59,7 @@ class Timers(metaclass=NoPublicConstructor):
         _check_delay("delay", delay)
         self._start(Timer(key, message, None), delay)
 
-    def start_periodic(
+    def start_at_fixed_rate(
         self,
         key: Hashable,
         message: Any,
@@ -62,14 +68,38 @@ class Timers(metaclass=NoPublicConstructor):
         initial_delay: float | None = None,
     ) -> None:
         """Deliver ``message`` every ``interval`` seconds (first after ``initial_delay``,
-        default ``interval``), at a fixed rate. While a tick is still waiting in the
-        mailbox, later ticks of the same timer are skipped instead of piling up."""
+        default ``interval``), at a fixed rate: tick *n* is due ``initial_delay + n *
+        interval`` after the start, however long handling takes. While a tick is still
+        waiting in the mailbox, later ticks of the same timer are skipped instead of
+        piling up (no burst to catch up)."""
         _check_delay("interval", interval)
         if interval <= 0:
             raise ValueError(f"a periodic timer needs a positive interval, got {interval}")
         first = interval if initial_delay is None else initial_delay
         _check_delay("initial_delay", first)
         self._start(Timer(key, message, interval), first)
+
+    def start_with_fixed_delay(
+        self,
+        key: Hashable,
+        message: Any,
+        delay: float,
+        *,
+        initial_delay: float | None = None,
+    ) -> None:
+        """Deliver ``message`` first after ``initial_delay`` seconds (default ``delay``),
+        then each time ``delay`` seconds after the handler of the previous tick
+        returned (or raised). A slow handler or a busy mailbox pushes the next ticks
+        back: there is never more than one tick of this timer in the mailbox or in
+        hand, and never less than ``delay`` between the end of handling one and the
+        next one's arrival. A tick that is stashed counts as handled when the handler
+        that stashed it returns."""
+        _check_delay("delay", delay)
+        if delay <= 0:
+            raise ValueError(f"a fixed-delay timer needs a positive delay, got {delay}")
+        first = delay if initial_delay is None else initial_delay
+        _check_delay("initial_delay", first)
+        self._start(Timer(key, message, delay, fixed_delay=True), first)
 
     def cancel(self, key: Hashable) -> bool:
         """Cancel the timer ``key``; returns whether one was active. A tick of it that is
@@ -101,7 +131,19 @@ class Timers(metaclass=NoPublicConstructor):
             return
         self.cancel(timer.key)
         self._timers[timer.key] = timer
-        cell.system._nursery.start_soon(self._run, timer, first_delay, name=f"timer {timer.key!r}")
+        run = self._run_fixed_delay if timer.fixed_delay else self._run
+        cell.system._nursery.start_soon(run, timer, first_delay, name=f"timer {timer.key!r}")
+
+    async def _run_fixed_delay(self, timer: Timer, first_delay: float) -> None:
+        assert timer.interval is not None
+        with timer.scope:
+            await trio.sleep(first_delay)
+            while True:
+                handled = timer.handled = trio.Event()
+                timer.pending = True
+                self._cell._append_uncounted((timer.message, None, timer))
+                await handled.wait()  # set by the handler of the tick (see _accept)
+                await trio.sleep(timer.interval)
 
     async def _run(self, timer: Timer, first_delay: float) -> None:
         with timer.scope:
@@ -127,7 +169,43 @@ class Timers(metaclass=NoPublicConstructor):
             return False
         if timer.interval is None:
             del self._timers[timer.key]
+        elif timer.fixed_delay and timer.message is not PoisonPill:
+            _signal_when_handled(self._cell, timer)
         return True
+
+
+def _signal_when_handled(cell: ActorCell, timer: Timer) -> None:
+    """The loop calls the behaviour next, for this tick: wrap it once so that the
+    timer learns when the handler has returned (or raised), without a check per message.
+    The wrapper puts the behaviour back before calling it (so ``become`` in the handler
+    works as usual)."""
+    behavior = cell._behavior
+    handled = timer.handled
+    assert handled is not None
+    once: Callable[[Any], Any]
+    if cell._behavior_async:
+
+        async def once_async(message: Any) -> Any:
+            if cell._behavior is once:
+                cell._behavior = behavior
+            try:
+                return await behavior(message)
+            finally:
+                handled.set()
+
+        once = once_async
+    else:
+
+        def once_sync(message: Any) -> Any:
+            if cell._behavior is once:
+                cell._behavior = behavior
+            try:
+                return behavior(message)
+            finally:
+                handled.set()
+
+        once = once_sync
+    cell._behavior = once
 
 
 def _check_delay(what: str, value: float) -> None:

@@ -4,13 +4,17 @@ Shows: ``PersistentActor`` (``persist``, ``apply``, recovery from the journal, s
 an account that crashes and is restarted in place by its supervisor with its balance
 recovered from its events, a transfer that survives a crash of the bank in its middle
 (the bank journals the transfer before it moves money, and finishes it when it
-recovers), and refusals that store nothing.
+recovers), and refusals that store nothing. Both crashes are on purpose, and the script
+says so as they happen.
 
 Run it twice: ``python examples/bank.py``. The journal is ``bank-journal.db`` in the
-current directory (``--journal PATH`` to choose another, ``--reset`` to start over). The
-first run opens the accounts; every later run recovers them from the journal, pays a
-salary and moves money again. Balances never go negative and no money is created or
-lost, however often the script is interrupted (try ``kill -9`` in the middle).
+current directory (``--journal PATH`` to choose another, ``--reset`` to delete it first
+and start over). The first run opens the accounts; every later run recovers them from
+the journal, pays a salary and moves money again. Balances never go negative and no money
+is created or lost, however often the script is interrupted (try ``kill -9`` in the
+middle). The events are in ``bank_events.py``, a module of their own, so that other
+programs can read the journal (see that module). README.md explains each line of the
+output.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 
 import attrs
 import trio
+from bank_events import AccountOpened, Deposited, TransferEnded, TransferStarted, Withdrawn
 
 import actors
 import supervision
@@ -31,7 +36,7 @@ from actors.persistence import Persistence, PersistentActor, open_sqlite_journal
 # them quiet).
 report: Callable[[str], None] = print
 
-# -- commands (messages) and events (what the journal stores) ----------------------------
+# -- commands (messages); the events the journal stores are in bank_events.py -------------
 
 
 class InsufficientFunds(Exception):
@@ -39,7 +44,7 @@ class InsufficientFunds(Exception):
 
 
 class Crash(Exception):
-    pass
+    """A crash on purpose, to show what survives it."""
 
 
 @attrs.frozen
@@ -65,18 +70,6 @@ class CrashNow:
 
 
 @attrs.frozen
-class Deposited:
-    amount: int
-    transfer: str | None
-
-
-@attrs.frozen
-class Withdrawn:
-    amount: int
-    transfer: str
-
-
-@attrs.frozen
 class Open:
     name: str
     initial: int
@@ -93,25 +86,6 @@ class Transfer:
 @attrs.frozen
 class Balances:
     pass
-
-
-@attrs.frozen
-class AccountOpened:
-    name: str
-
-
-@attrs.frozen
-class TransferStarted:
-    transfer: str
-    source: str
-    target: str
-    amount: int
-
-
-@attrs.frozen
-class TransferEnded:
-    transfer: str
-    completed: bool
 
 
 # -- the actors ---------------------------------------------------------------------------
@@ -146,7 +120,10 @@ class Account(PersistentActor):
         self.transfers = set(transfers)
 
     def post_restart(self, error: BaseException) -> None:
-        report(f"{self.name}: restarted after {error!r}, balance {self.balance} recovered")
+        report(
+            f"{self.name}: restarted by the bank after {error!r}; balance {self.balance} "
+            "recovered from its journal"
+        )
 
     async def receive(self, message: object) -> int | None:
         match message:
@@ -158,13 +135,14 @@ class Account(PersistentActor):
                 if transfer in self.transfers:
                     return self.balance  # already done (a transfer being finished)
                 if amount > self.balance:  # refused: nothing is stored
-                    raise InsufficientFunds(f"{self.name}: balance {self.balance} < {amount}")
+                    raise InsufficientFunds(f"{self.name} has only {self.balance}")
                 await self.persist(Withdrawn(amount, transfer))
                 return self.balance
             case Balance():
                 return self.balance
             case CrashNow():
-                raise Crash(f"{self.name} crashed")
+                report(f"{self.name}: crashing on purpose")
+                raise Crash(f"{self.name} crashed on purpose")
         self.unhandled(message)
         return None
 
@@ -185,6 +163,7 @@ class Bank(PersistentActor):
         self.accounts: list[str] = []
         self.pending: dict[str, TransferStarted] = {}
         self.transfers = 0
+        self.finished: list[str] = []  # what recovery finished, for the report
 
     def apply(self, event: Any) -> None:
         match event:
@@ -202,12 +181,27 @@ class Bank(PersistentActor):
         for transfer in list(self.pending.values()):
             try:
                 await self.carry_out(transfer)
-            except InsufficientFunds:
-                report(f"bank: refused transfer {transfer.transfer} after a restart")
+            except InsufficientFunds as error:
+                report(f"bank: {error} (on recovery)")
             except actors.ActorError as error:  # an account is down: it stays pending
                 report(f"bank: transfer {transfer.transfer} still pending ({error})")
             else:
-                report(f"bank: finished transfer {transfer.transfer} after a restart")
+                self.finished.append(
+                    f"{transfer.transfer} ({transfer.amount} from {transfer.source} to "
+                    f"{transfer.target})"
+                )
+
+    def recovered(self) -> str:
+        """What the bank recovered from its journal (and finished), in words."""
+        done = f"; finished transfer {', '.join(self.finished)}" if self.finished else ""
+        return f"accounts {' and '.join(self.accounts) or 'none'}, {self.transfers} transfers{done}"
+
+    def pre_start(self) -> None:
+        if self.finished:  # a transfer left half done by a process that was killed
+            report(f"bank: recovered from its journal: {self.recovered()}")
+
+    def post_restart(self, error: BaseException) -> None:
+        report(f"bank: restarted after {error!r}; recovered from its journal: {self.recovered()}")
 
     def account(self, name: str) -> actors.ActorRef:
         """The account's actor, spawned (and so recovered) on first use."""
@@ -218,10 +212,18 @@ class Bank(PersistentActor):
     async def carry_out(self, transfer: TransferStarted, crash_midway: bool = False) -> None:
         try:
             await self.account(transfer.source).ask(Withdraw(transfer.amount, transfer.transfer))
-        except InsufficientFunds:
+        except InsufficientFunds as error:
             await self.persist(TransferEnded(transfer.transfer, completed=False))
-            raise
+            raise InsufficientFunds(
+                f"transfer {transfer.transfer} refused: {transfer.amount} from "
+                f"{transfer.source} to {transfer.target}, but {error}; nothing moved"
+            ) from error
         if crash_midway:
+            report(
+                f"bank: crashing on purpose in the middle of transfer {transfer.transfer} "
+                f"({transfer.amount} taken from {transfer.source}, not yet paid to "
+                f"{transfer.target})"
+            )
             raise Crash(f"the bank crashed in the middle of transfer {transfer.transfer}")
         await self.account(transfer.target).ask(Deposit(transfer.amount, transfer.transfer))
         await self.persist(TransferEnded(transfer.transfer, completed=True))
@@ -255,38 +257,46 @@ async def main(path: str) -> None:
     ):
         bank = system.spawn(Bank, name="bank")
         if fresh:
-            print("new journal: opening accounts")
+            print(f"new journal {path}: opening the accounts alice (100) and bob (20)")
             await bank.ask(Open("alice", 100))
             await bank.ask(Open("bob", 20))
         else:
-            print("recovered from the journal:", await bank.ask(Balances()))
+            print(f"journal {path} found: balances recovered from it:", await bank.ask(Balances()))
 
         alice = await bank.ask(Open("alice", 0))  # opening again gives the account
         await alice.ask(Deposit(30))
-        print("salary paid:", await bank.ask(Balances()))
-        print("transfer:", await bank.ask(Transfer("alice", "bob", 30)))
+        print("alice is paid a salary of 30; balances:", await bank.ask(Balances()))
+        transfer = await bank.ask(Transfer("alice", "bob", 30))
+        print(
+            f"transfer {transfer} done: 30 from alice to bob; balances:", await bank.ask(Balances())
+        )
         try:
             await bank.ask(Transfer("bob", "alice", 1000))
         except InsufficientFunds as error:
-            print("refused:", error)
+            print(error)
 
         # An account crashes: its supervisor (the bank) restarts it in place, and it
         # recovers its balance from its events before it handles the next message.
         bob = await bank.ask(Open("bob", 0))
         bob.tell(CrashNow())
-        print("bob after the crash:", await bob.ask(Balance()))
+        print("bob's balance, asked after its crash:", await bob.ask(Balance()))
 
         # The bank crashes between the withdrawal and the deposit of a transfer: it is
         # restarted, recovers, and finishes the transfer before it answers again.
         bank.tell(Transfer("bob", "alice", 10, crash_midway=True))
         balances = await bank.ask(Balances())
-        print("balances:", balances, "total:", sum(balances.values()))
+        print(
+            f"balances at the end of this run: {balances}, total {sum(balances.values())} "
+            "(120 paid in at opening + 30 of salary per run: no money created or lost)"
+        )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--journal", default="bank-journal.db", help="the SQLite journal")
-    parser.add_argument("--reset", action="store_true", help="delete the journal first")
+    parser.add_argument(
+        "--reset", action="store_true", help="delete the journal first and start over"
+    )
     args = parser.parse_args()
     if args.reset:
         for suffix in ("", "-wal", "-shm"):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import random
 
 import bank
@@ -108,4 +109,7 @@ if __name__ == "__main__":
     parser.add_argument("--replay", type=int, help="run this one seed and show its trace")
     args = parser.parse_args()
     seeds = args.seeds if args.replay is None else [args.replay]
+    # The crashes are injected on purpose, hundreds of them: keep the one line the runtime
+    # prints for each failure by default out of the output (see docs/logging.md).
+    logging.getLogger("actors").addHandler(logging.NullHandler())
     trio.run(main, seeds, clock=trio.testing.MockClock(autojump_threshold=0))

@@ -16,7 +16,6 @@ from typing import Any
 
 import attrs
 import trio
-import trio.testing
 
 import actors
 import actors.routing
@@ -85,7 +84,7 @@ async def main() -> None:
         audit = system.spawn(Audit, name="audit")
         system.events.subscribe(router, "orders.>")
         system.events.subscribe(audit, "orders.*.*")
-        await trio.testing.wait_all_tasks_blocked()
+        await system.idle()  # every actor has started
 
         customers = ["ada", "bob", "cy", "dee", "eve"]
         for order in range(1, 4):
@@ -94,7 +93,7 @@ async def main() -> None:
                 for kind in ("placed", "paid", "shipped"):
                     event = OrderEvent(customer, order * 10 + n, kind)
                     system.events.publish(f"orders.{region}.{kind}", event)
-        await trio.testing.wait_all_tasks_blocked()
+        await system.idle()  # every event has been handled
 
         owners: dict[str, list[str]] = {}
         in_order = True
@@ -124,7 +123,7 @@ async def main() -> None:
         system.events.subscribe(system.spawn(Dead), "system.deadletters")
         await router.ask(actors.routing.AdjustPoolSize(-3))
         system.events.publish("orders.eu.placed", OrderEvent("fay", 99, "placed"))
-        await trio.testing.wait_all_tasks_blocked()
+        await system.idle()
         print("dead letters:", [(d.message.customer, str(d.reason)) for d in dead])
 
 

@@ -24,8 +24,19 @@ class Directive(enum.Enum):
 
 def default_decider(error: BaseException) -> Directive:
     """Restart on any ``Exception``; escalate anything else (``BaseException`` that is
-    not an ``Exception``, e.g. ``KeyboardInterrupt``, is never absorbed)."""
-    return Directive.RESTART if isinstance(error, Exception) else Directive.ESCALATE
+    not an ``Exception``, e.g. ``KeyboardInterrupt``, is never absorbed).
+
+    An ``Exception`` class may name its own default: a class attribute
+    ``default_directive`` holding a :class:`Directive` is the answer for its instances
+    (an error that knows that a restart cannot help says ``STOP``; the actor runtime's
+    ``ActorInitializationError`` does). A decider of your own, or a table given to
+    :func:`decider_from`, overrides it."""
+    if not isinstance(error, Exception):
+        return Directive.ESCALATE
+    directive = getattr(type(error), "default_directive", None)
+    if isinstance(directive, Directive):
+        return directive
+    return Directive.RESTART
 
 
 def decider_from(

@@ -470,20 +470,47 @@ async def test_failing_factory_is_an_initialization_error(
     assert actor_system.find("/user/broken") is None
 
 
-async def test_a_factory_that_always_fails_ends_the_system_when_user_gives_up(
+async def test_a_factory_that_always_fails_is_called_once_by_default(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """Under the default strategy the failing start is retried (the factory is called
-    again) until ``/user`` gives up: ``open_system`` raises ``UnhandledFailure`` naming
-    the child, with the initialization error as the last error."""
+    """Under the default strategy a failed start stops the actor: the factory is not
+    called again, and the system goes on."""
     calls: list[float] = []
 
     def counted_not_an_actor() -> Any:
         calls.append(trio.current_time())
         return not_an_actor()
 
+    async with actors.open_system("init-failure") as system:
+        probe = TestProbe(system)
+        ref = probe.watch(system.spawn(counted_not_an_actor, name="broken"))
+        terminated = await probe.expect_terminated(ref)
+        assert isinstance(terminated.error, actors.ActorInitializationError)
+        await trio.sleep(10)
+    assert calls == [0]
+
+
+async def test_a_factory_that_always_fails_ends_the_system_when_user_gives_up(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Under a strategy that restarts on ActorInitializationError the failing start is
+    retried (the factory is called again) until ``/user`` gives up: ``open_system``
+    raises ``UnhandledFailure`` naming the child, with the initialization error as the
+    last error."""
+    calls: list[float] = []
+
+    def counted_not_an_actor() -> Any:
+        calls.append(trio.current_time())
+        return not_an_actor()
+
+    retry = supervision.OneForOne(
+        decider=supervision.decider_from(
+            {actors.ActorInitializationError: supervision.Directive.RESTART}
+        )
+    )
+
     async def run_system() -> None:
-        async with actors.open_system("init-failure") as system:
+        async with actors.open_system("init-failure", guardian_strategy=retry) as system:
             system.spawn(counted_not_an_actor, name="broken")
             await trio.sleep_forever()
 
@@ -589,7 +616,7 @@ class Misuser(actors.Actor):
             "stop-stranger": lambda: context.stop(self.stranger),
             "receive-timeout-zero": lambda: context.set_receive_timeout(0),
             "negative-timer": lambda: context.timers.start_single("k", "m", -1),
-            "zero-interval": lambda: context.timers.start_periodic("k", "m", 0),
+            "zero-interval": lambda: context.timers.start_at_fixed_rate("k", "m", 0),
             "become-non-callable": lambda: context.become(42),  # type: ignore[arg-type]
         }
         try:

@@ -390,10 +390,12 @@ async def test_initialization_failure_escalated_to_user_raises_unhandled_failure
     assert excinfo.value.__cause__ is error
 
 
-async def test_initialization_failure_is_retried_by_the_default_strategy(
+async def test_initialization_failure_is_retried_when_the_decider_says_restart(
     autojump_clock: MockClock,
 ) -> None:
-    """A constructor that fails once is simply called again: the restarted actor runs."""
+    """By default a failed start stops the actor (tests/test_errors_travel.py); with a
+    decider that restarts on ActorInitializationError, a constructor that fails once is
+    simply called again: the restarted actor runs."""
     attempts: list[int] = []
 
     class FailsOnce(Actor):
@@ -405,7 +407,10 @@ async def test_initialization_failure_is_retried_by_the_default_strategy(
         def receive(self, message: Any) -> Any:
             return ("handled", message, len(attempts))
 
-    async with open_system("init-retried") as system:
+    retry = supervision.OneForOne(
+        decider=supervision.decider_from({ActorInitializationError: supervision.Directive.RESTART})
+    )
+    async with open_system("init-retried", guardian_strategy=retry) as system:
         events: list[Any] = []
         await event_collector(system, events, ActorFailed, ActorRestarted)
         probe = TestProbe(system)

@@ -227,7 +227,11 @@ async def test_kill_fails_the_actor_without_its_hooks_and_cancels_its_handler() 
 
 
 async def test_crash_in_pre_start_counts_towards_restart_intensity() -> None:
-    strategy = sv.OneForOne(intensity=sv.RestartIntensity(max_restarts=2, within=60))
+    # A failed start stops the actor by default: retrying it takes a decider that says so.
+    strategy = sv.OneForOne(
+        decider=sv.decider_from({actors.ActorInitializationError: sv.Directive.RESTART}),
+        intensity=sv.RestartIntensity(max_restarts=2, within=60),
+    )
     async with actors.open_system(guardian_strategy=strategy) as system:
         faults = FaultInjector(seed=1).install(system)
         worker = system.spawn(faults.crash_in_pre_start(Collector, times=2), name="w")

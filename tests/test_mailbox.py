@@ -591,7 +591,7 @@ class Ticking(Gated):
     """A ``Gated`` actor with a periodic timer delivering ``"tick"`` every second."""
 
     def pre_start(self) -> None:
-        self.context.timers.start_periodic("tick", "tick", 1.0)
+        self.context.timers.start_at_fixed_rate("tick", "tick", 1.0)
 
 
 async def test_a_queued_timer_tick_is_never_evicted_and_the_timer_keeps_ticking(

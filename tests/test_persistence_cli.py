@@ -8,6 +8,8 @@ functions that build their journal with ``trio.run`` in a helper.
 from __future__ import annotations
 
 import pickle
+import re
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -77,10 +79,11 @@ def _gone_payload() -> bytes:
         del sys.modules["gone_events"]
 
 
-def build(path: Path, *, undecodable: bool = False) -> Path:
+def build(path: Path, *, undecodable: bool = False, corrupt: bool = False) -> Path:
     """A journal: ``acct-1`` with events 1..5 (tags, 1..2 deleted) and a snapshot at 4;
     ``acct-2`` with events 1..2; with ``undecodable``, ``acct-3`` whose seq 2 names a
-    missing module and seq 3 an unknown serializer."""
+    missing module and seq 3 an unknown serializer (sound records that this process
+    cannot decode); with ``corrupt``, ``acct-4`` whose seq 2 is a truncated pickle."""
 
     async def fill() -> None:
         async with open_sqlite_journal(path) as journal:
@@ -103,6 +106,10 @@ def build(path: Path, *, undecodable: bool = False) -> Path:
                 )
                 unknown = attrs.evolve(good, seq=3, serializer="json", payload=b"{}")
                 await journal.write([good, gone, unknown, attrs.evolve(good, seq=4)])
+            if corrupt:
+                first = _record("acct-4", 1, Deposited(1))
+                cut = attrs.evolve(first, seq=2, payload=first.payload[:-5])
+                await journal.write([first, cut])
 
     trio.run(fill)
     return path
@@ -173,27 +180,99 @@ def test_events_by_tag(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert [line.split()[0] for line in out.splitlines()] == ["seq=3", "seq=5"]
 
 
-def test_undecodable_events_are_marked_and_listing_goes_on(
+PATH_HINT = (
+    "run the tool with the application's modules on the import path (--import-path DIR, "
+    "or PYTHONPATH=DIR)"
+)
+
+
+def test_events_not_decodable_here_are_marked_and_listing_goes_on(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = build(tmp_path / "j.db", undecodable=True)
     code, out, err = run(capsys, "--sqlite", str(path), "events", "acct-3")
-    assert code == 1
+    assert code == 3  # the journal is sound: this process lacks a module and a serializer
     lines = out.splitlines()
     assert len(lines) == 4
     assert lines[0].endswith("value=Deposited(amount=7)")
     assert "manifest=gone_events.Gone" in lines[1]
     assert lines[1].endswith(
-        "UNDECODABLE: RecordUndecodable: cannot decode a record with manifest "
-        "'gone_events.Gone' with serializer 'pickle': ModuleNotFoundError: "
-        "No module named 'gone_events'"
+        "NOT DECODABLE HERE: module 'gone_events' is not importable in this process"
     )
     assert "serializer=json" in lines[2]
-    assert "UNDECODABLE: RecordUndecodable: " in lines[2]
-    assert "no serializer with id 'json' is registered" in lines[2]
+    assert lines[2].endswith(
+        "NOT DECODABLE HERE: serializer 'json' is not registered in this process"
+    )
     assert lines[3].endswith("value=Deposited(amount=7)")
-    assert err == "python -m actors.persistence: 2 of 4 events could not be decoded\n"
+    assert err.splitlines() == [
+        "python -m actors.persistence: 1 event not decodable here (first: seq 2): module "
+        f"'gone_events' is not importable in this process; {PATH_HINT}",
+        "python -m actors.persistence: 1 event not decodable here (first: seq 3): "
+        "serializer 'json' is not registered in this process; give the tool the "
+        "application's registry (--serialization MODULE:NAME)",
+    ]
     assert "Traceback" not in out + err
+
+
+def test_corrupt_events_are_marked_and_listing_goes_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = build(tmp_path / "j.db", undecodable=True, corrupt=True)
+    code, out, err = run(capsys, "--sqlite", str(path), "events", "acct-4")
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[0].endswith("value=Deposited(amount=1)")
+    assert lines[1].endswith(
+        "UNDECODABLE: RecordUndecodable: cannot decode a record with manifest "
+        f"'{MANIFEST}' with serializer 'pickle': UnpicklingError: pickle data was truncated"
+    )
+    assert err == "python -m actors.persistence: 1 of 2 events are corrupt\n"
+
+
+def test_import_path_makes_the_applications_modules_importable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = build(tmp_path / "j.db", undecodable=True)
+    modules = tmp_path / "app"
+    modules.mkdir()
+    (modules / "gone_events.py").write_text(
+        "class Gone:\n    def __repr__(self):\n        return 'Gone()'\n"
+    )
+    (modules / "registry.py").write_text(
+        "from actors.persistence import PickleSerializer, Serialization\n"
+        "from actors.persistence._serialization import _PickleFormat\n"
+        "class Json(_PickleFormat):\n"
+        "    id = 'json'\n"
+        "    def from_binary(self, manifest, payload):\n"
+        "        return payload.decode()\n"
+        "registry = Serialization([PickleSerializer(), Json()])\n"
+    )
+    path_before = list(sys.path)
+    try:
+        # Before the command, after it, or both; --serialization is loaded once the
+        # path is set, wherever it is given.
+        code, out, err = run(
+            capsys,
+            "--import-path",
+            str(modules),
+            "--sqlite",
+            str(path),
+            "events",
+            "acct-3",
+            "--serialization",
+            "registry:registry",
+        )
+        assert (code, err) == (0, "")
+        assert [line.rsplit("  ", 1)[1] for line in out.splitlines()] == [
+            "value=Deposited(amount=7)",
+            "value=Gone()",
+            "value='{}'",
+            "value=Deposited(amount=7)",
+        ]
+        assert sys.path == path_before  # the path was set for the call only
+    finally:
+        for name in ("gone_events", "registry"):
+            sys.modules.pop(name, None)
 
 
 def test_events_raw(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -284,17 +363,82 @@ def test_check_finds_a_dangling_tag_row_and_a_low_highest_seq(
     ]
 
 
-def test_check_decode_reports_undecodable_events(
+def test_check_decode_tells_records_not_decodable_here_from_corrupt_ones(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = build(tmp_path / "j.db", undecodable=True)
     assert run(capsys, "--sqlite", str(path), "check")[0] == 0
+    code, out, err = run(capsys, "--sqlite", str(path), "check", "--decode")
+    assert (code, err) == (3, "")  # healthy, but not every record decodes here
+    assert out.splitlines() == [
+        "1 record not decodable here (first: event 'acct-3' seq 2): module 'gone_events' is "
+        f"not importable in this process; {PATH_HINT}",
+        "1 record not decodable here (first: event 'acct-3' seq 3): serializer 'json' is not "
+        "registered in this process; give the tool the application's registry "
+        "(--serialization MODULE:NAME)",
+        f"{path}: no problem found, but not every record decodes here (3 persistence ids, "
+        "9 events, 1 snapshots; 2 records not decodable here)",
+    ]
+    path = build(tmp_path / "k.db", undecodable=True, corrupt=True)
     code, out, _ = run(capsys, "--sqlite", str(path), "check", "--decode")
-    assert code == 1
+    assert code == 1  # a corrupt record is a problem
     lines = out.splitlines()
-    assert lines[0].startswith("decode: event 'acct-3' seq 2: UNDECODABLE: RecordUndecodable")
-    assert lines[1].startswith("decode: event 'acct-3' seq 3: UNDECODABLE: RecordUndecodable")
-    assert lines[2] == f"{path}: 2 problems found (3 persistence ids, 9 events, 1 snapshots)"
+    assert lines[0] == (
+        "decode: event 'acct-4' seq 2: UNDECODABLE: RecordUndecodable: cannot decode a "
+        f"record with manifest '{MANIFEST}' with serializer 'pickle': UnpicklingError: "
+        "pickle data was truncated"
+    )
+    assert lines[1].startswith("1 record not decodable here (first: event 'acct-3' seq 2)")
+    assert lines[3] == (
+        f"{path}: 1 problem found (4 persistence ids, 11 events, 1 snapshots; 2 records not "
+        "decodable here)"
+    )
+
+
+def test_events_of_a_class_of_main_are_not_decodable_here(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A journal written before such events were refused: the tool says why it cannot
+    decode them (pickle would look in the tool's own __main__)."""
+
+    async def fill() -> None:
+        async with open_sqlite_journal(tmp_path / "old.db") as journal:
+            record = _record("old", 1, Deposited(1))
+            await journal.write([attrs.evolve(record, manifest="__main__.Deposited")])
+
+    trio.run(fill)
+    code, out, err = run(capsys, "--sqlite", str(tmp_path / "old.db"), "events", "old")
+    assert code == 3
+    assert out.rstrip().endswith(
+        "NOT DECODABLE HERE: its class was defined in a script run as __main__, which no "
+        "other program can import"
+    )
+    assert err == (
+        "python -m actors.persistence: 1 event not decodable here (first: seq 1): its class "
+        "was defined in a script run as __main__, which no other program can import; only "
+        "that script can decode it (--raw shows the payload); keep event classes in a "
+        "module the script imports\n"
+    )
+
+
+def test_a_snapshot_not_decodable_here_or_corrupt(
+    db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    execute(
+        db,
+        "INSERT INTO snapshots VALUES ('acct-1', 5, 'pickle', 'gone_events.Gone', "
+        f"x'{_gone_payload().hex()}', 0)",
+        "INSERT INTO snapshots VALUES ('acct-2', 2, 'pickle', 'x.Y', x'80', 0)",
+    )
+    code, out, err = run(capsys, "--sqlite", str(db), "snapshot", "acct-1")
+    assert code == 3
+    assert out.rstrip().endswith(
+        "NOT DECODABLE HERE: module 'gone_events' is not importable in this process"
+    )
+    assert "1 snapshot not decodable here (first: seq 5)" in err
+    code, out, err = run(capsys, "--sqlite", str(db), "snapshot", "acct-2")
+    assert (code, err) == (1, "")
+    assert "UNDECODABLE: RecordUndecodable: " in out
 
 
 def test_garbled_header(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -383,8 +527,16 @@ def test_module_entry_point_help() -> None:
     )
     assert result.returncode == 0
     assert result.stdout.startswith("usage: python -m actors.persistence")
-    for word in ("ids", "events", "snapshot", "check", "--sqlite", "trust"):
+    for word in ("ids", "events", "snapshot", "check", "--sqlite", "trust", "--import-path"):
         assert word in result.stdout
+    text = " ".join(result.stdout.split())  # as wrapped by argparse
+    for status in (
+        "0 ok;",
+        "1 something wrong was found (a corrupt record,",
+        "2 usage error, or a journal that cannot be opened or read;",
+        "3 nothing wrong was found, but some records cannot be decoded in this process",
+    ):
+        assert status in text
     assert result.stderr == ""
 
 
@@ -468,3 +620,54 @@ def test_postgres_ids_and_events(
     assert (code, err) == (0, "")
     assert out.startswith("seq=2  time=2023-11-14T22:13:22.500Z  offset=")
     assert out.endswith("  tags=t  writer=w1  value=Deposited(amount=2)\n")
+
+
+# -- the session shown in docs/persistence.md -------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+_VARYING = re.compile(r"\b(time|writer)=\S+")  # the clock, and a random id per incarnation
+
+
+def _documented_session() -> str:
+    page = (ROOT / "docs" / "persistence.md").read_text()
+    section = page.split("## The command-line tool", 1)[1]
+    return section.split("```console\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_documented_session_on_the_banks_journal_is_true(tmp_path: Path) -> None:
+    """Two runs of the bank from the repository's root, as the page says, then every
+    command of the page's session: the output is the page's, but for times and writer
+    ids. The folder holds ``examples`` as a link, so the commands run as written."""
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    for argv in (["--reset"], []):
+        subprocess.run(
+            [sys.executable, "examples/bank.py", *argv],
+            cwd=tmp_path,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+    expected = _documented_session()
+    lines: list[str] = []
+    status = None
+    for line in expected.splitlines():
+        if not line.startswith("$ "):
+            continue
+        lines.append(line)
+        if line == "$ echo $?":
+            lines.append(str(status))
+            continue
+        command = shlex.split(line[2:])
+        assert command[0] == "python"
+        result = subprocess.run(
+            [sys.executable, *command[1:]],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        status = result.returncode
+        lines.extend((result.stdout + result.stderr).splitlines())
+    assert len(lines) > 10
+    assert _VARYING.sub(r"\1=...", "\n".join(lines) + "\n") == _VARYING.sub(r"\1=...", expected)

@@ -514,7 +514,11 @@ def check_conservation(world: World) -> None:
         message = letter.message
         if isinstance(message, Msg):
             assert letter.recipient == world.refs[message.target], letter
-            assert letter.sender is None, letter
+            # Told by a sender task: no sender; relayed by an actor: that actor (the
+            # implicit sender).
+            relayed_by = message.sender - RELAY
+            expected = world.refs[relayed_by] if relayed_by >= 0 else None
+            assert letter.sender == expected, letter
             by_message[message].append(letter.reason)
         elif letter.reason is R.ASK_EXPIRED:
             # The reply of an ask whose caller gave up: sent by the replying actor, to it

@@ -99,6 +99,7 @@ RUNTIME_CLASSES = (
     actors.ActorSystem,
     actors.EventBus,
     actors.Timers,
+    actors.ReplyHandle,
 )
 
 

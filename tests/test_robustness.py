@@ -55,7 +55,7 @@ class Ticker(actors.Actor):
         self.ticks: list[float] = []
 
     def pre_start(self) -> None:
-        self.context.timers.start_periodic("t", "tick", 1.0)
+        self.context.timers.start_at_fixed_rate("t", "tick", 1.0)
 
     def receive(self, message: Any) -> Any:
         if message == "tick":

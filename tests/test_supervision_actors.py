@@ -161,7 +161,7 @@ async def test_timers_and_receive_timeout_are_reset_on_restart(
         def pre_start(self) -> None:
             got.append("start")
             if len(got) == 1:  # the first incarnation only
-                self.context.timers.start_periodic("tick", "tick", 1.0)
+                self.context.timers.start_at_fixed_rate("tick", "tick", 1.0)
                 self.context.set_receive_timeout(0.5, "idle")
 
         def receive(self, message: Any) -> None:
@@ -742,7 +742,11 @@ async def test_a_failing_pre_start_counts_towards_intensity_and_cannot_loop(
             attempts.append("pre_start")
             raise Boom("no database")
 
-    strategy = sv.OneForOne(intensity=sv.RestartIntensity(max_restarts=3, within=60.0))
+    # A failed start stops the actor by default; this decider retries it instead.
+    strategy = sv.OneForOne(
+        decider=sv.decider_from({actors.ActorInitializationError: sv.Directive.RESTART}),
+        intensity=sv.RestartIntensity(max_restarts=3, within=60.0),
+    )
 
     async def run_system() -> None:
         async with actors.open_system("pre-start", guardian_strategy=strategy) as system:

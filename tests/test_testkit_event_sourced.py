@@ -322,3 +322,64 @@ async def test_reported_states_are_copies_that_later_commands_do_not_change() ->
         assert first.state == [Deposited(1)]
         assert second.state == [Deposited(1), Deposited(2)]
         assert first.state is not kit.actor.ledger
+
+
+# -- actors that change their behaviour with become -----------------------------------------------
+
+
+class Vault(BankAccount):
+    """Locks itself with ``become``: while locked, its behaviour refuses every message
+    with an error, and the kit must still see its state."""
+
+    async def receive(self, message: Any) -> Any:
+        if message == "lock":
+            self.context.become(self.locked)
+            return "locked"
+        return await super().receive(message)
+
+    def locked(self, message: Any) -> Any:
+        if message == "unlock":
+            self.context.unbecome()
+            return "unlocked"
+        raise PermissionError(f"the vault is locked: {message!r} refused")
+
+
+async def test_the_kit_inspects_an_actor_that_changed_its_behaviour() -> None:
+    async with event_sourced_testkit(Vault, "vault") as kit:
+        assert (await kit.run_command(Deposit(10))).state == {"balance": 10}
+        locked = await kit.run_command("lock")
+        # The kit's question went around the locked behaviour: no PermissionError.
+        assert (locked.reply, locked.state, locked.events) == ("locked", {"balance": 10}, [])
+        refused = await kit.run_command(Deposit(5))
+        assert isinstance(refused.error, PermissionError)
+        assert str(refused.error) == "the vault is locked: Deposit(amount=5) refused"
+        assert (refused.state, refused.events) == ({"balance": 10}, [])
+        assert (await kit.run_command("unlock")).reply == "unlocked"
+        assert (await kit.run_command(Deposit(5))).state == {"balance": 15}
+        await kit.run_command("lock")
+        assert await kit.restart() == {"balance": 15}  # a restart starts with receive again
+        assert (await kit.run_command(Deposit(1))).reply == Balance(16)
+
+
+class Tight(BankAccount):
+    """A class attribute the runtime reads when the class is spawned: the kit keeps
+    it."""
+
+    mailbox = actors.Mailbox(capacity=3)
+
+
+async def test_the_kit_spawns_with_the_class_attributes_of_the_actor() -> None:
+    async with event_sourced_testkit(Tight, "tight") as kit:
+        stats = kit.ref.stats()
+        assert stats.capacity == 3
+        assert (await kit.run_command(Deposit(2))).state == {"balance": 2}
+
+
+async def test_the_kit_inspects_through_the_message_round_trip() -> None:
+    """With ``roundtrip_messages`` the kit's question arrives as a copy: it is still
+    answered by the cell, not by the behaviour."""
+    async with event_sourced_testkit(
+        Vault, "vault", system_options={"roundtrip_messages": True}
+    ) as kit:
+        await kit.run_command("lock")
+        assert (await kit.run_command("balance")).state == {"balance": 0}

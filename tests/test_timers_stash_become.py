@@ -100,7 +100,7 @@ async def test_periodic_timer_runs_at_a_fixed_rate(
         await trio.sleep(0.25)  # handling time must not shift later ticks (fixed rate)
 
     def script(actor: Scripted) -> None:
-        actor.context.timers.start_periodic("p", "tick", 1, initial_delay=0.5)
+        actor.context.timers.start_at_fixed_rate("p", "tick", 1, initial_delay=0.5)
 
     ref = actor_system.spawn(Scripted, probe.ref, script, slowish)
     times = [(await probe.expect_message(tuple))[1] for _ in range(5)]
@@ -112,7 +112,7 @@ async def test_periodic_timer_initial_delay_defaults_to_interval(
     autojump_clock: MockClock, actor_system: ActorSystem, probe: TestProbe
 ) -> None:
     def script(actor: Scripted) -> None:
-        actor.context.timers.start_periodic("p", "tick", 2)
+        actor.context.timers.start_at_fixed_rate("p", "tick", 2)
 
     actor_system.spawn(Scripted, probe.ref, script)
     times = [(await probe.expect_message(tuple))[1] for _ in range(3)]
@@ -126,7 +126,7 @@ async def test_periodic_ticks_do_not_pile_up_while_one_is_queued(
         await trio.sleep(2.25)
 
     def script(actor: Scripted) -> None:
-        actor.context.timers.start_periodic("p", "tick", 1)
+        actor.context.timers.start_at_fixed_rate("p", "tick", 1)
 
     actor_system.spawn(Scripted, probe.ref, script, slow)
     times = [(await probe.expect_message(tuple, timeout=10))[1] for _ in range(4)]
@@ -139,7 +139,7 @@ async def test_cancel_prevents_delivery_even_of_a_queued_tick(
 ) -> None:
     def script(actor: Scripted) -> None:
         actor.context.timers.start_single("single", "single", 1)
-        actor.context.timers.start_periodic("periodic", "periodic", 1)
+        actor.context.timers.start_at_fixed_rate("periodic", "periodic", 1)
 
     ref = actor_system.spawn(Scripted, probe.ref, script)
 
@@ -184,7 +184,7 @@ async def test_restarting_a_key_discards_the_queued_tick_of_the_old_timer(
 
     async def busy_then_restart(actor: Scripted) -> None:
         await trio.sleep(2)  # "old" is queued at 1 s
-        actor.context.timers.start_periodic("k", "new", 1)
+        actor.context.timers.start_at_fixed_rate("k", "new", 1)
 
     ref.tell(busy_then_restart)
     assert await probe.expect_message(tuple, timeout=10) == ("new", 3)
@@ -202,9 +202,9 @@ async def test_all_timers_are_cancelled_when_the_actor_stops(
 
     def script(actor: Scripted) -> None:
         timers = actor.context.timers
-        timers.start_periodic("fast", "fast", 1)
+        timers.start_at_fixed_rate("fast", "fast", 1)
         timers.start_single("later", "later", 50)
-        timers.start_periodic("slow", "slow", 7)
+        timers.start_at_fixed_rate("slow", "slow", 7)
 
     ref = actor_system.spawn(Ticking, probe.ref, script)
     probe.watch(ref)
@@ -241,8 +241,8 @@ async def test_invalid_timer_arguments_raise(actor_system: ActorSystem) -> None:
         calls: tuple[Callable[[], object], ...] = (
             lambda: timers.start_single("k", "m", -1),
             lambda: timers.start_single("k", "m", float("nan")),
-            lambda: timers.start_periodic("k", "m", 0),
-            lambda: timers.start_periodic("k", "m", 1, initial_delay=-0.5),
+            lambda: timers.start_at_fixed_rate("k", "m", 0),
+            lambda: timers.start_at_fixed_rate("k", "m", 1, initial_delay=-0.5),
         )
         for call in calls:
             try:

@@ -14,6 +14,7 @@ from .._public import export as _export
 from ._errors import (
     EventRejected,
     JournalFailure,
+    PersistNotAwaited,
     RecordUndecodable,
     RecoveryFailed,
     SequenceConflict,
@@ -62,6 +63,7 @@ __all__ = [
     "InMemorySnapshotStore",
     "Journal",
     "JournalFailure",
+    "PersistNotAwaited",
     "Persistence",
     "PersistentActor",
     "PersistentRecord",

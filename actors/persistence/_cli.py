@@ -8,8 +8,8 @@ Commands (``--help`` on each tells more)::
     python -m actors.persistence --sqlite PATH check [--decode]
 
 ``--postgres DSN`` reads a PostgreSQL journal instead of ``--sqlite PATH`` (all commands
-but ``check``). The journal options (``--sqlite``, ``--postgres``, ``--serialization``)
-may be given before or after the command name.
+but ``check``). The journal options (``--sqlite``, ``--postgres``, ``--serialization``,
+``--import-path``) may be given before or after the command name.
 
 Semantics
     ``ids``, ``events`` and ``snapshot`` read through the :class:`Journal` and
@@ -30,18 +30,24 @@ Semantics
     or the one named by ``--serialization module:name``. Both built-in serializers run
     :mod:`pickle`, which executes code named by the payload: decode only journals you
     trust (``--raw`` shows payloads without decoding them). Event classes are imported by
-    name, so run the tool where the application's modules are importable (or set
-    ``PYTHONPATH``).
+    name, so the application's modules must be importable: ``--import-path DIR``
+    (repeatable) puts DIR first on the import path, as ``PYTHONPATH=DIR`` does. A record
+    that cannot be decoded *here* (its module is not importable, its serializer not
+    registered, its class was defined in ``__main__``) is told apart from a corrupt one
+    (see :mod:`._cli_decode`).
 
 Output and exit status
     Results go to stdout, errors and notes to stderr. Exit status: 0 success; 1 the
-    command ran but found something wrong (an undecodable record, a problem found by
+    command ran but found something wrong (a corrupt record, a problem found by
     ``check``, an unknown persistence id or a missing snapshot); 2 a usage error, or a
-    journal that cannot be opened or read. No traceback is printed for any of these.
+    journal that cannot be opened or read; 3 nothing wrong was found, but some records
+    cannot be decoded in this process (the output says why, and what to do). No
+    traceback is printed for any of these.
 
 Layout
     This module runs the commands; :mod:`._cli_parser` defines the command line (options
-    and help); :mod:`._sqlite_check`, beside the SQLite schema, checks SQLite files.
+    and help); :mod:`._cli_decode` decodes payloads and says why one does not decode;
+    :mod:`._sqlite_check`, beside the SQLite schema, checks SQLite files.
 """
 
 from __future__ import annotations
@@ -57,7 +63,8 @@ from typing import TextIO
 import attrs
 import trio
 
-from ._cli_parser import PROG, Target, build_parser, target_of
+from ._cli_decode import CORRUPT, HERE, Tally, decode
+from ._cli_parser import PROG, Target, build_parser, load_serialization, target_of
 from ._errors import JournalFailure
 from ._journal import Journal, SnapshotStore
 from ._serialization import Serialization
@@ -67,6 +74,7 @@ from ._sqlite_check import Report, UnreadableJournal, check_journal, refuse_non_
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
 EXIT_ERROR = 2
+EXIT_NOT_DECODABLE_HERE = 3
 
 _HEX_HEAD = 32  # payload bytes shown by --raw
 
@@ -138,28 +146,14 @@ def _raw(payload: bytes) -> str:
     return f"size={len(payload)}  hex={head}{more}"
 
 
-def _decoded(serialization: Serialization, serializer: str, manifest: str, payload: bytes) -> str:
-    """``event=<repr>``, or ``UNDECODABLE: <why>`` (raises nothing but BaseException)."""
-    if manifest.startswith("__main__."):
-        # Pickle would look the class up in this tool's own __main__ and say something
-        # confusing (or, worse, find a class of the same name there).
-        return (
-            "UNDECODABLE: its class was defined in a script run as __main__, which this "
-            "tool cannot import (keep event classes in an importable module; --raw shows "
-            "the payload)"
-        )
-    try:
-        value = serialization.deserialize(serializer, manifest, payload)
-    except Exception as error:
-        return f"UNDECODABLE: {type(error).__name__}: {error}"
-    try:
-        return f"value={value!r}"
-    except Exception as error:
-        return f"value=<repr failed: {type(error).__name__}: {error}>"
-
-
-def _is_undecodable(text: str) -> bool:
-    return text.startswith("UNDECODABLE:")
+def _status(corrupt: int, here: Tally, what: str, io: _Io) -> int:
+    """Say on stderr how many of the records listed could not be decoded, and return
+    the exit status: 1 if some are corrupt, else 3 if some cannot be decoded here."""
+    for line in here.lines(what):
+        print(f"{PROG}: {line}", file=io.err)
+    if corrupt:
+        return EXIT_PROBLEMS
+    return EXIT_NOT_DECODABLE_HERE if here.count else EXIT_OK
 
 
 # -- ids, events, snapshot -------------------------------------------------------------------
@@ -199,7 +193,8 @@ async def _cmd_events(
         print(f"{PROG}: no events were ever stored for persistence id {pid!r}", file=io.err)
         return EXIT_PROBLEMS
     serialization: Serialization = args.serialization
-    shown = undecodable = 0
+    shown = corrupt = 0
+    here = Tally()
     async for record in journal.replay(pid, args.from_seq, args.to_seq):
         if args.tag is not None and args.tag not in record.tags:
             continue
@@ -207,8 +202,11 @@ async def _cmd_events(
         if args.raw:
             body = _raw(record.payload)
         else:
-            body = _decoded(serialization, record.serializer, record.manifest, record.payload)
-            undecodable += _is_undecodable(body)
+            decoded = decode(serialization, record.serializer, record.manifest, record.payload)
+            body = decoded.text
+            corrupt += decoded.kind == CORRUPT
+            if decoded.kind == HERE:
+                here.add(f"seq {record.seq}", decoded)
         tags = ",".join(sorted(record.tags)) or "-"
         print(
             f"seq={record.seq}  time={_iso(record.timestamp)}  offset={record.offset}  "
@@ -222,10 +220,9 @@ async def _cmd_events(
             "up to a deletion are gone)",
             file=io.err,
         )
-    if undecodable:
-        print(f"{PROG}: {undecodable} of {shown} events could not be decoded", file=io.err)
-        return EXIT_PROBLEMS
-    return EXIT_OK
+    if corrupt:
+        print(f"{PROG}: {corrupt} of {shown} events are corrupt", file=io.err)
+    return _status(corrupt, here, "event", io)
 
 
 async def _cmd_snapshot(
@@ -237,17 +234,23 @@ async def _cmd_snapshot(
         bound = f" with seq <= {args.max_seq}" if args.max_seq is not None else ""
         print(f"{PROG}: no snapshot of {pid!r}{bound}", file=io.err)
         return EXIT_PROBLEMS
+    here = Tally()
+    corrupt = False
     if args.raw:
         body = _raw(snapshot.payload)
     else:
         serialization: Serialization = args.serialization
-        body = _decoded(serialization, snapshot.serializer, snapshot.manifest, snapshot.payload)
+        decoded = decode(serialization, snapshot.serializer, snapshot.manifest, snapshot.payload)
+        body = decoded.text
+        corrupt = decoded.kind == CORRUPT
+        if decoded.kind == HERE:
+            here.add(f"seq {snapshot.seq}", decoded)
     print(
         f"seq={snapshot.seq}  time={_iso(snapshot.timestamp)}  "
         f"serializer={snapshot.serializer}  manifest={snapshot.manifest}  {body}",
         file=io.out,
     )
-    return EXIT_PROBLEMS if _is_undecodable(body) else EXIT_OK
+    return _status(corrupt, here, "snapshot", io)
 
 
 _Command = Callable[[Journal, SnapshotStore, argparse.Namespace, _Io], Awaitable[int]]
@@ -277,27 +280,43 @@ def _run_on_journal(command: _Command, target: Target, args: argparse.Namespace,
 # -- check -----------------------------------------------------------------------------------
 
 
-def _check_sqlite(path: str, decode: bool, serialization: Serialization, io: _Io) -> int:
+def _check_sqlite(path: str, decoding: bool, serialization: Serialization, io: _Io) -> int:
     """Check the SQLite journal at ``path``, read-only (see
     :func:`._sqlite_check.check_journal` for the problems it finds), printing one line
-    per problem and a summary. Exit status 0 when clean, 1 when problems were found."""
+    per problem, one line per reason why records cannot be decoded here, and a summary.
+    Exit status 0 when clean, 1 when problems were found, 3 when there were none but
+    some records cannot be decoded in this process."""
+    here = Tally()
 
-    def undecodable(serializer: str, manifest: str, payload: bytes) -> str | None:
-        body = _decoded(serialization, serializer, manifest, payload)
-        return body if _is_undecodable(body) else None
+    def corrupt(where: str, serializer: str, manifest: str, payload: bytes) -> str | None:
+        decoded = decode(serialization, serializer, manifest, payload)
+        if decoded.kind == HERE:
+            here.add(where, decoded)
+        return decoded.text if decoded.kind == CORRUPT else None
 
     report = Report(lambda line: print(line, file=io.out))
     try:
-        check_journal(path, report, undecodable if decode else None)
+        check_journal(path, report, corrupt if decoding else None)
     except UnreadableJournal as error:
         raise _Fatal(str(error)) from error
+    for line in here.lines("record"):
+        print(line, file=io.out)
     checked = ", ".join(f"{n} {what}" for what, n in report.counts.items())
     if report.incomplete:
         checked = f"incomplete, {report.incomplete} check(s) could not run; {checked}"
+    if here.count:
+        plural = "s" if here.count != 1 else ""
+        checked = f"{checked}; {here.count} record{plural} not decodable here"
     if report.problems:
         plural = "s" if report.problems != 1 else ""
         print(f"{path}: {report.problems} problem{plural} found ({checked})", file=io.out)
         return EXIT_PROBLEMS
+    if here.count:
+        print(
+            f"{path}: no problem found, but not every record decodes here ({checked})",
+            file=io.out,
+        )
+        return EXIT_NOT_DECODABLE_HERE
     print(f"{path}: ok ({checked})", file=io.out)
     return EXIT_OK
 
@@ -319,16 +338,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the tool with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     io = _Io(sys.stdout, sys.stderr)
     parser = build_parser()
+    saved_path = list(sys.path)
+    try:
+        return _main(parser, argv, io)
+    finally:
+        sys.path[:] = saved_path  # --import-path lasts for this call only
+
+
+def _main(parser: argparse.ArgumentParser, argv: Sequence[str] | None, io: _Io) -> int:
     try:
         args = parser.parse_args(argv)
         target = target_of(parser, args)
         if args.command == "events" and args.to_seq is not None and args.to_seq < args.from_seq:
             parser.error(f"--to {args.to_seq} is below --from {args.from_seq}")
+        # Given before or after the command name (or both): all of them, in order.
+        paths = [*(args.import_path or ()), *(getattr(args, "command_import_path", None) or ())]
+        sys.path[:0] = [os.path.abspath(path) for path in paths]
+        spec = args.serialization
+        args.serialization = Serialization() if spec is None else load_serialization(parser, spec)
     except SystemExit as exit_:
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else EXIT_ERROR)
-    if args.serialization is None:
-        args.serialization = Serialization()
     try:
         if args.command == "check":
             return _check_sqlite(target.location, args.decode, args.serialization, io)

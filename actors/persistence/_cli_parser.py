@@ -32,16 +32,18 @@ _COMMANDS = {
         "print the events of one persistence id",
         "Print the stored events of one persistence id in seq order, one line each: seq, "
         "time (ISO 8601, UTC), offset, serializer, manifest, tags, writer id, and the "
-        "decoded event (its repr). An event that cannot be decoded (its class is no longer "
-        "importable, its serializer is unknown, its payload is garbled) is printed with "
-        "UNDECODABLE and the reason, and the listing goes on; the exit status is then 1.",
+        "decoded event (its repr). An event that this process cannot decode (its module "
+        "is not importable here, its serializer is not registered, its class was defined "
+        "in __main__) is printed with NOT DECODABLE HERE and the reason, and the exit "
+        "status is then 3; a corrupt one with UNDECODABLE and the error, and the exit "
+        "status is then 1. The listing goes on either way.",
         True,
     ),
     "snapshot": (
         "print the newest snapshot of one persistence id",
         "Print the newest snapshot of one persistence id: seq, time, serializer, manifest "
-        "and the decoded state (its repr); exit status 1 if there is none or it cannot be "
-        "decoded.",
+        "and the decoded state (its repr); exit status 1 if there is none or it is "
+        "corrupt, 3 if it cannot be decoded in this process.",
         True,
     ),
     "check": (
@@ -50,8 +52,11 @@ _COMMANDS = {
         "supported schema version, and the journal's invariants (each persistence id's "
         "stored seqs contiguous from the lowest stored one, its highest_seq not below "
         "them, tag rows matching the events, offsets increasing with seq, snapshots not "
-        "beyond the highest seq). Prints one line per problem and a summary; exit status "
-        "0 if clean, 1 if problems were found, 2 if the file cannot be opened.",
+        "beyond the highest seq); with --decode, every payload decodes. Prints one line "
+        "per problem, one line per reason why records cannot be decoded in this process "
+        "(not a problem of the journal: the line says what to do), and a summary; exit "
+        "status 0 if clean, 1 if problems were found, 2 if the file cannot be opened, 3 if "
+        "no problem was found but some records cannot be decoded here.",
         True,
     ),
 }
@@ -75,22 +80,31 @@ def _positive(text: str) -> int:
     return value
 
 
-def _serialization_spec(spec: str) -> Serialization:
-    """``module:name``: a :class:`Serialization`, or a callable returning one."""
+def _serialization_spec(spec: str) -> str:
+    """``module:name``, checked for its form; loaded by :func:`load_serialization` once
+    the ``--import-path`` directories are on the path."""
     module_name, sep, name = spec.partition(":")
     if not sep or not module_name or not name:
         raise argparse.ArgumentTypeError(f"expected module:name, got {spec!r}")
+    return spec
+
+
+def load_serialization(parser: argparse.ArgumentParser, spec: str) -> Serialization:
+    """The :class:`Serialization` that ``module:name`` names (or that the callable it
+    names returns); ``parser.error`` (exit status 2) if it cannot be loaded."""
+    module_name, _, name = spec.partition(":")
     try:
         found: Any = getattr(importlib.import_module(module_name), name)
         if not isinstance(found, Serialization) and callable(found):
             found = found()
     except Exception as error:
-        raise argparse.ArgumentTypeError(
-            f"cannot load {spec!r}: {type(error).__name__}: {error}"
-        ) from None
+        parser.error(
+            f"argument --serialization: cannot load {spec!r}: {type(error).__name__}: {error}"
+        )
     if not isinstance(found, Serialization):
-        raise argparse.ArgumentTypeError(
-            f"{spec!r} is a {type(found).__qualname__}, not a Serialization"
+        parser.error(
+            f"argument --serialization: {spec!r} is a {type(found).__qualname__}, not a "
+            "Serialization"
         )
     return found
 
@@ -123,6 +137,16 @@ def _journal_options(parser: argparse.ArgumentParser, *, on_command: bool) -> No
         "instead of the default one (pickle and cloudpickle); use it when events were "
         "written by a custom serializer",
     )
+    group.add_argument(
+        "--import-path",
+        metavar="DIR",
+        action="append",
+        dest="command_import_path" if on_command else "import_path",
+        default=default,
+        help="put DIR first on the import path (as PYTHONPATH=DIR does) before decoding, "
+        "so that the modules of the application's event classes can be imported; may be "
+        "repeated",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,10 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
         "an actor's events and newest snapshot decoded, check a SQLite journal's "
         "integrity. The tool never writes events or snapshots, and never modifies a SQLite "
         "journal.",
-        epilog=f"{TRUST_NOTE} Event classes are imported by name: run the tool where the "
-        "application's modules are importable (or set PYTHONPATH). Exit status: 0 ok; "
-        "1 something wrong was found (undecodable record, check problem, unknown id, no "
-        "snapshot); 2 usage error or journal that cannot be opened or read.",
+        epilog=f"{TRUST_NOTE} Event classes are imported by name: give the tool the "
+        "application's modules with --import-path DIR (or PYTHONPATH=DIR). Exit status: "
+        "0 ok; 1 something wrong was found (a corrupt record, a check problem, an unknown "
+        "id, no snapshot); 2 usage error, or a journal that cannot be opened or read; 3 "
+        "nothing wrong was found, but some records cannot be decoded in this process (a "
+        "module not importable here, a serializer not registered, a class defined in "
+        "__main__): the output says which and what to do.",
     )
     _journal_options(parser, on_command=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -177,7 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub["check"].add_argument(
         "--decode",
         action="store_true",
-        help="also decode every event and snapshot (reads every payload; runs pickle)",
+        help="also decode every event and snapshot (reads every payload; runs pickle): a "
+        "corrupt one is a problem, one that cannot be decoded in this process is counted "
+        "apart",
     )
     for command in sub.values():
         _journal_options(command, on_command=True)

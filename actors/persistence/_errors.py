@@ -47,6 +47,25 @@ class EventRejected(ActorError):
         )
 
 
+class PersistNotAwaited(ActorError):
+    """A persistent actor called ``persist`` (or ``persist_all``, ``defer``,
+    ``save_snapshot``) without ``await``: the call only made a coroutine, so nothing was
+    stored (or deferred, or saved). The runtime finds such a call when the handler (or
+    ``on_recovery_completed``, ``pre_start``, ``post_restart``) that made it returns,
+    closes the coroutine and fails the actor with this error: a handler's asker gets it
+    as the handler's error, a ``tell`` becomes a dead letter, and the supervisor decides
+    (a restart recovers from what was really stored). The message names the actor, the
+    call and its argument."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        _hint(
+            self,
+            "Write `await self.persist(...)` (or await the other call) in an `async def` "
+            "handler; a synchronous handler cannot persist.",
+        )
+
+
 class RecordUndecodable(JournalFailure):
     """A stored event or snapshot cannot be decoded: its serializer id is not registered,
     a class it refers to can no longer be imported, or its payload is garbled. The

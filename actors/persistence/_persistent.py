@@ -6,7 +6,10 @@ Writing
     recovery runs) and returns its sequence number. ``persist_all`` does the same for a
     batch, atomically. Persists of one actor are taken in call order (a fair lock), also
     when a handler starts several from tasks of its own; ``defer`` queues a function
-    behind them without writing anything.
+    behind them without writing anything. Each of these returns a coroutine to
+    ``await``: one left un-awaited stores nothing, and the actor fails with
+    :class:`PersistNotAwaited` as soon as the code that called it returns (see
+    ``_persistent_cell.py``).
 
 Messages meanwhile
     Handlers of one actor never overlap, so commands that arrive while a persist (or the
@@ -38,7 +41,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
 import trio
@@ -46,6 +49,7 @@ import trio
 from .._actor import Actor
 from .._mailbox import Mailbox, Overflow
 from ._errors import EventRejected, JournalFailure
+from ._persistent_cell import PersistentCell, track
 from ._records import PersistentRecord, SnapshotRecord
 from ._recovery import IncarnationState, recover
 
@@ -116,6 +120,7 @@ class PersistentActor(Actor):
     persist_stash: ClassVar[Mailbox] = Mailbox(capacity=10_000, overflow=Overflow.BACKPRESSURE)
 
     _actor_recovers: ClassVar[bool] = True
+    _cell_class: ClassVar[type[PersistentCell]] = PersistentCell
     _persistence: IncarnationState | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -185,21 +190,36 @@ class PersistentActor(Actor):
         state = self._persistence
         return state is None or state.recovering
 
-    async def persist(self, event: Any, *, tags: Iterable[str] | None = None) -> int:
-        """Store ``event``, then apply it; return its sequence number. See the module
-        documentation for rejection (:class:`EventRejected`, nothing changed) and
-        failure (:class:`JournalFailure`, the actor fails after the handler).
+    def persist(self, event: Any, *, tags: Iterable[str] | None = None) -> Coroutine[Any, Any, int]:
+        """Store ``event``, then apply it; return its sequence number (``await`` it:
+        ``seq = await self.persist(event)``). See the module documentation for rejection
+        (:class:`EventRejected`, nothing changed) and failure (:class:`JournalFailure`,
+        the actor fails after the handler).
 
         On cancellation while the write is in flight the outcome is unknown: the event
         may be stored, but it is not applied, and the actor fails (it recovers the truth
-        from the journal when restarted)."""
-        return await self.persist_all((event,), tags=tags)
+        from the journal when restarted).
 
-    async def persist_all(self, events: Iterable[Any], *, tags: Iterable[str] | None = None) -> int:
+        Called without ``await``, it stores nothing: when the handler returns, the actor
+        fails with :class:`PersistNotAwaited` (which its asker gets), naming the call.
+        The same holds for :meth:`persist_all`, :meth:`defer` and :meth:`save_snapshot`.
+        ``RuntimeError`` (at the call) outside the actor's handlers and hooks."""
+        state = self._require("persist")
+        return track(state, self._persist_all(state, (event,), tags), "persist", event)
+
+    def persist_all(
+        self, events: Iterable[Any], *, tags: Iterable[str] | None = None
+    ) -> Coroutine[Any, Any, int]:
         """Store ``events`` atomically (all or none), then apply them in order; return
         the sequence number of the last one (the current one if ``events`` is empty).
-        ``tags`` applies to each event; ``None``: :meth:`tags_for` of each event."""
-        state = self._require("persist")
+        ``tags`` applies to each event; ``None``: :meth:`tags_for` of each event.
+        ``await`` it, as :meth:`persist`."""
+        state = self._require("persist_all")
+        return track(state, self._persist_all(state, events, tags), "persist_all", events)
+
+    async def _persist_all(
+        self, state: IncarnationState, events: Iterable[Any], tags: Iterable[str] | None
+    ) -> int:
         batch = list(events)
         serialization = state.serialization
         encoded = []
@@ -257,11 +277,16 @@ class PersistentActor(Actor):
                     )
             return state.seq
 
-    async def defer(self, function: Callable[[], _T | Awaitable[_T]]) -> _T:
+    def defer(self, function: Callable[[], _T | Awaitable[_T]]) -> Coroutine[Any, Any, _T]:
         """Run ``function`` (sync, or async and awaited) after every persist already
         started by this actor has finished, without writing anything; return its
-        result."""
+        result. ``await`` it, as :meth:`persist`."""
         state = self._require("defer")
+        return track(state, self._defer(state, function), "defer", function)
+
+    async def _defer(
+        self, state: IncarnationState, function: Callable[[], _T | Awaitable[_T]]
+    ) -> _T:
         async with _turn(state.lock):
             self._check_usable(state)
             result = function()
@@ -270,14 +295,17 @@ class PersistentActor(Actor):
             await trio.lowlevel.checkpoint()
             return result
 
-    async def save_snapshot(self) -> int:
+    def save_snapshot(self) -> Coroutine[Any, Any, int]:
         """Save a snapshot of the current state (after the persists already started)
         and apply the retention (:attr:`keep_snapshots`,
-        :attr:`delete_events_on_snapshot`); return its sequence number. Raises
-        :class:`EventRejected` if the state cannot be serialized, :class:`JournalFailure`
-        if the store failed (the actor goes on either way), and ``RuntimeError`` if no
-        snapshot store is configured."""
+        :attr:`delete_events_on_snapshot`); return its sequence number. ``await`` it, as
+        :meth:`persist`. Raises :class:`EventRejected` if the state cannot be
+        serialized, :class:`JournalFailure` if the store failed (the actor goes on either
+        way), and ``RuntimeError`` if no snapshot store is configured."""
         state = self._require("save_snapshot")
+        return track(state, self._save_snapshot_turn(state), "save_snapshot", None)
+
+    async def _save_snapshot_turn(self, state: IncarnationState) -> int:
         async with _turn(state.lock):
             self._check_usable(state)
             return await self._save_snapshot(state)

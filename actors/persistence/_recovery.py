@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
 from ._errors import JournalFailure, RecordUndecodable, RecoveryFailed
 from ._extension import Persistence, default_serialization
+from ._persistent_cell import PersistentCell, checked, settle_after_error, unawaited
 
 if TYPE_CHECKING:
     from .._cell import ActorCell
@@ -39,6 +40,7 @@ class IncarnationState:
         "cell",
         "journal",
         "lock",
+        "pending",
         "persistence_id",
         "recovering",
         "seq",
@@ -64,6 +66,9 @@ class IncarnationState:
         self.recovering = True
         self.broken: BaseException | None = None
         self.lock = trio.Lock()
+        # The persist calls made since the code that made them was last checked: see
+        # _persistent_cell.py (coroutine, method name, argument).
+        self.pending: list[tuple[Coroutine[Any, Any, Any], str, object]] = []
         self.writer_id = f"{cell.ref.path}#{uuid.uuid4().hex[:12]}"
 
 
@@ -116,9 +121,21 @@ async def recover(actor: PersistentActor) -> None:
     finally:
         cell._lift_limit(saved)
         state.recovering = False
-    result = actor.on_recovery_completed()
-    if result is not None:
-        await result
+    try:
+        result = actor.on_recovery_completed()
+        if result is not None:
+            await result
+    except BaseException as error:
+        settle_after_error(state, error)
+        raise
+    if state.pending:
+        missed = unawaited(state)
+        if missed is not None:
+            raise missed  # the start fails with it
+    if not isinstance(cell, PersistentCell):
+        # Spawned from a factory that hides the class (and its cell class hook): its
+        # receive is still checked, not a behaviour it sets with become().
+        cell._behavior = checked(cell, cell._behavior, cell._behavior_async)
 
 
 async def _replay(actor: PersistentActor, state: IncarnationState) -> None:

@@ -18,7 +18,9 @@ journals you trust.
 from __future__ import annotations
 
 import abc
+import io
 import pickle
+import types
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -105,18 +107,74 @@ class _PickleFormat(Serializer):
             raise self._undecodable(manifest, error) from error
 
 
+class _MainFinder(pickle.Pickler):
+    """Pickles into nothing, noting the classes and functions of ``__main__`` that the
+    object refers to (``reducer_override`` sees every class and function on the way)."""
+
+    def __init__(self) -> None:
+        super().__init__(io.BytesIO(), protocol=PICKLE_PROTOCOL)
+        self.found: list[str] = []
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, type | types.FunctionType) and obj.__module__ == "__main__":
+            self.found.append(f"__main__.{obj.__qualname__}")
+        return NotImplemented
+
+
+def _main_references(obj: object) -> list[str]:
+    finder = _MainFinder()
+    try:
+        finder.dump(obj)
+    except Exception:  # it pickled once already; nothing to add then
+        return []
+    return finder.found
+
+
 class PickleSerializer(_PickleFormat):
     """The default serializer (id ``"pickle"``): standard :mod:`pickle`, protocol 5.
 
     Classes and functions are stored by reference (module and qualified name), so an
     event's class must be importable under the same name when the event is read: a
-    locally defined class or a lambda is rejected with :class:`EventRejected`. Renaming
-    or moving an event class needs an alias left at the old name (or an upcaster).
-    The manifest is informational for decoding: the payload names its own classes.
+    locally defined class or a lambda is rejected with :class:`EventRejected`, and so
+    is an object that refers to a class or function of ``__main__`` (the script that was
+    run): pickle would store it, but no other program (the next run started another way,
+    ``python -m actors.persistence``) could read it. Keep event classes in a module the
+    script imports, or choose :class:`CloudpickleSerializer` knowingly for them (it
+    stores such classes by value). The check costs a substring search of the payload;
+    only a payload that holds ``__main__`` is looked at more closely.
+
+    Renaming or moving an event class needs an alias left at the old name (or an
+    upcaster). The manifest is informational for decoding: the payload names its own
+    classes.
     """
 
     id = "pickle"
     _dumps = staticmethod(pickle.dumps)
+
+    def to_binary(self, obj: object) -> tuple[str, bytes]:
+        manifest, payload = super().to_binary(obj)
+        if b"__main__" in payload:
+            found = _main_references(obj)
+            if found:
+                raise self._main_rejected(obj, found)
+        return manifest, payload
+
+    def _main_rejected(self, obj: object, found: list[str]) -> EventRejected:
+        cls = type(obj)
+        name = f"{cls.__module__}.{cls.__qualname__}"
+        refers = (
+            "its class is defined"
+            if found[0] == name
+            else f"it refers to {', '.join(dict.fromkeys(found))}, defined"
+        )
+        return EventRejected(
+            f"cannot serialize an event of type {name} with serializer {self.id!r}: "
+            f"{refers} in the script run as __main__, which no other program can import "
+            "(`python -m actors.persistence`, another script), so they could not decode it. "
+            "Move the class into a module that the script imports, or choose the "
+            'cloudpickle serializer knowingly (`serializer = "cloudpickle"` on the actor): '
+            "it stores such classes by value"
+        )
 
 
 class CloudpickleSerializer(_PickleFormat):

@@ -18,9 +18,11 @@ from pathlib import Path
 from ._sql_dialect import TABLES
 from ._sqlite import SCHEMA_VERSION
 
-Decode = Callable[[str, str, bytes], str | None]
-"""``decode(serializer, manifest, payload)``: why the payload cannot be decoded (a line
-for the report), or ``None`` if it can."""
+Decode = Callable[[str, str, str, bytes], str | None]
+"""``decode(where, serializer, manifest, payload)``: why the payload of the record
+``where`` (``"event 'acct-1' seq 3"``) is corrupt (a problem line for the report), or
+``None`` if it decodes (or cannot be decoded for a reason that is not the journal's:
+the callback keeps those itself)."""
 
 
 _EVENTS = (
@@ -144,7 +146,8 @@ def check_journal(path: str, report: Report, decode: Decode | None = None) -> No
       rows (``events_by_tag`` would miss or invent it);
     * ``offset:`` offsets do not increase with seq within a persistence id;
     * ``snapshot:`` a snapshot is beyond the highest seq of its persistence id;
-    * ``decode:`` (with ``decode``) an event or snapshot cannot be decoded.
+    * ``decode:`` (with ``decode``) an event or snapshot is corrupt (``decode`` says
+      which records count).
 
     A check that SQLite cannot run (the file is corrupt) is itself a problem; the
     others still run. :class:`UnreadableJournal` if the file is missing or not SQLite.
@@ -261,7 +264,7 @@ class _Checks:
 
     def _decoded(self, what: str, serializer: str, manifest: str, data: bytes | None) -> None:
         if self.decode is not None and data is not None:
-            why = self.decode(serializer, manifest, bytes(data))
+            why = self.decode(what, serializer, manifest, bytes(data))
             if why is not None:
                 self.report.problem(f"decode: {what}: {why}")
 

@@ -92,7 +92,9 @@ async def first_reply(
             if delay:
                 await trio.sleep(delay)
             try:
-                value = await ref.ask(message, timeout=math.inf, sender=sender)
+                # Through the cell: the asker's sender stays, even if None (this may
+                # run in a task of the router, whose implicit sender is the router).
+                value = await ref._resolve().ask(message, math.inf, sender)
             except Exception as exc:
                 errors.append(exc)
                 pending -= 1

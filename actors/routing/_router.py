@@ -68,7 +68,8 @@ class RouterCell(ActorCell):
     """The cell of a router (the cell class hook of :class:`Router`): it routes ordinary
     messages in the sender's task, straight to the chosen routees, so a routed message
     crosses one mailbox, not two (what Akka does too). Management messages,
-    ``Broadcast``, ``Terminated`` and ``PoisonPill`` go to the router's own mailbox.
+    ``Broadcast``, ``Terminated``, ``PoisonPill`` and ``Kill`` go to the router's own
+    mailbox.
     While anything waits in that mailbox (e.g. messages sent before the router started),
     new messages queue behind it, so each sender's order is kept."""
 
@@ -235,7 +236,7 @@ class Router(Actor):
         if self._pool is not None:
             self._grow(self._size)
         if self._resizer is not None:
-            self.context.timers.start_periodic(_Resize, _Resize(), self._resizer.interval)
+            self.context.timers.start_at_fixed_rate(_Resize, _Resize(), self._resizer.interval)
 
     @property
     def routees(self) -> tuple[ActorRef, ...]:
@@ -252,8 +253,8 @@ class Router(Actor):
                 return None
             first, *rest = routees
             sender = context.sender
-            for ref in rest:
-                ref.tell(message.message, sender)
+            for ref in rest:  # (through the cell: the sender stays, even if None)
+                ref._resolve().tell(message.message, sender)
             self._forward_as(first, message.message)
             return None
         if cls is Terminated:
@@ -289,8 +290,8 @@ class Router(Actor):
             context.forward(targets[0])
             return None
         sender = context.sender
-        for ref in targets[1:]:
-            ref.tell(message, sender)
+        for ref in targets[1:]:  # (through the cell: the sender stays, even if None)
+            ref._resolve().tell(message, sender)
         context.forward(targets[0])
         return None
 
@@ -406,6 +407,8 @@ _MANAGEMENT = frozenset(
         AdjustPoolSize,
         Terminated,
         _Resize,
-        PoisonPill.__class__,  # stops the router itself (and a pool's routees with it)
+        # PoisonPill and Kill (one class): they stop, or fail, the router itself (and a
+        # pool's routees with it), not its routees.
+        PoisonPill.__class__,
     }
 )

@@ -2,8 +2,9 @@
 and pytest fixtures.
 
 The pytest plugin (loaded automatically once trio-actors is installed) provides the
-fixtures ``actor_system``, ``probe``, ``journal``, ``actors_seed``, ``actors_random`` and
-``faults``; see ``docs/testing.md`` and ``docs/fault-injection.md``. Journals that fail
+fixtures ``actor_system``, ``probe``, ``journal``, ``actors_seed``, ``actors_random``,
+``faults`` and ``actor_failures``, and fails a test when an actor failed that the test
+did not expect; see ``docs/testing.md`` and ``docs/fault-injection.md``. Journals that fail
 or step on command are in :mod:`actors.testing.journal`.
 """
 
@@ -15,6 +16,7 @@ from ._event_sourced import (
     SerializationCheckFailed,
     event_sourced_testkit,
 )
+from ._failures import ActorFailure, ActorFailures
 from ._faults import ActorKilled, FaultInjector, InjectedFault, Injection
 from ._probe import TestProbe
 from ._rules import (
@@ -36,6 +38,8 @@ from ._trace import MessageTrace, TraceEntry
 
 __all__ = [
     "Action",
+    "ActorFailure",
+    "ActorFailures",
     "ActorKilled",
     "ChaosFailure",
     "ChaosRun",

@@ -14,7 +14,6 @@ persisted, its reply and the state after it; restart it to check that it recover
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Final, Generic, TypeVar
@@ -23,12 +22,14 @@ import attrs
 
 from .._errors import ActorDead
 from .._ref import ActorRef
+from .._spawning import class_default
 from .._system import ActorSystem, open_system
 from ..persistence._errors import EventRejected, RecordUndecodable
 from ..persistence._extension import Persistence
 from ..persistence._journal import Journal, SnapshotStore
 from ..persistence._memory import InMemoryJournal
 from ..persistence._persistent import PersistentActor
+from ..persistence._persistent_cell import INSPECT, PersistentCell
 from ..persistence._serialization import Serialization
 
 _A = TypeVar("_A", bound=PersistentActor)
@@ -81,16 +82,30 @@ class CommandResult:
         return self.events[0]
 
 
-class _Inspect:
-    """The kit's own question to the actor: answered (with the state) by the wrapper of
-    its ``receive``, in mailbox order, so after every command before it."""
-
-    def __repr__(self) -> str:
-        return "<EventSourcedTestKit inspect>"
-
-
-_INSPECT: Final = _Inspect()
 _IDENTITY_EQ: Final[Any] = object.__eq__
+_CLASS_DEFAULTS: Final = ("mailbox", "throughput", "stash_capacity", "supervisor_strategy")
+
+
+class _Factory:
+    """What the kit spawns: it makes the instance through the kit, and shows the runtime
+    the class attributes of the actor class the factory makes (its mailbox, throughput,
+    stash capacity, supervisor strategy and cell class), as spawning the class itself
+    would. The cell is a :class:`PersistentCell`, which answers the kit's inspection
+    before the actor's behaviour."""
+
+    def __init__(self, make: Callable[[], PersistentActor], build: Callable[..., Any]) -> None:
+        self._make = make
+        for name in _CLASS_DEFAULTS:
+            setattr(self, name, class_default(build, name, None))
+        self._cell_class = class_default(build, "_cell_class", PersistentCell)
+        if not issubclass(self._cell_class, PersistentCell):
+            raise TypeError(
+                f"EventSourcedTestKit needs the cell of a persistent actor; the factory's "
+                f"_cell_class is {self._cell_class.__qualname__}"
+            )
+
+    def __call__(self) -> PersistentActor:
+        return self._make()
 
 
 class EventSourcedTestKit(Generic[_A]):
@@ -100,9 +115,10 @@ class EventSourcedTestKit(Generic[_A]):
     The actor is spawned at once from ``factory(*args, **kwargs)`` (a class or any
     callable returning a :class:`PersistentActor`), named ``name``; await :meth:`ready`
     before reading :attr:`state` (:func:`event_sourced_testkit` does). The kit wraps the
-    ``receive`` and ``apply`` of each instance the factory makes, to answer its own
-    questions and to see the events as they were persisted; an actor that replaces its
-    behaviour with ``become()`` cannot be inspected.
+    ``apply`` of each instance the factory makes, to see the events as they were
+    persisted. Its questions (the state after a command) are answered by the actor's
+    cell before its behaviour, so they never reach ``receive``, nor a behaviour the
+    actor set with ``become()``.
 
     ``state(actor)`` gives the state reported after each command; without it, the
     actor's ``snapshot()`` if it implements one, else ``None``. It runs inside the actor,
@@ -147,7 +163,8 @@ class EventSourcedTestKit(Generic[_A]):
         self._applied: list[Any] = []
         self._state: Any = None
         self._ready = False
-        self.ref: ActorRef = system.spawn(self._make, name=name)
+        self._factory = _Factory(self._make, self._build)
+        self.ref: ActorRef = system.spawn(self._factory, name=name)
         """The actor's ref (a new one after :meth:`restart`)."""
 
     # -- the API --------------------------------------------------------------------------
@@ -222,7 +239,7 @@ class EventSourcedTestKit(Generic[_A]):
         :attr:`state` unavailable until :meth:`ready` succeeds on a new start)."""
         await self.system.graceful_stop(self.ref)
         self._ready = False
-        self.ref = self.system.spawn(self._make, name=self._name)
+        self.ref = self.system.spawn(self._factory, name=self._name)
         return await self.ready()
 
     async def persisted_events(self) -> list[Any]:
@@ -239,7 +256,6 @@ class EventSourcedTestKit(Generic[_A]):
                 f"EventSourcedTestKit tests persistent actors; the factory returned a "
                 f"{type(instance).__qualname__}"
             )
-        receive = instance.receive
         apply = instance.apply
         kit = self
 
@@ -248,27 +264,14 @@ class EventSourcedTestKit(Generic[_A]):
             if not instance.recovering:
                 kit._applied.append(event)
 
-        if _is_async(receive):
-
-            async def observed_receive(message: Any) -> Any:
-                if isinstance(message, _Inspect):
-                    return kit._observe(instance)
-                return await receive(message)
-
-            instance.receive = observed_receive  # type: ignore[method-assign]
-        else:
-
-            def observed_sync_receive(message: Any) -> Any:
-                if isinstance(message, _Inspect):
-                    return kit._observe(instance)
-                return receive(message)
-
-            instance.receive = observed_sync_receive  # type: ignore[method-assign]
         instance.apply = observed_apply  # type: ignore[method-assign]
+        cell = instance._actor_cell
+        assert isinstance(cell, PersistentCell), "spawned with the kit's _Factory"
+        cell._inspector = self._observe
         self._instance = instance
         return instance
 
-    def _observe(self, instance: _A) -> Any:
+    def _observe(self, instance: Any) -> Any:
         if self._state_of is not None:
             return self._state_of(instance)
         if type(instance).snapshot is not PersistentActor.snapshot:
@@ -276,7 +279,7 @@ class EventSourcedTestKit(Generic[_A]):
         return None
 
     async def _inspect(self, timeout: float | None = None) -> Any:
-        state = await self.ref.ask(_INSPECT, timeout=timeout)
+        state = await self.ref.ask(INSPECT, timeout=timeout)
         if self.check_serialization and state is not None:
             state = self._roundtrip(state, "state", self._serializer_id())
         self._state = state
@@ -334,10 +337,6 @@ class EventSourcedTestKit(Generic[_A]):
 def _type_name(obj: object) -> str:
     cls = type(obj)
     return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _is_async(function: Callable[..., Any]) -> bool:
-    return inspect.iscoroutinefunction(function)
 
 
 @asynccontextmanager

@@ -41,8 +41,10 @@ from .._actor import Actor
 from .._cell import ActorCell
 from .._envelope import Detour, Envelope, Reply, Slot
 from .._errors import ActorError
+from .._errors import ActorKilled as _RuntimeActorKilled
 from .._messages import DeadLetterReason
 from .._ref import ActorRef
+from .._spawn_checks import check_factory
 from . import _rules
 from ._rules import ACTIONS, Action, Match, Rule, Schedule, Selectors, split_selectors
 
@@ -56,8 +58,15 @@ class InjectedFault(ActorError):
     that the failure was injected on purpose, and by which rule."""
 
 
-class ActorKilled(InjectedFault):
-    """The error of an actor killed by :meth:`FaultInjector.kill`."""
+class ActorKilled(InjectedFault, _RuntimeActorKilled):
+    """The error of an actor killed by :meth:`FaultInjector.kill`: both an
+    :class:`InjectedFault` and an :class:`actors.ActorKilled` (the error of an actor
+    told :data:`actors.Kill`), so ``except actors.ActorKilled`` catches either kill."""
+
+    _what_to_do = (
+        "A FaultInjector killed it on purpose (see faults.injected); its supervisor "
+        "decides what follows, as for any failure."
+    )
 
 
 @attrs.frozen
@@ -235,7 +244,7 @@ class FaultInjector:
         if not isinstance(cell, ActorCell) or cell.system is not system:
             raise ValueError(f"{ref} is not an actor of the system this injector is on")
         if error is None:
-            error = ActorKilled(f"{ref.path} was killed by a fault injector (seed {self.seed})")
+            error = ActorKilled(ref.path, f"was killed by a fault injector (seed {self.seed})")
         failed = cell._crash(error)
         self._record("kill" if failed else "kill_merged", cell, None, None)
         return failed
@@ -251,7 +260,11 @@ class FaultInjector:
         """A factory for ``spawn`` that builds ``factory(*args, **kwargs)`` and makes its
         ``pre_start`` (or ``post_restart``) raise ``error`` (default:
         :class:`InjectedFault`) on the first ``times`` starts: ``system.spawn(
-        faults.crash_in_pre_start(Worker, times=2), name="w")``."""
+        faults.crash_in_pre_start(Worker, times=2), name="w")``. A failed start stops the
+        actor under the default decider; to see it retried, give its parent a decider
+        that restarts on ``ActorInitializationError``. ``TypeError`` at once if
+        ``factory`` cannot take the arguments (as ``spawn`` checks)."""
+        check_factory(factory, args, kwargs)
         left = [times]
 
         def build() -> Actor:

@@ -1,12 +1,19 @@
 """pytest plugin of trio-actors (entry point ``pytest11``): fixtures for trio tests.
 
-The async fixtures (``actor_system``, ``probe``, ``journal``) need pytest-trio
-(``trio_mode = true``, or mark the test with ``@pytest.mark.trio``); ``actors_seed``
-and ``actors_random`` are plain fixtures that any test or fixture can use.
+The async fixtures (``actor_system``, ``journal``, and ``probe`` and ``faults``, which
+use ``actor_system``) need pytest-trio (``trio_mode = true``, or mark the test with
+``@pytest.mark.trio``); a test that uses one without it fails at setup with a message
+that says so. ``actors_seed``, ``actors_random`` and ``actor_failures`` are plain
+fixtures that any test or fixture can use.
+
+Every test also records the actor failures of the process while it runs
+(:class:`~actors.testing.ActorFailures`) and fails if one was not expected, unless
+the ini option ``trio_actors_fail_on_actor_failures`` is false.
 """
 
 from __future__ import annotations
 
+import inspect
 import random
 import re
 from collections.abc import AsyncIterator, Iterator
@@ -15,10 +22,12 @@ from typing import Any, Final
 
 import pytest
 
+from .. import _registry
 from .._settings import Settings
 from .._system import ActorSystem, open_system
 from ..persistence import InMemoryJournal, Journal, Persistence, open_sqlite_journal
 from ._chaos import seeded_scheduler
+from ._failures import INI_OPTION, MARKER, ActorFailure, ActorFailures, describe
 from ._faults import FaultInjector
 from ._probe import TestProbe
 from ._trace import MessageTrace
@@ -29,15 +38,24 @@ JOURNAL_KINDS: Final = ("memory", "sqlite")
 
 TRACE_OPTION: Final = "--actors-trace-dir"
 TRACE_SECTION: Final = "trio-actors trace"
+FAILURES_SECTION: Final = "trio-actors actor failures"
 
 _seed_key = pytest.StashKey[int]()
 _trace_key = pytest.StashKey[MessageTrace]()
+_failures_key = pytest.StashKey[ActorFailures]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "trio_actors_roundtrip",
         "round-trip every message through cloudpickle in the actor_system fixture",
+        type="bool",
+        default=True,
+    )
+    parser.addini(
+        INI_OPTION,
+        "fail a test when an actor fails during it and the test did not declare the "
+        f"failure expected (@pytest.mark.{MARKER}, or the actor_failures fixture)",
         type="bool",
         default=True,
     )
@@ -74,6 +92,12 @@ def pytest_configure(config: pytest.Config) -> None:
         "(InMemoryJournal) or 'sqlite' (open_sqlite_journal on a temporary file, with "
         "**options)",
     )
+    config.addinivalue_line(
+        "markers",
+        f"{MARKER}(error=None, path=None, actor=None): actor failures this test expects "
+        "(errors of this class or tuple of classes, of actors at this path or glob, of "
+        "this Actor class; no arguments: any failure), which then do not fail it",
+    )
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -102,6 +126,12 @@ def pytest_runtest_makereport(
                 f"message trace written to {text} and {mermaid}\n{trace.to_text(limit=40)}",
             )
         )
+    failures = item.stash.get(_failures_key, None)
+    if failures is not None and report.failed and report.when == "call" and _checking(item):
+        # The test failed anyway: list the unexpected actor failures next to its error.
+        unexpected = failures._take_unexpected()
+        if unexpected:
+            report.sections.append((FAILURES_SECTION, describe(unexpected)))
     return report
 
 
@@ -124,6 +154,148 @@ def _write_trace(item: pytest.Item, trace: MessageTrace) -> tuple[Path, Path]:
     text.write_text(trace.to_text())
     mermaid.write_text(trace.to_mermaid())
     return text, mermaid
+
+
+# -- async fixtures outside trio tests -----------------------------------------------------------
+
+_TRIO_MODE_HELP: Final = """\
+trio mode for the project, so that every async test runs under trio, in pytest.ini:
+
+    [pytest]
+    trio_mode = true
+
+or in pyproject.toml:
+
+    [tool.pytest.ini_options]
+    trio_mode = true
+
+or mark this test with @pytest.mark.trio."""
+
+_ASYNC_FIXTURES: Final = ("actor_system", "journal", "probe", "faults")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_fixture_setup(
+    fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+) -> object | None:
+    """Fail a test that uses one of our async fixtures outside trio (no trio mode, no
+    trio marker, or a sync test) with a message that says what to change, instead of
+    pytest's generic one about async fixtures."""
+    func = getattr(fixturedef, "func", None)
+    if getattr(func, "__module__", None) != __name__ or not (
+        inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func)
+    ):
+        return None  # not one of ours, or not async
+    node = request.node
+    if node.get_closest_marker("trio") is not None or node.get_closest_marker("anyio"):
+        return None  # a trio test (pytest-trio), or one that anyio's plugin runs
+    try:
+        pytest.fail(_outside_trio(request, fixturedef.argname), pytrace=False)
+    except pytest.fail.Exception as failure:
+        # Cached as pytest caches a fixture that raised: the fixture is then reset after
+        # this test, and fails the same way for the next one instead of tripping on
+        # stale state.
+        key = fixturedef.cache_key(request)  # type: ignore[arg-type]  # a SubRequest
+        fixturedef.cached_result = (None, key, (failure, failure.__traceback__))
+        raise
+
+
+def _outside_trio(request: pytest.FixtureRequest, fixture: str) -> str:
+    node = request.node
+    test = getattr(node, "name", repr(node))
+    info = getattr(node, "_fixtureinfo", None)
+    requested = [name for name in getattr(info, "argnames", ()) if name in _ASYNC_FIXTURES]
+    through = "" if not requested or fixture in requested else f" (through {requested[0]!r})"
+    head = (
+        f"{test!r} uses the trio-actors fixture {fixture!r}{through}, which is async and "
+        "runs under pytest-trio, but this test does not run under trio."
+    )
+    function = getattr(node, "obj", None)
+    if not request.config.pluginmanager.hasplugin("trio"):
+        return (
+            f"{head}\npytest-trio is not installed: install the test kit with "
+            "pip install 'trio-actors[testkit]' (pytest and pytest-trio), then turn on "
+            + _TRIO_MODE_HELP
+        )
+    if callable(function) and not inspect.iscoroutinefunction(function):
+        if request.config.getini("trio_mode"):
+            return f"{head}\nOnly an async test can use it: write 'async def {test}(...)'."
+        return (
+            f"{head}\nOnly an async test can use it: write 'async def {test}(...)', "
+            "and turn on " + _TRIO_MODE_HELP
+        )
+    return f"{head}\nTurn on {_TRIO_MODE_HELP}"
+
+
+# -- unexpected actor failures ------------------------------------------------------------------
+
+
+def _checking(item: pytest.Item) -> bool:
+    return bool(item.config.getini(INI_OPTION))
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    """Record the actor failures of the process from the test's setup to its teardown."""
+    failures = ActorFailures()
+    item.stash[_failures_key] = failures
+    _registry.failure_observers.append(failures._observe)
+    bad: str | None = None
+    for marker in item.iter_markers(MARKER):
+        try:
+            failures.expect(*marker.args, **marker.kwargs)
+        except TypeError as error:
+            bad = f"@pytest.mark.{MARKER}: {error}"
+    result = yield  # bad markers fail the setup after it ran: other plugins rely on it
+    if bad is not None:
+        pytest.fail(bad, pytrace=False)
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """A test that passed fails if an actor failed that it did not expect. (pytest-trio
+    runs async fixtures inside the test's call, so their systems have shut down here.)"""
+    result = yield
+    failures = item.stash.get(_failures_key, None)
+    if failures is not None and _checking(item):
+        unexpected = failures._take_unexpected()
+        if unexpected:
+            pytest.fail(describe(unexpected), pytrace=False)
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    """Stop recording; failures in the teardown of sync fixtures fail it too."""
+    failures = item.stash.get(_failures_key, None)
+    unexpected: list[ActorFailure] = []
+    try:
+        result = yield
+    finally:
+        if failures is not None:
+            if failures._observe in _registry.failure_observers:
+                _registry.failure_observers.remove(failures._observe)
+            if _checking(item):
+                unexpected = failures._take_unexpected()
+            # The item lives until the session ends; the failures (errors, tracebacks,
+            # their frames) need not.
+            failures._release()
+    if unexpected:
+        pytest.fail(describe(unexpected), pytrace=False)
+    return result
+
+
+@pytest.fixture
+def actor_failures(request: pytest.FixtureRequest) -> ActorFailures:
+    """The actor failures of this test (:class:`~actors.testing.ActorFailures`): every
+    actor that failed in any actor system while the test ran, in ``failures``; declare
+    those the test expects with ``actor_failures.expect(ErrorClass, path=..., actor=...)``
+    (or the marker ``@pytest.mark.expect_actor_failures(...)``). Unless the ini option
+    ``trio_actors_fail_on_actor_failures`` is false, a failure nothing declared fails
+    the test, with a report naming the actor, the message and the error."""
+    failures: ActorFailures = request.node.stash[_failures_key]
+    return failures
 
 
 # -- seed and randomness ------------------------------------------------------------------------

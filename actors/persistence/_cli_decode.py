@@ -1,0 +1,120 @@
+"""How ``python -m actors.persistence`` decodes a stored payload, and says why it cannot.
+
+A record that does not decode is one of two things, and the tool tells them apart:
+
+*not decodable here* (:data:`HERE`)
+    the record is sound, but this process lacks what it names: the module of its class
+    is not importable (``--import-path DIR`` or ``PYTHONPATH=DIR`` gives the tool the
+    application's modules), the class is no longer in its module, the serializer id is
+    not registered (``--serialization MODULE:NAME``), or the class was defined in a
+    script run as ``__main__``, which no other program can import. A warning, with its
+    own count and exit status 3.
+*corrupt* (:data:`CORRUPT`)
+    anything else: the payload is garbled or truncated. A problem, exit status 1.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import attrs
+
+from ._errors import RecordUndecodable
+from ._serialization import CloudpickleSerializer, Serialization
+
+OK: Final = 0
+HERE: Final = 1
+CORRUPT: Final = 2
+
+_PATH_HINT: Final = (
+    "run the tool with the application's modules on the import path (--import-path DIR, "
+    "or PYTHONPATH=DIR)"
+)
+
+
+@attrs.frozen
+class Decoded:
+    """What decoding one payload gave: ``text`` for the listing (``value=<repr>``,
+    ``NOT DECODABLE HERE: <reason>`` or ``UNDECODABLE: <error>``), its ``kind``
+    (:data:`OK`, :data:`HERE` or :data:`CORRUPT`), and for :data:`HERE` the ``reason``
+    (the same for every record it applies to) and the ``hint`` (what to do)."""
+
+    text: str
+    kind: int
+    reason: str = ""
+    hint: str = ""
+
+
+def _here(reason: str, hint: str) -> Decoded:
+    return Decoded(f"NOT DECODABLE HERE: {reason}", HERE, reason, hint)
+
+
+def _by_value(serialization: Serialization, serializer: str) -> bool:
+    try:
+        return isinstance(serialization.get(serializer), CloudpickleSerializer)
+    except LookupError:
+        return False
+
+
+def decode(serialization: Serialization, serializer: str, manifest: str, payload: bytes) -> Decoded:
+    """Decode ``payload`` (raises nothing but ``BaseException``): see the module
+    documentation for the kinds."""
+    if serializer not in serialization.ids:
+        return _here(
+            f"serializer {serializer!r} is not registered in this process",
+            "give the tool the application's registry (--serialization MODULE:NAME)",
+        )
+    if manifest.startswith("__main__.") and not _by_value(serialization, serializer):
+        # Pickle would look the class up in this tool's own __main__ and say something
+        # confusing (or, worse, find a class of the same name there).
+        return _here(
+            "its class was defined in a script run as __main__, which no other program can import",
+            "only that script can decode it (--raw shows the payload); keep event classes "
+            "in a module the script imports",
+        )
+    try:
+        value = serialization.deserialize(serializer, manifest, payload)
+    except RecordUndecodable as error:
+        cause = error.__cause__
+        if isinstance(cause, ModuleNotFoundError):
+            return _here(f"module {cause.name!r} is not importable in this process", _PATH_HINT)
+        if isinstance(cause, ImportError):
+            return _here(f"an import failed in this process: {cause}", _PATH_HINT)
+        if isinstance(cause, AttributeError) and str(cause).startswith("Can't get attribute"):
+            return _here(
+                f"{cause} in this process (renamed or removed?)",
+                "run the tool with the version of the application that wrote it, or leave "
+                "an alias at the old name",
+            )
+        return Decoded(f"UNDECODABLE: {type(error).__name__}: {error}", CORRUPT)
+    except Exception as error:  # a custom serializer that breaks its contract
+        return Decoded(f"UNDECODABLE: {type(error).__name__}: {error}", CORRUPT)
+    try:
+        return Decoded(f"value={value!r}", OK)
+    except Exception as error:
+        return Decoded(f"value=<repr failed: {type(error).__name__}: {error}>", OK)
+
+
+class Tally:
+    """The records not decodable here, grouped by reason: for each, how many, the first
+    one (``where``) and the hint."""
+
+    def __init__(self) -> None:
+        self.groups: dict[str, tuple[int, str, str]] = {}
+
+    @property
+    def count(self) -> int:
+        return sum(n for n, _, _ in self.groups.values())
+
+    def add(self, where: str, decoded: Decoded) -> None:
+        n, first, hint = self.groups.get(decoded.reason, (0, where, decoded.hint))
+        self.groups[decoded.reason] = (n + 1, first, hint)
+
+    def lines(self, what: str) -> list[str]:
+        """One line per reason: ``<n> <what>(s) not decodable here (first: <where>):
+        <reason>; <hint>``."""
+        return [
+            f"{n} {what}{'s' if n != 1 else ''} not decodable here (first: {first}): "
+            f"{reason}; {hint}"
+            for reason, (n, first, hint) in self.groups.items()
+        ]
