@@ -261,7 +261,12 @@ class Delivery(MailboxOps):
                 if action:
                     return action == STOP
             if not q:
-                await self._park()
+                if self._recv_timeout is None and not _park_watchers:
+                    # _park's common case, inlined: one coroutine less per park.
+                    self._parked = _current_task()
+                    await _wait_task_rescheduled(self._abort_park)
+                else:
+                    await self._park()
                 continue
             n = start = throughput
             while n and q:

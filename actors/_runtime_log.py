@@ -31,14 +31,20 @@ DEBUG: Final = logging.DEBUG
 WARNING: Final = logging.WARNING
 
 
-def heard(logger: logging.Logger, level: int) -> bool:
-    """Whether a record of ``level`` on ``logger`` would reach a handler that can emit
-    it (the default output counts, for WARNING and above). Building a record with its
-    traceback costs several microseconds: a restart loop should not pay that when no
-    handler would emit it (the application silenced ``actors`` with a ``NullHandler``
-    and configured nothing else)."""
+NOBODY: Final = 0
+DEFAULT_OUTPUT: Final = 1
+APPLICATION: Final = 2
+
+
+def receiver(logger: logging.Logger, level: int) -> int:
+    """Who would emit a record of ``level`` on ``logger``: :data:`NOBODY`, only the
+    default output (:data:`DEFAULT_OUTPUT`: the application configured no logging), or
+    a handler of the application (:data:`APPLICATION`, logging's last resort
+    included). Building a record with its traceback costs several microseconds: a
+    restart loop should not pay that when no handler would emit it (the application
+    silenced ``actors`` with a ``NullHandler`` and configured nothing else)."""
     if not logger.isEnabledFor(level):
-        return False
+        return NOBODY
     found = False
     current: logging.Logger | None = logger
     while current is not None:
@@ -47,36 +53,56 @@ def heard(logger: logging.Logger, level: int) -> bool:
                 continue
             found = True
             if handler.__class__ is not logging.NullHandler and level >= handler.level:
-                return True
+                return APPLICATION
         if not current.propagate:
             break
         current = current.parent
     if found:  # only NullHandlers, or handlers above the level
-        return False
+        return NOBODY
     if default_output in package_log.handlers:
-        return level >= default_output.level
-    return True  # no handler at all: logging's last resort prints it
+        return DEFAULT_OUTPUT if level >= default_output.level else NOBODY
+    return APPLICATION  # no handler at all: logging's last resort prints it
+
+
+def heard(logger: logging.Logger, level: int) -> bool:
+    """Whether a record of ``level`` on ``logger`` would reach a handler that can emit
+    it (see :func:`receiver`)."""
+    return receiver(logger, level) != NOBODY
 
 
 def log_failure(
-    level: int, child: ActorCell, error: BaseException, message: Any, outcome: str, *args: Any
+    level: int,
+    child: ActorCell,
+    error: BaseException,
+    message: Any,
+    outcome: str,
+    *args: Any,
+    may_repeat: bool = False,
 ) -> None:
     """Log a failure of ``child`` on ``actors.supervision`` (with its traceback): the
     actor's path, the type of the message it was handling (if any), the error, and
     ``outcome``: what its supervisor does about it."""
-    if heard(supervision_log, level):
-        path = child.ref.path
-        message_type = None if message is None else type(message).__qualname__
-        supervision_log.log(
-            level,
-            "%s failed%s: %r; " + outcome,
-            path,
-            "" if message_type is None else " on " + message_type,
-            error,
-            *args,
-            exc_info=error,
-            extra={"actor_path": path, "message_type": message_type},
-        )
+    who = receiver(supervision_log, level)
+    if who == NOBODY:
+        return
+    path = child.ref.path
+    if may_repeat and who == DEFAULT_OUTPUT:  # (a restart or a resume: a storm can follow)
+        not_shown = child.system._failure_lines.seen(path)
+        if not_shown is None:
+            return  # a storm: counted, and named in the next line shown for this actor
+        if not_shown:
+            outcome += f" ({not_shown} more failures of it not shown since the last line)"
+    message_type = None if message is None else type(message).__qualname__
+    supervision_log.log(
+        level,
+        "%s failed%s: %r; " + outcome,
+        path,
+        "" if message_type is None else " on " + message_type,
+        error,
+        *args,
+        exc_info=error,
+        extra={"actor_path": path, "message_type": message_type},
+    )
 
 
 def log_error(path: str, text: str, error: BaseException, *args: Any) -> None:
@@ -262,3 +288,38 @@ class DeadLetterLines:
             self.skipped = 0
         with default_output.lock:  # type: ignore[union-attr]
             default_output.write("WARNING", dead_letter_log.name, text)
+
+
+FAILURE_LINE_EVERY: Final = 10.0
+"""In the default output, at most one failure line per actor per this many seconds
+(trio's clock) after its first."""
+
+
+class FailureLines:
+    """The default output of the failures of one system's actors (when the application
+    has not configured logging): an actor's first failure is printed at once; if it
+    fails again within ``FAILURE_LINE_EVERY`` seconds (a restart storm), those failures
+    are counted, and the next line shown for it says how many were not. A give-up, a
+    stop or an escalation is logged on its own line whatever the count. With logging
+    configured, every failure is a record (this class is not involved)."""
+
+    __slots__ = ("_actors",)
+
+    def __init__(self) -> None:
+        self._actors: dict[str, list[float]] = {}  # path -> [next line at, not shown]
+
+    def seen(self, path: str) -> int | None:
+        """A failure of ``path`` to show: ``None`` if its line is held back (counted),
+        else how many of its failures were not shown since its last line."""
+        now = trio.current_time()
+        actors = self._actors
+        entry = actors.get(path)
+        if entry is not None and now < entry[0]:
+            entry[1] += 1
+            return None
+        if entry is None and len(actors) >= 1024:  # forget actors quiet for a window
+            for quiet in [key for key, (until, _) in actors.items() if until <= now]:
+                del actors[quiet]
+        not_shown = 0 if entry is None else int(entry[1])
+        actors[path] = [now + FAILURE_LINE_EVERY, 0]
+        return not_shown

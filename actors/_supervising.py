@@ -200,7 +200,7 @@ def child_failed(
         return stop, None
     if plan.directive is Directive.RESUME:
         if can_resume:
-            log_failure(_WARNING, child, error, message, "resumed by %s", path)
+            log_failure(_WARNING, child, error, message, "resumed by %s", path, may_repeat=True)
             return (Directive.RESUME, 0.0), None
         # Nothing to resume (the constructor or pre_start failed): stop it, rather
         # than retry without counting towards intensity.
@@ -217,10 +217,15 @@ def child_failed(
     if name in plan.start:
         if plan.delay > 0:
             log_failure(
-                _WARNING, child, error, message, "restarting it in %g s", round(plan.delay, 3)
+                _WARNING,
+                child,
+                error,
+                message,
+                "restarting it in %g s",
+                round(plan.delay, 3),
             )
         else:
-            log_failure(_WARNING, child, error, message, "restarting it")
+            log_failure(_WARNING, child, error, message, "restarting it", may_repeat=True)
         verdict: Verdict = (Directive.RESTART, plan.delay)
     else:
         # An actor that cannot start and stops (the default decider's answer) is gone

@@ -31,6 +31,7 @@ from ._ref import ActorRef
 from ._runtime_log import (
     DeadLetterLines,
     DeliveryLog,
+    FailureLines,
     dead_letter_log,
     lifecycle_log,
     supervision_log,
@@ -86,6 +87,7 @@ class ActorSystem(metaclass=NoPublicConstructor):
         self.dead_letter_count = 0
         """How many messages went to dead letters so far."""
         self._dead_letter_lines = DeadLetterLines()  # their default output (logging.md)
+        self._failure_lines = FailureLines()  # failures' default output (logging.md)
         self._uids = random.Random(int.from_bytes(os.urandom(8), "little"))
         self._rng = random.Random(settings.seed)  # restart jitter (Settings.seed)
         self._thread_id = threading.get_ident()

@@ -393,3 +393,29 @@ async def test_a_failure_builds_no_record_when_nothing_would_print_it(
     assert not heard(log, logging.WARNING)  # silenced
     logging.getLogger().addHandler(logging.StreamHandler(sys.stderr))
     assert heard(log, logging.WARNING)  # the application prints it
+
+
+async def test_a_restart_storm_is_one_line_then_a_count(
+    no_logging_configured: None,
+    capsys: pytest.CaptureFixture[str],
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    strategy = OneForOne(intensity=RestartIntensity(max_restarts=10_000, within=1))
+    async with open_system(supervisor_strategy=strategy) as system:
+        ref = system.spawn(Fragile, name="fragile")
+        other = system.spawn(Fragile, name="other")
+        for n in range(500):
+            ref.tell(Boom(str(n)))
+        assert await ref.ask("back") == "back"
+        other.tell(Boom("elsewhere"))  # another actor: its own first line
+        assert await other.ask("back") == "back"
+        await trio.sleep(10)
+        ref.tell(Boom("later"))
+        assert await ref.ask("back") == "back"
+    assert lines(capsys) == [
+        "WARNING actors.supervision: /user/fragile failed on Boom: ValueError('0'); restarting it",
+        "WARNING actors.supervision: /user/other failed on Boom: ValueError('elsewhere'); "
+        "restarting it",
+        "WARNING actors.supervision: /user/fragile failed on Boom: ValueError('later'); "
+        "restarting it (499 more failures of it not shown since the last line)",
+    ]
