@@ -154,7 +154,8 @@ class ActorContext(metaclass=NoPublicConstructor):
     def watch(self, ref: ActorRef) -> ActorRef:
         """Receive ``Terminated(ref, error)`` when ``ref`` stops: exactly once per watch,
         after every message ``ref`` sent to this actor, and at once (with
-        ``existence_confirmed=False``) if it is already gone. Watching a ref that is
+        ``existence_confirmed=False``, and the error it stopped with if it failed and
+        the system still remembers it) if it is already gone. Watching a ref that is
         already watched changes nothing. Returns ``ref``."""
         cell = self._cell
         cell._check_thread()
@@ -175,7 +176,10 @@ class ActorContext(metaclass=NoPublicConstructor):
             )
         watching[ref] = target
         if not target.watched_by(cell):
-            cell._watched_terminated(ref, None, False)
+            # Gone already: its Terminated names the error it stopped with, when known
+            # (a tombstone remembers the last failures; a dead cell its own).
+            error = getattr(target, "error", None) or getattr(target, "_reason", None)
+            cell._watched_terminated(ref, error, False)
         return ref
 
     def unwatch(self, ref: ActorRef) -> ActorRef:

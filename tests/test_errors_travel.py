@@ -119,6 +119,24 @@ async def test_an_ask_after_the_death_gets_the_error_through_the_ref_and_a_fresh
         assert info.value.__cause__ is terminated.error
 
 
+async def test_watching_an_actor_already_dead_names_its_error(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with actors.open_system("no-journal-watched-late") as system:
+        first = TestProbe(system)
+        ref = first.watch(system.spawn(Account, name="acct"))
+        error = (await first.expect_terminated(ref)).error
+        assert isinstance(error, RecoveryFailed)
+        # Watched after its death: through the ref spawn returned (its dead cell) and
+        # through a fresh ref (the tombstone), Terminated still carries the error.
+        for watched in (ref, pickle.loads(pickle.dumps(ref))):
+            late = TestProbe(system)
+            late.watch(watched)
+            terminated = await late.expect_terminated(watched)
+            assert terminated.error is error
+            assert terminated.existence_confirmed is False
+
+
 async def test_no_persistence_id_reaches_the_asker(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
