@@ -148,7 +148,7 @@ async def test_wrong_actor_class(actor_system):
     output = result.stdout.str()
     for name in ("test_wrong_error", "test_wrong_path", "test_wrong_actor_class"):
         assert f"FAILED test_inner.py::{name} - Failed: 1 unexpected" in output
-    assert output.count(REPORT) == 3
+    assert result.stdout.lines.count(REPORT) == 3  # whole lines: not the short summary
 
 
 def test_the_ini_option_turns_the_check_off(pytester: pytest.Pytester) -> None:
@@ -379,7 +379,7 @@ async def test_fails(actor_system):
             REPORT,
         ]
     )
-    assert result.stdout.str().count(REPORT) == 1
+    assert result.stdout.lines.count(REPORT) == 1  # whole lines: not the short summary
 
 
 def test_bad_declarations_fail_with_the_fix(pytester: pytest.Pytester) -> None:
