@@ -45,7 +45,7 @@ from ._errors import (
 from ._idle_and_started import notify_parked as _notify_parked
 from ._idle_and_started import park_watchers as _park_watchers
 from ._mailbox import ADMIT, POLICY_IF_FULL, RAISE_IF_FULL, MailboxOps
-from ._messages import DeadLetterReason, PoisonPill, Terminated, _ControlMessage
+from ._messages import DeadLetterReason, Kill, PoisonPill, Terminated
 from ._runtime_log import log_also_failed
 
 if TYPE_CHECKING:
@@ -301,7 +301,7 @@ class Delivery(MailboxOps):
                         envelope = (message, None, ACCEPTED)
                     else:
                         slot.unhandled = False  # type: ignore[union-attr]
-                if message.__class__ is _ControlMessage and self._parent is not None:
+                if (message is PoisonPill or message is Kill) and self._parent is not None:
                     # PoisonPill or Kill; also from a timer or an ask.
                     self._processed += start - n
                     self._take_control(message, slot)  # type: ignore[arg-type]
