@@ -98,13 +98,13 @@ def _shape_of(factory: Any) -> _Shape | None:
     try:
         return _shapes[factory]
     except KeyError:
-        pass
+        cacheable = True
     except TypeError:  # not hashable, or no weak reference to it: not cached
-        signature = _signature(factory)
-        return None if signature is None else _Shape(signature)
+        cacheable = False
     signature = _signature(factory)
     shape = None if signature is None else _Shape(signature)
-    _shapes[factory] = shape
+    if cacheable:
+        _shapes[factory] = shape
     return shape
 
 

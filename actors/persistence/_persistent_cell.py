@@ -123,9 +123,12 @@ def _state_of(cell: ActorCell) -> IncarnationState | None:
     return state
 
 
-def _check(cell: ActorCell, state: IncarnationState) -> None:
+def _check(cell: ActorCell) -> None:
     """After a handler returned: raise :class:`PersistNotAwaited` if it left a call not
     awaited. For an ask the actor must fail too, not only the asker get the error."""
+    state = _state_of(cell)
+    if state is None or not state.pending:
+        return
     error = unawaited(state)
     if error is None:
         return
@@ -164,9 +167,7 @@ def checked(cell: ActorCell, handler: Callable[[Any], Any], is_async: bool) -> C
             except BaseException as error:
                 settle_after_error(_state_of(cell), error)
                 raise
-            state = _state_of(cell)
-            if state is not None and state.pending:
-                _check(cell, state)
+            _check(cell)
             return result
 
         behavior = async_behavior
@@ -182,9 +183,7 @@ def checked(cell: ActorCell, handler: Callable[[Any], Any], is_async: bool) -> C
             except BaseException as error:
                 settle_after_error(_state_of(cell), error)
                 raise
-            state = _state_of(cell)
-            if state is not None and state.pending:
-                _check(cell, state)
+            _check(cell)
             return result
 
         behavior = sync_behavior
