@@ -3,6 +3,7 @@ the routee), Broadcast, management messages, routee death and restart, no routee
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from typing import Any, ClassVar
 
@@ -153,6 +154,44 @@ async def test_management_messages_add_remove_and_resize(
             await group.ask(actors.routing.AdjustPoolSize(1))
         await group.ask(actors.routing.RemoveRoutee(outsider))  # a group does not stop it
         assert await outsider.ask("still here") == ("outsider", "still here")
+
+
+async def test_round_robin_router_tells_follow_the_logic_across_routee_changes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The router inlines round-robin's per-message step: told messages must land exactly
+    # where the logic itself would send them, however the routees change in between.
+    rng = random.Random(12)
+    reference = actors.routing.RoundRobinRouting[ActorRef]()
+    expected: dict[str, list[int]] = {}
+    async with actors.open_system("rr-changes") as system:
+        spare = [system.spawn(Echo, name=f"e{n}") for n in range(8)]
+        router = system.spawn(
+            actors.routing.Router, actors.routing.RoundRobinRouting(), routees=spare[:3]
+        )
+        current: tuple[ActorRef, ...] = await router.ask(actors.routing.GetRoutees())
+        message = 0
+        for _ in range(60):
+            step = rng.random()
+            if step < 0.2 and len(current) < len(spare):
+                outside = [ref for ref in spare if ref not in current]
+                await router.ask(actors.routing.AddRoutee(rng.choice(outside)))
+            elif step < 0.35 and len(current) > 1:
+                await router.ask(actors.routing.RemoveRoutee(rng.choice(current)))
+            else:
+                for _ in range(rng.randint(1, 7)):
+                    chosen = reference.select_one(message, current)
+                    assert chosen is not None
+                    expected.setdefault(chosen.name, []).append(message)
+                    router.tell(message)
+                    message += 1
+            current = await router.ask(actors.routing.GetRoutees())
+        await trio.testing.wait_all_tasks_blocked()
+    got: dict[str, list[int]] = {}
+    for name, value in Echo.log:
+        got.setdefault(name, []).append(value)
+    assert message > 100
+    assert got == expected
 
 
 async def test_consistent_hashing_keeps_each_key_on_one_routee(

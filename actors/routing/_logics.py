@@ -92,9 +92,10 @@ class RoundRobinRouting(SingleRoutingLogic[RouteeT]):
 
     # Two states. Serving: _routees is the tuple served from last, _at the index of the
     # routee served last and _end its last index (the per-message path reads only
-    # these). Pending (no routee served since the routees last changed): _routees is
-    # None, _pending holds the new routees and _start the index to serve first, while
-    # _anchor[_anchor_index] remembers the routee served last, in the list it was in.
+    # these; the router's tell inlines that step, so keep the two in step). Pending (no
+    # routee served since the routees last changed): _routees is None, _pending holds
+    # the new routees and _start the index to serve first, while _anchor[_anchor_index]
+    # remembers the routee served last, in the list it was in.
     __slots__ = ("_anchor", "_anchor_index", "_at", "_end", "_pending", "_routees", "_start")
 
     def __init__(self) -> None:

@@ -20,7 +20,7 @@ from ._first_reply import (
     ask_order,
     first_reply,
 )
-from ._logics import RoutingLogic, SingleRoutingLogic
+from ._logics import RoundRobinRouting, RoutingLogic, SingleRoutingLogic
 from ._resizer import Resizer, _Resize
 
 
@@ -73,7 +73,7 @@ class RouterCell(ActorCell):
     While anything waits in that mailbox (e.g. messages sent before the router started),
     new messages queue behind it, so each sender's order is kept."""
 
-    __slots__ = ("_logic", "_pick", "_routees")
+    __slots__ = ("_logic", "_pick", "_rotation", "_routees")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -81,12 +81,15 @@ class RouterCell(ActorCell):
         # The logic's select_one when it picks one routee per message (the fast path).
         self._pick: Callable[[Any, Sequence[ActorRef]], ActorRef | None] | None = None
         self._routees: tuple[ActorRef, ...] = ()
+        # The logic again when it is exactly RoundRobinRouting: its step is inlined in tell.
+        self._rotation: RoundRobinRouting[ActorRef] | None = None
 
     def _route(self, logic: RoutingLogic[ActorRef] | None, routees: tuple[ActorRef, ...]) -> None:
         """Route senders' messages with ``logic`` over ``routees`` from now on (``None``:
         every message goes to the router's own mailbox)."""
         self._logic = logic
         self._pick = logic.select_one if isinstance(logic, SingleRoutingLogic) else None
+        self._rotation = logic if type(logic) is RoundRobinRouting else None
         self._routees = routees
 
     def _finalize(self) -> None:
@@ -103,19 +106,39 @@ class RouterCell(ActorCell):
         )
 
     def tell(self, message: Any, sender: ActorRef | None) -> None:
-        # The per-message path: _direct() inlined for a one-routee logic (a stopped
-        # router has none). The caller's thread is checked by the routee's own tell (a
-        # direct route needs the routees in the router's thread anyway).
-        pick = self._pick
-        if pick is not None and not self._mailbox and message.__class__ not in _MANAGEMENT:
-            target = pick(message, self._routees)
-            if target is None:
-                self._check_thread()  # (else the routee's tell checks it)
-                self.system._dead_letter(message, sender, self.ref, DeadLetterReason.NO_ROUTEES)
-                return
+        # The per-message paths: _direct() inlined, first for round-robin, then for any
+        # one-routee logic (a stopped router has neither). The caller's thread is
+        # checked by the routee's own tell (a direct route needs the routees in the
+        # router's thread anyway).
+        rotation = self._rotation
+        routees = self._routees
+        if (
+            rotation is not None
+            and rotation._routees is routees
+            and not self._mailbox
+            and message.__class__ not in _MANAGEMENT
+        ):
+            # RoundRobinRouting.select_one's serving step, inlined (it saves a call per
+            # message; W8). Any other state of the rotation goes through select_one.
+            i = rotation._at
+            i = i + 1 if i < rotation._end else 0
+            rotation._at = i
+            target = routees[i]
             cell = target._cell
             if cell is None:
                 cell = target._resolve()
+            cell.tell(message, sender)
+            return
+        pick = self._pick
+        if pick is not None and not self._mailbox and message.__class__ not in _MANAGEMENT:
+            chosen = pick(message, routees)
+            if chosen is None:
+                self._check_thread()  # (else the routee's tell checks it)
+                self.system._dead_letter(message, sender, self.ref, DeadLetterReason.NO_ROUTEES)
+                return
+            cell = chosen._cell
+            if cell is None:
+                cell = chosen._resolve()
             cell.tell(message, sender)
             return
         logic = self._logic
