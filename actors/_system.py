@@ -24,6 +24,7 @@ from ._cell_state import DEAD
 from ._errors import ActorDead, ActorError, ActorNotFound, UnhandledFailure, WrongThread
 from ._events import EventBus
 from ._idle_and_started import wait_idle, wait_started
+from ._interrupts import interrupt_in
 from ._mailbox import Mailbox
 from ._messages import DeadLetter, DeadLetterReason
 from ._public import NoPublicConstructor
@@ -489,7 +490,7 @@ async def open_system(
         # in an actor): that wins, but the body's own error must not vanish with it.
         if body_error is not None and body_error is not crash:
             crash.add_note(f"the body of open_system({name!r}) had raised {body_error!r}")
-        interrupt = _interrupt_in(crash)
+        interrupt = interrupt_in(crash)
         if interrupt is not None and interrupt is not crash:
             # Ctrl-C on a busy system, sys.exit() in a handler: out as itself, not in
             # exception groups, so that `except KeyboardInterrupt` and exit codes work.
@@ -507,29 +508,3 @@ async def open_system(
         raise body_error
     if system._failures:
         raise UnhandledFailure(system._failures) from system._failures[0][1]
-
-
-def _interrupt_in(error: BaseException) -> BaseException | None:
-    """The first ``KeyboardInterrupt`` or ``SystemExit`` in ``error`` (itself, or inside
-    its nested exception groups), with a note naming the other exceptions of the group;
-    ``None`` if there is none."""
-    if isinstance(error, KeyboardInterrupt | SystemExit):
-        return error
-    if not isinstance(error, BaseExceptionGroup):
-        return None
-    leaves: list[BaseException] = []
-    pending: list[BaseException] = [error]
-    while pending:
-        current = pending.pop()
-        if isinstance(current, BaseExceptionGroup):
-            pending.extend(reversed(current.exceptions))
-        else:
-            leaves.append(current)
-    interrupts = [leaf for leaf in leaves if isinstance(leaf, KeyboardInterrupt | SystemExit)]
-    if not interrupts:
-        return None
-    first = interrupts[0]
-    others = [leaf for leaf in leaves if leaf is not first and not isinstance(leaf, trio.Cancelled)]
-    if others:
-        first.add_note("raised together with: " + ", ".join(repr(leaf) for leaf in others))
-    return first

@@ -46,7 +46,9 @@ from actors.persistence import (
     SnapshotRecord,
     SnapshotStore,
 )
+from actors.persistence._group_commit import WriterOp
 from actors.persistence._postgres import PostgresJournal, open_postgres_journal
+from actors.persistence._sql_writes import EventWrite, store_writes
 
 # -- the server and a fresh schema per test -----------------------------------------------
 
@@ -291,12 +293,17 @@ async def test_tag_offsets_follow_commit_order_across_writers(
         reader_position = first
         entered = threading.Event()
         release = threading.Event()
-        what, run = a._prepare_write([event("early", 1, "t")])
+        early = EventWrite(a._dialect, [event("early", 1, "t")])
+        what = early.describe()
 
         def held_open(conn: psycopg.Connection[Any]) -> list[int]:
-            offsets = run(conn)  # offsets drawn, not committed
+            op: WriterOp[Any] = WriterOp(what, None, True, early)
+            highest = a._dialect.highest_many(conn, ["early"])
+            store_writes(a._dialect, conn, [op], a._journal_name, highest)  # offsets drawn
             entered.set()
             release.wait(30)
+            assert op.error is None
+            offsets: list[int] = op.result
             return offsets
 
         results: dict[str, list[int]] = {}
@@ -386,8 +393,8 @@ async def test_second_writer_is_fenced(postgres_dsn: str, schema: str) -> None:
             await second.write([event("a", 1, payload=b"intruder")])
         await second.write([event("a", 2)])  # a writer that caught up may continue
         assert [r.payload for r in await collect(first.replay("a"))] == [b"a:1", b"a:2"]
-        # A row stored behind the metadata's back (say, by an old writer) still fences:
-        # the UNIQUE (persistence_id, seq) constraint is a SequenceConflict too.
+        # A row stored by another tool (say, an old writer) fences too: the highest seq
+        # is read from the events themselves.
         admin(
             postgres_dsn,
             sql.SQL(
@@ -395,10 +402,11 @@ async def test_second_writer_is_fenced(postgres_dsn: str, schema: str) -> None:
                 "writer_id, timestamp) VALUES ('a', 3, 'test', 'T/1', 'x', '{{}}', 'old', 0)"
             ).format(sql.Identifier(schema, "events")),
         )
-        with pytest.raises(SequenceConflict, match="already stored") as info:
+        with pytest.raises(SequenceConflict, match="already has events up to seq 3"):
             await first.write([event("a", 3)])
-        assert isinstance(info.value.__cause__, psycopg.errors.UniqueViolation)
-        assert await first.highest_seq("a") == 2
+        assert await first.highest_seq("a") == 3
+        await first.write([event("a", 4)])
+        assert [r.seq for r in await collect(first.replay("a"))] == [1, 2, 3, 4]
 
 
 async def test_durable_across_reopen(postgres_dsn: str, schema: str) -> None:
@@ -416,7 +424,7 @@ async def test_durable_across_reopen(postgres_dsn: str, schema: str) -> None:
         assert snapshot.payload == b"snap"
         await journal.write([event("a", 3)])
     version = sql.SQL("SELECT version FROM {}").format(sql.Identifier(schema, "schema_version"))
-    assert admin(postgres_dsn, version) == [(1,)]
+    assert admin(postgres_dsn, version) == [(2,)]
 
 
 async def test_an_unsupported_schema_version_is_refused(postgres_dsn: str, schema: str) -> None:
@@ -593,7 +601,7 @@ async def test_close_drains_queued_writes(journal: PostgresJournal) -> None:
         await journal.write([event("late", 1)])
 
 
-async def test_cancelled_exit_fails_queued_writes_never_drops_them(
+async def test_cancelled_exit_commits_queued_writes_never_drops_them(
     postgres_dsn: str, schema: str
 ) -> None:
     outcomes: list[object] = []
@@ -612,9 +620,11 @@ async def test_cancelled_exit_fails_queued_writes_never_drops_them(
                 await trio.testing.wait_all_tasks_blocked()
                 scope.cancel()
                 await trio.sleep_forever()
-    # Every writer got an answer: committed (the group in flight) or a JournalFailure.
+    # Every writer got an answer, and every queued write committed: the journal drains
+    # its queue on a cancelled exit as on a normal one.
     assert len(outcomes) == 10
     committed = [o for o in outcomes if isinstance(o, list)]
+    assert len(committed) == 10
     async with open_postgres_journal(postgres_dsn, schema=schema) as journal:
         assert len(await journal.persistence_ids()) == len(committed)
 

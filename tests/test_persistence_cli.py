@@ -329,7 +329,7 @@ def test_check_clean(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = db.read_bytes()
     assert run(capsys, "--sqlite", str(db), "check", "--decode") == (
         0,
-        f"{db}: ok (2 persistence ids, 5 events, 1 snapshots)\n",
+        f"{db}: ok (2 persistence ids, 5 events, 1 snapshots; 6 records verified)\n",
         "",
     )
     assert db.read_bytes() == before  # read-only
@@ -341,25 +341,26 @@ def test_check_finds_a_gap(db: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert (code, err) == (1, "")
     assert out.splitlines() == [
         "seq: 'acct-1' has a gap: seq 4 missing between stored seqs 3 and 5",
-        f"{db}: 1 problem found (2 persistence ids, 4 events, 1 snapshots)",
+        f"{db}: 1 problem found (2 persistence ids, 4 events, 1 snapshots; 5 records verified)",
     ]
 
 
-def test_check_finds_a_dangling_tag_row_and_a_low_highest_seq(
+def test_check_finds_a_dangling_tag_row_and_a_lost_tail(
     db: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     execute(
         db,
         "INSERT INTO event_tags (tag, event_offset) VALUES ('ghost', 999)",
-        "UPDATE journal_metadata SET highest_seq = 1 WHERE persistence_id = 'acct-2'",
+        "INSERT OR REPLACE INTO journal_metadata (persistence_id, highest_seq) "
+        "VALUES ('acct-2', 4)",
     )
     code, out, _ = run(capsys, "--sqlite", str(db), "check")
     assert code == 1
     assert out.splitlines() == [
-        "metadata: 'acct-2' has highest_seq 1, below its highest stored seq 2 (its next "
-        "write would reuse stored seqs)",
+        "metadata: 'acct-2' kept highest_seq 4, above its highest stored seq 2: events "
+        "3..4 are missing",
         "tags: tag row 'ghost' points at offset 999, which has no event",
-        f"{db}: 2 problems found (2 persistence ids, 5 events, 1 snapshots)",
+        f"{db}: 2 problems found (2 persistence ids, 5 events, 1 snapshots; 6 records verified)",
     ]
 
 
@@ -377,7 +378,7 @@ def test_check_decode_tells_records_not_decodable_here_from_corrupt_ones(
         "registered in this process; give the tool the application's registry "
         "(--serialization MODULE:NAME)",
         f"{path}: no problem found, but not every record decodes here (3 persistence ids, "
-        "9 events, 1 snapshots; 2 records not decodable here)",
+        "9 events, 1 snapshots; 10 records verified; 2 records not decodable here)",
     ]
     path = build(tmp_path / "k.db", undecodable=True, corrupt=True)
     code, out, _ = run(capsys, "--sqlite", str(path), "check", "--decode")
@@ -390,8 +391,8 @@ def test_check_decode_tells_records_not_decodable_here_from_corrupt_ones(
     )
     assert lines[1].startswith("1 record not decodable here (first: event 'acct-3' seq 2)")
     assert lines[3] == (
-        f"{path}: 1 problem found (4 persistence ids, 11 events, 1 snapshots; 2 records not "
-        "decodable here)"
+        f"{path}: 1 problem found (4 persistence ids, 11 events, 1 snapshots; 12 records "
+        "verified; 2 records not decodable here)"
     )
 
 
@@ -427,8 +428,8 @@ def test_a_snapshot_not_decodable_here_or_corrupt(
     execute(
         db,
         "INSERT INTO snapshots VALUES ('acct-1', 5, 'pickle', 'gone_events.Gone', "
-        f"x'{_gone_payload().hex()}', 0)",
-        "INSERT INTO snapshots VALUES ('acct-2', 2, 'pickle', 'x.Y', x'80', 0)",
+        f"x'{_gone_payload().hex()}', 0, NULL)",
+        "INSERT INTO snapshots VALUES ('acct-2', 2, 'pickle', 'x.Y', x'80', 0, NULL)",
     )
     code, out, err = run(capsys, "--sqlite", str(db), "snapshot", "acct-1")
     assert code == 3
@@ -549,7 +550,7 @@ def test_check_finds_tag_offset_and_snapshot_disagreements(
         # offset 1 (free since the deletion), below seq 1's, leaving its tag row behind.
         "DELETE FROM event_tags WHERE event_offset = 3",
         "UPDATE events SET event_offset = 1 WHERE persistence_id = 'acct-2' AND seq = 2",
-        "INSERT INTO snapshots VALUES ('acct-2', 9, 'pickle', 'x', x'00', 0)",
+        "INSERT INTO snapshots VALUES ('acct-2', 9, 'pickle', 'x', x'00', 0, NULL)",
     )
     code, out, _ = run(capsys, "--sqlite", str(db), "check")
     assert code == 1
@@ -559,7 +560,9 @@ def test_check_finds_tag_offset_and_snapshot_disagreements(
         "offset: 'acct-2' seq 2 has offset 1, not above offset 6 of seq 1",
         "tags: 'acct-2' seq 2 is tagged ['small'] but has tag rows []",
         "snapshot: 'acct-2' has a snapshot at seq 9, beyond its highest seq 2",
-        f"{db}: 5 problems found (2 persistence ids, 5 events, 2 snapshots)",
+        "1 record without a digest (written before version 2)",
+        f"{db}: 5 problems found (2 persistence ids, 5 events, 2 snapshots; 6 records "
+        "verified, 1 without a digest)",
     ]
 
 

@@ -93,6 +93,33 @@ def test_ask_timeout_is_a_timeout_error_and_name_errors_share_a_base() -> None:
     assert "Not every exception" in (actors.ActorError.__doc__ or "")
 
 
+def test_record_corrupt_is_a_journal_failure_of_its_own() -> None:
+    from actors.persistence import (
+        JournalFailure,
+        RecordCorrupt,
+        RecordUndecodable,
+        RecoveryFailed,
+    )
+
+    assert "RecordCorrupt" in actors.persistence.__all__
+    assert issubclass(RecordCorrupt, JournalFailure)
+    assert not issubclass(RecordCorrupt, RecordUndecodable | RecoveryFailed)
+    error = RecordCorrupt(
+        "event 'a' seq 3 (offset 7)",
+        "SQLite journal j.db",
+        "corrupt: why",
+        persistence_id="a",
+        seq=3,
+        offset=7,
+    )
+    assert str(error) == (
+        "event 'a' seq 3 (offset 7) in the SQLite journal j.db is corrupt: why; nothing of "
+        "it was decoded"
+    )
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.persistence_id, copy.seq, copy.offset, copy.needs_key) == ("a", 3, 7, False)
+
+
 RUNTIME_CLASSES = (
     actors.ActorRef,
     actors.ActorContext,

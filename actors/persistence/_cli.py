@@ -8,8 +8,17 @@ Commands (``--help`` on each tells more)::
     python -m actors.persistence --sqlite PATH check [--decode]
 
 ``--postgres DSN`` reads a PostgreSQL journal instead of ``--sqlite PATH`` (all commands
-but ``check``). The journal options (``--sqlite``, ``--postgres``, ``--serialization``,
-``--import-path``) may be given before or after the command name.
+but ``check``). ``--key-file PATH`` (or ``$ACTORS_JOURNAL_KEY_FILE``) gives the key of a
+signed journal. The journal options (``--sqlite``, ``--postgres``, ``--serialization``,
+``--import-path``, ``--key-file``) may be given before or after the command name.
+
+Integrity
+    Every record's digest is checked before it is decoded (see :mod:`._integrity`): a
+    record that fails is shown ``REFUSED`` by ``events`` and ``snapshot`` (exit status
+    1), and is a ``digest:`` problem of ``check``; a signed record read without the key
+    is ``NOT VERIFIED`` (exit status 3, like a record not decodable here). ``check``
+    reads a journal of schema version 1 as it is; the other commands refuse it rather
+    than upgrade it (the backends upgrade a journal when they open it).
 
 Semantics
     ``ids``, ``events`` and ``snapshot`` read through the :class:`Journal` and
@@ -25,6 +34,13 @@ Semantics
     the empty ``-wal`` and ``-shm`` files next to it, which SQLite itself manages.) It
     runs SQLite's full ``PRAGMA integrity_check`` and checks the journal's own
     invariants (see :func:`._sqlite_check.check_journal`, beside the schema it checks).
+
+    A SQLite journal that cannot be read where it is (a WAL journal in a read-only
+    directory, where SQLite cannot create the ``-shm`` file even to read; for ``ids``,
+    ``events`` and ``snapshot``, also a journal this process cannot write, which the
+    backend refuses) is read from a private copy of the file and its ``-wal`` file,
+    taken when the command starts and removed when it ends; a note on stderr says so
+    (see :mod:`._sqlite_access`).
 
     Decoding uses the default :class:`Serialization` registry (pickle and cloudpickle),
     or the one named by ``--serialization module:name``. Both built-in serializers run
@@ -55,20 +71,30 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from typing import TextIO
 
 import attrs
 import trio
 
-from ._cli_decode import CORRUPT, HERE, Tally, decode
-from ._cli_parser import PROG, Target, build_parser, load_serialization, target_of
-from ._errors import JournalFailure
+from ._cli_decode import (
+    CORRUPT,
+    HERE,
+    KEY_HINT,
+    Tally,
+    decode,
+    digest_counts,
+    digest_lines,
+    refused,
+)
+from ._cli_parser import PROG, Target, build_parser, load_key, load_serialization, target_of
+from ._errors import JournalFailure, RecordCorrupt
 from ._journal import Journal, SnapshotStore
 from ._serialization import Serialization
 from ._sqlite import open_sqlite_journal
+from ._sqlite_access import in_place_problem, private_copy
 from ._sqlite_check import Report, UnreadableJournal, check_journal, refuse_non_journal
 
 EXIT_OK = 0
@@ -94,23 +120,64 @@ class _Io:
 
 def _preflight(target: Target) -> None:
     """Synchronous checks before the event loop starts: for SQLite, refuse (read-only) a
-    file that is not a journal (see :func:`._sqlite_check.refuse_non_journal`)."""
+    file that is not a journal (see :func:`._sqlite_check.refuse_non_journal`); for
+    PostgreSQL, refuse a journal of schema version 1, which the backend would upgrade."""
     if target.backend == "sqlite":
         try:
             refuse_non_journal(target.location)
         except UnreadableJournal as error:
             raise _Fatal(str(error)) from error
+    elif target.backend == "postgres" and _postgres_versions(target.location) == [1]:
+        raise _Fatal(
+            "the PostgreSQL journal has schema version 1; this tool reads version 2 and does "
+            "not upgrade a journal (opening it from the application, with "
+            "open_postgres_journal, upgrades it, keeping every record)"
+        )
+
+
+@contextmanager
+def _readable(target: Target, writes: bool, io: _Io) -> Iterator[Target]:
+    """``target``, or a private copy of a SQLite journal that this process cannot read
+    where it is (see :func:`._sqlite_access.in_place_problem`: a WAL journal in a
+    read-only directory, where SQLite cannot create the ``-shm`` file even to read; with
+    ``writes``, for the commands that open the journal through its backend, also a
+    journal this process cannot write). The copy holds what was committed when it was
+    taken (the database and its ``-wal`` file); a note on stderr says so, and it is
+    removed when the block exits."""
+    problem = None
+    if target.backend == "sqlite":
+        problem = in_place_problem(target.location, writes=writes)
+    if problem is None:
+        yield target
+        return
+    with ExitStack() as stack:
+        try:
+            copy, copied = stack.enter_context(private_copy(target.location))
+        except OSError as error:
+            raise _Fatal(
+                f"cannot read {target.location} where it is ({problem}), nor copy it: {error}"
+            ) from error
+        print(
+            f"{PROG}: note: cannot read {target.location} where it is: {problem}; reading "
+            f"a private copy of {' and '.join(copied)} instead, taken now (what was "
+            "committed then), removed on exit",
+            file=io.err,
+        )
+        yield Target("sqlite", copy)
 
 
 @asynccontextmanager
-async def _open(target: Target) -> AsyncIterator[tuple[Journal, SnapshotStore]]:
-    """The journal and snapshot store of ``target``, for the time of the block.
+async def _open(
+    target: Target, key: bytes | None = None
+) -> AsyncIterator[tuple[Journal, SnapshotStore]]:
+    """The journal and snapshot store of ``target`` (opened with the journal's ``key``,
+    if given), for the time of the block.
 
     Another backend is one more ``Target`` kind in :func:`._cli_parser.target_of` and one
     more branch here. PostgreSQL is imported lazily, so that reading SQLite needs no
     PostgreSQL driver."""
     if target.backend == "sqlite":
-        async with open_sqlite_journal(target.location) as journal:
+        async with open_sqlite_journal(target.location, key=key) as journal:
             yield journal, journal.snapshots
         return
     if target.backend == "postgres":
@@ -120,10 +187,20 @@ async def _open(target: Target) -> AsyncIterator[tuple[Journal, SnapshotStore]]:
             raise _Fatal(
                 f"--postgres needs the psycopg package (pip install 'psycopg[binary]'): {error}"
             ) from None
-        async with open_postgres_journal(target.location) as pg_journal:
+        async with open_postgres_journal(target.location, key=key) as pg_journal:
             yield pg_journal, pg_journal.snapshots
         return
     raise AssertionError(f"unknown backend {target.backend!r}")  # pragma: no cover
+
+
+def _postgres_versions(dsn: str) -> list[int] | None:
+    """:func:`._postgres.schema_versions`, or ``None`` without psycopg (which opening
+    the journal then reports)."""
+    try:
+        from ._postgres import schema_versions
+    except ImportError:
+        return None
+    return schema_versions(dsn)
 
 
 # -- formatting -------------------------------------------------------------------------------
@@ -195,7 +272,24 @@ async def _cmd_events(
     serialization: Serialization = args.serialization
     shown = corrupt = 0
     here = Tally()
-    async for record in journal.replay(pid, args.from_seq, args.to_seq):
+    records = journal.replay(pid, args.from_seq, args.to_seq).__aiter__()
+    while True:
+        try:
+            record = await records.__anext__()
+        except StopAsyncIteration:
+            break
+        except RecordCorrupt as error:
+            # Refused before decoding (its digest): shown, and the listing goes on after it.
+            shown += 1
+            judged = refused(error)
+            corrupt += judged.kind == CORRUPT
+            if judged.kind == HERE:
+                here.add(f"seq {error.seq}", judged)
+            print(f"seq={error.seq}  offset={error.offset}  {judged.text}", file=io.out)
+            if args.to_seq is not None and error.seq >= args.to_seq:
+                break
+            records = journal.replay(pid, error.seq + 1, args.to_seq).__aiter__()
+            continue
         if args.tag is not None and args.tag not in record.tags:
             continue
         shown += 1
@@ -229,7 +323,15 @@ async def _cmd_snapshot(
     journal: Journal, snapshots: SnapshotStore, args: argparse.Namespace, io: _Io
 ) -> int:
     pid: str = args.persistence_id
-    snapshot = await snapshots.load(pid, args.max_seq)
+    try:
+        snapshot = await snapshots.load(pid, args.max_seq)
+    except RecordCorrupt as error:
+        judged = refused(error)
+        print(f"seq={error.seq}  {judged.text}", file=io.out)
+        if judged.kind == HERE:
+            print(f"{PROG}: the snapshot is signed: {KEY_HINT}", file=io.err)
+            return EXIT_NOT_DECODABLE_HERE
+        return EXIT_PROBLEMS
     if snapshot is None:
         bound = f" with seq <= {args.max_seq}" if args.max_seq is not None else ""
         print(f"{PROG}: no snapshot of {pid!r}{bound}", file=io.err)
@@ -263,9 +365,13 @@ def _run_on_journal(command: _Command, target: Target, args: argparse.Namespace,
 
     async def run() -> int:
         try:
-            async with _open(target) as (journal, snapshots):
+            async with _open(target, args.key) as (journal, snapshots):
                 try:
                     return await command(journal, snapshots, args, io)
+                except RecordCorrupt as error:
+                    # (from ids --counts: events and snapshot handle their own)
+                    print(f"{PROG}: error: {error}", file=io.err)
+                    return EXIT_NOT_DECODABLE_HERE if error.needs_key else EXIT_PROBLEMS
                 except JournalFailure as error:
                     print(f"{PROG}: error: {error}", file=io.err)
                     return EXIT_ERROR
@@ -280,12 +386,22 @@ def _run_on_journal(command: _Command, target: Target, args: argparse.Namespace,
 # -- check -----------------------------------------------------------------------------------
 
 
-def _check_sqlite(path: str, decoding: bool, serialization: Serialization, io: _Io) -> int:
+def _check_sqlite(
+    path: str,
+    decoding: bool,
+    serialization: Serialization,
+    io: _Io,
+    shown: str | None = None,
+    key: bytes | None = None,
+) -> int:
     """Check the SQLite journal at ``path``, read-only (see
     :func:`._sqlite_check.check_journal` for the problems it finds), printing one line
-    per problem, one line per reason why records cannot be decoded here, and a summary.
-    Exit status 0 when clean, 1 when problems were found, 3 when there were none but
-    some records cannot be decoded in this process."""
+    per problem, one line per reason why records cannot be decoded here, a line for the
+    records without a digest and one for the signed records not verified (no ``key``),
+    and a summary with how many records were verified (naming the journal ``shown``,
+    default ``path``: the original of a private copy). Exit status 0 when clean, 1 when
+    problems were found (a corrupt record, or an unsigned one with a ``key``), 3 when
+    there were none but some records cannot be decoded, or verified, in this process."""
     here = Tally()
 
     def corrupt(where: str, serializer: str, manifest: str, payload: bytes) -> str | None:
@@ -296,28 +412,38 @@ def _check_sqlite(path: str, decoding: bool, serialization: Serialization, io: _
 
     report = Report(lambda line: print(line, file=io.out))
     try:
-        check_journal(path, report, corrupt if decoding else None)
+        check_journal(path, report, corrupt if decoding else None, key)
     except UnreadableJournal as error:
         raise _Fatal(str(error)) from error
     for line in here.lines("record"):
         print(line, file=io.out)
+    for line in digest_lines(report):
+        print(line, file=io.out)
     checked = ", ".join(f"{n} {what}" for what, n in report.counts.items())
     if report.incomplete:
         checked = f"incomplete, {report.incomplete} check(s) could not run; {checked}"
+    checked += digest_counts(report)
     if here.count:
         plural = "s" if here.count != 1 else ""
         checked = f"{checked}; {here.count} record{plural} not decodable here"
     if report.problems:
         plural = "s" if report.problems != 1 else ""
-        print(f"{path}: {report.problems} problem{plural} found ({checked})", file=io.out)
+        print(f"{shown or path}: {report.problems} problem{plural} found ({checked})", file=io.out)
         return EXIT_PROBLEMS
-    if here.count:
+    if report.unverified:
         print(
-            f"{path}: no problem found, but not every record decodes here ({checked})",
+            f"{shown or path}: no problem found, but not every record can be verified here "
+            f"({checked})",
             file=io.out,
         )
         return EXIT_NOT_DECODABLE_HERE
-    print(f"{path}: ok ({checked})", file=io.out)
+    if here.count:
+        print(
+            f"{shown or path}: no problem found, but not every record decodes here ({checked})",
+            file=io.out,
+        )
+        return EXIT_NOT_DECODABLE_HERE
+    print(f"{shown or path}: ok ({checked})", file=io.out)
     return EXIT_OK
 
 
@@ -356,16 +482,27 @@ def _main(parser: argparse.ArgumentParser, argv: Sequence[str] | None, io: _Io) 
         sys.path[:0] = [os.path.abspath(path) for path in paths]
         spec = args.serialization
         args.serialization = Serialization() if spec is None else load_serialization(parser, spec)
+        args.key = load_key(parser, args)
     except SystemExit as exit_:
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else EXIT_ERROR)
     try:
-        if args.command == "check":
-            return _check_sqlite(target.location, args.decode, args.serialization, io)
-        command: _Command = {"ids": _cmd_ids, "events": _cmd_events, "snapshot": _cmd_snapshot}[
-            args.command
-        ]
-        return _run_on_journal(command, target, args, io)
+        with _readable(target, args.command != "check", io) as readable:
+            if args.command == "check":
+                return _check_sqlite(
+                    readable.location,
+                    args.decode,
+                    args.serialization,
+                    io,
+                    target.location,
+                    key=args.key,
+                )
+            command: _Command = {
+                "ids": _cmd_ids,
+                "events": _cmd_events,
+                "snapshot": _cmd_snapshot,
+            }[args.command]
+            return _run_on_journal(command, readable, args, io)
     except _Fatal as error:
         print(f"{PROG}: error: {error}", file=io.err)
         return EXIT_ERROR

@@ -19,8 +19,9 @@ from typing import Final
 
 import attrs
 
-from ._errors import RecordUndecodable
+from ._errors import RecordCorrupt, RecordUndecodable
 from ._serialization import CloudpickleSerializer, Serialization
+from ._sqlite_check import Report
 
 OK: Final = 0
 HERE: Final = 1
@@ -118,3 +119,53 @@ class Tally:
             f"{reason}; {hint}"
             for reason, (n, first, hint) in self.groups.items()
         ]
+
+
+KEY_HINT: Final = (
+    "give the tool the journal's key (--key-file PATH, or ACTORS_JOURNAL_KEY_FILE=PATH)"
+)
+
+
+def refused(error: RecordCorrupt) -> Decoded:
+    """What the tool shows of a record that its journal refused before decoding it: a
+    signed one that this process has no key to verify is :data:`HERE` (its hint says
+    to give the key), anything else :data:`CORRUPT`."""
+    if error.needs_key:
+        return Decoded(
+            f"NOT VERIFIED: {error}",
+            HERE,
+            "it is signed, and no key was given to verify it",
+            KEY_HINT,
+        )
+    return Decoded(f"REFUSED: {error}", CORRUPT)
+
+
+def _records(n: int) -> str:
+    return f"{n} record{'s' if n != 1 else ''}"
+
+
+def digest_lines(report: Report) -> list[str]:
+    """The lines of ``check`` about the records whose digest could not be checked: those
+    without one (written before version 2), and the signed ones not verified (no key)."""
+    lines = []
+    if report.legacy:
+        lines.append(f"{_records(report.legacy)} without a digest (written before version 2)")
+    if report.unverified:
+        lines.append(
+            f"{_records(report.unverified)} signed with a key, not verified (first: "
+            f"{report.first_unverified}): {KEY_HINT}"
+        )
+    return lines
+
+
+def digest_counts(report: Report) -> str:
+    """The summary's part about digests: ``; 6 records verified, 2 without a digest``
+    (empty when no digest was checked)."""
+    parts = []
+    if report.verified is not None:
+        parts.append(f"{_records(report.verified)} verified")
+    if report.legacy:
+        parts.append(f"{report.legacy} without a digest")
+    if report.unverified:
+        parts.append(f"{report.unverified} signed, not verified (no key)")
+    return f"; {', '.join(parts)}" if parts else ""

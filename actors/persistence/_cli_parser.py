@@ -6,17 +6,25 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+from pathlib import Path
 from typing import Any
 
 import attrs
 
+from ._integrity import check_key
 from ._serialization import Serialization
 
 PROG = "python -m actors.persistence"
 
+KEY_FILE_VARIABLE = "ACTORS_JOURNAL_KEY_FILE"
+"""The environment variable naming the key file when ``--key-file`` is not given."""
+
 TRUST_NOTE = (
     "Decoding runs pickle, which executes code named by the payload: decode only journals "
-    "you trust (--raw shows payloads without decoding them)."
+    "you trust (--raw shows payloads without decoding them). Every record's digest is "
+    "checked before it is decoded, but only a signed journal (--key-file) is safe from "
+    "a record crafted by someone who can write the database."
 )
 
 
@@ -52,11 +60,15 @@ _COMMANDS = {
         "supported schema version, and the journal's invariants (each persistence id's "
         "stored seqs contiguous from the lowest stored one, its highest_seq not below "
         "them, tag rows matching the events, offsets increasing with seq, snapshots not "
-        "beyond the highest seq); with --decode, every payload decodes. Prints one line "
-        "per problem, one line per reason why records cannot be decoded in this process "
-        "(not a problem of the journal: the line says what to do), and a summary; exit "
+        "beyond the highest seq), and every record's digest (its checksum, or with "
+        "--key-file its signature: a record changed since it was written, or not signed "
+        "when a key is given, is a problem, and is not decoded); with --decode, every "
+        "payload decodes. Prints one line per problem, one line per reason why records "
+        "cannot be decoded or verified in this process (not a problem of the journal: the "
+        "line says what to do), and a summary with how many records were verified; exit "
         "status 0 if clean, 1 if problems were found, 2 if the file cannot be opened, 3 if "
-        "no problem was found but some records cannot be decoded here.",
+        "no problem was found but some records cannot be decoded here (or are signed, and "
+        "no key was given).",
         True,
     ),
 }
@@ -109,6 +121,28 @@ def load_serialization(parser: argparse.ArgumentParser, spec: str) -> Serializat
     return found
 
 
+def load_key(parser: argparse.ArgumentParser, args: argparse.Namespace) -> bytes | None:
+    """The journal's key: the bytes of the file named by ``--key-file`` (or by
+    :data:`KEY_FILE_VARIABLE`), ``None`` if neither is given; ``parser.error`` (exit
+    status 2) if the file cannot be read or does not hold a key. (The key itself never
+    appears on the command line, where other users could see it.)"""
+    path = getattr(args, "key_file", None)
+    source = "argument --key-file"
+    if path is None:
+        path = os.environ.get(KEY_FILE_VARIABLE) or None
+        source = f"${KEY_FILE_VARIABLE}"
+    if path is None:
+        return None
+    try:
+        key = Path(path).read_bytes()
+    except OSError as error:
+        parser.error(f"{source}: cannot read the key file {path}: {error.strerror or error}")
+    try:
+        return check_key(key)
+    except ValueError as error:
+        parser.error(f"{source}: the key file {path} holds no usable key: {error}")
+
+
 def _journal_options(parser: argparse.ArgumentParser, *, on_command: bool) -> None:
     # On a command the options default to SUPPRESS, so that leaving them out there keeps
     # what was given before the command name.
@@ -138,6 +172,15 @@ def _journal_options(parser: argparse.ArgumentParser, *, on_command: bool) -> No
         "written by a custom serializer",
     )
     group.add_argument(
+        "--key-file",
+        metavar="PATH",
+        default=default,
+        help="the key of a signed journal: the file's bytes, exactly as the application "
+        "passes them as key= to open_sqlite_journal or open_postgres_journal (default: "
+        f"the file named by ${KEY_FILE_VARIABLE}, if set); every record is then verified "
+        "against it, and one not signed with it is refused",
+    )
+    group.add_argument(
         "--import-path",
         metavar="DIR",
         action="append",
@@ -164,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
         "id, no snapshot); 2 usage error, or a journal that cannot be opened or read; 3 "
         "nothing wrong was found, but some records cannot be decoded in this process (a "
         "module not importable here, a serializer not registered, a class defined in "
-        "__main__): the output says which and what to do.",
+        "__main__, a signed record and no key): the output says which and what to do.",
     )
     _journal_options(parser, on_command=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -32,6 +32,18 @@ class SequenceConflict(JournalFailure):
     )
 
 
+class JournalNotWritable(JournalFailure):
+    """The SQLite journal cannot be written by this process (raised when it is opened,
+    before any actor uses it); the message names the path, what is not writable and what
+    to do. Nothing was written."""
+
+    _what_to_do = (
+        "The journal was not opened and nothing was written: give this process write "
+        "access to the journal file and its directory (or open another file). "
+        "`python -m actors.persistence` reads a journal without writing it."
+    )
+
+
 class EventRejected(ActorError):
     """An event was refused before anything was stored (it cannot be serialized, or the
     journal refused it): ``persist`` raises this in the handler and the actor's state is
@@ -109,4 +121,60 @@ class RecoveryFailed(ActorError):
             else "Retrying cannot help, so the actor stopped without writing anything: fix "
             "the cause (the stored data, apply/restore/upcast, or the configuration), then "
             "start it again.",
+        )
+
+
+class RecordCorrupt(JournalFailure):
+    """A stored event or snapshot failed its integrity check, so nothing of it was
+    decoded (no payload was unpickled). Every read of a SQL journal checks each record's
+    digest first (``replay``, ``replay_chunks``, ``events_by_tag``, a snapshot ``load``,
+    and the ``python -m actors.persistence`` tool), and raises this for a record that:
+
+    * does not match its checksum or signature: it was changed after it was written
+      (damage on disk, a faulty copy, someone editing the database), or signed with
+      another key;
+    * is not signed, or signed with no key this version knows, while the journal is
+      opened with a key (``key=`` of ``open_sqlite_journal``/``open_postgres_journal``);
+    * is signed while the journal is opened without a key (:attr:`needs_key`): it cannot
+      be verified.
+
+    The message names the record (``event 'acct-1' seq 3 (offset 7)`` or ``snapshot
+    'acct-1' seq 5``), where the journal is, and why. Attributes: :attr:`persistence_id`,
+    :attr:`seq`, :attr:`offset` (``None`` for a snapshot), :attr:`where` (the journal)
+    and :attr:`needs_key`.
+
+    Reading the same bytes again cannot help, so a persistent actor whose recovery meets
+    one (an event, or its newest snapshot) stops with a :class:`RecoveryFailed` that is
+    not ``retryable``, this error as its ``__cause__`` and named in its message; it
+    writes nothing. Whoever else reads the journal gets it from the read that met the
+    record.
+    """
+
+    def __init__(
+        self,
+        record: str,
+        where: str,
+        reason: str,
+        *,
+        persistence_id: str,
+        seq: int,
+        offset: int | None = None,
+        needs_key: bool = False,
+    ) -> None:
+        # Its own hint, not JournalFailure's (retrying cannot help here).
+        ActorError.__init__(self, f"{record} in the {where} is {reason}; nothing of it was decoded")
+        self.persistence_id = persistence_id
+        self.seq = seq
+        self.offset = offset
+        self.where = where
+        self.needs_key = needs_key
+        _hint(
+            self,
+            "Open the journal with the key it was signed with (key= of the open_*_journal "
+            "function; --key-file PATH or ACTORS_JOURNAL_KEY_FILE for python -m "
+            "actors.persistence)."
+            if needs_key
+            else "Nothing of the record was decoded and retrying cannot help: restore the "
+            "journal from a backup, or open it with the key it was written with; "
+            "`python -m actors.persistence --sqlite PATH check` lists every such record.",
         )

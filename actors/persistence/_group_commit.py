@@ -4,15 +4,18 @@ journals.
 A journal queues every write as a :class:`WriterOp` on a memory channel to ONE writer
 task. Whenever the previous commit has finished, the writer takes everything queued (no
 timer ever waits for more work) and hands the group to the backend's ``_commit_group``,
-run in a thread that is never abandoned: the backend (:mod:`._sql_writer`) runs one
-transaction for the group, in which an operation that fails fails alone, and sets each
-op's ``result`` or ``error``. Callers are woken once the group's thread has returned,
-i.e. after the ``COMMIT``.
+run in a thread: the backend (:mod:`._sql_writer`) runs one transaction for the group,
+in which an operation that fails fails alone, and sets each op's ``result`` or
+``error``. Callers are woken once the group's thread has returned, i.e. after the
+``COMMIT``. The writer task is shielded from the cancellation of the scopes around it:
+it ends once the journal stops accepting and its queue is drained, within a drain
+deadline (see :meth:`GroupCommitWriter._run_writer`).
 """
 
 from __future__ import annotations
 
 import abc
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -45,22 +48,64 @@ def check_batch(batch: Sequence[PersistentRecord]) -> None:
             )
 
 
+_SPLIT_AT = 64
+"""With this many operations queued or more, the writer commits half of them and leaves
+the rest for the next group: the callers of the first half then run (on the trio
+thread) while the second half commits (in the writer's thread), instead of each side
+waiting for the other. Below it, everything queued goes in one group."""
+
+
 class WriterOp(Generic[_C]):
-    """One queued writer operation: ``run`` executes in the writer's thread, inside the
-    group transaction (and, if an operation of the group failed, in a savepoint of its
-    own: it may run twice, so it has no effect outside the transaction), given the
-    backend's connection; the caller waits on ``done``. ``draws_offsets`` says that it
-    inserts events (a backend may need to prepare the transaction for that)."""
+    """One queued writer operation. Either ``run``, a function that executes in the
+    writer's thread, inside the group transaction (and, if an operation of the group
+    failed, in a savepoint of its own: it may run twice, so it has no effect outside the
+    transaction), given the backend's connection; or ``write``, the data of an event
+    write, which the backend stores together with the other writes of the group.
+    ``draws_offsets`` says that it inserts events (a backend may need to prepare the
+    transaction for that).
 
-    __slots__ = ("done", "draws_offsets", "error", "result", "run", "what")
+    The writer task sets ``result`` or ``error``, then calls :meth:`finish`, which wakes
+    the task waiting in :meth:`GroupCommitWriter._wait` (rescheduled directly: no event
+    object per operation)."""
 
-    def __init__(self, what: str, run: Callable[[_C], Any], draws_offsets: bool = False) -> None:
-        self.what = what
+    __slots__ = ("_what", "draws_offsets", "error", "finished", "result", "run", "waiter", "write")
+
+    def __init__(
+        self,
+        what: str | None,
+        run: Callable[[_C], Any] | None,
+        draws_offsets: bool = False,
+        write: Any = None,
+    ) -> None:
+        self._what = what
         self.run = run
+        self.write = write
         self.draws_offsets = draws_offsets
-        self.done = trio.Event()
         self.result: Any = None
         self.error: BaseException | None = None
+        self.finished = False
+        self.waiter: trio.lowlevel.Task | None = None
+
+    @property
+    def what(self) -> str:
+        """The operation, for messages (a write describes itself, only when asked)."""
+        if self._what is None:
+            description: str = self.write.describe()
+            return description
+        return self._what
+
+    def finish(self) -> None:
+        """Acknowledge the operation (its ``result`` or ``error`` is set) and wake its
+        waiter, if one still waits. In the trio thread; idempotent."""
+        self.finished = True
+        task = self.waiter
+        if task is not None:
+            self.waiter = None
+            trio.lowlevel.reschedule(task)
+
+    def _abort(self, raise_cancel: Any) -> trio.lowlevel.Abort:
+        self.waiter = None  # cancelled: the operation stays queued, its outcome unknown
+        return trio.lowlevel.Abort.SUCCEEDED
 
 
 class GroupCommitWriter(abc.ABC, Generic[_C]):
@@ -91,78 +136,128 @@ class GroupCommitWriter(abc.ABC, Generic[_C]):
         that fails fails alone; set ``result`` or ``error`` on every op. Never raises."""
 
     def _submit(
-        self, what: str, run: Callable[[_C], Any], *, draws_offsets: bool = False
+        self,
+        what: str | None,
+        run: Callable[[_C], Any] | None,
+        *,
+        draws_offsets: bool = False,
+        write: Any = None,
     ) -> WriterOp[_C]:
-        """Queue an operation (raises :class:`JournalFailure` if the journal is closed)."""
+        """Queue an operation: ``run``, or the event ``write`` (``what`` may then be
+        ``None``: the write describes itself). Raises :class:`JournalFailure` if the
+        journal is closed."""
+        op = WriterOp(what, run, draws_offsets, write)
         if self._closed:
-            raise JournalFailure(f"{what}: the {self._journal_name} is closed")
-        op = WriterOp(what, run, draws_offsets)
+            raise JournalFailure(f"{op.what}: the {self._journal_name} is closed")
         try:
             self._send.send_nowait(op)
         except (trio.ClosedResourceError, trio.BrokenResourceError) as error:
-            raise JournalFailure(f"{what}: the {self._journal_name} is closed") from error
+            raise JournalFailure(f"{op.what}: the {self._journal_name} is closed") from error
         return op
 
     async def _wait(self, op: WriterOp[_C]) -> Any:
         """Wait until ``op`` was acknowledged; return its result or raise its error. If
         cancelled, the op stays queued: its outcome is unknown to the caller."""
-        await op.done.wait()
+        if op.finished:
+            await trio.lowlevel.checkpoint()
+        else:
+            op.waiter = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(op._abort)
         if op.error is not None:
             raise op.error
         return op.result
 
-    async def _run_writer(self, receive: trio.MemoryReceiveChannel[WriterOp[_C]]) -> None:
-        """The one writer task: commit whatever is queued, group by group, until the
-        send side is closed and the queue is empty. On cancellation the group in flight
-        still completes (its thread is never abandoned) and every op still queued is
-        failed with :class:`JournalFailure`."""
+    async def _run_writer(
+        self,
+        receive: trio.MemoryReceiveChannel[WriterOp[_C]],
+        *,
+        drain_timeout: float = 30.0,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """The one writer task (start it with ``nursery.start``): commit whatever is
+        queued, group by group, until the journal stops accepting
+        (:meth:`_stop_accepting`) and the queue is empty.
+
+        It runs shielded: cancelling the scopes around it does not stop it, so that the
+        journal outlives whatever still uses it while it shuts down (an actor system's
+        ordered shutdown), and every operation queued before the journal stopped
+        accepting is committed, whether the owner leaves by a normal exit, an error or a
+        cancellation. Its only deadline is ``drain_timeout`` seconds after the journal
+        stops accepting: past it (a database that hangs), the group in flight is failed
+        with :class:`JournalFailure` saying that its outcome is unknown (its thread is
+        abandoned, and finishes on its own), every op still queued is failed with
+        :class:`JournalFailure` saying that nothing of it was stored, and the task ends.
+        Each group's thread holds :attr:`_writer_lock` while it runs, so that closing the
+        connections can wait for an abandoned one."""
+        self._drain_timeout = drain_timeout
+        lock = self._writer_lock = threading.Lock()
+
+        def commit(group: list[WriterOp[_C]]) -> None:
+            with lock:
+                self._commit_group(group)
+
         group: list[WriterOp[_C]] = []
-        try:
-            async for first in receive:
-                group = [first]
+        with trio.CancelScope(shield=True) as scope:
+            self._writer_scope = scope
+            if self._closed:  # it stopped accepting before the writer started
+                scope.deadline = trio.current_time() + drain_timeout
+            task_status.started()
+            try:
+                async for first in receive:
+                    group = [first]
+                    queued = receive.statistics().current_buffer_used
+                    if queued >= _SPLIT_AT:
+                        queued = (queued + 1) // 2  # pipelined: see _SPLIT_AT
+                    for _ in range(queued):
+                        group.append(receive.receive_nowait())
+                    # Only the drain deadline can cancel this (the scope is shielded).
+                    await trio.to_thread.run_sync(commit, group, abandon_on_cancel=True)
+                    self.transactions += 1
+                    self.ops_acknowledged += len(group)
+                    for op in group:
+                        op.finish()
+                    group = []
+            finally:
+                late = scope.cancel_called
+                deadline = f"the drain deadline ({drain_timeout:g} s after it closed)"
+                for op in group:
+                    # The drain deadline passed during the group's transaction, or the
+                    # writer itself broke mid-group: its fate is not known here.
+                    if not op.finished:
+                        if op.error is None:
+                            why = f"was still running at {deadline}" if late else "stopped"
+                            op.error = JournalFailure(
+                                f"{op.what}: the writer of the {self._journal_name} {why} "
+                                "during its transaction (outcome unknown)"
+                            )
+                        op.finish()
                 while True:
                     try:
-                        group.append(receive.receive_nowait())
-                    except (trio.WouldBlock, trio.EndOfChannel):
+                        op = receive.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                         break
-                await trio.to_thread.run_sync(self._commit_group, group, abandon_on_cancel=False)
-                self.transactions += 1
-                self.ops_acknowledged += len(group)
-                for op in group:
-                    op.done.set()
-                group = []
-        finally:
-            for op in group:
-                # Only if the writer itself broke mid-group: the transaction's fate is
-                # not known here.
-                if not op.done.is_set():
-                    if op.error is None:
-                        op.error = JournalFailure(
-                            f"{op.what}: the writer of the {self._journal_name} stopped "
-                            "during its transaction (outcome unknown)"
-                        )
-                    op.done.set()
-            while True:
-                try:
-                    op = receive.receive_nowait()
-                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                    break
-                op.error = JournalFailure(
-                    f"{op.what}: the {self._journal_name} closed before this operation "
-                    "ran; nothing was stored"
-                )
-                op.done.set()
-            receive.close()
-            self._writer_done.set()
+                    when = f"reached {deadline}" if late else "closed"
+                    op.error = JournalFailure(
+                        f"{op.what}: the {self._journal_name} {when} before this operation "
+                        "ran; nothing was stored"
+                    )
+                    op.finish()
+                receive.close()
+                self._writer_done.set()
 
     def _stop_accepting(self) -> None:
-        """No more operations: later ones raise :class:`JournalFailure`; the writer drains
-        the queue and ends."""
+        """No more operations: later ones raise :class:`JournalFailure`; the writer
+        commits what is queued and ends, within its drain timeout from the first call
+        (see :meth:`_run_writer`). Synchronous, so that it can run in a ``finally``."""
         self._closed = True
         self._send.close()
+        scope: trio.CancelScope | None = getattr(self, "_writer_scope", None)
+        if scope is not None:  # else the writer, once started, sets its deadline itself
+            scope.deadline = min(scope.deadline, trio.current_time() + self._drain_timeout)
 
     async def _close_writer(self) -> None:
-        """Stop accepting operations and wait until the writer has committed or failed
-        everything already queued."""
+        """Stop accepting operations and wait until the writer has committed everything
+        already queued (or failed it, past its drain timeout). If cancelled, the writer
+        goes on draining."""
         self._stop_accepting()
         await self._writer_done.wait()

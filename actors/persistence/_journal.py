@@ -49,7 +49,9 @@ class Journal(abc.ABC):
 
     All methods run in the trio thread of the caller. A backend raises
     :class:`JournalFailure` when an operation failed or its outcome is unknown, and
-    :class:`SequenceConflict` when a write collides with stored events.
+    :class:`SequenceConflict` when a write collides with stored events. A backend that
+    checks its records' integrity (the SQL journals) raises :class:`RecordCorrupt` from
+    the read that meets one failing its check.
 
     Bounds, the same on every backend (``from_seq`` and ``to_seq`` of :meth:`replay`,
     ``from_seq`` of :meth:`replay_chunks`, ``from_offset`` of :meth:`events_by_tag`,

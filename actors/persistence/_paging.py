@@ -74,10 +74,22 @@ class Pages(Generic[_Out]):
 
 
 class PageChunks(Pages[list[Any]]):
-    """Like :class:`Pages`, but yields each page whole, as the list of its rows."""
+    """Like :class:`Pages`, but yields each page whole, as the list of its rows, or as
+    ``convert_page(rows)`` if given (which may raise: the iteration has then moved past
+    that page)."""
 
-    def __init__(self, read_page: ReadPage, after: int, key: int, limit: int) -> None:
+    def __init__(
+        self,
+        read_page: ReadPage,
+        after: int,
+        key: int,
+        limit: int,
+        convert_page: Callable[[list[Any]], list[Any]] | None = None,
+    ) -> None:
         super().__init__(read_page, after, key, limit, list)
+        self._convert_page = convert_page
 
     async def __anext__(self) -> list[Any]:
-        return await self._next_page()
+        rows = await self._next_page()
+        convert = self._convert_page
+        return rows if convert is None else convert(rows)

@@ -60,27 +60,6 @@ _log: Final = logging.getLogger("actors.persistence")
 _T = TypeVar("_T")
 
 
-class _turn:
-    """``async with _turn(lock)``: hold ``lock`` (fair, first come first served) without
-    the schedule point of ``async with lock`` when it is free: a persist has one anyway,
-    when it waits for the journal, and one task switch less per persist counts when
-    thousands of actors persist at once."""
-
-    __slots__ = ("_lock",)
-
-    def __init__(self, lock: trio.Lock) -> None:
-        self._lock = lock
-
-    async def __aenter__(self) -> None:
-        try:
-            self._lock.acquire_nowait()
-        except trio.WouldBlock:
-            await self._lock.acquire()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._lock.release()
-
-
 class PersistentActor(Actor):
     """An event-sourced actor: its state is rebuilt from the events it persisted.
 
@@ -227,7 +206,7 @@ class PersistentActor(Actor):
             serializer_id, manifest, payload = serialization.serialize(event, self.serializer)
             event_tags = frozenset(self.tags_for(event) if tags is None else tags)
             encoded.append((serializer_id, manifest, payload, event_tags))
-        async with _turn(state.lock):
+        async with state.lock:
             self._check_usable(state)
             if not batch:
                 await trio.lowlevel.checkpoint()
@@ -287,7 +266,7 @@ class PersistentActor(Actor):
     async def _defer(
         self, state: IncarnationState, function: Callable[[], _T | Awaitable[_T]]
     ) -> _T:
-        async with _turn(state.lock):
+        async with state.lock:
             self._check_usable(state)
             result = function()
             if inspect.isawaitable(result):
@@ -306,7 +285,7 @@ class PersistentActor(Actor):
         return track(state, self._save_snapshot_turn(state), "save_snapshot", None)
 
     async def _save_snapshot_turn(self, state: IncarnationState) -> int:
-        async with _turn(state.lock):
+        async with state.lock:
             self._check_usable(state)
             return await self._save_snapshot(state)
 

@@ -34,11 +34,19 @@ Offsets
     rows into the tables must take the same lock.
 
 Fencing
-    ``UNIQUE (persistence_id, seq)`` on the events, and a ``journal_metadata`` row per id
-    holding the highest seq ever stored (read and updated under the lock above), make a
-    second writer of an id (in this or another process) fail with
-    :class:`SequenceConflict`; it never corrupts the journal. Deleting events keeps the
-    metadata row, so the highest seq is never lowered.
+    Each group reads the highest seq of the ids it writes under the lock above (the
+    highest stored event's, or the one a deletion kept in ``journal_metadata`` if
+    larger) and refuses a write that does not continue it, so a second writer of an id
+    (in this or another process) fails with :class:`SequenceConflict`; ``UNIQUE
+    (persistence_id, seq)`` stands behind that check. It never corrupts the journal.
+    A deletion keeps the id's highest seq in ``journal_metadata`` first, so the highest
+    seq is never lowered.
+
+Round trips
+    A group of writes costs a handful of round trips whatever its size: ``BEGIN`` and
+    the lock together, one read of the highest seqs, the event rows (one multi-row
+    ``INSERT`` for a few rows, else the offsets drawn in one query and the rows sent by
+    ``COPY``), the tag rows if any, and ``COMMIT``.
 
 Failures
     Messages name the server (:attr:`PostgresJournal.where`: host, port and database;
@@ -54,9 +62,10 @@ Failures
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -67,10 +76,11 @@ from psycopg import pq, sql
 from psycopg.conninfo import conninfo_to_dict
 
 from ._errors import JournalFailure
-from ._sql_dialect import TABLES, SqlDialect, Statements
+from ._integrity import Integrity, check_key
+from ._sql_dialect import EVENT_COLUMNS, TABLES, SqlDialect, Statements, highest_of
 from ._sql_journal import SqlJournal, SqlSnapshotStore, install_schema, serving
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS {schema_version} (
@@ -86,6 +96,7 @@ _SCHEMA = (
     tags TEXT[] NOT NULL,
     writer_id TEXT NOT NULL,
     timestamp DOUBLE PRECISION NOT NULL,
+    digest BYTEA,
     UNIQUE (persistence_id, seq)
 )""",
     """CREATE TABLE IF NOT EXISTS {event_tags} (
@@ -105,12 +116,35 @@ _SCHEMA = (
     manifest TEXT NOT NULL,
     payload BYTEA NOT NULL,
     timestamp DOUBLE PRECISION NOT NULL,
+    digest BYTEA,
     PRIMARY KEY (persistence_id, seq)
 )""",
 )
 """The PostgreSQL journal's schema (version :data:`SCHEMA_VERSION`), with the table
 names in braces (filled in schema-qualified). Persistence ids and tags sort by code
-point (``COLLATE "C"``), like in SQLite."""
+point (``COLLATE "C"``), like in SQLite. ``digest`` (new in version 2, ``NULL`` in the
+rows of a journal written before) is each record's checksum or signature
+(:mod:`._integrity`)."""
+
+_UPGRADES = {
+    1: (
+        "ALTER TABLE {events} ADD COLUMN IF NOT EXISTS digest BYTEA",
+        "ALTER TABLE {snapshots} ADD COLUMN IF NOT EXISTS digest BYTEA",
+    ),
+}
+"""The statements taking an existing journal from a version to the next (1 to 2: the
+``digest`` columns, ``NULL`` in the rows already stored)."""
+
+
+_ROWS_PER_INSERT = 16
+"""At most this many event rows go in one multi-row ``INSERT``; more go by ``COPY``."""
+
+_BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
+
+_IDS_WITH_BEGIN = 16
+"""A group writing at most this many persistence ids reads their highest seqs in the
+round trip of its ``BEGIN``; more are read by a query of their own (a long literal list
+costs more to build than the round trip)."""
 
 
 def offset_lock_key(schema: str) -> int:
@@ -160,7 +194,12 @@ class PostgresDialect(SqlDialect[_Conn]):
     error = psycopg.Error
 
     def __init__(
-        self, dsn: str, schema: str, connect_timeout: float, application_name: str
+        self,
+        dsn: str,
+        schema: str,
+        connect_timeout: float,
+        application_name: str,
+        key: bytes | None = None,
     ) -> None:
         self.dsn = dsn
         self.schema = schema
@@ -168,10 +207,37 @@ class PostgresDialect(SqlDialect[_Conn]):
         self.application_name = application_name
         self.where = describe_dsn(dsn)
         self.journal_name = f"journal on {self.where}"
+        self.integrity = Integrity(key, self.journal_name)
         self.offset_lock_key = offset_lock_key(schema)
         self._tables = {name: sql.Identifier(schema, name) for name in TABLES}
         self.sql = Statements.compiled(self.compile)
-        self._insert_event = self.sql.insert_event + sql.SQL(" RETURNING event_offset")
+        columns = sql.SQL(", ").join(map(sql.Identifier, EVENT_COLUMNS[1:]))
+        self._insert_head = sql.SQL("INSERT INTO {} ({}) VALUES ").format(
+            self._tables["events"], columns
+        )
+        self._row_marks = sql.SQL("({})").format(
+            sql.SQL(", ").join([sql.Placeholder()] * (len(EVENT_COLUMNS) - 1))
+        )
+        self._insert_tail = sql.SQL(" RETURNING persistence_id, seq, event_offset")
+        self._inserts: dict[int, sql.Composed] = {}
+        self._begin_locked = f"{_BEGIN}; SELECT pg_advisory_xact_lock({int(self.offset_lock_key)})"
+        self._begin_and_read = sql.SQL(
+            self._begin_locked + "; SELECT p, (SELECT max(seq) FROM {events} WHERE "
+            "persistence_id = p), (SELECT highest_seq FROM {journal_metadata} WHERE "
+            "persistence_id = p) FROM unnest(ARRAY[{ids}]::text[]) AS p"
+        )
+        self._draw_offsets = sql.SQL(
+            "SELECT nextval(pg_get_serial_sequence(format('%%I.%%I', %s::text, 'events'), "
+            "'event_offset')) FROM generate_series(1, %s)"
+        )
+        self._copy_in = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            self._tables["events"], sql.SQL(", ").join(map(sql.Identifier, EVENT_COLUMNS))
+        )
+        self._highest_many = self.compile(
+            "SELECT p, (SELECT max(seq) FROM {events} WHERE persistence_id = p), "
+            "(SELECT highest_seq FROM {journal_metadata} WHERE persistence_id = p) "
+            "FROM unnest(%s::text[]) AS p"
+        )
         #: The statements creating the schema and its tables if they are missing.
         self.create = [sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))]
         self.create += [self.compile(statement) for statement in _SCHEMA]
@@ -188,9 +254,21 @@ class PostgresDialect(SqlDialect[_Conn]):
     def begin(self, conn: _Conn, draws_offsets: bool) -> None:
         # READ COMMITTED whatever the server's default: each statement, notably the read
         # of the highest seq after the lock is taken, sees every commit.
-        conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
-        if draws_offsets:
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.offset_lock_key,))
+        # With the offset lock: both statements in one round trip (no parameters; the
+        # key is an integer of ours).
+        conn.execute(self._begin_locked if draws_offsets else _BEGIN)
+
+    def begin_group(self, conn: _Conn, draws_offsets: bool, ids: Collection[str]) -> dict[str, int]:
+        if not draws_offsets or not ids or len(ids) > _IDS_WITH_BEGIN:
+            return super().begin_group(conn, draws_offsets, ids)
+        # BEGIN, the lock and the read in one round trip: a simple query (no parameters),
+        # with the ids as quoted literals.
+        listed = sql.SQL(", ").join(map(sql.Literal, ids))
+        query = self._begin_and_read.format(ids=listed, **self._tables)
+        cursor = conn.execute(query)
+        while cursor.nextset():
+            pass
+        return highest_of(cursor.fetchall())
 
     def is_broken(self, conn: _Conn) -> bool:
         return conn.closed or conn.broken
@@ -206,17 +284,39 @@ class PostgresDialect(SqlDialect[_Conn]):
         # back. With the connection lost, nobody knows whether it committed.
         return "connection lost during COMMIT" if self.is_broken(conn) else None
 
+    def highest_many(self, conn: _Conn, persistence_ids: Collection[str]) -> dict[str, int]:
+        rows = conn.execute(self._highest_many, (list(persistence_ids),)).fetchall()
+        return highest_of(rows)
+
     def insert_events(self, conn: _Conn, rows: Sequence[tuple[Any, ...]]) -> list[int]:
-        offsets: list[int] = []
-        with conn.cursor() as cursor:
-            cursor.executemany(self._insert_event, rows, returning=True)
-            while True:
-                row = cursor.fetchone()
-                assert row is not None
-                offsets.append(int(row[0]))
-                if not cursor.nextset():
-                    break
+        # A few rows: one multi-row INSERT ... RETURNING (one round trip). More: draw
+        # their offsets from the identity's sequence (under the offset lock, so in
+        # order) and COPY the rows with them (two round trips, and COPY is far cheaper
+        # per row than a statement's parameters).
+        if len(rows) > _ROWS_PER_INSERT:
+            return self._copy_events(conn, rows)
+        # The offsets are matched back by (persistence_id, seq) rather than by the order
+        # of RETURNING; the rows are drawn their offsets in VALUES order.
+        statement = self._insert_rows(len(rows))
+        params = [value for row in rows for value in row]
+        drawn = {(pid, seq): offset for pid, seq, offset in conn.execute(statement, params)}
+        return [drawn[row[0], row[1]] for row in rows]
+
+    def _copy_events(self, conn: _Conn, rows: Sequence[tuple[Any, ...]]) -> list[int]:
+        drawn = conn.execute(self._draw_offsets, (self.schema, len(rows))).fetchall()
+        offsets = sorted(int(row[0]) for row in drawn)
+        with conn.cursor() as cursor, cursor.copy(self._copy_in) as copy:
+            write_row = copy.write_row
+            for offset, row in zip(offsets, rows, strict=True):
+                write_row((offset, *row))
         return offsets
+
+    def _insert_rows(self, count: int) -> sql.Composed:
+        statement = self._inserts.get(count)
+        if statement is None:
+            values = sql.SQL(", ").join([self._row_marks] * count)
+            statement = self._inserts[count] = self._insert_head + values + self._insert_tail
+        return statement
 
     def executemany(self, conn: _Conn, statement: Any, rows: Sequence[tuple[Any, ...]]) -> None:
         with conn.cursor() as cursor:
@@ -227,6 +327,16 @@ class PostgresDialect(SqlDialect[_Conn]):
 
     def decode_tags(self, value: Any) -> frozenset[str]:
         return frozenset(value)
+
+    def tags_text(self, value: Any) -> str:
+        # Stored sorted (encode_tags): the same JSON array as SQLite's column.
+        if isinstance(value, list) and all(type(tag) is str for tag in value):
+            return json.dumps(value) if value else "[]"
+        return repr(value)
+
+    def upgrade(self, conn: _Conn, version: int) -> None:
+        for statement in _UPGRADES[version]:
+            conn.execute(self.compile(statement))
 
 
 class PostgresJournal(SqlJournal[_Conn]):
@@ -262,7 +372,11 @@ class PostgresSnapshotStore(SqlSnapshotStore):
 
 
 def _open_writer(
-    dsn: str, schema: str | None, connect_timeout: float, application_name: str
+    dsn: str,
+    schema: str | None,
+    connect_timeout: float,
+    application_name: str,
+    key: bytes | None = None,
 ) -> tuple[_Conn, PostgresDialect]:
     """In a thread: connect the writer, create the schema and tables if missing (under
     the offset lock, so that processes opening at once do not collide) and check the
@@ -278,7 +392,7 @@ def _open_writer(
                     "no current schema (empty search_path): pass schema= to open_postgres_journal"
                 )
             schema = str(found[0])
-        dialect = PostgresDialect(dsn, schema, connect_timeout, application_name)
+        dialect = PostgresDialect(dsn, schema, connect_timeout, application_name, key)
         statements = dialect.create if create else dialect.create[1:]
         where = f"schema {schema!r}"
         install_schema(dialect, conn, statements, SCHEMA_VERSION, create=True, where=where)
@@ -298,6 +412,7 @@ async def open_postgres_journal(
     max_readers: int = 4,
     connect_timeout: float = 10.0,
     application_name: str = "trio-actors journal",
+    key: bytes | None = None,
 ) -> AsyncIterator[PostgresJournal]:
     """Connect to the PostgreSQL database at ``dsn`` (a libpq connection string or URI),
     create the journal's tables if missing, and yield the journal; its snapshot store is
@@ -310,12 +425,31 @@ async def open_postgres_journal(
     at least 2) bounds each connection attempt; ``application_name`` is shown in
     ``pg_stat_activity``.
 
+    Every event and snapshot is stored with a digest, checked by every read before
+    anything of the record is decoded (:class:`RecordCorrupt` if it does not match): a
+    CRC-32 checksum, or with ``key`` (bytes, at least 16; 32 random ones recommended) an
+    HMAC-SHA256 signature; a journal opened with a key refuses every record not signed
+    with it, and one opened without a key refuses signed records. A schema of version 1
+    is upgraded to version 2 on open (its rows keep no digest: read without a key,
+    refused with one). See "Integrity: checksums and signed journals" in the
+    persistence guide.
+
     Raises :class:`JournalFailure` naming the server (never the password) if it cannot be
-    reached, refuses the login, or holds an unsupported schema version. On exit: normal
-    exit commits everything already queued before returning; exit by an exception or
-    cancellation fails what is still queued with :class:`JournalFailure` (a group already
-    in its transaction still commits). The connections are closed in both cases.
+    reached, refuses the login, or holds an unsupported schema version;
+    :class:`TypeError` or :class:`ValueError` for a ``key`` that is not bytes or too
+    short.
+
+    On exit, normal, by an exception or by a cancellation alike, the journal stops
+    accepting operations and commits everything already queued before returning, then
+    closes its connections. Its writer is shielded from the cancellation of the scopes
+    around the block, so that an actor system opened in the same ``async with``, after
+    the journal (``open_system(..., extensions=[Persistence(journal)])``), shuts down in
+    order with a working journal, as on a normal exit. The exit is bounded: past 30 s (a
+    database that hangs), what is left fails with :class:`JournalFailure` naming that
+    deadline. An exception from the block (``Cancelled`` and ``KeyboardInterrupt``
+    included) comes out as itself, not in an exception group.
     """
+    key = check_key(key)
     try:
         conninfo_to_dict(dsn)
     except psycopg.Error:
@@ -327,7 +461,7 @@ async def open_postgres_journal(
     where = describe_dsn(dsn)
     try:
         conn, dialect = await trio.to_thread.run_sync(
-            _open_writer, dsn, schema, connect_timeout, application_name
+            _open_writer, dsn, schema, connect_timeout, application_name, key
         )
     except JournalFailure as failure:
         raise JournalFailure(f"cannot open the PostgreSQL journal on {where}: {failure}") from None
@@ -335,3 +469,22 @@ async def open_postgres_journal(
         raise JournalFailure(f"cannot open the PostgreSQL journal on {where}: {error}") from error
     async with serving(PostgresJournal(dialect, conn, chunk_size, max_readers)) as journal:
         yield journal
+
+
+def schema_versions(dsn: str) -> list[int] | None:
+    """The schema versions recorded by a journal in the current schema of the database
+    at ``dsn`` (read only: nothing is created); ``None`` if there is no journal there, or
+    the database cannot be read now (opening the journal then says why)."""
+    try:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+            found = conn.execute("SELECT current_schema()").fetchone()
+            if found is None or found[0] is None:
+                return None
+            table = sql.Identifier(str(found[0]), "schema_version")
+            exists = conn.execute("SELECT to_regclass(%s)", (table.as_string(conn),)).fetchone()
+            if exists is None or exists[0] is None:
+                return None
+            rows = conn.execute(sql.SQL("SELECT version FROM {}").format(table)).fetchall()
+    except psycopg.Error:
+        return None
+    return [int(row[0]) for row in rows]

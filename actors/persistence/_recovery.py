@@ -8,6 +8,20 @@ checks that nothing is missing up to the journal's highest sequence number, then
 failure of the actor, for its supervisor; one it cannot (no persistence id, no journal,
 an undecodable event, ``apply`` raising, missing events) stops the actor with
 :class:`RecoveryFailed`. Meanwhile the mailbox is bounded by ``persist_stash``.
+
+Another writer of the same persistence id (another process, or another incarnation
+that has not stopped yet) may commit events while recovery runs. The rule: the replay
+reads to the end of the journal; then recovery reads the highest seq ``H`` (after every
+write already started, on the SQL journals through the writer queue); if the state is
+behind ``H``, the events up to ``H`` were committed after the replay passed their place,
+and one more replay from the next seq reads them (a replay started after ``H`` was read
+sees every event committed before). Recovery then ends: it has every event committed
+before ``H`` was read, so it finishes even if the other writer never stops; events
+committed later come after this recovery, and the actor's first persist collides with
+them (:class:`SequenceConflict`, a failure: its supervisor restarts it and that recovery
+reads them), which is the fencing of a second writer. Only when that second replay does
+not reach ``H`` (it starts with a gap, or finds nothing) are events missing: deleted,
+and not covered by a snapshot, which stops the actor (not retryable).
 """
 
 from __future__ import annotations
@@ -17,11 +31,10 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final
 
-import trio
-
-from ._errors import JournalFailure, RecordUndecodable, RecoveryFailed
+from ._errors import JournalFailure, RecordCorrupt, RecordUndecodable, RecoveryFailed
 from ._extension import Persistence, default_serialization
 from ._persistent_cell import PersistentCell, checked, settle_after_error, unawaited
+from ._turns import Turns
 
 if TYPE_CHECKING:
     from .._cell import ActorCell
@@ -65,7 +78,7 @@ class IncarnationState:
         self.seq = 0
         self.recovering = True
         self.broken: BaseException | None = None
-        self.lock = trio.Lock()
+        self.lock = Turns()
         # The persist calls made since the code that made them was last checked: see
         # _persistent_cell.py (coroutine, method name, argument).
         self.pending: list[tuple[Coroutine[Any, Any, Any], str, object]] = []
@@ -140,66 +153,46 @@ async def recover(actor: PersistentActor) -> None:
 
 async def _replay(actor: PersistentActor, state: IncarnationState) -> None:
     pid = state.persistence_id
-    serialization = state.serialization
     after = 0
     store = state.snapshots
     if store is not None:
         after = await _restore_snapshot(actor, state, store)
-    expected = after + 1
-    decoders: dict[str, Callable[[str, bytes], Any]] = {}
     from ._persistent import PersistentActor  # (it imports this module)
 
-    upcast = None if type(actor).upcast is PersistentActor.upcast else actor.upcast
-    apply = actor.apply
+    events = _Events(
+        actor, state, None if type(actor).upcast is PersistentActor.upcast else actor.upcast
+    )
     try:
-        async for chunk in state.journal.replay_chunks(pid, expected):
-            for seq, serializer_id, manifest, payload in chunk:
-                if seq != expected:
-                    state.seq = expected - 1
-                    raise RecoveryFailed(
-                        pid,
-                        expected,
-                        f"events {expected}..{seq - 1} are missing from the journal "
-                        "(deleted, and no snapshot that can be decoded covers them)",
-                        retryable=False,
-                    )
-                decode = decoders.get(serializer_id)
-                try:
-                    if decode is None:
-                        decode = serialization.get(serializer_id).from_binary
-                        decoders[serializer_id] = decode
-                    event = decode(manifest, payload)
-                except (LookupError, RecordUndecodable) as error:
-                    state.seq = expected - 1
-                    raise RecoveryFailed(
-                        pid,
-                        seq,
-                        f"event {seq} ({manifest}) cannot be decoded: {error}",
-                        retryable=False,
-                    ) from error
-                try:
-                    apply(event if upcast is None else upcast(event, manifest))
-                except Exception as error:
-                    state.seq = expected - 1
-                    raise RecoveryFailed(
-                        pid,
-                        seq,
-                        f"applying event {seq} ({manifest}) raised {error!r}",
-                        retryable=False,
-                    ) from error
-                expected = seq + 1
-            state.seq = expected - 1
+        await events.replay()
         highest = await state.journal.highest_seq(pid)
+        if state.seq < highest:
+            # Committed by another writer since the replay read past them: more events
+            # to replay, not missing ones. One more replay reaches ``highest``; events
+            # committed after it was read are later than this recovery.
+            await events.replay()
+    except RecordCorrupt as error:
+        raise RecoveryFailed(pid, error.seq, str(error), retryable=False) from error
     except JournalFailure as error:
         raise RecoveryFailed(
-            pid, expected, f"the journal failed: {error}", retryable=True
+            pid, state.seq + 1, f"the journal failed: {error}", retryable=True
         ) from error
-    if highest != state.seq:
+    if state.seq < highest:
         raise RecoveryFailed(
             pid,
-            expected,
-            f"events {expected}..{highest} are missing from the journal (deleted, and "
-            "no snapshot that can be decoded covers them)",
+            state.seq + 1,
+            f"events {state.seq + 1}..{highest} are missing from the journal (deleted, "
+            "and no snapshot that can be decoded covers them)",
+            retryable=False,
+        )
+    if after > highest:
+        # A snapshot is saved after its events are stored and the highest seq never
+        # goes down: this snapshot belongs to other events than this journal's.
+        raise RecoveryFailed(
+            pid,
+            after,
+            f"the snapshot at seq {after} is ahead of the journal, whose highest seq is "
+            f"{highest}: the snapshot store holds snapshots of another journal, or the "
+            "journal lost events; give the system the snapshot store of this journal",
             retryable=False,
         )
     if _log.isEnabledFor(logging.DEBUG):
@@ -215,6 +208,75 @@ async def _replay(actor: PersistentActor, state: IncarnationState) -> None:
         )
 
 
+class _Events:
+    """Replays the events after ``state.seq`` through ``upcast`` and ``apply`` of one
+    actor, advancing ``state.seq``; recovery runs it once, and once more to read what
+    another writer committed meanwhile. Decoders are looked up once per serializer id."""
+
+    __slots__ = ("_apply", "_decoders", "_state", "_upcast")
+
+    def __init__(
+        self,
+        actor: PersistentActor,
+        state: IncarnationState,
+        upcast: Callable[[Any, str], Any] | None,
+    ) -> None:
+        self._state = state
+        self._apply = actor.apply
+        self._upcast = upcast
+        self._decoders: dict[str, Callable[[str, bytes], Any]] = {}
+
+    async def replay(self) -> None:
+        """Apply the stored events from ``state.seq + 1`` on, to the end of the journal.
+        :class:`RecoveryFailed` (not retryable) if an event read is not the next seq
+        (the events before it are missing) or one cannot be decoded or applied;
+        :class:`JournalFailure` as the journal raises it. Either way, and on
+        cancellation, ``state.seq`` is the last event applied."""
+        state = self._state
+        pid = state.persistence_id
+        serialization = state.serialization
+        decoders = self._decoders
+        upcast = self._upcast
+        apply = self._apply
+        expected = state.seq + 1
+        try:
+            async for chunk in state.journal.replay_chunks(pid, expected):
+                for seq, serializer_id, manifest, payload in chunk:
+                    if seq != expected:
+                        raise RecoveryFailed(
+                            pid,
+                            expected,
+                            f"events {expected}..{seq - 1} are missing from the journal "
+                            "(deleted, and no snapshot that can be decoded covers them)",
+                            retryable=False,
+                        )
+                    decode = decoders.get(serializer_id)
+                    try:
+                        if decode is None:
+                            decode = serialization.get(serializer_id).from_binary
+                            decoders[serializer_id] = decode
+                        event = decode(manifest, payload)
+                    except (LookupError, RecordUndecodable) as error:
+                        raise RecoveryFailed(
+                            pid,
+                            seq,
+                            f"event {seq} ({manifest}) cannot be decoded: {error}",
+                            retryable=False,
+                        ) from error
+                    try:
+                        apply(event if upcast is None else upcast(event, manifest))
+                    except Exception as error:
+                        raise RecoveryFailed(
+                            pid,
+                            seq,
+                            f"applying event {seq} ({manifest}) raised {error!r}",
+                            retryable=False,
+                        ) from error
+                    expected = seq + 1
+        finally:
+            state.seq = expected - 1
+
+
 async def _restore_snapshot(
     actor: PersistentActor, state: IncarnationState, store: SnapshotStore
 ) -> int:
@@ -224,6 +286,8 @@ async def _restore_snapshot(
     while True:
         try:
             record = await store.load(pid, max_seq)
+        except RecordCorrupt as error:
+            raise RecoveryFailed(pid, error.seq, str(error), retryable=False) from error
         except JournalFailure as error:
             raise RecoveryFailed(
                 pid, 0, f"loading a snapshot failed: {error}", retryable=True

@@ -34,11 +34,22 @@ PICKLE_PROTOCOL = 5
 
 def manifest_of(obj: object) -> str:
     """The manifest of ``obj``: ``"module.qualname"`` of its class, followed by
-    ``"@version"`` when the class (or a base class) sets ``__event_version__``."""
+    ``"@version"`` when the class (or a base class) sets ``__event_version__``.
+    Remembered per class (for the 4,096 classes seen last; set ``__event_version__``
+    when the class is defined, not later)."""
     cls = type(obj)
-    name = f"{cls.__module__}.{cls.__qualname__}"
-    version = getattr(cls, "__event_version__", None)
-    return name if version is None else f"{name}@{version}"
+    manifest = _manifests.get(cls)
+    if manifest is None:
+        name = f"{cls.__module__}.{cls.__qualname__}"
+        version = getattr(cls, "__event_version__", None)
+        manifest = name if version is None else f"{name}@{version}"
+        if len(_manifests) >= 4096:
+            _manifests.clear()
+        _manifests[cls] = manifest
+    return manifest
+
+
+_manifests: dict[type, str] = {}
 
 
 def parse_manifest(manifest: str) -> tuple[str, str | None]:
@@ -59,6 +70,14 @@ class Serializer(abc.ABC):
     :meth:`from_binary` raises :class:`RecordUndecodable` when the payload cannot be
     decoded. Implement both for another format (JSON, protobuf...) and register the
     serializer with :meth:`Serialization.register`.
+
+    A serializer should also refuse (with :class:`EventRejected`) what it could not read
+    back: a rejected event is not stored and the actor goes on, whereas a stored event
+    that does not decode fails every later recovery of its persistence id. The built-in
+    serializers check this by decoding each payload once, right after writing it (an
+    object whose ``__reduce__`` names a callable that raises, whose ``__setstate__``
+    raises, ...); a custom serializer decides whether its format needs such a check
+    (calling its own :meth:`from_binary` on the payload in :meth:`to_binary` is one).
     """
 
     id: str
@@ -80,6 +99,17 @@ class Serializer(abc.ABC):
             f"with serializer {self.id!r}: {type(cause).__name__}: {cause}"
         )
 
+    def _unreadable(self, obj: object, cause: BaseException) -> EventRejected:
+        """The rejection of an object that serialized but whose payload does not decode:
+        stored, it would fail every recovery of its persistence id."""
+        cls = type(obj)
+        return EventRejected(
+            f"cannot serialize an event of type {cls.__module__}.{cls.__qualname__} "
+            f"with serializer {self.id!r}: its payload cannot be read back "
+            f"({type(cause).__name__}: {cause}), so every recovery of its persistence id "
+            "would fail on it"
+        )
+
     def _undecodable(self, manifest: str, cause: BaseException) -> RecordUndecodable:
         return RecordUndecodable(
             f"cannot decode a record with manifest {manifest!r} with serializer "
@@ -89,7 +119,9 @@ class Serializer(abc.ABC):
 
 class _PickleFormat(Serializer):
     """Payloads in pickle format, written by ``_dumps`` and read back with plain
-    :mod:`pickle`."""
+    :mod:`pickle`. :meth:`to_binary` loads each payload once before returning it, and
+    rejects the object if that fails: a payload that pickles but does not unpickle would
+    otherwise be stored and fail every recovery of its persistence id."""
 
     _dumps: Callable[..., bytes]
 
@@ -98,6 +130,10 @@ class _PickleFormat(Serializer):
             payload = self._dumps(obj, protocol=PICKLE_PROTOCOL)
         except Exception as error:
             raise self._rejected(obj, error) from error
+        try:
+            pickle.loads(payload)
+        except Exception as error:
+            raise self._unreadable(obj, error) from error
         return manifest_of(obj), payload
 
     def from_binary(self, manifest: str, payload: bytes) -> object:

@@ -23,11 +23,13 @@ event insert (how the new offsets come back) are the dialect's own.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from contextlib import suppress
 from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
+
+from ._integrity import Integrity
 
 
 class SqlConnection(Protocol):
@@ -54,9 +56,11 @@ EVENT_COLUMNS = (
     "tags",
     "writer_id",
     "timestamp",
+    "digest",
 )
 """The columns of an event row, in the order :meth:`SqlDialect.insert_events` and the
-replays use them."""
+replays use them. ``digest`` (schema version 2) is the record's checksum or signature
+(:mod:`._integrity`), ``NULL`` in a row written before version 2."""
 
 _COLUMNS = ", ".join(EVENT_COLUMNS)
 _JOINED_COLUMNS = ", ".join(f"e.{column}" for column in EVENT_COLUMNS)
@@ -64,26 +68,35 @@ _JOINED_COLUMNS = ", ".join(f"e.{column}" for column in EVENT_COLUMNS)
 _TEMPLATES = {
     "schema_version": "SELECT version FROM {schema_version}",
     "insert_version": "INSERT INTO {schema_version} (version) VALUES (%s)",
-    "highest": "SELECT highest_seq FROM {journal_metadata} WHERE persistence_id = %s",
+    "set_version": "UPDATE {schema_version} SET version = %s",
+    # An id's highest seq is the larger of its highest stored event and the one kept in
+    # journal_metadata when events are deleted (written only then, not on every write).
+    "highest": (
+        "SELECT max(h) FROM (SELECT max(seq) AS h FROM {events} WHERE persistence_id = %s "
+        "UNION ALL SELECT highest_seq FROM {journal_metadata} WHERE persistence_id = %s) t"
+    ),
     "insert_event": (
         "INSERT INTO {events} (persistence_id, seq, serializer, manifest, payload, tags, "
-        "writer_id, timestamp) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+        "writer_id, timestamp, digest) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
     ),
     "insert_tag": "INSERT INTO {event_tags} (tag, event_offset) VALUES (%s, %s)",
     # The writer has checked that the batch continues from the highest seq; the guard
     # keeps the highest from going down even for a writer that has not.
-    "set_highest": (
-        "INSERT INTO {journal_metadata} AS m (persistence_id, highest_seq) VALUES (%s, %s) "
-        "ON CONFLICT (persistence_id) DO UPDATE SET highest_seq = excluded.highest_seq "
-        "WHERE excluded.highest_seq > m.highest_seq"
+    # Before a delete: keep the id's highest stored seq (never lowering the one kept).
+    "keep_highest": (
+        "INSERT INTO {journal_metadata} AS m (persistence_id, highest_seq) "
+        "SELECT persistence_id, max(seq) FROM {events} WHERE persistence_id = %s "
+        "GROUP BY persistence_id ON CONFLICT (persistence_id) DO UPDATE "
+        "SET highest_seq = excluded.highest_seq WHERE excluded.highest_seq > m.highest_seq"
     ),
     "replay": (
         f"SELECT {_COLUMNS} FROM {{events}} WHERE persistence_id = %s AND seq > %s "
         "AND seq <= %s ORDER BY seq LIMIT %s"
     ),
     "replay_rows": (
-        "SELECT seq, serializer, manifest, payload FROM {events} "
-        "WHERE persistence_id = %s AND seq > %s ORDER BY seq LIMIT %s"
+        "SELECT seq, serializer, manifest, payload, tags, writer_id, timestamp, digest, "
+        "event_offset FROM {events} WHERE persistence_id = %s AND seq > %s ORDER BY seq "
+        "LIMIT %s"
     ),
     "by_tag": (
         f"SELECT {_JOINED_COLUMNS} FROM {{event_tags}} t JOIN {{events}} e "
@@ -95,15 +108,19 @@ _TEMPLATES = {
         "{events} WHERE persistence_id = %s AND seq <= %s)"
     ),
     "delete_events": "DELETE FROM {events} WHERE persistence_id = %s AND seq <= %s",
-    "persistence_ids": "SELECT persistence_id FROM {journal_metadata} ORDER BY persistence_id",
+    "persistence_ids": (
+        "SELECT persistence_id FROM {journal_metadata} UNION "
+        "SELECT DISTINCT persistence_id FROM {events} ORDER BY 1"
+    ),
     "save_snapshot": (
         "INSERT INTO {snapshots} (persistence_id, seq, serializer, manifest, payload, "
-        "timestamp) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (persistence_id, seq) "
-        "DO UPDATE SET serializer = excluded.serializer, manifest = excluded.manifest, "
-        "payload = excluded.payload, timestamp = excluded.timestamp"
+        "timestamp, digest) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT "
+        "(persistence_id, seq) DO UPDATE SET serializer = excluded.serializer, "
+        "manifest = excluded.manifest, payload = excluded.payload, "
+        "timestamp = excluded.timestamp, digest = excluded.digest"
     ),
     "load_snapshot": (
-        "SELECT persistence_id, seq, serializer, manifest, payload, timestamp "
+        "SELECT persistence_id, seq, serializer, manifest, payload, timestamp, digest "
         "FROM {snapshots} WHERE persistence_id = %s AND seq <= %s "
         "ORDER BY seq DESC LIMIT 1"
     ),
@@ -118,10 +135,11 @@ class Statements:
 
     schema_version: Any
     insert_version: Any
+    set_version: Any
     highest: Any
     insert_event: Any
     insert_tag: Any
-    set_highest: Any
+    keep_highest: Any
     replay: Any
     replay_rows: Any
     by_tag: Any
@@ -138,13 +156,30 @@ class Statements:
         return cls(**{name: compile(text) for name, text in _TEMPLATES.items()})
 
 
+def highest_of(rows: Iterable[Sequence[Any]]) -> dict[str, int]:
+    """``{persistence_id: highest seq}`` from rows of ``(id, highest stored event's seq,
+    highest kept in journal_metadata)`` (either may be ``NULL``), leaving out the ids
+    that have neither."""
+    found: dict[str, int] = {}
+    for pid, stored, kept in rows:
+        if stored is None:
+            if kept is not None:
+                found[pid] = int(kept)
+        elif kept is None or stored >= kept:
+            found[pid] = int(stored)
+        else:
+            found[pid] = int(kept)
+    return found
+
+
 class SqlDialect(abc.ABC, Generic[_C]):
     """How one database does what the SQL journal needs. Methods taking a connection
     run in a worker thread; they raise :attr:`error` (the driver's base exception) when
     the database fails, and the journal maps that to :class:`JournalFailure`.
 
-    A subclass sets :attr:`error`, :attr:`where` and :attr:`journal_name`, and
-    :attr:`sql` (``Statements.compiled(self.compile)``) in its constructor.
+    A subclass sets :attr:`error`, :attr:`where`, :attr:`journal_name`,
+    :attr:`integrity` and :attr:`sql` (``Statements.compiled(self.compile)``) in its
+    constructor.
     """
 
     #: The driver's base exception (``sqlite3.Error``, ``psycopg.Error``).
@@ -155,6 +190,8 @@ class SqlDialect(abc.ABC, Generic[_C]):
     journal_name: str
     #: The journal's SQL, compiled for this database.
     sql: Statements
+    #: Seals the records written and checks those read (with the journal's key, if any).
+    integrity: Integrity
 
     @abc.abstractmethod
     def compile(self, template: str) -> Any:
@@ -173,6 +210,13 @@ class SqlDialect(abc.ABC, Generic[_C]):
     def begin(self, conn: _C, draws_offsets: bool) -> None:
         """Begin a group's transaction on the writer connection; ``draws_offsets``: the
         group inserts events (offsets must come out in commit order)."""
+
+    def begin_group(self, conn: _C, draws_offsets: bool, ids: Collection[str]) -> dict[str, int]:
+        """:meth:`begin`, then read the highest seq of ``ids`` (``{}`` if none): what a
+        group that writes events of ``ids`` needs first. The default runs
+        :meth:`begin` and :meth:`highest_many`."""
+        self.begin(conn, draws_offsets)
+        return self.highest_many(conn, ids) if ids else {}
 
     def is_broken(self, conn: _C) -> bool:
         """Whether ``conn`` is closed or lost (to be replaced, never reused). The
@@ -200,9 +244,15 @@ class SqlDialect(abc.ABC, Generic[_C]):
         ``None`` if the database answered that nothing was committed."""
 
     @abc.abstractmethod
+    def highest_many(self, conn: _C, persistence_ids: Collection[str]) -> dict[str, int]:
+        """The highest seq stored of each of ``persistence_ids`` that has one, in the
+        open transaction, in as few statements as the database allows."""
+
+    @abc.abstractmethod
     def insert_events(self, conn: _C, rows: Sequence[tuple[Any, ...]]) -> list[int]:
         """Insert event rows (the columns of :data:`EVENT_COLUMNS` but the offset) in
-        the open transaction; return their offsets, in order."""
+        the open transaction, in as few statements as the database allows; return their
+        offsets, in order (increasing in row order)."""
 
     @abc.abstractmethod
     def executemany(self, conn: _C, statement: Any, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -215,3 +265,15 @@ class SqlDialect(abc.ABC, Generic[_C]):
     @abc.abstractmethod
     def decode_tags(self, value: Any) -> frozenset[str]:
         """The tags stored as ``value`` in the ``tags`` column."""
+
+    def tags_text(self, value: Any) -> str:
+        """The tags stored as ``value`` in the ``tags`` column, as a record's digest
+        covers them (:func:`._integrity.tags_text`: the sorted JSON array). The default,
+        for a database that stores that text: the column itself (another type of value,
+        from an edited row, gives a text that no digest matches)."""
+        return value if type(value) is str else repr(value)
+
+    @abc.abstractmethod
+    def upgrade(self, conn: _C, version: int) -> None:
+        """In the transaction of :func:`._sql_journal.install_schema`: take an existing
+        journal's schema from ``version`` to ``version + 1``."""

@@ -21,17 +21,28 @@ Reads
     query with keyset pagination (:mod:`._paging`), so memory does not grow with the
     number of events, and no connection is held while the caller consumes a chunk.
 
+Integrity
+    Every event and snapshot is written with a digest (a checksum, or a signature with
+    the journal's key: the dialect's :class:`~._integrity.Integrity`), and every read
+    checks it before the record is given: :class:`RecordCorrupt` naming the record
+    otherwise (see :mod:`._integrity`). An existing journal of an older schema version
+    is upgraded when it is opened (:func:`install_schema`).
+
 Bounds
     Every bound of a read or a delete goes through :func:`~._journal.read_after` or
     :func:`~._journal.upper_bound` (the rule of :class:`Journal`), so that no bound
     can overflow the database's 64-bit integers.
 
 Cancellation
-    A group's transaction runs with ``abandon_on_cancel=False``: a commit in flight is
-    never abandoned midway, so the outcome of a cancelled write is unknown (recover by
-    reading ``highest_seq``). Leaving :func:`serving` drains the queue: every queued
-    operation is committed (normal exit) or failed with :class:`JournalFailure` (exit by
-    cancellation or error); none is silently dropped.
+    Cancelling a caller does not cancel its operation: it stays queued and may commit,
+    so the outcome of a cancelled write is unknown (recover by reading ``highest_seq``).
+    The writer task is shielded from the scopes around :func:`serving`: leaving the
+    block (normally, by an error or by a cancellation alike) stops accepting operations
+    and commits every one already queued, so that an actor system opened inside the
+    block shuts down in order with its journal still working. Only a drain that outlasts
+    its deadline (30 s: a database that hangs) abandons the group in flight (its thread
+    finishes on its own; its operations fail with :class:`JournalFailure`, outcome
+    unknown) and fails what is still queued (nothing stored); none is silently dropped.
 """
 
 from __future__ import annotations
@@ -42,6 +53,7 @@ from typing import Any, TypeVar
 
 import trio
 
+from .._interrupts import interrupt_in
 from ._errors import JournalFailure, SequenceConflict
 from ._group_commit import check_batch
 from ._journal import Journal, SnapshotStore, read_after, upper_bound
@@ -49,6 +61,7 @@ from ._paging import PageChunks, Pages, ReadPage, page_reader
 from ._records import PersistentRecord, SnapshotRecord
 from ._sql_dialect import SqlConnection, SqlDialect
 from ._sql_writer import SqlGroupWriter
+from ._sql_writes import EventWrite
 
 _C = TypeVar("_C", bound=SqlConnection)
 _T = TypeVar("_T")
@@ -134,7 +147,23 @@ class SqlJournal(SqlGroupWriter[_C], Journal):
         return page_reader(self._read, what, query)
 
     def _record(self, row: Sequence[Any]) -> PersistentRecord:
-        offset, pid, seq, serializer, manifest, payload, tags, writer_id, timestamp = row
+        """The record of an event row (:data:`EVENT_COLUMNS`), its digest checked first:
+        :class:`RecordCorrupt` naming it if it is refused (see :mod:`._integrity`)."""
+        offset, pid, seq, serializer, manifest, payload, tags, writer_id, timestamp, digest = row
+        dialect = self._dialect
+        if digest is not None or dialect.integrity.key is not None:
+            dialect.integrity.check_event(
+                digest,
+                pid,
+                seq,
+                serializer,
+                manifest,
+                payload,
+                dialect.tags_text(tags),
+                writer_id,
+                timestamp,
+                offset,
+            )
         return PersistentRecord(
             persistence_id=pid,
             seq=seq,
@@ -148,59 +177,6 @@ class SqlJournal(SqlGroupWriter[_C], Journal):
         )
 
     # -- the Journal contract -----------------------------------------------------------
-
-    def _prepare_write(
-        self, batch: Sequence[PersistentRecord]
-    ) -> tuple[str, Callable[[_C], list[int]]]:
-        """What a (checked, non-empty) batch's writer operation does: its description and
-        the function run in the group transaction."""
-        dialect = self._dialect
-        statements = self._sql
-        pid = batch[0].persistence_id
-        first = batch[0].seq
-        last = batch[-1].seq
-        rows = [
-            (
-                r.persistence_id,
-                r.seq,
-                r.serializer,
-                r.manifest,
-                r.payload,
-                dialect.encode_tags(r.tags),
-                r.writer_id,
-                r.timestamp,
-            )
-            for r in batch
-        ]
-        tags = [sorted(r.tags) for r in batch]
-        what = f"write of {pid!r} seq {first}..{last}"
-        name = self._journal_name
-
-        def run(conn: _C) -> list[int]:
-            found = conn.execute(statements.highest, (pid,)).fetchone()
-            highest = int(found[0]) if found else 0
-            if first <= highest:
-                raise SequenceConflict(
-                    f"{what}: {pid!r} already has events up to seq {highest} in the {name} "
-                    "(another writer?); nothing was stored"
-                )
-            if first != highest + 1:
-                raise SequenceConflict(
-                    f"{what}: would leave a gap after seq {highest} of {pid!r} in the "
-                    f"{name}; nothing was stored"
-                )
-            offsets = dialect.insert_events(conn, rows)
-            tag_rows = [
-                (tag, offset)
-                for offset, row_tags in zip(offsets, tags, strict=True)
-                for tag in row_tags
-            ]
-            if tag_rows:
-                dialect.executemany(conn, statements.insert_tag, tag_rows)
-            conn.execute(statements.set_highest, (pid, last))
-            return offsets
-
-        return what, run
 
     async def write(self, batch: Sequence[PersistentRecord]) -> list[int]:
         """Store ``batch`` atomically and return its offsets once committed.
@@ -218,8 +194,9 @@ class SqlJournal(SqlGroupWriter[_C], Journal):
         except (ValueError, SequenceConflict):
             await trio.lowlevel.checkpoint()
             raise
-        what, run = self._prepare_write(batch)
-        result: list[int] = await self._wait(self._submit(what, run, draws_offsets=True))
+        write = EventWrite(self._dialect, batch)
+        op = self._submit(None, None, draws_offsets=True, write=write)
+        result: list[int] = await self._wait(op)
         return result
 
     def replay(
@@ -239,10 +216,18 @@ class SqlJournal(SqlGroupWriter[_C], Journal):
         self, persistence_id: str, from_seq: int = 1
     ) -> AsyncIterator[list[tuple[int, str, str, bytes]]]:
         """The fast path of recovery: pages of ``(seq, serializer, manifest, payload)``
-        rows in ``seq`` order, ``chunk_size`` rows per page, without building records."""
+        rows in ``seq`` order, ``chunk_size`` rows per page, without building records.
+        Every row of a page is checked before the page is given (:class:`RecordCorrupt`
+        naming the first one refused; the rows before it in that page are not given)."""
         after = read_after("from_seq", from_seq, inclusive=True)
         pages = self._pages(f"replay of {persistence_id!r}", self._sql.replay_rows, persistence_id)
-        return PageChunks(pages, after, 0, self._chunk_size)
+        chunk = self._dialect.integrity.event_chunk
+        tags_text = self._dialect.tags_text
+
+        def checked(rows: list[Any]) -> list[Any]:
+            return chunk(persistence_id, rows, tags_text)
+
+        return PageChunks(pages, after, 0, self._chunk_size, checked)
 
     async def highest_seq(self, persistence_id: str) -> int:
         """The highest seq ever stored (0 if none). Goes through the writer queue, so it
@@ -250,8 +235,8 @@ class SqlJournal(SqlGroupWriter[_C], Journal):
         statement = self._sql.highest
 
         def run(conn: _C) -> int:
-            found = conn.execute(statement, (persistence_id,)).fetchone()
-            return int(found[0]) if found else 0
+            found = conn.execute(statement, (persistence_id, persistence_id)).fetchone()
+            return int(found[0]) if found and found[0] is not None else 0
 
         await trio.lowlevel.checkpoint_if_cancelled()
         result: int = await self._wait(self._submit(f"highest_seq of {persistence_id!r}", run))
@@ -259,12 +244,13 @@ class SqlJournal(SqlGroupWriter[_C], Journal):
 
     async def delete_to(self, persistence_id: str, to_seq: int) -> None:
         """Delete events with ``seq <= to_seq`` (and their tag rows) in the writer queue;
-        the highest seq is kept in ``journal_metadata``. On cancellation the outcome is
-        unknown."""
+        the highest seq is kept in ``journal_metadata`` first, in the same transaction.
+        On cancellation the outcome is unknown."""
         bound = upper_bound("to_seq", to_seq)
         statements = self._sql
 
         def run(conn: _C) -> None:
+            conn.execute(statements.keep_highest, (persistence_id,))
             conn.execute(statements.delete_tags, (persistence_id, bound))
             conn.execute(statements.delete_events, (persistence_id, bound))
 
@@ -314,6 +300,7 @@ class SqlSnapshotStore(SnapshotStore):
             snapshot.manifest,
             snapshot.payload,
             snapshot.timestamp,
+            self._journal._dialect.integrity.seal_snapshot(snapshot),
         )
         statement = self._journal._sql.save_snapshot
 
@@ -335,7 +322,10 @@ class SqlSnapshotStore(SnapshotStore):
         row = await self._journal._read(f"snapshot load of {persistence_id!r}", query)
         if row is None:
             return None
-        pid, seq, serializer, manifest, payload, timestamp = row
+        pid, seq, serializer, manifest, payload, timestamp, digest = row
+        self._journal._dialect.integrity.check_snapshot(
+            digest, pid, seq, serializer, manifest, payload, timestamp
+        )
         return SnapshotRecord(pid, seq, serializer, manifest, bytes(payload), timestamp)
 
     async def delete(self, persistence_id: str, max_seq: int) -> None:
@@ -363,7 +353,9 @@ def install_schema(
     """In a thread, on a new writer connection: in one transaction (begun as a group
     that draws offsets, so that processes opening at once take turns), run the
     ``schema`` statements (``CREATE ... IF NOT EXISTS``), then record ``version`` in a
-    new journal or check that an existing one has it. :class:`JournalFailure` naming
+    new journal or check that an existing one has it; an existing journal of an older
+    version (1 and up) is upgraded to ``version`` in the same transaction, one version
+    at a time (:meth:`SqlDialect.upgrade`). :class:`JournalFailure` naming
     ``where`` for an unsupported version, or for a database without a journal when
     ``create`` is false (nothing is committed then); the driver's error if the database
     fails. The caller closes ``conn`` on failure, which rolls the transaction back."""
@@ -375,9 +367,14 @@ def install_schema(
         raise JournalFailure(f"{where} holds no journal (create=False)")
     if not found:
         conn.execute(dialect.sql.insert_version, (version,))
+    elif len(found) == 1 and 1 <= found[0] < version:
+        for old in range(found[0], version):
+            dialect.upgrade(conn, old)
+        conn.execute(dialect.sql.set_version, (version,))
     elif found != [version]:
         raise JournalFailure(
-            f"unsupported schema version {found} in {where} (this code reads {version})"
+            f"unsupported schema version {found} in {where} (this code reads {version}, "
+            "and upgrades older versions from 1)"
         )
     conn.execute("COMMIT")
 
@@ -385,22 +382,58 @@ def install_schema(
 @asynccontextmanager
 async def serving(journal: _J) -> AsyncIterator[_J]:
     """Run ``journal``'s writer task for the time of the block (which gets the journal).
-    On exit: normal exit
-    commits everything already queued before returning; exit by an exception or
-    cancellation fails what is still queued with :class:`JournalFailure` (a group
-    already in its transaction still commits). The connections are closed in both
-    cases, in a thread, shielded and bounded (30 s) so that a cancelled exit still
-    closes them and no exit hangs (an abandoned close still finishes in its thread)."""
+
+    The writer is shielded from the cancellation of the scopes around the block, so the
+    journal outlives what uses it inside the block: an actor system opened there shuts
+    down in order (shielded, also when the block is cancelled) with a working journal.
+    On exit, normal, by an exception or by a cancellation alike, the journal stops
+    accepting operations (later ones raise :class:`JournalFailure`) and everything
+    already queued is committed before this returns. If that takes more than 30 s (a
+    database that hangs), the group in flight is failed with :class:`JournalFailure`
+    (outcome unknown) and what is still queued too (nothing stored), each naming that
+    deadline. Then the connections are closed, in a thread, shielded and bounded (30 s
+    more), so that no exit hangs (an abandoned close still finishes in its thread, once
+    an abandoned commit has).
+
+    An exception from the block, ``Cancelled``, ``KeyboardInterrupt`` and
+    :class:`~actors.UnhandledFailure` included, comes out as itself, not in an exception
+    group. Only if the writer task itself crashed does its error win (with a note naming
+    the block's); a ``KeyboardInterrupt`` or ``SystemExit`` in it comes out as itself."""
+    body_error: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(journal._run_writer, journal._receive)
             try:
+                await nursery.start(journal._run_writer, journal._receive)
                 yield journal
+            except BaseException as error:
+                # Re-raised below, outside the nursery, so that it is not wrapped in an
+                # exception group.
+                body_error = error
             finally:
-                # Synchronous: the writer drains the queue and ends (or is cancelled with
-                # the nursery, failing what is left).
+                # Synchronous: the writer commits what is queued and ends, by its deadline.
                 journal._stop_accepting()
+    except BaseException as crash:
+        # The writer task raised (a bug, or Ctrl-C landing in it): that wins, a
+        # KeyboardInterrupt or SystemExit in it out as itself, but the block's own error
+        # must not vanish with it.
+        interrupt = interrupt_in(crash)
+        raised = crash if interrupt is None else interrupt
+        if body_error is not None and body_error is not crash:
+            raised.add_note(
+                f"the block serving the {journal._journal_name} had raised {body_error!r}"
+            )
+        if raised is not crash:
+            raise raised from None
+        raise
     finally:
+        lock = journal._writer_lock
+
+        def close() -> None:
+            with lock:  # a commit abandoned past the deadline still uses the writer connection
+                journal._close_connections()
+
         with trio.move_on_after(30) as scope:
             scope.shield = True
-            await trio.to_thread.run_sync(journal._close_connections, abandon_on_cancel=True)
+            await trio.to_thread.run_sync(close, abandon_on_cancel=True)
+    if body_error is not None:
+        raise body_error

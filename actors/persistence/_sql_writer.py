@@ -37,6 +37,7 @@ import trio
 from ._errors import JournalFailure, SequenceConflict
 from ._group_commit import GroupCommitWriter, WriterOp
 from ._sql_dialect import SqlConnection, SqlDialect, Statements
+from ._sql_writes import store_writes
 
 _C = TypeVar("_C", bound=SqlConnection)
 
@@ -56,10 +57,11 @@ class SqlGroupWriter(GroupCommitWriter[_C]):
         self._init_writer(send)
         self._writer: _C | None = writer
 
-    def _begin(self, draws_offsets: bool) -> _C:
+    def _begin(self, draws_offsets: bool, ids: set[str]) -> tuple[_C, dict[str, int]]:
         """In the writer's thread: begin the group's transaction on the writer connection
         (connecting first if there is none or it is broken, and once more if ``BEGIN``
-        finds the idle connection broken: nothing was sent on it yet)."""
+        finds the idle connection broken: nothing was sent on it yet), reading the
+        highest seq of the persistence ids ``ids`` the group writes."""
         dialect = self._dialect
         for attempt in (1, 2):
             conn = self._writer
@@ -68,12 +70,12 @@ class SqlGroupWriter(GroupCommitWriter[_C]):
                 self._writer = None
                 conn = self._writer = dialect.connect_writer()
             try:
-                dialect.begin(conn, draws_offsets)
+                highest = dialect.begin_group(conn, draws_offsets, ids)
             except dialect.error:
                 if attempt == 2 or not dialect.is_broken(conn):
                     raise
                 continue
-            return conn
+            return conn, highest
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _commit_group(self, group: list[WriterOp[_C]]) -> None:
@@ -82,14 +84,14 @@ class SqlGroupWriter(GroupCommitWriter[_C]):
         or ``error`` on every op of the group; never raises but for a BaseException."""
         dialect = self._dialect
         draws_offsets = any(op.draws_offsets for op in group)
+        ids = {op.write.persistence_id for op in group if op.write is not None}
         try:
-            conn = self._begin(draws_offsets)
+            conn, highest = self._begin(draws_offsets, ids)
         except dialect.error as error:
             self._abort_group(group, "begin transaction", error)
             return
         try:
-            for op in group:
-                op.result = op.run(conn)
+            self._run_ops(conn, group, highest)
         except Exception as error:
             if dialect.is_broken(conn):
                 # The transaction died with the connection: nothing of it committed.
@@ -103,15 +105,37 @@ class SqlGroupWriter(GroupCommitWriter[_C]):
                 return
             try:
                 conn.execute("ROLLBACK")
-                conn = self._begin(draws_offsets)
+                conn, highest = self._begin(draws_offsets, ids)
             except dialect.error as retry_error:
                 self._abort_group(group, "retry of the group", retry_error)
                 return
-            if not self._run_one_savepoint_each(conn, group):
+            if not self._run_one_savepoint_each(conn, group, highest):
                 return
         self._commit(conn, group)
 
-    def _run_one_savepoint_each(self, conn: _C, group: list[WriterOp[_C]]) -> bool:
+    def _run_ops(self, conn: _C, ops: list[WriterOp[_C]], highest: dict[str, int]) -> None:
+        """Run ``ops`` in queue order in the open transaction: each run of consecutive
+        event writes together (:func:`~._sql_writes.store_writes`, given and updating
+        ``highest``, the highest seqs read when the transaction began), any other op
+        alone. Raises the first error of the database (or of an op's ``run``)."""
+        start = 0
+        count = len(ops)
+        while start < count:
+            op = ops[start]
+            if op.write is None:
+                assert op.run is not None
+                op.result = op.run(conn)
+                start += 1
+                continue
+            end = start + 1
+            while end < count and ops[end].write is not None:
+                end += 1
+            store_writes(self._dialect, conn, ops[start:end], self._journal_name, highest)
+            start = end
+
+    def _run_one_savepoint_each(
+        self, conn: _C, group: list[WriterOp[_C]], highest: dict[str, int]
+    ) -> bool:
         """Run every op of the group in a savepoint of its own; ``False`` if the
         transaction itself broke (every op then has its error)."""
         dialect = self._dialect
@@ -123,7 +147,7 @@ class SqlGroupWriter(GroupCommitWriter[_C]):
                 self._abort_group(group, "savepoint", error)
                 return False
             try:
-                op.result = op.run(conn)
+                self._run_ops(conn, [op], highest)
                 conn.execute("RELEASE SAVEPOINT op")
             except Exception as error:
                 op.result = None

@@ -26,9 +26,11 @@ Offsets
     serialised by SQLite's write lock, which keeps this true.)
 
 Fencing
-    ``UNIQUE (persistence_id, seq)`` and the ``journal_metadata`` row holding each id's
-    highest seq, read and updated under the write lock, make a second writer of an id
-    fail with :class:`SequenceConflict`.
+    Each group reads the highest seq of the ids it writes under the write lock (the
+    highest stored event's, or the one a deletion kept in ``journal_metadata`` if
+    larger) and refuses a write that does not continue it, so a second writer of an id
+    fails with :class:`SequenceConflict`; ``UNIQUE (persistence_id, seq)`` stands
+    behind that check.
 
 Reads
     Read connections are ``query_only``; WAL lets them read while the writer commits.
@@ -39,17 +41,19 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
 
 from ._errors import JournalFailure
-from ._sql_dialect import TABLES, SqlDialect, Statements
+from ._integrity import Integrity
+from ._sql_dialect import EVENT_COLUMNS, TABLES, SqlDialect, Statements, highest_of
 from ._sql_journal import SqlJournal, SqlSnapshotStore, install_schema, serving
+from ._sqlite_access import probe_writable, raise_if_not_writable
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS schema_version (
@@ -65,6 +69,7 @@ SCHEMA = (
     tags TEXT NOT NULL,
     writer_id TEXT NOT NULL,
     timestamp REAL NOT NULL,
+    digest BLOB,
     UNIQUE (persistence_id, seq)
 )""",
     """CREATE TABLE IF NOT EXISTS event_tags (
@@ -84,14 +89,47 @@ SCHEMA = (
     manifest TEXT NOT NULL,
     payload BLOB NOT NULL,
     timestamp REAL NOT NULL,
+    digest BLOB,
     PRIMARY KEY (persistence_id, seq)
 ) WITHOUT ROWID""",
 )
 """The SQLite journal's schema (version :data:`SCHEMA_VERSION`): the tables
 :data:`~._sql_dialect.TABLES`. ``tags`` holds the sorted tags as a JSON array; the
-``event_tags`` rows index them for ``events_by_tag``."""
+``event_tags`` rows index them for ``events_by_tag``. ``digest`` (new in version 2,
+``NULL`` in the rows of a journal written before) is each record's checksum or signature
+(:mod:`._integrity`)."""
+
+_UPGRADES = {
+    1: (
+        "ALTER TABLE events ADD COLUMN digest BLOB",
+        "ALTER TABLE snapshots ADD COLUMN digest BLOB",
+    ),
+}
+"""The statements taking an existing journal from a version to the next (1 to 2: the
+``digest`` columns, ``NULL`` in the rows already stored)."""
 
 _NO_TAGS: frozenset[str] = frozenset()
+
+_HIGHEST_MANY = (
+    "SELECT j.value, (SELECT max(seq) FROM events WHERE persistence_id = j.value), "
+    "(SELECT highest_seq FROM journal_metadata WHERE persistence_id = j.value) "
+    "FROM json_each(?) AS j"
+)
+"""The two highest seqs of each id of a JSON array (see ``highest_of``); each
+subquery is one index lookup."""
+
+_INSERT_AT = (
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
+)
+"""The event insert with the offset given (see ``SqliteDialect.insert_events``)."""
+
+_LAST_OFFSET = (
+    "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), "
+    "coalesce((SELECT max(event_offset) FROM events), 0))"
+)
+"""The largest offset ever handed out: AUTOINCREMENT's counter, or the largest offset
+stored if that is larger (a row inserted with an explicit offset by another tool)."""
 
 
 class SqliteDialect(SqlDialect[sqlite3.Connection]):
@@ -101,10 +139,11 @@ class SqliteDialect(SqlDialect[sqlite3.Connection]):
 
     error = sqlite3.Error
 
-    def __init__(self, path: str, busy_timeout: float) -> None:
+    def __init__(self, path: str, busy_timeout: float, key: bytes | None = None) -> None:
         self.path = path
         self.busy_timeout = busy_timeout
         self.where = self.journal_name = f"SQLite journal {path}"
+        self.integrity = Integrity(key, self.journal_name)
         self.sql = Statements.compiled(self.compile)
 
     def compile(self, template: str) -> str:
@@ -147,14 +186,20 @@ class SqliteDialect(SqlDialect[sqlite3.Connection]):
         # SQLite rolls back on a failed COMMIT in most cases, but not all.
         return "the COMMIT failed and SQLite may not have rolled it back"
 
+    def highest_many(
+        self, conn: sqlite3.Connection, persistence_ids: Collection[str]
+    ) -> dict[str, int]:
+        ids = json.dumps(list(persistence_ids))
+        return highest_of(conn.execute(_HIGHEST_MANY, (ids,)).fetchall())
+
     def insert_events(self, conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> list[int]:
-        insert = self.sql.insert_event
-        offsets: list[int] = []
-        for row in rows:
-            offset = conn.execute(insert, row).lastrowid
-            assert offset is not None
-            offsets.append(offset)
-        return offsets
+        # The offsets are given, not left to AUTOINCREMENT, so that one executemany
+        # inserts every row: the writer holds the write lock (BEGIN IMMEDIATE), so the
+        # offsets after the largest ever handed out are free and, committed together,
+        # stay in commit order. The insert moves sqlite_sequence up past them.
+        base: int = conn.execute(_LAST_OFFSET).fetchone()[0]
+        conn.executemany(_INSERT_AT, [(base + i, *row) for i, row in enumerate(rows, start=1)])
+        return list(range(base + 1, base + 1 + len(rows)))
 
     def executemany(
         self, conn: sqlite3.Connection, statement: Any, rows: Sequence[tuple[Any, ...]]
@@ -166,6 +211,10 @@ class SqliteDialect(SqlDialect[sqlite3.Connection]):
 
     def decode_tags(self, value: Any) -> frozenset[str]:
         return _NO_TAGS if value == "[]" else frozenset(json.loads(value))
+
+    def upgrade(self, conn: sqlite3.Connection, version: int) -> None:
+        for statement in _UPGRADES[version]:
+            conn.execute(statement)
 
 
 class SqliteJournal(SqlJournal[sqlite3.Connection]):
@@ -195,7 +244,10 @@ class SqliteSnapshotStore(SqlSnapshotStore):
 def _open_writer(dialect: SqliteDialect, integrity_check: bool, create: bool) -> sqlite3.Connection:
     """In a thread: open the writer connection, check the file's integrity if asked,
     create the schema if missing (idempotent; unless ``create`` is false) and check its
-    version."""
+    version. A journal that this process cannot write raises
+    :class:`JournalNotWritable` here (SQLite would open it read-only
+    and fail only at the first write): a write is tried and rolled back
+    (:func:`~._sqlite_access.probe_writable`)."""
     path = dialect.path
     if not create:
         if not os.path.exists(path):
@@ -205,8 +257,17 @@ def _open_writer(dialect: SqliteDialect, integrity_check: bool, create: bool) ->
                 f"the SQLite journal {path} is an empty file (truncated to 0 bytes?); "
                 "with create=False it is not taken for a new journal"
             )
-    conn = dialect.connect_writer()
     try:
+        conn = dialect.connect_writer()
+    except sqlite3.Error as error:
+        raise_if_not_writable(path, error)
+        raise
+    try:
+        try:
+            probe_writable(conn)
+        except sqlite3.Error as error:
+            raise_if_not_writable(path, error)
+            raise
         if integrity_check:
             verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
             if verdict != "ok":
@@ -227,6 +288,7 @@ async def open_sqlite_journal(
     max_readers: int = 4,
     integrity_check: bool = False,
     create: bool = True,
+    key: bytes | None = None,
 ) -> AsyncIterator[SqliteJournal]:
     """Open (creating if needed) the SQLite journal at ``path`` and yield it; its
     snapshot store is ``journal.snapshots``.
@@ -240,13 +302,31 @@ async def open_sqlite_journal(
     created). Use it once the journal exists: SQLite takes a file truncated to
     0 bytes for a new database, so only ``create=False`` tells that loss from a first run.
 
+    Every event and snapshot is stored with a digest, checked by every read before
+    anything of the record is decoded (:class:`RecordCorrupt` if it does not match): a
+    CRC-32 checksum, or with ``key`` (bytes, at least 16; 32 random ones recommended) an
+    HMAC-SHA256 signature; a journal opened with a key refuses every record not signed
+    with it, and one opened without a key refuses signed records (it cannot verify
+    them). A journal of schema version 1 is upgraded to version 2 on open (its rows keep
+    no digest: read without a key, refused with one). See "Integrity: checksums and
+    signed journals" in the persistence guide.
+
     Raises :class:`JournalFailure` naming ``path`` if the file cannot be opened, is not a
-    SQLite database, or has an unsupported schema. On exit: normal exit commits everything
-    already queued before returning; exit by an exception or cancellation fails what is
-    still queued with :class:`JournalFailure` (a group already in its transaction still
-    commits). The connections are closed in both cases.
+    SQLite database, or has an unsupported schema; :class:`JournalNotWritable` (a
+    :class:`JournalFailure`) if this process cannot write it; :class:`TypeError` or
+    :class:`ValueError` for a ``key`` that is not bytes or too short.
+
+    On exit, normal, by an exception or by a cancellation alike, the journal stops
+    accepting operations and commits everything already queued before returning, then
+    closes its connections. Its writer is shielded from the cancellation of the scopes
+    around the block, so that an actor system opened in the same ``async with``, after
+    the journal (``open_system(..., extensions=[Persistence(journal)])``), shuts down in
+    order with a working journal, as on a normal exit. The exit is bounded: past 30 s (a
+    database that hangs), what is left fails with :class:`JournalFailure` naming that
+    deadline. An exception from the block (``Cancelled`` and ``KeyboardInterrupt``
+    included) comes out as itself, not in an exception group.
     """
-    dialect = SqliteDialect(os.fspath(path), busy_timeout)
+    dialect = SqliteDialect(os.fspath(path), busy_timeout, key)
     try:
         conn = await trio.to_thread.run_sync(_open_writer, dialect, integrity_check, create)
     except sqlite3.Error as error:

@@ -14,7 +14,9 @@ import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from ._integrity import Integrity, event_message, snapshot_message
 from ._sql_dialect import TABLES
 from ._sqlite import SCHEMA_VERSION
 
@@ -27,14 +29,21 @@ the callback keeps those itself)."""
 
 _EVENTS = (
     "SELECT e.persistence_id, e.seq, e.event_offset, e.serializer, e.manifest, e.tags, "
-    "{payload}, (SELECT json_group_array(t.tag) FROM event_tags t "
-    "WHERE t.event_offset = e.event_offset) FROM events e ORDER BY e.persistence_id, e.seq"
+    "e.writer_id, e.timestamp, {payload}, {digest}, (SELECT json_group_array(t.tag) FROM "
+    "event_tags t WHERE t.event_offset = e.event_offset) FROM events e "
+    "ORDER BY e.persistence_id, e.seq"
 )
 _SNAPSHOTS = (
-    "SELECT s.persistence_id, s.seq, s.serializer, s.manifest, {payload}, m.highest_seq "
-    "FROM snapshots s LEFT JOIN journal_metadata m ON m.persistence_id = s.persistence_id "
+    "SELECT s.persistence_id, s.seq, s.serializer, s.manifest, s.timestamp, {payload}, "
+    "{digest}, max(coalesce(m.highest_seq, 0), coalesce((SELECT max(e.seq) FROM events e "
+    "WHERE e.persistence_id = s.persistence_id), 0)) FROM snapshots s "
+    "LEFT JOIN journal_metadata m ON m.persistence_id = s.persistence_id "
     "ORDER BY s.persistence_id, s.seq"
 )
+
+VERSIONS = (1, SCHEMA_VERSION)
+"""The schema versions :func:`check_journal` reads: the current one, and version 1 (a
+journal not yet upgraded, read as it is: without digests)."""
 
 
 class UnreadableJournal(Exception):
@@ -104,6 +113,13 @@ def refuse_non_journal(path: str) -> None:
             raise UnreadableJournal(
                 f"cannot read SQLite journal {path}: {describe(error)}"
             ) from error
+        if versions == [1]:
+            raise UnreadableJournal(
+                f"SQLite journal {path} has schema version 1; this tool reads version "
+                f"{SCHEMA_VERSION} (the check command reads version 1 as it is; opening the "
+                "journal from the application, with open_sqlite_journal, upgrades it to "
+                f"version {SCHEMA_VERSION}, keeping every record)"
+            )
         if versions != [SCHEMA_VERSION]:
             found = ", ".join(str(v) for v in versions) or "none"
             raise UnreadableJournal(
@@ -118,43 +134,61 @@ class Report:
     """What :func:`check_journal` found: ``problem(line)`` is called for each problem
     as it is found; :attr:`problems` counts them, :attr:`incomplete` counts the checks
     that could not run (the :attr:`counts` are then partial), :attr:`counts` says how
-    many persistence ids, events and snapshots were checked."""
+    many persistence ids, events and snapshots were checked.
+
+    The digests: :attr:`verified` counts the records whose digest matched (``None`` if
+    the digests were not checked: a journal of schema version 1, or a check that could
+    not run); :attr:`legacy` the records without a digest (written before version 2),
+    accepted without a key; :attr:`unverified` the signed records that could not be
+    verified for want of the key, and :attr:`first_unverified` names the first of them
+    (a corrupt record, or an unsigned one when a key is given, is a problem)."""
 
     def __init__(self, problem: Callable[[str], None]) -> None:
         self._problem = problem
         self.problems = 0
         self.incomplete = 0
         self.counts = {"persistence ids": 0, "events": 0, "snapshots": 0}
+        self.verified: int | None = None
+        self.legacy = 0
+        self.unverified = 0
+        self.first_unverified = ""
 
     def problem(self, text: str) -> None:
         self.problems += 1
         self._problem(text)
 
 
-def check_journal(path: str, report: Report, decode: Decode | None = None) -> None:
-    """Check the SQLite journal at ``path``, read-only, reporting to ``report``.
-    Problems, one line each:
+def check_journal(
+    path: str, report: Report, decode: Decode | None = None, key: bytes | None = None
+) -> None:
+    """Check the SQLite journal at ``path``, read-only, reporting to ``report``, with
+    the journal's ``key`` if it is signed. Problems, one line each:
 
     * ``integrity:`` what SQLite's full ``PRAGMA integrity_check`` reports;
     * ``schema:`` a missing table or an unsupported schema version (the remaining
       checks are skipped: they assume the schema);
     * ``seq:`` a persistence id's stored seqs are not contiguous from the lowest stored
       one (events below it were deleted) to the highest, or a seq is below 1;
-    * ``metadata:`` a persistence id with events has no ``highest_seq``, or one below its
-      highest stored seq (the next write would reuse stored numbers);
+    * ``metadata:`` a persistence id with events has a ``highest_seq`` kept (by a
+      deletion) above its highest stored seq: the events between were lost (a deletion
+      only ever removes the oldest events);
     * ``tags:`` a tag row points at no event, or an event's tags disagree with its tag
       rows (``events_by_tag`` would miss or invent it);
     * ``offset:`` offsets do not increase with seq within a persistence id;
     * ``snapshot:`` a snapshot is beyond the highest seq of its persistence id;
+    * ``digest:`` an event or snapshot does not match its digest (it was changed, or
+      signed with another key), or, with ``key``, is not signed (see
+      :mod:`._integrity`); its payload is not decoded;
     * ``decode:`` (with ``decode``) an event or snapshot is corrupt (``decode`` says
-      which records count).
+      which records count). Only the records whose digest matched, or that have none
+      while no key is given, are decoded.
 
     A check that SQLite cannot run (the file is corrupt) is itself a problem; the
     others still run. :class:`UnreadableJournal` if the file is missing or not SQLite.
     """
     conn = connect_read_only(path)
     try:
-        checks = _Checks(conn, report, decode)
+        checks = _Checks(conn, report, decode, Integrity(key, f"SQLite journal {path}"))
         checks.guarded("integrity", checks.integrity)
         if checks.guarded("schema", checks.schema):
             for what, check in (
@@ -172,10 +206,18 @@ def check_journal(path: str, report: Report, decode: Decode | None = None) -> No
 class _Checks:
     """The checks of :func:`check_journal`, one method each, on one connection."""
 
-    def __init__(self, conn: sqlite3.Connection, report: Report, decode: Decode | None) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        report: Report,
+        decode: Decode | None,
+        integrity: Integrity,
+    ) -> None:
         self.conn = conn
         self.report = report
         self.decode = decode
+        self.verifier = integrity
+        self.digests = False  # whether the journal has digests (version 2)
 
     def guarded(self, what: str, check: Callable[[], bool | None]) -> bool:
         """Run ``check``; ``False`` if SQLite failed it (a problem) or it says so."""
@@ -201,13 +243,14 @@ class _Checks:
             self.report.incomplete += 1
             return False
         versions = _versions(self.conn)
-        if versions != [SCHEMA_VERSION]:
+        if len(versions) != 1 or versions[0] not in VERSIONS:
             self.report.problem(
                 f"schema: version {versions or 'none'} is not supported (this tool reads "
-                f"[{SCHEMA_VERSION}]); the other checks are skipped"
+                f"{' and '.join(map(str, VERSIONS))}); the other checks are skipped"
             )
             self.report.incomplete += 1
             return False
+        self.digests = versions[0] >= 2
         return True
 
     def seqs(self) -> None:
@@ -230,22 +273,18 @@ class _Checks:
 
     def metadata(self) -> None:
         self.report.counts["persistence ids"] = self.conn.execute(
-            "SELECT COUNT(*) FROM journal_metadata"
+            "SELECT COUNT(*) FROM (SELECT persistence_id FROM journal_metadata UNION "
+            "SELECT persistence_id FROM events)"
         ).fetchone()[0]
-        for pid, stored, highest in self.conn.execute(
+        for pid, stored, kept in self.conn.execute(
             "SELECT e.persistence_id, MAX(e.seq), m.highest_seq FROM events e "
-            "LEFT JOIN journal_metadata m ON m.persistence_id = e.persistence_id "
+            "JOIN journal_metadata m ON m.persistence_id = e.persistence_id "
             "GROUP BY e.persistence_id ORDER BY e.persistence_id"
         ):
-            if highest is None:
+            if kept > stored:
                 self.report.problem(
-                    f"metadata: {pid!r} has events up to seq {stored} but no highest_seq "
-                    "(it is not listed by ids, and its next write would restart at 1)"
-                )
-            elif highest < stored:
-                self.report.problem(
-                    f"metadata: {pid!r} has highest_seq {highest}, below its highest stored "
-                    f"seq {stored} (its next write would reuse stored seqs)"
+                    f"metadata: {pid!r} kept highest_seq {kept}, above its highest stored "
+                    f"seq {stored}: events {stored + 1}..{kept} are missing"
                 )
 
     def dangling_tags(self) -> None:
@@ -257,10 +296,45 @@ class _Checks:
                 f"tags: tag row {tag!r} points at offset {offset}, which has no event"
             )
 
-    def _with_payloads(self, query: str, payload: str) -> sqlite3.Cursor:
-        """The rows of ``query``, whose ``{payload}`` column is ``payload`` when decoding
-        (else ``NULL``: payloads are not read)."""
-        return self.conn.execute(query.format(payload=payload if self.decode else "NULL"))
+    def _with_payloads(self, query: str, table: str) -> sqlite3.Cursor:
+        """The rows of ``query`` on ``table`` (aliased by its initial): its ``{payload}``
+        column is the payload when digests are checked or payloads decoded (else
+        ``NULL``: payloads are not read), its ``{digest}`` column the digest (``NULL``
+        in a journal of version 1)."""
+        alias = table[0]
+        payload = f"{alias}.payload" if self.decode or self.digests else "NULL"
+        digest = f"{alias}.digest" if self.digests else "NULL"
+        if self.digests and self.report.verified is None:
+            self.report.verified = 0
+        return self.conn.execute(query.format(payload=payload, digest=digest))
+
+    def _verified(
+        self, what: str, digest: object, message: Callable[..., bytes], fields: tuple[Any, ...]
+    ) -> bool:
+        """Check the digest of the record ``what``, whose digest covers
+        ``message(*fields)``: whether it is accepted (and may be decoded). A refused one
+        is a problem, or counted apart if it is signed and no key was given."""
+        report = self.report
+        text: bytes | None = None
+        if digest is None:
+            if self.verifier.key is None:
+                report.legacy += 1
+                return True
+        else:
+            try:
+                text = message(*fields)
+            except (TypeError, ValueError):
+                text = None
+        refusal = self.verifier.refusal(digest, text)
+        if refusal is None:
+            report.verified = (report.verified or 0) + 1
+            return True
+        if refusal.kind == "needs-key":
+            report.unverified += 1
+            report.first_unverified = report.first_unverified or what
+        else:
+            report.problem(f"digest: {what} is {refusal.text}")
+        return False
 
     def _decoded(self, what: str, serializer: str, manifest: str, data: bytes | None) -> None:
         if self.decode is not None and data is not None:
@@ -269,9 +343,10 @@ class _Checks:
                 self.report.problem(f"decode: {what}: {why}")
 
     def each_event(self) -> None:
-        rows = self._with_payloads(_EVENTS, "e.payload")
+        rows = self._with_payloads(_EVENTS, "events")
         previous: tuple[str, int, int] | None = None
-        for pid, seq, offset, serializer, manifest, tags, data, tag_rows in rows:
+        for row in rows:
+            pid, seq, offset, serializer, manifest, tags, writer, ts, data, digest, tag_rows = row
             self.report.counts["events"] += 1
             where = f"{pid!r} seq {seq}"
             if previous is not None and previous[0] == pid and offset <= previous[2]:
@@ -281,6 +356,10 @@ class _Checks:
                 )
             previous = (pid, seq, offset)
             self._tags_agree(where, tags, tag_rows)
+            fields = (pid, seq, serializer, manifest, data, tags, writer, ts)
+            what = f"event {where} (offset {offset})"
+            if not self._verified(what, digest, event_message, fields):
+                continue
             self._decoded(f"event {where}", serializer, manifest, data)
 
     def _tags_agree(self, where: str, tags: str, tag_rows: str) -> None:
@@ -298,12 +377,16 @@ class _Checks:
             )
 
     def each_snapshot(self) -> None:
-        rows = self._with_payloads(_SNAPSHOTS, "s.payload")
-        for pid, seq, serializer, manifest, data, highest in rows:
+        rows = self._with_payloads(_SNAPSHOTS, "snapshots")
+        for pid, seq, serializer, manifest, ts, data, digest, highest in rows:
             self.report.counts["snapshots"] += 1
             if seq > (highest or 0):
                 self.report.problem(
                     f"snapshot: {pid!r} has a snapshot at seq {seq}, beyond its highest "
                     f"seq {highest or 0}"
                 )
-            self._decoded(f"snapshot {pid!r} seq {seq}", serializer, manifest, data)
+            what = f"snapshot {pid!r} seq {seq}"
+            fields = (pid, seq, serializer, manifest, data, ts)
+            if not self._verified(what, digest, snapshot_message, fields):
+                continue
+            self._decoded(what, serializer, manifest, data)

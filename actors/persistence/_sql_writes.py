@@ -1,0 +1,146 @@
+"""Event writes of the SQL journals: what a queued write carries, and how the writer
+stores a run of them in its group transaction with a handful of statements.
+
+A write is queued as data (an :class:`EventWrite`: the rows to insert, their tags, the
+persistence id and its seq range), not as a function, so that the writer can store
+every write of a group together:
+
+1. one read of the highest seq of every persistence id of the group, when its
+   transaction begins (:meth:`~._sql_dialect.SqlDialect.begin_group`: PostgreSQL sends
+   it with ``BEGIN`` in one round trip when the group writes few ids);
+2. the fence, checked in Python against those highest seqs, write after write in queue
+   order: a write whose first seq is not the id's highest + 1 fails alone with
+   :class:`SequenceConflict` (already stored, or a gap), before anything of it is sent,
+   and the writes after it see the highest the accepted ones leave;
+3. one insert of the event rows of every accepted write, returning their offsets
+   (:meth:`~._sql_dialect.SqlDialect.insert_events`);
+4. one insert of their tag rows.
+
+An id's highest seq is that of its highest stored event, or the one kept in
+``journal_metadata`` when events are deleted if it is larger: nothing else is written
+per write.
+
+The highest seqs are read under the writer's lock (SQLite's write lock, PostgreSQL's
+offset lock: see the backends), so no other writer can commit events of those ids
+between the read and the commit, and the check in Python is exact; the ``UNIQUE``
+constraint still stands behind it. Any error of the database during steps 3 and 4 is
+left to the writer, which rolls the group back and runs it again one operation per
+savepoint (:mod:`._sql_writer`), calling :func:`store_writes` with one write at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._errors import SequenceConflict
+from ._records import PersistentRecord
+
+if TYPE_CHECKING:
+    from ._group_commit import WriterOp
+    from ._sql_dialect import SqlConnection, SqlDialect
+
+_C = TypeVar("_C", bound="SqlConnection")
+
+
+class EventWrite:
+    """One checked batch of events of one persistence id, as rows ready to insert (the
+    columns of :data:`~._sql_dialect.EVENT_COLUMNS` but the offset). ``tags`` holds the
+    sorted tags of each row, or ``None`` when no row has any."""
+
+    __slots__ = ("first", "last", "persistence_id", "rows", "tags")
+
+    def __init__(self, dialect: SqlDialect[Any], batch: Sequence[PersistentRecord]) -> None:
+        encode_tags = dialect.encode_tags
+        self.persistence_id = batch[0].persistence_id
+        self.first = batch[0].seq
+        self.last = batch[-1].seq
+        self.rows = [
+            (
+                r.persistence_id,
+                r.seq,
+                r.serializer,
+                r.manifest,
+                r.payload,
+                encode_tags(r.tags),
+                r.writer_id,
+                r.timestamp,
+                seal(r),  # the digest (see _integrity.py)
+            )
+            for seal in (dialect.integrity.seal_event,)
+            for r in batch
+        ]
+        self.tags = [sorted(r.tags) for r in batch] if any(r.tags for r in batch) else None
+
+    def describe(self) -> str:
+        """The write, for messages: ``write of 'pid' seq 1..3``."""
+        return f"write of {self.persistence_id!r} seq {self.first}..{self.last}"
+
+
+def store_writes(
+    dialect: SqlDialect[_C],
+    conn: _C,
+    ops: Sequence[WriterOp[_C]],
+    journal_name: str,
+    highest: dict[str, int],
+) -> None:
+    """In the writer's thread, inside the group's transaction: store the writes of
+    ``ops`` (each has a :class:`EventWrite`) as the module describes, against
+    ``highest``: the highest seq of (at least) every id they write, read when the
+    transaction began and kept up to date by the runs of writes before these (this
+    function updates it once its statements succeeded). Sets each op's ``result`` (its
+    offsets) or ``error`` (a :class:`SequenceConflict` from the fence); raises the
+    database's error if a statement fails (nothing is assigned or updated then)."""
+    writes: list[EventWrite] = [op.write for op in ops]
+    accepted: list[WriterOp[_C]] = []
+    rows: list[tuple[Any, ...]] = []
+    now: dict[str, int] = {}  # the highest seqs once the accepted writes are stored
+    for op, write in zip(ops, writes, strict=True):
+        pid = write.persistence_id
+        stored = now.get(pid)
+        if stored is None:
+            stored = highest.get(pid, 0)
+        if write.first != stored + 1:
+            op.result = None
+            op.error = _conflict(write, stored, journal_name)
+            continue
+        now[pid] = write.last
+        op.error = None
+        accepted.append(op)
+        rows.extend(write.rows)
+    if not rows:
+        return
+    offsets = dialect.insert_events(conn, rows)
+    tag_rows: list[tuple[str, int]] = []
+    at = 0
+    results: list[list[int]] = []
+    for op in accepted:
+        write = op.write
+        assert write is not None
+        n = len(write.rows)
+        mine = offsets[at : at + n]
+        if write.tags is not None:
+            tag_rows += [
+                (tag, offset) for offset, tags in zip(mine, write.tags, strict=True) for tag in tags
+            ]
+        results.append(mine)
+        at += n
+    if tag_rows:
+        dialect.executemany(conn, dialect.sql.insert_tag, tag_rows)
+    for op, result in zip(accepted, results, strict=True):
+        op.result = result
+    highest.update(now)
+
+
+def _conflict(write: EventWrite, stored: int, journal_name: str) -> SequenceConflict:
+    what = write.describe()
+    pid = write.persistence_id
+    if write.first <= stored:
+        return SequenceConflict(
+            f"{what}: {pid!r} already has events up to seq {stored} in the {journal_name} "
+            "(another writer?); nothing was stored"
+        )
+    return SequenceConflict(
+        f"{what}: would leave a gap after seq {stored} of {pid!r} in the {journal_name}; "
+        "nothing was stored"
+    )
