@@ -40,8 +40,8 @@ commit of (b), whose tasks build their rows as they go, as the actors do.
     - SQLite, reference: the same transactions running the statements the journal runs
       per group now (imported from ``actors/persistence/_sqlite.py``): ``BEGIN
       IMMEDIATE``, one read of the highest seqs of the batch's ids (``json_each`` over
-      them), one read of the last offset, one ``executemany`` insert of the rows with
-      explicit offsets, ``COMMIT``.
+      them), one read of the last offset, one ``executemany`` insert of the rows, one
+      read of the last offset inserted, ``COMMIT``.
     - PostgreSQL, **the target's baseline** (raw psycopg, the journal's batching): per
       transaction of the achieved batch size, ``BEGIN``; one ``SELECT`` of the highest
       seqs of the batch's ids (``unnest`` of an array, as the journal); the batch's
@@ -87,7 +87,7 @@ import actors
 from actors.persistence import Journal, Persistence, PersistentActor, open_sqlite_journal
 from actors.persistence._integrity import Integrity, event_message
 from actors.persistence._sql_dialect import EVENT_COLUMNS
-from actors.persistence._sqlite import _HIGHEST_MANY, _INSERT_AT, _LAST_OFFSET
+from actors.persistence._sqlite import _HIGHEST_MANY, _LAST_INSERTED, _LAST_OFFSET
 
 if TYPE_CHECKING:
     import psycopg
@@ -459,8 +459,8 @@ async def raw_sqlite_journal_statements(
 ) -> float:
     """(b) reference: the same transactions as :func:`raw_sqlite_batched`, each running
     the statements the journal runs per group (those of ``_sqlite.py``): the highest seqs
-    of the batch's ids (``json_each``), the last offset, one ``executemany`` insert with
-    explicit offsets."""
+    of the batch's ids (``json_each``), the last offset, one ``executemany`` insert, the
+    last offset inserted."""
     batch = stats.last_batch()
     async with raw_sqlite() as conn:
         rows = round_robin_rows(actor_count, per_actor)
@@ -473,7 +473,8 @@ async def raw_sqlite_journal_statements(
             ids = json.dumps(list({row[0] for row in chunk}))
             execute(_HIGHEST_MANY, (ids,)).fetchall()
             base: int = execute(_LAST_OFFSET).fetchone()[0]
-            executemany(_INSERT_AT, [(base + i, *row) for i, row in enumerate(chunk, start=1)])
+            executemany(INSERT_SQLITE, chunk)
+            assert execute(_LAST_INSERTED).fetchone()[0] == base + len(chunk)
             execute("COMMIT")
         elapsed = time.perf_counter() - start
         (stored,) = execute("SELECT count(*) FROM events").fetchone()

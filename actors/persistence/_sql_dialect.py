@@ -266,6 +266,11 @@ class SqlDialect(abc.ABC, Generic[_C]):
     def decode_tags(self, value: Any) -> frozenset[str]:
         """The tags stored as ``value`` in the ``tags`` column."""
 
+    def fetch_all(self, conn: _C, statement: Any, params: Sequence[Any]) -> list[Any]:
+        """The rows of a read query (the default: ``execute`` then ``fetchall``)."""
+        rows: list[Any] = conn.execute(statement, params).fetchall()
+        return rows
+
     def tags_text(self, value: Any) -> str:
         """The tags stored as ``value`` in the ``tags`` column, as a record's digest
         covers them (:func:`._integrity.tags_text`: the sorted JSON array). The default,

@@ -139,10 +139,10 @@ class SqlJournal(SqlGroupWriter[_C], Journal):
         """Reads one page of a keyset-paginated query: ``statement`` with the parameters
         ``(key, after, *bounds, chunk_size)``, on a read connection."""
         limit = self._chunk_size
+        fetch = self._dialect.fetch_all
 
         def query(conn: _C, after: int) -> list[Any]:
-            rows: list[Any] = conn.execute(statement, (key, after, *bounds, limit)).fetchall()
-            return rows
+            return fetch(conn, statement, (key, after, *bounds, limit))
 
         return page_reader(self._read, what, query)
 

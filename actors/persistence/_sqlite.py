@@ -49,7 +49,7 @@ import trio
 
 from ._errors import JournalFailure
 from ._integrity import Integrity
-from ._sql_dialect import EVENT_COLUMNS, TABLES, SqlDialect, Statements, highest_of
+from ._sql_dialect import TABLES, SqlDialect, Statements, highest_of
 from ._sql_journal import SqlJournal, SqlSnapshotStore, install_schema, serving
 from ._sqlite_access import probe_writable, raise_if_not_writable
 
@@ -118,11 +118,7 @@ _HIGHEST_MANY = (
 """The two highest seqs of each id of a JSON array (see ``highest_of``); each
 subquery is one index lookup."""
 
-_INSERT_AT = (
-    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
-)
-"""The event insert with the offset given (see ``SqliteDialect.insert_events``)."""
+_LAST_INSERTED = "SELECT last_insert_rowid()"
 
 _LAST_OFFSET = (
     "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), "
@@ -193,13 +189,19 @@ class SqliteDialect(SqlDialect[sqlite3.Connection]):
         return highest_of(conn.execute(_HIGHEST_MANY, (ids,)).fetchall())
 
     def insert_events(self, conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> list[int]:
-        # The offsets are given, not left to AUTOINCREMENT, so that one executemany
-        # inserts every row: the writer holds the write lock (BEGIN IMMEDIATE), so the
-        # offsets after the largest ever handed out are free and, committed together,
-        # stay in commit order. The insert moves sqlite_sequence up past them.
+        # One executemany for every row. The writer holds the write lock (BEGIN
+        # IMMEDIATE), so AUTOINCREMENT hands the rows the offsets that follow the largest
+        # ever handed out, one after the other: read that one before, check the last
+        # one after.
         base: int = conn.execute(_LAST_OFFSET).fetchone()[0]
-        conn.executemany(_INSERT_AT, [(base + i, *row) for i, row in enumerate(rows, start=1)])
-        return list(range(base + 1, base + 1 + len(rows)))
+        conn.executemany(self.sql.insert_event, rows)
+        last: int = conn.execute(_LAST_INSERTED).fetchone()[0]
+        if last != base + len(rows):
+            raise sqlite3.DatabaseError(
+                f"the {len(rows)} events inserted after offset {base} did not get the "
+                f"offsets that follow it (the last one got {last})"
+            )
+        return list(range(base + 1, last + 1))
 
     def executemany(
         self, conn: sqlite3.Connection, statement: Any, rows: Sequence[tuple[Any, ...]]
