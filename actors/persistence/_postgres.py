@@ -221,8 +221,19 @@ class PostgresDialect(SqlDialect[_Conn]):
         self._insert_tail = sql.SQL(" RETURNING persistence_id, seq, event_offset")
         self._inserts: dict[int, bytes] = {}
         self._begin_locked = f"{_BEGIN}; SELECT pg_advisory_xact_lock({int(self.offset_lock_key)})"
+        # The identity sequence's last value (0 before the first): the offset mark.
+        self._mark = (
+            sql.SQL(
+                "SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence("
+                "format('%I.%I', {}, 'events'), 'event_offset')::regclass), 0)"
+            )
+            .format(sql.Literal(schema))
+            .as_string(None)
+        )
+        self._begin_and_mark = f"{self._begin_locked}; {self._mark}"
         self._begin_and_read = sql.SQL(
-            self._begin_locked + "; SELECT p, (SELECT max(seq) FROM {events} WHERE "
+            self._begin_and_mark.replace("{", "{{").replace("}", "}}")
+            + "; SELECT p, (SELECT max(seq) FROM {events} WHERE "
             "persistence_id = p), (SELECT highest_seq FROM {journal_metadata} WHERE "
             "persistence_id = p) FROM unnest(ARRAY[{ids}]::text[]) AS p"
         )
@@ -258,17 +269,35 @@ class PostgresDialect(SqlDialect[_Conn]):
         # key is an integer of ours).
         conn.execute(self._begin_locked if draws_offsets else _BEGIN)
 
-    def begin_group(self, conn: _Conn, draws_offsets: bool, ids: Collection[str]) -> dict[str, int]:
-        if not draws_offsets or not ids or len(ids) > _IDS_WITH_BEGIN:
-            return super().begin_group(conn, draws_offsets, ids)
-        # BEGIN, the lock and the read in one round trip: a simple query (no parameters),
-        # with the ids as quoted literals.
-        listed = sql.SQL(", ").join(map(sql.Literal, ids))
-        query = self._begin_and_read.format(ids=listed, **self._tables)
+    def begin_group(
+        self, conn: _Conn, draws_offsets: bool, ids: Collection[str]
+    ) -> tuple[int | None, dict[str, int]]:
+        if not draws_offsets:
+            self.begin(conn, draws_offsets)
+            return None, {}
+        # BEGIN, the lock, the offset mark and (for a few ids) their highest seqs in one
+        # round trip: a simple query (no parameters), the ids as quoted literals.
+        inline = 0 < len(ids) <= _IDS_WITH_BEGIN
+        if inline:
+            listed = sql.SQL(", ").join(map(sql.Literal, ids))
+            query: Any = self._begin_and_read.format(ids=listed, **self._tables)
+        else:
+            query = self._begin_and_mark
         cursor = conn.execute(query)
-        while cursor.nextset():
-            pass
-        return highest_of(cursor.fetchall())
+        results = []
+        while True:
+            if cursor.description is not None:
+                results.append(cursor.fetchall())
+            if not cursor.nextset():
+                break
+        mark = int(results[1][0][0])  # (the lock's result, the mark's, the highest seqs)
+        if inline:
+            return mark, highest_of(results[2])
+        return mark, self.highest_many(conn, ids) if ids else {}
+
+    def offset_mark(self, conn: _Conn) -> int:
+        found = conn.execute(self._mark).fetchone()
+        return int(found[0]) if found else 0
 
     def is_broken(self, conn: _Conn) -> bool:
         return conn.closed or conn.broken

@@ -211,12 +211,24 @@ class SqlDialect(abc.ABC, Generic[_C]):
         """Begin a group's transaction on the writer connection; ``draws_offsets``: the
         group inserts events (offsets must come out in commit order)."""
 
-    def begin_group(self, conn: _C, draws_offsets: bool, ids: Collection[str]) -> dict[str, int]:
-        """:meth:`begin`, then read the highest seq of ``ids`` (``{}`` if none): what a
-        group that writes events of ``ids`` needs first. The default runs
-        :meth:`begin` and :meth:`highest_many`."""
+    def begin_group(
+        self, conn: _C, draws_offsets: bool, ids: Collection[str]
+    ) -> tuple[int | None, dict[str, int]]:
+        """:meth:`begin`, then, for a group that draws offsets, read the offset mark
+        (:meth:`offset_mark`) and the highest seq of ``ids`` (``{}`` if none): what a
+        group that writes events needs first. ``(None, {})`` for a group that draws no
+        offsets. The default runs :meth:`begin`, :meth:`offset_mark` and
+        :meth:`highest_many`."""
         self.begin(conn, draws_offsets)
-        return self.highest_many(conn, ids) if ids else {}
+        if not draws_offsets:
+            return None, {}
+        return self.offset_mark(conn), self.highest_many(conn, ids) if ids else {}
+
+    @abc.abstractmethod
+    def offset_mark(self, conn: _C) -> int:
+        """In a transaction begun to draw offsets: the largest offset ever handed out
+        (0 if none), which every insert of events moves (see
+        :class:`~._sql_writes.KnownHighest`)."""
 
     def is_broken(self, conn: _C) -> bool:
         """Whether ``conn`` is closed or lost (to be replaced, never reused). The

@@ -37,7 +37,7 @@ import trio
 from ._errors import JournalFailure, SequenceConflict
 from ._group_commit import GroupCommitWriter, WriterOp
 from ._sql_dialect import SqlConnection, SqlDialect, Statements
-from ._sql_writes import store_writes
+from ._sql_writes import KnownHighest, store_writes
 
 _C = TypeVar("_C", bound=SqlConnection)
 
@@ -56,13 +56,18 @@ class SqlGroupWriter(GroupCommitWriter[_C]):
         send, self._receive = trio.open_memory_channel[WriterOp[_C]](math.inf)
         self._init_writer(send)
         self._writer: _C | None = writer
+        self._known = KnownHighest()
+        self._mark: int | None = None  # the offset mark read when the group began
 
     def _begin(self, draws_offsets: bool, ids: set[str]) -> tuple[_C, dict[str, int]]:
         """In the writer's thread: begin the group's transaction on the writer connection
         (connecting first if there is none or it is broken, and once more if ``BEGIN``
-        finds the idle connection broken: nothing was sent on it yet), reading the
-        highest seq of the persistence ids ``ids`` the group writes."""
+        finds the idle connection broken: nothing was sent on it yet), and get the
+        highest seq of the persistence ids ``ids`` the group writes: remembered from
+        the previous groups if no other writer stored events since, else read
+        (:class:`~._sql_writes.KnownHighest`). Sets :attr:`_mark`."""
         dialect = self._dialect
+        known = self._known
         for attempt in (1, 2):
             conn = self._writer
             if conn is None or dialect.is_broken(conn):
@@ -70,11 +75,16 @@ class SqlGroupWriter(GroupCommitWriter[_C]):
                 self._writer = None
                 conn = self._writer = dialect.connect_writer()
             try:
-                highest = dialect.begin_group(conn, draws_offsets, ids)
+                mark, highest = dialect.begin_group(conn, draws_offsets, known.unknown(ids))
+                rest = known.fill(mark, ids, highest)
+                if rest:
+                    highest.update(dialect.highest_many(conn, rest))
             except dialect.error:
+                known.forget()
                 if attempt == 2 or not dialect.is_broken(conn):
                     raise
                 continue
+            self._mark = mark
             return conn, highest
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -109,9 +119,14 @@ class SqlGroupWriter(GroupCommitWriter[_C]):
             except dialect.error as retry_error:
                 self._abort_group(group, "retry of the group", retry_error)
                 return
+            self._known.forget()  # (what this retry commits is not remembered)
+            self._mark = None
             if not self._run_one_savepoint_each(conn, group, highest):
                 return
-        self._commit(conn, group)
+        if self._commit(conn, group):
+            self._known.committed(self._mark, highest, group)
+        else:
+            self._known.forget()
 
     def _run_ops(self, conn: _C, ops: list[WriterOp[_C]], highest: dict[str, int]) -> None:
         """Run ``ops`` in queue order in the open transaction: each run of consecutive
@@ -163,15 +178,18 @@ class SqlGroupWriter(GroupCommitWriter[_C]):
                     return False
         return True
 
-    def _commit(self, conn: _C, group: list[WriterOp[_C]]) -> None:
+    def _commit(self, conn: _C, group: list[WriterOp[_C]]) -> bool:
+        """Commit the group (or roll it back if every op failed); whether it committed."""
         if all(op.error is not None for op in group):
             self._rollback(conn, group)  # every op failed: nothing to commit
-            return
+            return False
         try:
             conn.execute("COMMIT")
         except self._dialect.error as error:
             unknown = self._dialect.commit_unknown(conn)
             self._abort_group(group, "commit", error, unknown=unknown)
+            return False
+        return True
 
     def _rollback(self, conn: _C, group: list[WriterOp[_C]]) -> None:
         try:
@@ -201,7 +219,9 @@ class SqlGroupWriter(GroupCommitWriter[_C]):
     ) -> None:
         """Fail every op of the group that has no error yet (``unknown``: why the
         outcome is unknown); roll back if the connection is alive, else drop it (the
-        next group reconnects)."""
+        next group reconnects). What the writer remembered of the highest seqs is
+        dropped."""
+        self._known.forget()
         dialect = self._dialect
         conn = self._writer
         if conn is not None:

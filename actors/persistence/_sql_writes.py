@@ -144,3 +144,70 @@ def _conflict(write: EventWrite, stored: int, journal_name: str) -> SequenceConf
         f"{what}: would leave a gap after seq {stored} of {pid!r} in the {journal_name}; "
         "nothing was stored"
     )
+
+
+class KnownHighest:
+    """What the writer knows of the highest seqs between its groups, to spare a group
+    reading them again.
+
+    After each commit it remembers the highest seq of every id the group wrote, and the
+    journal's *offset mark* then: the largest offset ever handed out (SQLite's
+    AUTOINCREMENT counter, PostgreSQL's identity sequence), which every event insert by
+    any writer moves. The next group reads the mark with its ``BEGIN``, under the
+    writer's lock: if it has not moved, no other writer (in this process or another)
+    has stored an event since, and what the writer remembers is exact; if it has moved,
+    everything remembered is dropped and read again. A group that does not commit as
+    planned (a failure, a retry with savepoints) drops it too. At most :attr:`LIMIT`
+    ids are remembered.
+    """
+
+    LIMIT = 65_536
+
+    __slots__ = ("_highest", "_mark")
+
+    def __init__(self) -> None:
+        self._highest: dict[str, int] = {}
+        self._mark: int | None = None
+
+    def unknown(self, ids: set[str]) -> set[str]:
+        """The ids of ``ids`` whose highest seq is not remembered."""
+        highest = self._highest
+        return {pid for pid in ids if pid not in highest} if highest else ids
+
+    def fill(self, mark: int | None, ids: set[str], highest: dict[str, int]) -> set[str]:
+        """Given the offset ``mark`` read with ``BEGIN`` and ``highest`` read for the
+        unknown ids, add what is remembered of the other ids of ``ids`` to ``highest``
+        if the mark has not moved; else forget everything and return the ids still to
+        read."""
+        known = self._highest
+        rest = {pid for pid in ids if pid in known} if known else set()
+        if mark is None or mark != self._mark:
+            self.forget()
+            return rest
+        for pid in rest:
+            highest[pid] = known[pid]
+        return set()
+
+    def committed(
+        self, mark: int | None, highest: dict[str, int], ops: Sequence[WriterOp[Any]]
+    ) -> None:
+        """After the group's ``COMMIT``: remember ``highest`` (the highest seqs of the
+        ids the group wrote, as its writes left them) and the offset mark now
+        (``mark``: the one read with ``BEGIN``, moved by the offsets the group drew;
+        ``None`` for a group that drew none: what is remembered stays as it was)."""
+        if mark is None:
+            return
+        known = self._highest
+        if len(known) + len(highest) > self.LIMIT:
+            known.clear()
+        known.update(highest)
+        for op in ops:
+            if op.write is not None and op.error is None and op.result:
+                last = op.result[-1]
+                if last > mark:
+                    mark = last
+        self._mark = mark
+
+    def forget(self) -> None:
+        self._highest.clear()
+        self._mark = None

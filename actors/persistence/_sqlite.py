@@ -188,12 +188,16 @@ class SqliteDialect(SqlDialect[sqlite3.Connection]):
         ids = json.dumps(list(persistence_ids))
         return highest_of(conn.execute(_HIGHEST_MANY, (ids,)).fetchall())
 
+    def offset_mark(self, conn: sqlite3.Connection) -> int:
+        mark: int = conn.execute(_LAST_OFFSET).fetchone()[0]
+        return mark
+
     def insert_events(self, conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> list[int]:
         # One executemany for every row. The writer holds the write lock (BEGIN
         # IMMEDIATE), so AUTOINCREMENT hands the rows the offsets that follow the largest
         # ever handed out, one after the other: read that one before, check the last
         # one after.
-        base: int = conn.execute(_LAST_OFFSET).fetchone()[0]
+        base = self.offset_mark(conn)
         conn.executemany(self.sql.insert_event, rows)
         last: int = conn.execute(_LAST_INSERTED).fetchone()[0]
         if last != base + len(rows):
