@@ -48,13 +48,6 @@ def check_batch(batch: Sequence[PersistentRecord]) -> None:
             )
 
 
-_SPLIT_AT = 64
-"""With this many operations queued or more, the writer commits half of them and leaves
-the rest for the next group: the callers of the first half then run (on the trio
-thread) while the second half commits (in the writer's thread), instead of each side
-waiting for the other. Below it, everything queued goes in one group."""
-
-
 class WriterOp(Generic[_C]):
     """One queued writer operation. Either ``run``, a function that executes in the
     writer's thread, inside the group transaction (and, if an operation of the group
@@ -205,10 +198,7 @@ class GroupCommitWriter(abc.ABC, Generic[_C]):
             try:
                 async for first in receive:
                     group = [first]
-                    queued = receive.statistics().current_buffer_used
-                    if queued >= _SPLIT_AT:
-                        queued = (queued + 1) // 2  # pipelined: see _SPLIT_AT
-                    for _ in range(queued):
+                    for _ in range(receive.statistics().current_buffer_used):
                         group.append(receive.receive_nowait())
                     # Only the drain deadline can cancel this (the scope is shielded).
                     await trio.to_thread.run_sync(commit, group, abandon_on_cancel=True)
