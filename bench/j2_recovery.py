@@ -16,7 +16,9 @@ snapshot with the snapshot store's ``save()``. The no-snapshot run gives the act
 empty in-memory snapshot store, so the same events serve both runs.
 
 PostgreSQL rows are measured when a server is available (see ``j1_persist.py``), with
-fewer events (200,000 by default) because writing them row by row takes a while.
+fewer events (200,000 by default); its tables are analyzed after the build (as
+autovacuum would have done in a running server), and its target is >= 0.8x the raw
+baseline.
 
 Options: ``--quick`` (100,000 events, 20,000 on PostgreSQL), ``--no-postgres``,
 ``--json``. Temporary files go to ``BENCH_TMPDIR`` (default: the system temporary
@@ -61,6 +63,8 @@ from actors.persistence import (
 )
 
 TARGET_RATE: Final = 300_000.0
+TARGET_PG_RATIO: Final = 0.8
+"""PostgreSQL recovery against its raw baseline (issue 14)."""
 CONSTANT_FACTOR: Final = 1.5
 """(b) is met if the time to ready with a snapshot of the long history is within this
 factor of the one with a snapshot of the short one."""
@@ -200,16 +204,36 @@ async def raw_pg_replay(dsn: str, schema: str, events: int) -> float:
     return elapsed
 
 
+def analyze_postgres(dsn: str, schema: str) -> None:
+    """``ANALYZE`` the journal's tables after the build, as autovacuum does in any
+    running server: without statistics, the planner reads a freshly loaded table of one
+    persistence id with a sort instead of its index (for the raw baseline and the
+    journal alike), which no deployment would measure."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for table in ("events", "journal_metadata", "snapshots"):
+            conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(schema, table)))
+
+
 def fmt_ms(seconds: float) -> str:
     return f"{seconds * 1e3:.1f} ms"
 
 
 def measure(
-    name: str, open_journal: OpenJournal, raw: Callable[[], Awaitable[float]], events: int
+    name: str,
+    open_journal: OpenJournal,
+    raw: Callable[[], Awaitable[float]],
+    events: int,
+    after_build: Callable[[], None] | None = None,
 ) -> tuple[list[Row], dict[str, Any]]:
-    """Build the histories, then time the recoveries against ``raw``."""
+    """Build the histories (then run ``after_build``), then time the recoveries against
+    ``raw``."""
     build_s = trio.run(build, open_journal, events)
     print(f"J2 {name}: wrote {events:,} + {SMALL:,} events in {build_s:.1f} s", file=sys.stderr)
+    if after_build is not None:
+        after_build()
     replay_s, raw_s, big_snap_s, small_snap_s = best_seconds(
         functools.partial(time_to_ready, open_journal, BIG_PID, events, False),
         raw,
@@ -218,9 +242,12 @@ def measure(
     )
     rate, raw_rate = events / replay_s, events / raw_s
     constant = big_snap_s / small_snap_s
-    informational = name == "PostgreSQL"
-    target = "(informational)" if informational else f">= {fmt_rate(TARGET_RATE, 'events/s')}"
-    met = "-" if informational else yes_no(rate >= TARGET_RATE)
+    if name == "PostgreSQL":
+        target = f">= {TARGET_PG_RATIO}x raw"
+        met = yes_no(rate / raw_rate >= TARGET_PG_RATIO)
+    else:
+        target = f">= {fmt_rate(TARGET_RATE, 'events/s')}"
+        met = yes_no(rate >= TARGET_RATE)
     rows: list[Row] = [
         {
             "workload": f"J2 {name}, recover {events:,} events, no snapshot "
@@ -285,6 +312,7 @@ def run(quick: bool = False, postgres: bool = True) -> Result:
                         open_journal,
                         functools.partial(raw_pg_replay, dsn, schema, pg_events),
                         pg_events,
+                        functools.partial(analyze_postgres, dsn, schema),
                     )
                 rows.extend(pg_rows)
                 data["postgres"] = {"server": where, **pg_data}
