@@ -120,6 +120,7 @@ def _seq_and_time(seq: int, timestamp: float) -> bytes:
 
 
 _pack_seq_and_time: Final = struct.Struct(">qd").pack
+_unpack_checksum: Final = struct.Struct(">xI").unpack  # the CRC of a CHECKSUM digest
 
 
 def snapshot_message(
@@ -353,26 +354,33 @@ class Integrity:
         unchecked = self.key is None
         crc32 = _crc32
         pack = _pack_seq_and_time
-        text: tuple[Any, ...] = ()
-        start = 0  # the CRC of the prefix of the events with these text fields
+        stored_crc = _unpack_checksum
+        # The text fields of the events before, and the CRC of their prefix.
+        last_serializer = last_manifest = last_tags = last_writer = None
+        start = 0
         chunk: list[tuple[int, str, str, bytes]] = []
         for seq, serializer, manifest, payload, stored_tags, writer, ts, digest, offset in rows:
             if unchecked and type(digest) is bytes and len(digest) == 5 and digest[0] == 1:
                 # The common case, inlined: a checksum, no key (anything else, and any
                 # mismatch, goes through check_event, which names the refusal).
                 try:
-                    if text != (serializer, manifest, stored_tags, writer):
-                        text = (serializer, manifest, stored_tags, writer)
+                    if (
+                        serializer != last_serializer
+                        or manifest != last_manifest
+                        or stored_tags != last_tags
+                        or writer != last_writer
+                    ):
                         prefix = event_prefix(
                             persistence_id, serializer, manifest, tags(stored_tags), writer
                         )
                         start = crc32(prefix)
-                    crc = crc32(payload, crc32(pack(seq, ts), start))
-                    if crc == int.from_bytes(digest[1:], "big"):
+                        last_serializer, last_manifest = serializer, manifest
+                        last_tags, last_writer = stored_tags, writer
+                    if crc32(payload, crc32(pack(seq, ts), start)) == stored_crc(digest)[0]:
                         chunk.append((seq, serializer, manifest, bytes(payload)))
                         continue
                 except (TypeError, ValueError, struct.error):
-                    text = ()
+                    last_serializer = None
             if digest is not None or not unchecked:
                 check(
                     digest,
