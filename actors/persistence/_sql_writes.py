@@ -5,9 +5,11 @@ A write is queued as data (an :class:`EventWrite`: the rows to insert, their tag
 persistence id and its seq range), not as a function, so that the writer can store
 every write of a group together:
 
-1. one read of the highest seq of every persistence id of the group, when its
-   transaction begins (:meth:`~._sql_dialect.SqlDialect.begin_group`: PostgreSQL sends
-   it with ``BEGIN`` in one round trip when the group writes few ids);
+1. the highest seq of every persistence id of the group, as the writer remembers it
+   from its earlier groups while no other writer stored an event (:class:`KnownHighest`),
+   else read when the transaction begins
+   (:meth:`~._sql_dialect.SqlDialect.begin_group`: PostgreSQL sends the read with
+   ``BEGIN`` in one round trip when the group writes few ids);
 2. the fence, checked in Python against those highest seqs, write after write in queue
    order: a write whose first seq is not the id's highest + 1 fails alone with
    :class:`SequenceConflict` (already stored, or a gap), before anything of it is sent,
