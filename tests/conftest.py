@@ -1,9 +1,15 @@
-"""Fixtures shared by the test modules: a PostgreSQL server for the session."""
+"""Fixtures shared by the test modules: a PostgreSQL server for the session, and a SQL
+journal on either backend."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager, closing
+from pathlib import Path
+from typing import Any
 
 import pytest
 from postgres_server import (
@@ -48,3 +54,39 @@ def postgres_dsn() -> Iterator[str]:
     finally:
         if server is not None:
             server.stop()
+
+
+SqlBackend = tuple[str, Callable[[], AbstractAsyncContextManager[Any]], Callable[[str], None]]
+"""``(name, open a journal on the test's database, run admin statements on it)``; in
+the admin statements ``{schema}`` names PostgreSQL's schema."""
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def sql_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlBackend]:
+    """A fresh SQL journal database for the test, on SQLite (a file in ``tmp_path``)
+    and on PostgreSQL (a schema of its own, dropped afterwards; skipped as
+    :func:`postgres_dsn` says when there is no server)."""
+    from actors.persistence import open_sqlite_journal
+
+    if request.param == "sqlite":
+        path = tmp_path / "j.db"
+
+        def admin_sqlite(statement: str) -> None:
+            with closing(sqlite3.connect(path)) as conn:
+                conn.executescript(statement)
+
+        yield "sqlite", lambda: open_sqlite_journal(path), admin_sqlite
+        return
+    import psycopg
+
+    from actors.persistence import open_postgres_journal
+
+    dsn: str = request.getfixturevalue("postgres_dsn")
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+
+    def admin_postgres(statement: str) -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(statement.replace("{schema}", schema).encode())
+
+    yield "postgres", lambda: open_postgres_journal(dsn, schema=schema), admin_postgres
+    admin_postgres("DROP SCHEMA IF EXISTS {schema} CASCADE")

@@ -6,52 +6,18 @@ PostgreSQL."""
 
 from __future__ import annotations
 
-import sqlite3
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, closing
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import trio
+from conftest import SqlBackend
 from journal_conformance import event
 
 from actors.persistence import JournalFailure, PersistentRecord, SequenceConflict
 from actors.persistence._group_commit import WriterOp
 from actors.persistence._sql_journal import SqlJournal
 from actors.persistence._sql_writes import EventWrite
-from actors.persistence._sqlite import open_sqlite_journal
-
-Opener = Callable[[], AbstractAsyncContextManager[SqlJournal[Any]]]
-Backend = tuple[str, Opener, Callable[[str], None]]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    """(name, open the journal, run admin statements on its database)."""
-    if request.param == "sqlite":
-        path = tmp_path / "j.db"
-
-        def admin_sqlite(statement: str) -> None:
-            with closing(sqlite3.connect(path)) as conn:
-                conn.executescript(statement)
-
-        yield "sqlite", lambda: open_sqlite_journal(path), admin_sqlite
-        return
-    import psycopg
-
-    from actors.persistence._postgres import open_postgres_journal
-
-    dsn: str = request.getfixturevalue("postgres_dsn")
-    schema = f"test_{uuid.uuid4().hex[:16]}"
-
-    def admin_postgres(statement: str) -> None:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(statement.replace("{schema}", schema).encode())
-
-    yield "postgres", lambda: open_postgres_journal(dsn, schema=schema), admin_postgres
-    admin_postgres("DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 def queue_write(journal: SqlJournal[Any], *records: PersistentRecord) -> WriterOp[Any]:
@@ -74,9 +40,9 @@ async def collect(iterator: AsyncIterator[Any]) -> list[Any]:
 
 
 async def test_the_fence_follows_the_queue_within_a_group(
-    backend: Backend,
+    sql_backend: SqlBackend,
 ) -> None:
-    _, open_journal, _ = backend
+    _, open_journal, _ = sql_backend
     async with open_journal() as journal:
         await journal.write([event("a", 1)])
         before = journal.transactions
@@ -107,9 +73,9 @@ async def test_the_fence_follows_the_queue_within_a_group(
 
 
 async def test_other_operations_keep_their_place_between_writes(
-    backend: Backend,
+    sql_backend: SqlBackend,
 ) -> None:
-    _, open_journal, _ = backend
+    _, open_journal, _ = sql_backend
     async with open_journal() as journal:
         read = journal._sql.highest
         first = queue_write(journal, event("b", 1, tags=("t",)), event("b", 2))
@@ -134,9 +100,9 @@ async def test_other_operations_keep_their_place_between_writes(
 
 
 async def test_a_database_error_fails_only_its_write_via_savepoints(
-    backend: Backend,
+    sql_backend: SqlBackend,
 ) -> None:
-    name, open_journal, admin = backend
+    name, open_journal, admin = sql_backend
     async with open_journal() as journal:
         if name == "sqlite":
             admin(
@@ -169,8 +135,8 @@ async def test_a_database_error_fails_only_its_write_via_savepoints(
         assert await journal.persistence_ids() == ["good", "other"]
 
 
-async def test_a_long_queue_commits_in_one_group_in_queue_order(backend: Backend) -> None:
-    _, open_journal, _ = backend
+async def test_a_long_queue_commits_in_one_group_in_queue_order(sql_backend: SqlBackend) -> None:
+    _, open_journal, _ = sql_backend
     async with open_journal() as journal:
         before = journal.transactions
         ops = [queue_write(journal, event(f"p{i:03}", 1)) for i in range(100)]

@@ -5,49 +5,15 @@ database stand for two processes. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import sqlite3
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, closing
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from conftest import SqlBackend
 from journal_conformance import event
 
 from actors.persistence import SequenceConflict
 from actors.persistence._sql_journal import SqlJournal
-from actors.persistence._sqlite import open_sqlite_journal
-
-Opener = Callable[[], AbstractAsyncContextManager[SqlJournal[Any]]]
-Backend = tuple[str, Opener, Callable[[str], None]]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    """(name, open a journal on the database, run admin statements on it)."""
-    if request.param == "sqlite":
-        path = tmp_path / "j.db"
-
-        def admin_sqlite(statement: str) -> None:
-            with closing(sqlite3.connect(path)) as conn:
-                conn.executescript(statement)
-
-        yield "sqlite", lambda: open_sqlite_journal(path), admin_sqlite
-        return
-    import psycopg
-
-    from actors.persistence._postgres import open_postgres_journal
-
-    dsn: str = request.getfixturevalue("postgres_dsn")
-    schema = f"test_{uuid.uuid4().hex[:16]}"
-
-    def admin_postgres(statement: str) -> None:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(statement.replace("{schema}", schema).encode())
-
-    yield "postgres", lambda: open_postgres_journal(dsn, schema=schema), admin_postgres
-    admin_postgres("DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 async def collect(iterator: AsyncIterator[Any]) -> list[Any]:
@@ -81,8 +47,8 @@ def count_reads(journal: SqlJournal[Any]) -> list[set[str]]:
     return asked
 
 
-async def test_a_lone_writer_reads_each_highest_seq_once(backend: Backend) -> None:
-    _, open_journal, _ = backend
+async def test_a_lone_writer_reads_each_highest_seq_once(sql_backend: SqlBackend) -> None:
+    _, open_journal, _ = sql_backend
     async with open_journal() as journal:
         asked = count_reads(journal)
         for seq in range(1, 6):
@@ -94,8 +60,8 @@ async def test_a_lone_writer_reads_each_highest_seq_once(backend: Backend) -> No
         assert [r.seq for r in await collect(journal.replay("p"))] == [1, 2, 3, 4, 5]
 
 
-async def test_another_writer_is_noticed_and_fenced(backend: Backend) -> None:
-    _, open_journal, _ = backend
+async def test_another_writer_is_noticed_and_fenced(sql_backend: SqlBackend) -> None:
+    _, open_journal, _ = sql_backend
     async with open_journal() as a, open_journal() as b:
         await a.write([event("p", 1)])
         await b.write([event("p", 2, payload=b"from b")])
@@ -117,8 +83,8 @@ async def test_another_writer_is_noticed_and_fenced(backend: Backend) -> None:
         ]
 
 
-async def test_deletions_by_another_writer_keep_the_numbering(backend: Backend) -> None:
-    _, open_journal, _ = backend
+async def test_deletions_by_another_writer_keep_the_numbering(sql_backend: SqlBackend) -> None:
+    _, open_journal, _ = sql_backend
     async with open_journal() as a, open_journal() as b:
         await a.write([event("p", 1), event("p", 2)])
         await b.delete_to("p", 2)  # no insert: a's memory stays right
@@ -129,8 +95,8 @@ async def test_deletions_by_another_writer_keep_the_numbering(backend: Backend) 
         assert await b.highest_seq("p") == 3
 
 
-async def test_a_row_inserted_by_another_tool_is_noticed(backend: Backend) -> None:
-    name, open_journal, admin = backend
+async def test_a_row_inserted_by_another_tool_is_noticed(sql_backend: SqlBackend) -> None:
+    name, open_journal, admin = sql_backend
     async with open_journal() as journal:
         await journal.write([event("p", 1)])
         table = "events" if name == "sqlite" else "{schema}.events"
