@@ -192,13 +192,15 @@ class Integrity:
     (``None``: checksums only; else checked by :func:`check_key`), ``where`` naming the
     journal in errors (the dialect's ``journal_name``)."""
 
-    __slots__ = ("key", "where")
+    __slots__ = ("_mac", "key", "where")
 
     def __init__(self, key: bytes | None, where: str) -> None:
         self.key = check_key(key)
+        # HMAC-SHA256 keyed once: each signature copies it (cheaper than keying again).
+        self._mac = None if self.key is None else hmac.new(self.key, digestmod="sha256")
         self.where = where
 
-    # -- sealing (the write path: one C call per record for the digest) ---------------------
+    # -- sealing (the write path: a checksum or a signature per record) --------------------
 
     def seal(self, message: bytes) -> bytes:
         """The digest to store with a record whose :func:`event_message` or
@@ -206,7 +208,7 @@ class Integrity:
         key = self.key
         if key is None:
             return CHECKSUM + zlib.crc32(message).to_bytes(4, "big")
-        return SIGNED + hmac.digest(key, message, "sha256")
+        return SIGNED + self._sign(message)
 
     def seal_event(self, r: PersistentRecord) -> bytes:
         """The digest of event ``r``. :class:`TypeError` naming the fields' types if a
@@ -244,6 +246,13 @@ class Integrity:
             ) from error
         return self.seal(message)
 
+    def _sign(self, message: bytes) -> bytes:
+        """The HMAC-SHA256 of ``message`` with the key (only called with one)."""
+        assert self._mac is not None
+        mac = self._mac.copy()
+        mac.update(message)
+        return mac.digest()
+
     # -- checking (every read path, before anything is decoded) ----------------------------
 
     def refusal(self, digest: object, message: bytes | None) -> Refusal | None:
@@ -270,7 +279,7 @@ class Integrity:
             if scheme == SIGNED:
                 if message is None:
                     return MALFORMED
-                expected = SIGNED + hmac.digest(key, message, "sha256")
+                expected = SIGNED + self._sign(message)
                 return None if hmac.compare_digest(digest, expected) else BAD_SIGNATURE
             if scheme == CHECKSUM:
                 return UNSIGNED
@@ -351,18 +360,24 @@ class Integrity:
         offset)`` rows of ``persistence_id``, each checked first (``tags`` turns the
         stored tags column into :func:`tags_text`'s form)."""
         check = self.check_event
-        unchecked = self.key is None
+        key = self.key
+        unchecked = key is None
+        # The inlined common case: a checksum without a key, a signature with one.
+        scheme, size = (1, 5) if key is None else (2, 33)
         crc32 = _crc32
         pack = _pack_seq_and_time
         stored_crc = _unpack_checksum
-        # The text fields of the events before, and the CRC of their prefix.
+        sign = self._sign
+        same = hmac.compare_digest
+        # The text fields of the events before, their prefix and its CRC.
         last_serializer = last_manifest = last_tags = last_writer = None
+        prefix = b""
         start = 0
         chunk: list[tuple[int, str, str, bytes]] = []
         for seq, serializer, manifest, payload, stored_tags, writer, ts, digest, offset in rows:
-            if unchecked and type(digest) is bytes and len(digest) == 5 and digest[0] == 1:
-                # The common case, inlined: a checksum, no key (anything else, and any
-                # mismatch, goes through check_event, which names the refusal).
+            if type(digest) is bytes and len(digest) == size and digest[0] == scheme:
+                # (Anything else, and any mismatch, goes through check_event, which
+                # names the refusal.)
                 try:
                     if (
                         serializer != last_serializer
@@ -376,7 +391,12 @@ class Integrity:
                         start = crc32(prefix)
                         last_serializer, last_manifest = serializer, manifest
                         last_tags, last_writer = stored_tags, writer
-                    if crc32(payload, crc32(pack(seq, ts), start)) == stored_crc(digest)[0]:
+                    if key is None:
+                        valid = crc32(payload, crc32(pack(seq, ts), start)) == stored_crc(digest)[0]
+                    else:
+                        signed = sign(prefix + pack(seq, ts) + payload)
+                        valid = same(signed, digest[1:])
+                    if valid:
                         chunk.append((seq, serializer, manifest, bytes(payload)))
                         continue
                 except (TypeError, ValueError, struct.error):
