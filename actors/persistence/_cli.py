@@ -71,12 +71,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from contextlib import ExitStack, asynccontextmanager, contextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import TextIO
 
-import attrs
 import trio
 
 from ._cli_decode import (
@@ -89,13 +86,12 @@ from ._cli_decode import (
     digest_lines,
     refused,
 )
+from ._cli_open import Fatal, Io, open_target, preflight, readable
 from ._cli_parser import PROG, Target, build_parser, load_key, load_serialization, target_of
 from ._errors import JournalFailure, RecordCorrupt
 from ._journal import Journal, SnapshotStore
 from ._serialization import Serialization
-from ._sqlite import open_sqlite_journal
-from ._sqlite_access import in_place_problem, private_copy
-from ._sqlite_check import Report, UnreadableJournal, check_journal, refuse_non_journal
+from ._sqlite_check import Report, UnreadableJournal, check_journal
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -103,104 +99,6 @@ EXIT_ERROR = 2
 EXIT_NOT_DECODABLE_HERE = 3
 
 _HEX_HEAD = 32  # payload bytes shown by --raw
-
-
-class _Fatal(Exception):
-    """The command cannot run or go on: printed as one error line, exit status 2."""
-
-
-@attrs.frozen
-class _Io:
-    out: TextIO
-    err: TextIO
-
-
-# -- opening a journal ----------------------------------------------------------------------
-
-
-def _preflight(target: Target) -> None:
-    """Synchronous checks before the event loop starts: for SQLite, refuse (read-only) a
-    file that is not a journal (see :func:`._sqlite_check.refuse_non_journal`); for
-    PostgreSQL, refuse a journal of schema version 1, which the backend would upgrade."""
-    if target.backend == "sqlite":
-        try:
-            refuse_non_journal(target.location)
-        except UnreadableJournal as error:
-            raise _Fatal(str(error)) from error
-    elif target.backend == "postgres" and _postgres_versions(target.location) == [1]:
-        raise _Fatal(
-            "the PostgreSQL journal has schema version 1; this tool reads version 2 and does "
-            "not upgrade a journal (opening it from the application, with "
-            "open_postgres_journal, upgrades it, keeping every record)"
-        )
-
-
-@contextmanager
-def _readable(target: Target, writes: bool, io: _Io) -> Iterator[Target]:
-    """``target``, or a private copy of a SQLite journal that this process cannot read
-    where it is (see :func:`._sqlite_access.in_place_problem`: a WAL journal in a
-    read-only directory, where SQLite cannot create the ``-shm`` file even to read; with
-    ``writes``, for the commands that open the journal through its backend, also a
-    journal this process cannot write). The copy holds what was committed when it was
-    taken (the database and its ``-wal`` file); a note on stderr says so, and it is
-    removed when the block exits."""
-    problem = None
-    if target.backend == "sqlite":
-        problem = in_place_problem(target.location, writes=writes)
-    if problem is None:
-        yield target
-        return
-    with ExitStack() as stack:
-        try:
-            copy, copied = stack.enter_context(private_copy(target.location))
-        except OSError as error:
-            raise _Fatal(
-                f"cannot read {target.location} where it is ({problem}), nor copy it: {error}"
-            ) from error
-        print(
-            f"{PROG}: note: cannot read {target.location} where it is: {problem}; reading "
-            f"a private copy of {' and '.join(copied)} instead, taken now (what was "
-            "committed then), removed on exit",
-            file=io.err,
-        )
-        yield Target("sqlite", copy)
-
-
-@asynccontextmanager
-async def _open(
-    target: Target, key: bytes | None = None
-) -> AsyncIterator[tuple[Journal, SnapshotStore]]:
-    """The journal and snapshot store of ``target`` (opened with the journal's ``key``,
-    if given), for the time of the block.
-
-    Another backend is one more ``Target`` kind in :func:`._cli_parser.target_of` and one
-    more branch here. PostgreSQL is imported lazily, so that reading SQLite needs no
-    PostgreSQL driver."""
-    if target.backend == "sqlite":
-        async with open_sqlite_journal(target.location, key=key) as journal:
-            yield journal, journal.snapshots
-        return
-    if target.backend == "postgres":
-        try:
-            from ._postgres import open_postgres_journal
-        except ImportError as error:
-            raise _Fatal(
-                f"--postgres needs the psycopg package (pip install 'psycopg[binary]'): {error}"
-            ) from None
-        async with open_postgres_journal(target.location, key=key) as pg_journal:
-            yield pg_journal, pg_journal.snapshots
-        return
-    raise AssertionError(f"unknown backend {target.backend!r}")  # pragma: no cover
-
-
-def _postgres_versions(dsn: str) -> list[int] | None:
-    """:func:`._postgres.schema_versions`, or ``None`` without psycopg (which opening
-    the journal then reports)."""
-    try:
-        from ._postgres import schema_versions
-    except ImportError:
-        return None
-    return schema_versions(dsn)
 
 
 # -- formatting -------------------------------------------------------------------------------
@@ -223,7 +121,7 @@ def _raw(payload: bytes) -> str:
     return f"size={len(payload)}  hex={head}{more}"
 
 
-def _status(corrupt: int, here: Tally, what: str, io: _Io) -> int:
+def _status(corrupt: int, here: Tally, what: str, io: Io) -> int:
     """Say on stderr how many of the records listed could not be decoded, and return
     the exit status: 1 if some are corrupt, else 3 if some cannot be decoded here."""
     for line in here.lines(what):
@@ -237,7 +135,7 @@ def _status(corrupt: int, here: Tally, what: str, io: _Io) -> int:
 
 
 async def _cmd_ids(
-    journal: Journal, snapshots: SnapshotStore, args: argparse.Namespace, io: _Io
+    journal: Journal, snapshots: SnapshotStore, args: argparse.Namespace, io: Io
 ) -> int:
     for pid in await journal.persistence_ids():
         if not args.counts:
@@ -262,7 +160,7 @@ async def _cmd_ids(
 
 
 async def _cmd_events(
-    journal: Journal, snapshots: SnapshotStore, args: argparse.Namespace, io: _Io
+    journal: Journal, snapshots: SnapshotStore, args: argparse.Namespace, io: Io
 ) -> int:
     pid: str = args.persistence_id
     highest = await journal.highest_seq(pid)
@@ -320,7 +218,7 @@ async def _cmd_events(
 
 
 async def _cmd_snapshot(
-    journal: Journal, snapshots: SnapshotStore, args: argparse.Namespace, io: _Io
+    journal: Journal, snapshots: SnapshotStore, args: argparse.Namespace, io: Io
 ) -> int:
     pid: str = args.persistence_id
     try:
@@ -355,17 +253,17 @@ async def _cmd_snapshot(
     return _status(corrupt, here, "snapshot", io)
 
 
-_Command = Callable[[Journal, SnapshotStore, argparse.Namespace, _Io], Awaitable[int]]
+_Command = Callable[[Journal, SnapshotStore, argparse.Namespace, Io], Awaitable[int]]
 
 
-def _run_on_journal(command: _Command, target: Target, args: argparse.Namespace, io: _Io) -> int:
+def _run_on_journal(command: _Command, target: Target, args: argparse.Namespace, io: Io) -> int:
     """Run ``command`` on the opened journal in :func:`trio.run`. Failures are caught
     inside the journal's block, so they never leave it wrapped in an exception group."""
-    _preflight(target)
+    preflight(target)
 
     async def run() -> int:
         try:
-            async with _open(target, args.key) as (journal, snapshots):
+            async with open_target(target, args.key) as (journal, snapshots):
                 try:
                     return await command(journal, snapshots, args, io)
                 except RecordCorrupt as error:
@@ -378,7 +276,7 @@ def _run_on_journal(command: _Command, target: Target, args: argparse.Namespace,
                 except BrokenPipeError:
                     return _broken_pipe(io)
         except JournalFailure as error:
-            raise _Fatal(str(error)) from error
+            raise Fatal(str(error)) from error
 
     return trio.run(run)
 
@@ -390,7 +288,7 @@ def _check_sqlite(
     path: str,
     decoding: bool,
     serialization: Serialization,
-    io: _Io,
+    io: Io,
     shown: str | None = None,
     key: bytes | None = None,
 ) -> int:
@@ -414,7 +312,7 @@ def _check_sqlite(
     try:
         check_journal(path, report, corrupt if decoding else None, key)
     except UnreadableJournal as error:
-        raise _Fatal(str(error)) from error
+        raise Fatal(str(error)) from error
     for line in here.lines("record"):
         print(line, file=io.out)
     for line in digest_lines(report):
@@ -450,7 +348,7 @@ def _check_sqlite(
 # -- the command line ------------------------------------------------------------------------
 
 
-def _broken_pipe(io: _Io) -> int:
+def _broken_pipe(io: Io) -> int:
     """The reader of stdout went away (``| head``): stop quietly, as Unix tools do."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -462,7 +360,7 @@ def _broken_pipe(io: _Io) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the tool with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
-    io = _Io(sys.stdout, sys.stderr)
+    io = Io(sys.stdout, sys.stderr)
     parser = build_parser()
     saved_path = list(sys.path)
     try:
@@ -471,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.path[:] = saved_path  # --import-path lasts for this call only
 
 
-def _main(parser: argparse.ArgumentParser, argv: Sequence[str] | None, io: _Io) -> int:
+def _main(parser: argparse.ArgumentParser, argv: Sequence[str] | None, io: Io) -> int:
     try:
         args = parser.parse_args(argv)
         target = target_of(parser, args)
@@ -487,10 +385,10 @@ def _main(parser: argparse.ArgumentParser, argv: Sequence[str] | None, io: _Io) 
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else EXIT_ERROR)
     try:
-        with _readable(target, args.command != "check", io) as readable:
+        with readable(target, args.command != "check", io) as reachable:
             if args.command == "check":
                 return _check_sqlite(
-                    readable.location,
+                    reachable.location,
                     args.decode,
                     args.serialization,
                     io,
@@ -502,8 +400,8 @@ def _main(parser: argparse.ArgumentParser, argv: Sequence[str] | None, io: _Io) 
                 "events": _cmd_events,
                 "snapshot": _cmd_snapshot,
             }[args.command]
-            return _run_on_journal(command, readable, args, io)
-    except _Fatal as error:
+            return _run_on_journal(command, reachable, args, io)
+    except Fatal as error:
         print(f"{PROG}: error: {error}", file=io.err)
         return EXIT_ERROR
     except BrokenPipeError:
