@@ -54,6 +54,7 @@ class EventWrite:
 
     def __init__(self, dialect: SqlDialect[Any], batch: Sequence[PersistentRecord]) -> None:
         encode_tags = dialect.encode_tags
+        seal = dialect.integrity.seal_event  # the digest (see _integrity.py)
         self.persistence_id = batch[0].persistence_id
         self.first = batch[0].seq
         self.last = batch[-1].seq
@@ -67,9 +68,8 @@ class EventWrite:
                 encode_tags(r.tags),
                 r.writer_id,
                 r.timestamp,
-                seal(r),  # the digest (see _integrity.py)
+                seal(r),
             )
-            for seal in (dialect.integrity.seal_event,)
             for r in batch
         ]
         self.tags = [sorted(r.tags) for r in batch] if any(r.tags for r in batch) else None
