@@ -56,6 +56,13 @@ def _check_capacity(_: object, __: attrs.Attribute[int | None], value: int | Non
         raise ValueError(f"mailbox capacity must be an int >= 1 (or None), got {value!r}")
 
 
+#: The tokens of :meth:`MailboxOps._limit_mailbox` for an unbounded mailbox, made once
+#: (a persist in flight then keeps no tuple of its own).
+_UNBOUNDED: Final[dict[Overflow | None, tuple[None, Overflow | None]]] = {
+    overflow: (None, overflow) for overflow in [*Overflow, None]
+}
+
+
 @attrs.frozen
 class Mailbox:
     """How an actor's mailbox is sized. ``capacity=None`` (the default) is unbounded.
@@ -299,7 +306,8 @@ class MailboxOps(CellState):
         capacity = bound.capacity
         if capacity is None or (self._capacity is not None and self._capacity <= capacity):
             return None
-        saved = (self._capacity, self._overflow)
+        own = self._capacity
+        saved = _UNBOUNDED[self._overflow] if own is None else (own, self._overflow)
         self._capacity = capacity
         self._overflow = bound.overflow
         return saved

@@ -59,7 +59,8 @@ class WriterOp(Generic[_C]):
 
     The writer task sets ``result`` or ``error``, then calls :meth:`finish`, which wakes
     the task waiting in :meth:`GroupCommitWriter._wait` (rescheduled directly: no event
-    object per operation)."""
+    object per operation). The op is its own abort function for that wait (calling it
+    with trio's ``raise_cancel`` forgets the waiter), so a wait allocates nothing."""
 
     __slots__ = ("_what", "draws_offsets", "error", "finished", "result", "run", "waiter", "write")
 
@@ -96,7 +97,7 @@ class WriterOp(Generic[_C]):
             self.waiter = None
             trio.lowlevel.reschedule(task)
 
-    def _abort(self, raise_cancel: Any) -> trio.lowlevel.Abort:
+    def __call__(self, raise_cancel: Any) -> trio.lowlevel.Abort:
         self.waiter = None  # cancelled: the operation stays queued, its outcome unknown
         return trio.lowlevel.Abort.SUCCEEDED
 
@@ -155,7 +156,7 @@ class GroupCommitWriter(abc.ABC, Generic[_C]):
             await trio.lowlevel.checkpoint()
         else:
             op.waiter = trio.lowlevel.current_task()
-            await trio.lowlevel.wait_task_rescheduled(op._abort)
+            await trio.lowlevel.wait_task_rescheduled(op)
         if op.error is not None:
             raise op.error
         return op.result

@@ -77,21 +77,38 @@ def track(
     state: IncarnationState, coroutine: Coroutine[Any, Any, _T], method: str, argument: object
 ) -> Coroutine[Any, Any, _T]:
     """Register the coroutine of a call of ``method(argument)`` on the incarnation, to
-    be checked when the code that made it returns; return it. A long list (a handler
-    that persists thousands of events, or a behaviour that is not checked) is pruned of
-    the calls already awaited, so it stays short."""
+    be checked when the code that made it returns; return it. ``state.pending`` holds
+    the calls flat, three items each (coroutine, method, argument): no tuple per call,
+    which counts when thousands of persists are in flight. A long list (a handler that
+    persists thousands of events, or a behaviour that is not checked) is pruned of the
+    calls already awaited, so it stays short."""
     pending = state.pending
     if len(pending) >= _PRUNE_AT:
-        pending[:] = [call for call in pending if _coroutine_state(call[0]) == _CREATED]
-    pending.append((coroutine, method, argument))
+        pending[:] = _calls(_not_started(pending))
+    pending.append(coroutine)
+    pending.append(method)
+    pending.append(argument)
     return coroutine
+
+
+def _not_started(pending: list[Any]) -> list[tuple[Coroutine[Any, Any, Any], str, object]]:
+    """The calls of ``pending`` whose coroutine never started, as triples."""
+    return [
+        (pending[at], pending[at + 1], pending[at + 2])
+        for at in range(0, len(pending), 3)
+        if _coroutine_state(pending[at]) == _CREATED
+    ]
+
+
+def _calls(triples: list[tuple[Coroutine[Any, Any, Any], str, object]]) -> list[Any]:
+    return [item for triple in triples for item in triple]
 
 
 def unawaited(state: IncarnationState) -> PersistNotAwaited | None:
     """Settle the calls registered since the last look: close those never awaited and
     return the error naming them (``None`` if every one was awaited)."""
     pending = state.pending
-    missed = [call for call in pending if _coroutine_state(call[0]) == _CREATED]
+    missed = _not_started(pending)
     pending.clear()
     if not missed:
         return None

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from ._errors import JournalFailure, RecordCorrupt, RecordUndecodable, RecoveryFailed
@@ -81,7 +81,8 @@ class IncarnationState:
         self.lock = Turns()
         # The persist calls made since the code that made them was last checked: see
         # _persistent_cell.py (coroutine, method name, argument).
-        self.pending: list[tuple[Coroutine[Any, Any, Any], str, object]] = []
+        #: Calls to check (see ``_persistent_cell.track``): coroutine, method, argument.
+        self.pending: list[Any] = []
         self.writer_id = f"{cell.ref.path}#{uuid.uuid4().hex[:12]}"
 
 
