@@ -28,11 +28,14 @@ from ._errors import (
     InvalidActorName,
     MailboxFull,
     MailboxOverflow,
+    ProcessLost,
+    RemoteError,
     StashOverflow,
     SystemClosed,
     UnhandledFailure,
     UnhandledMessage,
     UnpicklableMessage,
+    WorkerError,
     WrongThread,
 )
 from ._events import EventBus
@@ -51,6 +54,7 @@ from ._messages import (
     Terminated,
 )
 from ._pipes import AskFailed, PipeFailed
+from ._placement import AnyWorker, OnWorker, Workers
 from ._public import export as _export
 from ._ref import ActorRef, ActorStats
 from ._reply_later import ReplyHandle
@@ -70,6 +74,7 @@ from ._supervisor import (
 from ._system import ActorSystem, open_system
 from ._timers import Timers
 from ._topics import InvalidTopic
+from ._worker_pool import WorkerInfo
 
 __all__ = [
     "Actor",
@@ -92,6 +97,7 @@ __all__ = [
     "ActorSystem",
     "ActorTree",
     "Address",
+    "AnyWorker",
     "AskFailed",
     "AskTimeout",
     "CountChildren",
@@ -106,10 +112,13 @@ __all__ = [
     "Mailbox",
     "MailboxFull",
     "MailboxOverflow",
+    "OnWorker",
     "Overflow",
     "PipeFailed",
     "PoisonPill",
+    "ProcessLost",
     "ReceiveTimeout",
+    "RemoteError",
     "ReplyHandle",
     "RestartChild",
     "Settings",
@@ -126,6 +135,9 @@ __all__ = [
     "UnhandledMessage",
     "UnpicklableMessage",
     "WhichChildren",
+    "WorkerError",
+    "WorkerInfo",
+    "Workers",
     "WrongThread",
     "no_sender",
     "open_system",

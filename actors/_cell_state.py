@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from ._envelope import Envelope
     from ._mailbox import Mailbox, Overflow
     from ._reply_later import ReplyHandle
-    from ._supervising import Order
+    from ._supervising import Order, SupervisionRelay
     from ._system import ActorSystem
     from ._timers import Timers
 
@@ -98,6 +98,7 @@ class CellState:
         "_reason",
         "_recv_timeout",
         "_recv_timeout_msg",
+        "_relay",
         "_reply_handles",
         "_restarts",
         "_roundtrip",
@@ -141,7 +142,7 @@ class CellState:
     ) -> None:
         # -- identity ---------------------------------------------------------------------
         self.system = system
-        self.ref = ActorRef._create(Address(system.name, path, uid), self)
+        self.ref = ActorRef._create(Address(system.name, path, uid, system.node), self)
         self._name = name
         self._parent = parent
         self._thread = system._thread_id  # the thread that runs the system
@@ -207,6 +208,9 @@ class CellState:
         self._strategy = strategy
         self._engine: RestartEngine | None = None  # made at the first failure of a child
         self._on_child_exit: Callable[[ActorCell], None] | None = None  # Supervisor's hook
+        # The parent in another process that supervises its children (a worker's host of
+        # actors spawned from the root: see _worker_host.py), else None.
+        self._relay: SupervisionRelay | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.ref.path}>"

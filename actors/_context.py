@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ._actor import Actor
     from ._cell import ActorCell
     from ._describe import ActorTree
+    from ._placement import Placement
     from ._ref import ActorRef
     from ._system import ActorSystem
 
@@ -104,6 +105,7 @@ class ActorContext(metaclass=NoPublicConstructor):
         mailbox: Mailbox | None = None,
         throughput: int | None = None,
         supervisor_strategy: Strategy | None = None,
+        placement: Placement = None,
         **kwargs: Any,
     ) -> ActorRef:
         """Start a child actor and return its ref at once.
@@ -118,12 +120,18 @@ class ActorContext(metaclass=NoPublicConstructor):
         ``functools.partial``.) The new actor is supervised by this one, with this
         actor's ``supervisor_strategy``.
 
+        ``placement`` (a system with worker processes only): where the new actor runs,
+        :class:`OnWorker` or :class:`AnyWorker`; ``None`` (the default): in this process.
+        The factory, its arguments and every message to the actor must then be
+        picklable (``UnpicklableMessage`` or ``TypeError`` at the call, naming the
+        type). See ``docs/workers.md``.
+
         Raises :class:`InvalidActorName`, :class:`ActorNameTaken`, or
         :class:`SystemClosed` if this actor has been asked to stop (for ``system.spawn``:
         once the system is shutting down). Children spawned by an actor that is still
         running during shutdown are stopped with it.
         """
-        options = (name, mailbox, throughput, supervisor_strategy)
+        options = (name, mailbox, throughput, supervisor_strategy, placement)
         return spawn_child(self._cell, factory, args, kwargs, *options)
 
     def stop(self, ref: ActorRef | None = None) -> None:

@@ -126,7 +126,7 @@ class Delivery(MailboxOps):
     ) -> None:
         """The seam: round trip (if ``copy``), delivery hooks, then ``_accept``."""
         if copy and self._roundtrip:
-            message = _roundtrip(message)
+            message = self._copy_message(message)
         if self._slow:
             for hook in self.system._delivery_hooks:
                 if hook.on_delivery(self, via, message, sender, slot):  # type: ignore[arg-type]
@@ -172,7 +172,7 @@ class Delivery(MailboxOps):
         actor, and an unpicklable one raises there."""
         copied = self._roundtrip
         if copied:
-            message = _roundtrip(message)
+            message = self._copy_message(message)
         if self._thread == _get_ident():
             self._enter(TELL, message, sender, None, RAISE_IF_FULL, copy=not copied)
             return
@@ -188,7 +188,7 @@ class Delivery(MailboxOps):
         await trio.lowlevel.checkpoint_if_cancelled()
         self._check_thread()
         if self._roundtrip:
-            message = _roundtrip(message)
+            message = self._copy_message(message)
         await self._wait_for_room()
         self._enter(SEND, message, sender, None, ADMIT, copy=False)
         await trio.lowlevel.cancel_shielded_checkpoint()
@@ -212,7 +212,7 @@ class Delivery(MailboxOps):
                 "mailbox (reply directly, or tell yourself a message)"
             )
         if self._roundtrip:
-            message = _roundtrip(message)
+            message = self._copy_message(message)
         deadline = deadline_after(timeout)
         if self._is_full():
             with trio.move_on_at(deadline) as waiting:
@@ -239,6 +239,13 @@ class Delivery(MailboxOps):
         if error is not None:
             raise error
         return value
+
+    def _copy_message(self, message: Any) -> Any:
+        """What a delivery under ``roundtrip_messages`` enqueues: a copy of ``message``
+        made through cloudpickle, as a process boundary would
+        (:class:`UnpicklableMessage` if it cannot cross one). A cell for an actor in
+        another process enqueues the pickled bytes instead (see ``_remote_child.py``)."""
+        return _roundtrip(message)
 
     def _check_thread(self) -> None:
         if self._thread != _get_ident():

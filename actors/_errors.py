@@ -345,3 +345,39 @@ class UnhandledFailure(ActorError):
             "error, raise its restart intensity or add a backoff, or set "
             "Settings.guardian_strategy.",
         )
+
+
+class ProcessLost(ActorError):
+    """The worker process that hosted an actor ended without being asked to (killed by
+    a signal, crashed, ran out of memory, exited on its own), or its link to this
+    process broke. Every actor it hosted fails with this error; their supervisors decide
+    as for any failure (a restart re-creates the actor in a new worker process). Asks in
+    flight to those actors fail at once with :class:`ActorDead` carrying it."""
+
+    def __init__(self, node: str, pid: int | None, how: str) -> None:
+        super().__init__(f"worker process {node} (pid {pid}) was lost: {how}")
+        self.node = node
+        self.pid = pid
+        self.how = how
+        _hint(
+            self,
+            "Messages queued in that process are lost with it (delivery across processes "
+            "is at most once); acknowledged events of persistent actors are not (they are "
+            "in the journal). The supervisor's strategy decides whether its actors restart.",
+        )
+
+
+class RemoteError(ActorError):
+    """Stands for an exception raised in another process that could not be pickled back
+    (its class cannot be rebuilt here, or it holds something that does not pickle):
+    ``type_name`` is the original class (``module.QualName``) and the message its text;
+    the remote traceback is attached as a note."""
+
+    def __init__(self, type_name: str, text: str) -> None:
+        super().__init__(f"{type_name}: {text}" if text else type_name)
+        self.type_name = type_name
+
+
+class WorkerError(ActorError):
+    """A worker process could not be started, authenticated or used: the message says
+    which worker, what failed and why."""

@@ -186,6 +186,8 @@ class Lifecycle(Stopping):
             parent = self._parent
             if parent is not None:
                 child_restarted(parent, self)  # type: ignore[arg-type]
+        elif self._parent is not None and self._parent._relay is not None:
+            self._parent._relay.child_started(self, False)  # type: ignore[arg-type]
         events = self.system.events
         if events._subscriptions:
             if restarted_after is None:

@@ -234,18 +234,25 @@ class MailboxOps(CellState):
             self.system._dead_letter(late, self.ref, recipient, DeadLetterReason.ASK_EXPIRED)
             return
         if self._roundtrip:
-            try:
-                if error is None:
-                    value = roundtrip(value)
-                else:
-                    error = roundtrip(error)
-            except UnpicklableMessage as exc:
-                error = exc
+            value, error = self._copy_answer(value, error)
         reply.task = None
         reply.value = value
         reply.error = error
         if reply.parked:
             _reschedule(task)
+
+    def _copy_answer(
+        self, value: Any, error: BaseException | None
+    ) -> tuple[Any, BaseException | None]:
+        """The answer to an ask under ``roundtrip_messages``: copied through cloudpickle
+        (an answer that cannot be pickled becomes :class:`UnpicklableMessage`). A cell
+        for an actor in another process keeps the answer as it came off the wire."""
+        try:
+            if error is None:
+                return roundtrip(value), None
+            return None, roundtrip(error)
+        except UnpicklableMessage as exc:
+            return None, exc
 
     async def _wait_for_room(self) -> None:
         """Wait until a place is free (and reserved for this caller) or the actor has

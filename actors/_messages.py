@@ -62,6 +62,14 @@ class DeadLetterReason(enum.StrEnum):
     ``Settings.restart_stash_capacity`` messages."""
     FAULT_DROPPED = "fault_dropped"
     """A fault injector of ``actors.testing`` dropped the message on purpose."""
+    PROCESS_LOST = "process_lost"
+    """The recipient's worker process was lost (or its link broke) before the message
+    could be handed to it."""
+    LINK_FULL = "link_full"
+    """The link to the recipient's process held more queued bytes than its bound."""
+    UNDECODABLE = "undecodable"
+    """The message arrived from another process but could not be unpickled here (a
+    class that cannot be imported in this process, for instance)."""
 
 
 @attrs.frozen

@@ -129,7 +129,10 @@ class ActorRef(metaclass=NoPublicConstructor):
                         f"belongs to system {self.address.system!r}, which is not running "
                         "in this process",
                     )
-                return system._tombstone(self)
+                router = system._router
+                if router is None or self.address.node == system.node:
+                    return system._tombstone(self)
+                cell = router.cell_for(self.address)  # in another process of the system
             self._cell = cell
         return cell
 

@@ -18,10 +18,13 @@ from supervision import Strategy
 
 from ._cell import ActorCell
 from ._cell_state import DEAD
-from ._errors import ActorNameTaken, InvalidActorName, SystemClosed
+from ._errors import ActorNameTaken, InvalidActorName, SystemClosed, UnpicklableMessage
 from ._mailbox import Mailbox
+from ._placement import Placement, check_placement
+from ._remote_child import RemoteChildCell
 from ._spawn_checks import check_factory
 from ._supervising import implicit_spec
+from ._worker_pool import RootNode
 
 if TYPE_CHECKING:
     from ._actor import Actor
@@ -81,6 +84,7 @@ def spawn_child(
     mailbox: Mailbox | None,
     throughput: int | None,
     supervisor_strategy: Strategy | None,
+    placement: Placement = None,
 ) -> ActorRef:
     """Start a child of ``parent``; see ``ActorContext.spawn`` for the semantics."""
     system = parent.system
@@ -89,6 +93,13 @@ def spawn_child(
         what = f"actor system {system.name!r}" if parent._parent is None else parent.ref.path
         raise SystemClosed(f"cannot spawn: {what} is stopping or stopped")
     check_factory(factory, args, kwargs)
+    if placement is not None:
+        check_placement(placement)
+        if not isinstance(system._router, RootNode):
+            raise ValueError(
+                f"placement={placement!r} needs worker processes: open the system with "
+                "open_system(workers=...), and place actors from its root process"
+            )
     if name is None:
         parent._child_counter += 1
         name = f"${parent._child_counter}"
@@ -118,20 +129,48 @@ def spawn_child(
         )
     if args or kwargs:
         factory = functools.partial(factory, *args, **kwargs)
-    # The cell class hook: an actor class may name the cell class that runs it (routers).
-    cell_class: type[ActorCell] = class_default(factory, "_cell_class", ActorCell)
-    child = cell_class(
-        system,
-        parent,
-        name,
-        path,
-        system._uids.getrandbits(63),
-        factory,
-        mailbox,
-        throughput,
-        stash_capacity,
-        supervisor_strategy,
-    )
+    uid = system._uids.getrandbits(63)
+    if placement is not None:
+        root = system._router
+        assert isinstance(root, RootNode)
+        node = root.choose(placement)
+        try:
+            child: ActorCell = RemoteChildCell(
+                system,
+                parent,
+                name,
+                path,
+                uid,
+                factory,
+                mailbox,
+                throughput,
+                stash_capacity,
+                supervisor_strategy,
+                root=root,
+                node=node,
+            )
+        except UnpicklableMessage as error:
+            raise TypeError(
+                f"cannot start {path} on worker {node}: its factory {factory!r} (with its "
+                f"arguments) cannot be pickled: {error.__cause__!r}. Define the actor class "
+                "at module level and pass picklable arguments"
+            ) from error.__cause__
+    else:
+        # The cell class hook: an actor class may name the cell class that runs it
+        # (routers).
+        cell_class: type[ActorCell] = class_default(factory, "_cell_class", ActorCell)
+        child = cell_class(
+            system,
+            parent,
+            name,
+            path,
+            uid,
+            factory,
+            mailbox,
+            throughput,
+            stash_capacity,
+            supervisor_strategy,
+        )
     system._nursery.start_soon(child._run, name=path)
     children[name] = child  # registered once its task exists
     engine = parent._engine

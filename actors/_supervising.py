@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import trio
 
@@ -35,6 +35,21 @@ if TYPE_CHECKING:
 
 _WARNING: Final = logging.WARNING
 _ERROR: Final = logging.ERROR
+
+
+class SupervisionRelay(Protocol):
+    """A parent whose decisions are made in another process: a worker's host of the
+    actors the root placed there (``_worker_host.py``). ``child_failed`` hands it the
+    failure (the child then waits for an order), ``child_gone`` the end of a child, and
+    a child that has started (or restarted) tells it with ``child_started``."""
+
+    def child_failed(
+        self, child: ActorCell, error: BaseException, can_resume: bool, message: Any
+    ) -> None: ...
+
+    def child_started(self, child: ActorCell, restarted: bool) -> None: ...
+
+    def child_gone(self, child: ActorCell) -> None: ...
 
 
 def implicit_spec(name: str) -> ChildSpec:
@@ -91,6 +106,10 @@ def stop_child(parent: ActorCell, child: ActorCell) -> None:
 
 
 def child_restarted(parent: ActorCell, child: ActorCell) -> None:
+    relay = parent._relay
+    if relay is not None:
+        relay.child_started(child, True)
+        return
     engine = parent._engine
     if engine is not None and child._name in engine:
         engine.started(child._name, trio.current_time())
@@ -99,6 +118,10 @@ def child_restarted(parent: ActorCell, child: ActorCell) -> None:
 def child_gone(parent: ActorCell, child: ActorCell) -> None:
     """``child`` has fully stopped: a supervisor built from child specs decides what
     follows; other actors just forget it."""
+    relay = parent._relay
+    if relay is not None:
+        relay.child_gone(child)
+        return
     engine = parent._engine
     name = child._name
     if engine is None or name not in engine:
@@ -144,7 +167,14 @@ def child_failed(
     Returns ``None`` instead when a :class:`Coordinator` will give the child an
     :class:`Order`: one is at work for this parent (the failure waits its turn), or the
     plan involves siblings (one starts). The coordinator decides the failures it takes
-    from its queue with ``queued=True``, which always returns the decision."""
+    from its queue with ``queued=True``, which always returns the decision.
+
+    A parent that relays its decisions to another process (``parent._relay``) returns
+    ``None`` too: the decision comes back as an order."""
+    relay = parent._relay
+    if relay is not None:
+        relay.child_failed(child, error, can_resume, message)
+        return None
     if not queued:
         if parent._stop_requested or parent._state >= STOPPING or parent._failing:
             # A stopping (or failing) parent stops its children anyway: report it.

@@ -27,6 +27,7 @@ from ._idle_and_started import wait_idle, wait_started
 from ._interrupts import interrupt_in
 from ._mailbox import Mailbox
 from ._messages import DeadLetter, DeadLetterReason
+from ._placement import Placement, Workers
 from ._public import NoPublicConstructor
 from ._ref import ActorRef
 from ._runtime_log import (
@@ -39,12 +40,15 @@ from ._runtime_log import (
 )
 from ._settings import Settings
 from ._spawning import check_name, spawn_child
+from ._worker_pool import RootNode
 
 if TYPE_CHECKING:
     from ._cell import Cell
     from ._delivery import DeliveryHook
     from ._describe import ActorTree
+    from ._node import Node
     from ._supervising import Coordinator
+    from ._worker_pool import WorkerInfo
 
 _E = TypeVar("_E")
 _get_ident = threading.get_ident
@@ -109,6 +113,10 @@ class ActorSystem(metaclass=NoPublicConstructor):
         self._terminating = False
         self._nursery: trio.Nursery
         self._guardian: ActorCell
+        # The node this process is of the system (``"local"``: the root; ``"w1"``...: a
+        # worker), and the routing to the others when the system has worker processes.
+        self.node = "local"
+        self._router: Node | None = None
 
     def __repr__(self) -> str:
         return f"<ActorSystem {self.name!r}>"
@@ -123,15 +131,24 @@ class ActorSystem(metaclass=NoPublicConstructor):
         mailbox: Mailbox | None = None,
         throughput: int | None = None,
         supervisor_strategy: Strategy | None = None,
+        placement: Placement = None,
         **kwargs: Any,
     ) -> ActorRef:
         """Start a top-level actor (child of ``/user``) and return its ref at once.
 
-        Same arguments and errors as :meth:`ActorContext.spawn`; raises
-        :class:`SystemClosed` once the system is shutting down."""
+        Same arguments and errors as :meth:`ActorContext.spawn` (``placement``: where it
+        runs, for a system with worker processes); raises :class:`SystemClosed` once
+        the system is shutting down."""
         self._check_thread()
-        options = (name, mailbox, throughput, supervisor_strategy)
+        options = (name, mailbox, throughput, supervisor_strategy, placement)
         return spawn_child(self._guardian, factory, args, kwargs, *options)
+
+    def workers(self) -> list[WorkerInfo]:
+        """The worker processes of this system (empty without any): name, PID, state,
+        how many actors placed from this process run there, and how many times its
+        process was lost and started again. From the root process."""
+        router = self._router
+        return router.infos() if isinstance(router, RootNode) else []
 
     def stop(self, ref: ActorRef) -> None:
         """Ask any actor of this system to stop (see :meth:`ActorContext.stop`); returns
@@ -260,6 +277,11 @@ class ActorSystem(metaclass=NoPublicConstructor):
         return cell
 
     def _find_cell(self, path: str) -> ActorCell | None:
+        router = self._router
+        if router is not None:
+            found = router.find_local(path)
+            if found is not None:
+                return found
         parts = path.strip("/").split("/")
         if parts[0] != "user":
             return None
@@ -301,7 +323,7 @@ class ActorSystem(metaclass=NoPublicConstructor):
         pending: list[ActorCell] = [self._guardian]
         while pending:
             cell = pending.pop()
-            cell._slow = slow
+            cell._slow = slow or cell._roundtrip  # (an actor on a worker always copies)
             if cell._children:
                 pending.extend(cell._children.values())
 
@@ -393,10 +415,16 @@ async def open_system(
     seed: int | None = None,
     trace_deliveries: bool | None = None,
     extensions: Iterable[object] | None = None,
+    workers: int | Workers | None = None,
 ) -> AsyncIterator[ActorSystem]:
     """Run an actor system for the duration of the ``async with`` block.
 
     Keyword arguments override the fields of ``settings`` (see :class:`Settings`).
+
+    ``workers``: start that many worker processes with the system (or as a
+    :class:`Workers` says), on which actors can be placed (``spawn(...,
+    placement=...)``); the block starts once every worker is up (:class:`WorkerError`
+    if one cannot start). See ``docs/workers.md``.
 
     Leaving the block stops every actor in order: children before their parents,
     siblings newest first, each with ``stop_timeout`` to finish its current message and
@@ -429,7 +457,24 @@ async def open_system(
         )
         if value is not None
     }
-    system = ActorSystem._create(name, attrs.evolve(settings or Settings(), **overrides))
+    if isinstance(workers, int) and not isinstance(workers, bool):
+        workers = Workers(count=workers)
+    if workers is not None and not isinstance(workers, Workers):
+        raise TypeError(f"workers must be an int or actors.Workers, got {workers!r}")
+    async with running_system(
+        name, attrs.evolve(settings or Settings(), **overrides), workers=workers
+    ) as system:
+        yield system
+
+
+@asynccontextmanager
+async def running_system(
+    name: str, settings: Settings, *, node: str = "local", workers: Workers | None = None
+) -> AsyncIterator[ActorSystem]:
+    """What :func:`open_system` runs, given the settings: also what a worker process
+    runs as node ``node`` of the system ``name`` (``_worker_main.py``)."""
+    system = ActorSystem._create(name, settings)
+    system.node = node
     _registry.register(system)
     body_error: BaseException | None = None
     try:
@@ -457,6 +502,10 @@ async def open_system(
             lifecycle_log.info("actor system %r started", name, extra=_NO_ACTOR)
             try:
                 with system._body_scope:
+                    if workers is not None:
+                        root = RootNode(system, workers)
+                        system._router = root
+                        await nursery.start(root.run, name=f"system {name} workers")
                     yield system
             except BaseException as exc:
                 # Re-raised below, outside the nursery, so that it is not wrapped in an
@@ -470,6 +519,11 @@ async def open_system(
             with trio.CancelScope(shield=True) as shield:
                 shield.deadline = trio.current_time() + settings.shutdown_timeout
                 await system._shutdown()
+            router = system._router
+            if isinstance(router, RootNode):  # the actors are down: now the workers
+                with trio.CancelScope(shield=True) as shield:
+                    shield.deadline = trio.current_time() + router.config.stop_timeout + 5
+                    await router.shut_down()
             system._ask_deadlines_scope.cancel()
             for scope in system._service_scopes:
                 scope.cancel()

@@ -1,0 +1,388 @@
+"""One authenticated connection to another process: frames out through an outbox, frames
+in to a callback.
+
+A :class:`Link` wraps a stream on which the handshake (``_handshake.handshake``) has
+already succeeded. :meth:`Link.send` queues a frame and never blocks; one writer task
+takes everything queued and writes it with a single ``send_all``, so a burst of small
+messages costs one system call rather than one each. One reader task splits what
+arrives into frames and hands each payload to the callback given to :meth:`Link.run`.
+Payloads are opaque bytes: nothing here decodes them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Final
+
+import trio
+
+from ._wire import (
+    MAX_FRAME,
+    FrameParser,
+    FrameTooLarge,
+    LinkClosed,
+    LinkFull,
+    check_max_frame,
+    closed_by_peer,
+    pack_header,
+)
+
+link_log: Final = logging.getLogger("actors.link")
+
+RECEIVE_SIZE: Final = 64 * 1024
+"""Bytes asked of the stream per read."""
+
+CLOSE_TIMEOUT: Final = 1.0
+"""Seconds a closing stream may take before it is closed hard."""
+
+CLOSED_BY_THIS_SIDE: Final = "closed by this side"
+PEER_CLOSED: Final = "peer closed the link"
+PEER_BROKE_PROTOCOL: Final = "the peer broke the protocol"
+CONNECTION_BROKE: Final = "the connection broke"
+CALLBACK_FAILED: Final = "on_frame raised"
+RUN_CANCELLED: Final = "run() was cancelled"
+RUN_INTERRUPTED: Final = "run() was interrupted"
+
+
+def _interruption(error: BaseException) -> BaseException | None:
+    """What other than cancellation ``error`` carries (the first such exception inside
+    a group), or ``None`` if it is only cancellation."""
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = _interruption(inner)
+            if found is not None:
+                return found
+        return None
+    return None if isinstance(error, trio.Cancelled) else error
+
+
+class Link:
+    """Frames in and out over one authenticated stream.
+
+    ``send`` queues; :meth:`run` does all the I/O until the link ends, and returns a
+    :class:`LinkClosed` that says why. The link owns the stream: it closes it when
+    ``run`` ends, however it ends.
+
+    How a link ends (the ``reason`` of the :class:`LinkClosed` that ``run`` returns):
+
+    - ``"closed by this side"`` (or the reason given to :meth:`close`): everything
+      queued before the close was written first. Frames keep arriving (and reach
+      ``on_frame``) while it flushes: a peer blocked on writing to us is not deadlocked.
+    - ``"peer closed the link"``: end of stream, or the peer's socket was closed under a
+      write (then the OS error is the ``__cause__``). Frames still queued are dropped.
+    - ``"the peer broke the protocol"``: it announced a frame over ``max_frame``
+      (:class:`FrameTooLarge` is the ``__cause__``). Logged as a WARNING on
+      ``actors.link``.
+    - ``"the connection broke"``: any other error of the stream (the ``__cause__``).
+      Logged as a WARNING on ``actors.link``.
+    - ``"on_frame raised"``: the callback raised an ``Exception`` (the ``__cause__``).
+      Logged as an ERROR on ``actors.link``, with its traceback.
+
+    In all but the first case, the link stops at once: what is still queued is not
+    written. If the scope around ``run`` is cancelled, ``run`` stops promptly,
+    closes the stream and lets ``Cancelled`` propagate; the link is then closed with
+    reason ``"run() was cancelled"``. Any other ``BaseException`` (``on_frame`` raising
+    ``KeyboardInterrupt``, say) propagates the same way, with reason ``"run() was
+    interrupted"`` and itself as the cause.
+
+    Counters, for tests and benchmarks: ``frames_sent`` and ``bytes_sent`` (frames and
+    bytes, headers included, that ``send_all`` has taken), ``writes`` (calls of
+    ``send_all``) and ``frames_received``."""
+
+    __slots__ = (
+        "_closing",
+        "_ending",
+        "_finished",
+        "_in_flight",
+        "_max_frame",
+        "_max_outbox_bytes",
+        "_outbox",
+        "_outbox_bytes",
+        "_outbox_frames",
+        "_scope",
+        "_started",
+        "_stream",
+        "_stream_closed",
+        "_wakeup",
+        "bytes_sent",
+        "frames_received",
+        "frames_sent",
+        "name",
+        "writes",
+    )
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        *,
+        name: str,
+        max_frame: int = MAX_FRAME,
+        max_outbox_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        if not isinstance(max_outbox_bytes, int) or max_outbox_bytes < 1:
+            raise ValueError(
+                f"max_outbox_bytes must be a positive int (bytes), got {max_outbox_bytes!r}"
+            )
+        self._stream = stream
+        self.name = name
+        self._max_frame = check_max_frame(max_frame)
+        self._max_outbox_bytes = max_outbox_bytes
+        # Headers and payloads, in order, waiting for the writer.
+        self._outbox: list[bytes] = []
+        self._outbox_frames = 0
+        # Payload bytes queued or being written: what max_outbox_bytes bounds.
+        self._outbox_bytes = 0
+        self._in_flight = 0  # frames of the write in progress
+        self._wakeup = trio.Event()
+        self._closing: str | None = None
+        self._ending: LinkClosed | None = None
+        self._scope: trio.CancelScope | None = None
+        self._started = False
+        self._stream_closed = False
+        self._finished = trio.Event()
+        self.frames_sent = 0
+        self.bytes_sent = 0
+        self.writes = 0
+        self.frames_received = 0
+
+    def __repr__(self) -> str:
+        state = (
+            "open"
+            if self._closing is None and self._ending is None
+            else "closing"
+            if self._ending is None
+            else "closed"
+        )
+        return f"<Link {self.name} {state}, {self._outbox_frames} frames queued>"
+
+    @property
+    def closed(self) -> bool:
+        """Whether the link refuses sends: :meth:`close` was called, or it has ended."""
+        return self._closing is not None or self._ending is not None
+
+    @property
+    def queued_bytes(self) -> int:
+        """Payload bytes queued or being written (what ``max_outbox_bytes`` bounds)."""
+        return self._outbox_bytes
+
+    def send(self, payload: bytes) -> None:
+        """Queue ``payload`` as one frame. Never blocks and never yields.
+
+        Raises :class:`LinkClosed` if the link is closed or closing,
+        :class:`FrameTooLarge` if the payload is over ``max_frame``, :class:`LinkFull`
+        if the payload bytes queued (or being written) would pass ``max_outbox_bytes``,
+        and ``TypeError`` if it is not ``bytes``; nothing is queued when it raises.
+        A queued frame is written unless the link ends other than by :meth:`close`."""
+        if self._closing is not None or self._ending is not None:
+            raise self._refusal()
+        if type(payload) is not bytes:
+            raise TypeError(
+                f"a link sends bytes, not {type(payload).__qualname__} (encode the message first)"
+            )
+        size = len(payload)
+        if size > self._max_frame:
+            raise FrameTooLarge(self.name, size, self._max_frame, received=False)
+        queued = self._outbox_bytes
+        if queued + size > self._max_outbox_bytes:
+            raise LinkFull(self.name, queued, size, self._max_outbox_bytes)
+        self._outbox_bytes = queued + size
+        self._outbox.append(pack_header(size))
+        self._outbox.append(payload)
+        self._outbox_frames += 1
+        self._wakeup.set()
+
+    def close(self, reason: str = CLOSED_BY_THIS_SIDE) -> None:
+        """Stop accepting sends; :meth:`run` writes what is queued, closes the stream
+        and returns a :class:`LinkClosed` with ``reason``. Idempotent (a later reason is
+        ignored), never blocks. To wait for the end, use :meth:`aclose`."""
+        if self._closing is None and self._ending is None:
+            self._closing = reason
+            self._wakeup.set()
+
+    async def aclose(self, flush_timeout: float = 5.0) -> None:
+        """:meth:`close`, then wait until :meth:`run` has flushed what is queued and
+        ended. If it has not ended after ``flush_timeout`` seconds (the peer does not
+        read), the link is stopped hard: what is still queued is dropped, the stream is
+        closed, and the reason says so.
+
+        If ``run`` is not running, ``aclose`` waits ``flush_timeout`` for it to start
+        and flush (a task that is about to call it may not have started yet), then
+        closes the stream itself; a later ``run`` returns at once. So close a link
+        whose ``run`` will never be called with ``aclose(flush_timeout=0)``.
+
+        Cancelling ``aclose`` only stops the waiting: the link still closes."""
+        self.close()
+        if self._stream_closed and not self._started:
+            return  # (closed by an earlier aclose)
+        with trio.move_on_after(flush_timeout):
+            await self._finished.wait()
+            return
+        unwritten = self._outbox_frames + self._in_flight
+        reason = self._closing or CLOSED_BY_THIS_SIDE
+        if not self._started:
+            self._end(
+                LinkClosed(
+                    self.name,
+                    f"{reason}; run() was not called within {flush_timeout:g} s, so "
+                    f"{unwritten} queued frame(s) were not written",
+                )
+            )
+            await self._close_stream(hard=True)
+            return
+        self._end(
+            LinkClosed(
+                self.name,
+                f"{reason}; the flush timed out after {flush_timeout:g} s with "
+                f"{unwritten} frame(s) not (or not fully) written",
+            )
+        )
+        await self._finished.wait()  # prompt: run's tasks are cancelled
+
+    async def run(self, on_frame: Callable[[bytes], None]) -> LinkClosed:
+        """Read and write until the link ends; return why it ended (a
+        :class:`LinkClosed`: see the class for the reasons).
+
+        ``on_frame(payload)`` is called for every frame received, in order, in the
+        reader task: it must not block (hand the payload over and return). If it raises
+        an ``Exception``, the link ends with it as the cause. The stream is closed when
+        ``run`` ends, however it ends. May be called once (``RuntimeError`` after)."""
+        if self._started:
+            raise RuntimeError(f"Link.run was already called on link {self.name}")
+        self._started = True
+        hard = True
+        try:
+            if self._ending is None:  # (else aclose ended it before it ran)
+                async with trio.open_nursery() as nursery:
+                    self._scope = nursery.cancel_scope
+                    nursery.start_soon(self._read, on_frame)
+                    nursery.start_soon(self._write)
+            hard = False
+        except BaseException as error:
+            if self._ending is None:
+                interruption = _interruption(error)
+                self._ending = (
+                    LinkClosed(self.name, RUN_CANCELLED)
+                    if interruption is None
+                    else LinkClosed(self.name, RUN_INTERRUPTED, interruption)
+                )
+            raise
+        finally:
+            self._scope = None
+            await self._close_stream(hard=hard)
+            self._finished.set()
+        ending = self._ending
+        assert ending is not None  # (set by whichever task ended the link)
+        return ending
+
+    # -- the tasks ----------------------------------------------------------------------
+
+    async def _read(self, on_frame: Callable[[bytes], None]) -> None:
+        parser = FrameParser(self._max_frame, self.name)
+        receive_some = self._stream.receive_some
+        while True:
+            try:
+                data = await receive_some(RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
+                if closed_by_peer(error):
+                    self._end(LinkClosed(self.name, PEER_CLOSED, error))
+                else:
+                    self._fail(CONNECTION_BROKE, error)
+                return
+            if not data:
+                self._end(LinkClosed(self.name, PEER_CLOSED))
+                return
+            try:
+                payloads = parser.feed(data)
+            except FrameTooLarge as error:
+                self._fail(PEER_BROKE_PROTOCOL, error)
+                return
+            for payload in payloads:
+                self.frames_received += 1
+                try:
+                    on_frame(payload)
+                except Exception as error:
+                    ending = LinkClosed(self.name, CALLBACK_FAILED, error)
+                    link_log.error(
+                        "%s",
+                        ending,
+                        exc_info=error,
+                        extra={"actor_path": None, "message_type": None, "link": self.name},
+                    )
+                    self._end(ending)
+                    return
+
+    async def _write(self) -> None:
+        send_all = self._stream.send_all
+        while True:
+            if not self._outbox:
+                if self._closing is not None:
+                    self._end(LinkClosed(self.name, self._closing))
+                    return
+                self._wakeup = trio.Event()
+                await self._wakeup.wait()
+                continue
+            chunks = self._outbox
+            frames = self._outbox_frames
+            payload_bytes = self._outbox_bytes
+            self._outbox = []
+            self._outbox_frames = 0
+            data = b"".join(chunks)
+            del chunks
+            self._in_flight = frames
+            try:
+                await send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
+                if closed_by_peer(error):
+                    self._end(LinkClosed(self.name, PEER_CLOSED, error))
+                else:
+                    self._fail(CONNECTION_BROKE, error)
+                return
+            # (sends made during the write added to _outbox_bytes; these are gone now)
+            self._outbox_bytes -= payload_bytes
+            self._in_flight = 0
+            self.writes += 1
+            self.frames_sent += frames
+            self.bytes_sent += len(data)
+
+    # -- ending -------------------------------------------------------------------------
+
+    def _end(self, ending: LinkClosed) -> None:
+        """End the link with ``ending`` (unless it has ended already): stop both tasks."""
+        if self._ending is None:
+            self._ending = ending
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def _fail(self, reason: str, error: BaseException) -> None:
+        """End the link because of an error on the peer's side or of the stream: logged
+        as a WARNING, since the link did not end by anyone's choice."""
+        ending = LinkClosed(self.name, reason, error)
+        if self._ending is None:
+            link_log.warning(
+                "%s; the stream is closed",
+                ending,
+                extra={"actor_path": None, "message_type": None, "link": self.name},
+            )
+        self._end(ending)
+
+    def _refusal(self) -> LinkClosed:
+        if self._ending is not None:
+            refusal = LinkClosed(self.name, self._ending.reason, self._ending.__cause__)
+        else:
+            refusal = LinkClosed(self.name, self._closing or CLOSED_BY_THIS_SIDE)
+        refusal.add_note("Nothing was queued: a closed link sends nothing more.")
+        return refusal
+
+    async def _close_stream(self, *, hard: bool) -> None:
+        """Close the stream (once), shielded from cancellation and within
+        :data:`CLOSE_TIMEOUT` seconds; ``hard`` closes it without waiting for anything."""
+        if self._stream_closed:
+            return
+        self._stream_closed = True
+        with trio.CancelScope(shield=True):
+            if not hard:
+                with trio.move_on_after(CLOSE_TIMEOUT):
+                    await self._stream.aclose()
+                    return
+            await trio.aclose_forcefully(self._stream)

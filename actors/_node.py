@@ -1,0 +1,529 @@
+"""What every process of a system that spans several processes runs: the routing of
+refs to actors in other processes, and the messages that cross.
+
+A system opened with worker processes is one system on several **nodes**: the root
+process (node ``"local"``) and each worker (``"w1"``, ``"w2"``, ...). An address names
+its node (``Address.node``); a ref whose address is on another node resolves, through
+:meth:`Node.cell_for`, to a :class:`RemoteRefCell` that sends what it is given over the
+link to that node (a worker's links all go to the root, which passes traffic between
+workers on: a star). The root keeps a full cell (``_remote_child.py``) for each actor it
+placed on a worker, through which its supervision works; other addresses on a worker
+(the children those actors spawn there) are reached through a :class:`RemoteRefCell`.
+
+Frames
+    Each frame is a tuple pickled with cloudpickle. A message travels inside a frame as
+    bytes of its own, pickled once by the sender (at the call, so that a message that
+    cannot be pickled raises :class:`UnpicklableMessage` there), passed on as bytes by
+    the root and unpickled only by the process of its recipient. A message that cannot
+    be unpickled there becomes a dead letter (``undecodable``) naming why. Nothing is
+    unpickled before the link has authenticated its peer (``_handshake.py``).
+
+    ``("tell", target, sender, payload)``,
+    ``("ask", ask_id, target, sender, payload, timeout)``,
+    ``("reply", ask_id, ok, payload)``, ``("stop", target)``; the root and a worker add
+    the frames of hosting (see ``_worker_pool.py`` and ``_worker_host.py``).
+    ``target`` and ``sender`` are :class:`Address` tuples (``sender`` may be ``None``).
+
+Semantics
+    Per sender and receiver, messages arrive in the order they were sent (each link is
+    one ordered stream, and the root passes frames on in the order it reads them).
+    Delivery is at most once: what a process that is lost had queued is lost with it.
+    An ask waiting for an actor in a process that is lost fails at once with
+    :class:`ActorDead` carrying :class:`ProcessLost`; a reply that arrives after its
+    caller gave up goes to dead letters (``ask_expired``) as in one process.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import itertools
+import logging
+import math
+import os
+import pickle
+import threading
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+import cloudpickle
+import trio
+
+from ._address import Address
+from ._errors import (
+    ActorDead,
+    ActorError,
+    AskTimeout,
+    ProcessLost,
+    RemoteError,
+    UnpicklableMessage,
+    WrongThread,
+    _pickles,
+)
+from ._messages import DeadLetterReason
+from ._ref import ActorRef, ActorStats
+
+if TYPE_CHECKING:
+    from ._cell import ActorCell, Cell
+    from ._envelope import Reply
+    from ._system import ActorSystem
+
+_log: Final = logging.getLogger("actors.nodes")
+_dumps: Final[Callable[..., bytes]] = cloudpickle.dumps
+_loads: Final = pickle.loads
+_get_ident: Final = threading.get_ident
+
+
+# -- what crosses ---------------------------------------------------------------------------
+
+
+def encode_message(message: Any) -> bytes:
+    """``message`` pickled for another process; :class:`UnpicklableMessage` naming its
+    type if it cannot be."""
+    try:
+        return _dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as error:
+        raise UnpicklableMessage(message, error) from error
+
+
+class Encoded:
+    """A message already pickled at the call for a process that will unpickle it: what
+    the mailbox of the root's cell for an actor on a worker holds, so that the message
+    is pickled once, at the call, and passed on as bytes."""
+
+    __slots__ = ("payload", "type_name")
+
+    def __init__(self, payload: bytes, type_name: str) -> None:
+        self.payload = payload
+        self.type_name = type_name
+
+    @staticmethod
+    def of(message: Any) -> Encoded:
+        if message.__class__ is Encoded:
+            return message
+        cls = type(message)
+        return Encoded(encode_message(message), f"{cls.__module__}.{cls.__qualname__}")
+
+    def decode(self) -> Any:
+        return _loads(self.payload)
+
+    def __repr__(self) -> str:
+        return f"<{self.type_name}, pickled: {len(self.payload)} bytes>"
+
+
+def payload_of(message: Any) -> bytes:
+    """The bytes to send for ``message`` (already pickled if it is :class:`Encoded`)."""
+    if message.__class__ is Encoded:
+        payload: bytes = message.payload
+        return payload
+    return encode_message(message)
+
+
+def portable_error(error: BaseException, where: str) -> BaseException:
+    """``error`` as it can travel to another process: itself if it pickles, else a
+    :class:`RemoteError` with its type and text. Either way a note gives the traceback
+    as it was in ``where`` (a node and a pid), which pickling would lose."""
+    lines = traceback.format_exception(type(error), error, error.__traceback__)
+    note = f"Traceback in {where}:\n" + "".join(lines).rstrip()
+    if _pickles(error):
+        travelling = error
+    else:
+        cls = type(error)
+        travelling = RemoteError(f"{cls.__module__}.{cls.__qualname__}", str(error))
+    if note not in getattr(travelling, "__notes__", ()):
+        travelling.add_note(note)
+    return travelling
+
+
+def encode_error(error: BaseException, where: str) -> bytes:
+    """A pickled error for an answer that crosses (see :func:`portable_error`)."""
+    try:
+        return _dumps(portable_error(error, where), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # its notes or attributes did not pickle after all
+        cls = type(error)
+        stand_in = RemoteError(f"{cls.__module__}.{cls.__qualname__}", str(error))
+        return _dumps(stand_in, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def ref_of(address: Address | None) -> ActorRef | None:
+    return None if address is None else ActorRef._create(address)
+
+
+def address_of(ref: ActorRef | None) -> Address | None:
+    return None if ref is None else ref.address
+
+
+# -- asks in flight -------------------------------------------------------------------------
+
+
+class PendingAsk:
+    """An ask sent to another process: the task waiting for its reply, and the node
+    through which it went (if that node is lost, the ask fails at once)."""
+
+    __slots__ = ("error", "node", "path", "task", "value")
+
+    def __init__(self, node: str, path: str, task: trio.lowlevel.Task) -> None:
+        self.node = node
+        self.path = path
+        self.task: trio.lowlevel.Task | None = task
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def settle(self, value: Any, error: BaseException | None) -> bool:
+        task = self.task
+        if task is None:
+            return False
+        self.task = None
+        self.value = value
+        self.error = error
+        trio.lowlevel.reschedule(task)
+        return True
+
+    def abort(self, _: Any) -> trio.lowlevel.Abort:
+        self.task = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+
+# -- the node -------------------------------------------------------------------------------
+
+
+class Node(abc.ABC):
+    """One process's part of a system on several nodes (see the module documentation).
+    The root's is ``_worker_pool.RootNode``, a worker's ``_worker_host.WorkerNode``."""
+
+    def __init__(self, system: ActorSystem) -> None:
+        self.system = system
+        self._asks: dict[int, PendingAsk] = {}
+        self._ask_ids = itertools.count(1)
+        self._routes: dict[Address, RemoteRefCell] = {}
+        self._nursery: trio.Nursery | None = None  # for the relays of incoming asks
+
+    @property
+    def where(self) -> str:
+        """This process, for messages: ``node w1 (pid 123)``."""
+        return f"node {self.system.node} (pid {os.getpid()})"
+
+    # -- routing ----------------------------------------------------------------------------
+
+    def cell_for(self, address: Address) -> Cell:
+        """The cell of an address on another node (made once per address)."""
+        cell = self._routes.get(address)
+        if cell is None:
+            cell = self._routes[address] = RemoteRefCell(self, address)
+        return cell
+
+    def find_local(self, path: str) -> ActorCell | None:
+        """A live cell of this process at ``path`` that the tree under ``/user`` does not
+        hold (a worker's hosted actors), or ``None``."""
+        return None
+
+    @abc.abstractmethod
+    def send_frame(self, node: str, frame: tuple[Any, ...]) -> None:
+        """Queue ``frame`` on the link that leads to ``node``. Raises
+        :class:`ProcessLost` if there is none now, ``LinkFull`` if it is full."""
+
+    # -- sending ----------------------------------------------------------------------------
+
+    def tell_remote(self, target: Address, payload: bytes, sender: ActorRef | None) -> None:
+        """Send a tell; what cannot be sent becomes a dead letter with the reason."""
+        try:
+            self.send_frame(target.node, ("tell", target, address_of(sender), payload))
+        except ProcessLost:
+            self._undelivered(payload, sender, target, DeadLetterReason.PROCESS_LOST)
+        except ActorError as error:  # the link is full (or the frame too large)
+            reason = DeadLetterReason.LINK_FULL
+            _log.warning("%s: message to %s not sent: %s", self.where, target.path, error)
+            self._undelivered(payload, sender, target, reason)
+
+    def _undelivered(
+        self, payload: bytes, sender: ActorRef | None, target: Address, reason: DeadLetterReason
+    ) -> None:
+        try:
+            message = _loads(payload)
+        except Exception:
+            message = f"<undecodable message of {len(payload)} bytes>"
+        self.system._dead_letter(message, sender, ActorRef._create(target), reason)
+
+    async def ask_remote(
+        self, target: Address, payload: bytes, timeout: float, sender: ActorRef | None
+    ) -> Any:
+        """Ask an actor on another node and wait for its answer (see the module
+        documentation for what fails and how)."""
+        ask_id = next(self._ask_ids)
+        pending = PendingAsk(target.node, target.path, trio.lowlevel.current_task())
+        try:
+            self.send_frame(
+                target.node,
+                ("ask", ask_id, target, address_of(sender), payload, timeout),
+            )
+        except ProcessLost as error:
+            await trio.lowlevel.checkpoint()
+            raise ActorDead(target.path, "is in a process that was lost", error) from error
+        self._asks[ask_id] = pending
+        try:
+            with trio.move_on_after(timeout) as waiting:
+                await trio.lowlevel.wait_task_rescheduled(pending.abort)
+        finally:
+            self._asks.pop(ask_id, None)
+        if waiting.cancelled_caught:
+            raise AskTimeout(target.path, timeout, _loads(payload))
+        if pending.error is not None:
+            raise pending.error
+        return pending.value
+
+    def fail_asks_to(self, target: Address, error: ActorDead) -> None:
+        """``target`` has stopped: asks still waiting for it fail now."""
+        for pending in list(self._asks.values()):
+            if pending.node == target.node and pending.path == target.path:
+                pending.settle(None, error)
+
+    def fail_asks_through(self, node: str, error: ProcessLost) -> None:
+        """``node`` is lost: every ask waiting for an answer through it fails now."""
+        for pending in list(self._asks.values()):
+            if pending.node == node:
+                pending.settle(
+                    None, ActorDead(pending.path, "is in a process that was lost", error)
+                )
+
+    # -- receiving --------------------------------------------------------------------------
+
+    def on_frame(self, origin: str, frame: tuple[Any, ...]) -> bool:
+        """Handle the frames every node understands; ``False`` for another kind."""
+        kind = frame[0]
+        if kind == "tell":
+            _, target, sender, payload = frame
+            self.deliver_tell(target, ref_of(sender), payload)
+        elif kind == "ask":
+            _, ask_id, target, sender, payload, timeout = frame
+            self.deliver_ask(origin, ask_id, target, ref_of(sender), payload, timeout)
+        elif kind == "reply":
+            _, ask_id, ok, payload = frame
+            pending = self._asks.get(ask_id)
+            try:
+                value = _loads(payload)
+            except Exception as error:
+                value, ok = UnpicklableMessage(payload, error), False
+            if pending is None or not pending.settle(value if ok else None, None if ok else value):
+                late = value
+                self.system._dead_letter(
+                    late, None, self.system._guardian.ref, DeadLetterReason.ASK_EXPIRED
+                )
+        elif kind == "stop":
+            _, target = frame
+            cell = self.resolve(target)
+            if cell is not None:
+                cell.request_stop()
+        else:
+            return False
+        return True
+
+    def resolve(self, target: Address) -> Cell | None:
+        """The cell a frame for ``target`` goes to: local (or the next hop), or ``None``
+        if the address is not of this system."""
+        ref = ActorRef._create(target)
+        try:
+            return ref._resolve()
+        except ActorDead:
+            return None
+
+    def deliver_tell(self, target: Address, sender: ActorRef | None, payload: bytes) -> None:
+        cell = self.resolve(target)
+        if cell is None:
+            self._undelivered(payload, sender, target, DeadLetterReason.NO_SUCH_ACTOR)
+            return
+        if target.node != self.system.node and not _is_full_cell(cell):
+            # Not here: pass it on, still pickled.
+            self.tell_remote(target, payload, sender)
+            return
+        try:
+            message = _loads(payload)
+        except Exception as error:
+            self._refused(target, sender, payload, error)
+            return
+        cell.offer(message, sender, False, "tell")
+
+    def _refused(
+        self, target: Address, sender: ActorRef | None, payload: bytes, error: BaseException
+    ) -> None:
+        _log.warning(
+            "%s: a message of %d bytes for %s could not be unpickled: %r",
+            self.where,
+            len(payload),
+            target.path,
+            error,
+        )
+        self.system._dead_letter(
+            f"<undecodable message of {len(payload)} bytes: {error!r}>",
+            sender,
+            ActorRef._create(target),
+            DeadLetterReason.UNDECODABLE,
+        )
+
+    def deliver_ask(
+        self,
+        origin: str,
+        ask_id: int,
+        target: Address,
+        sender: ActorRef | None,
+        payload: bytes,
+        timeout: float,
+    ) -> None:
+        nursery = self._nursery
+        if nursery is None:
+            return
+        nursery.start_soon(self._relay_ask, origin, ask_id, target, sender, payload, timeout)
+
+    async def _relay_ask(
+        self,
+        origin: str,
+        ask_id: int,
+        target: Address,
+        sender: ActorRef | None,
+        payload: bytes,
+        timeout: float,
+    ) -> None:
+        ok = True
+        try:
+            cell = self.resolve(target)
+            if cell is None:
+                raise ActorDead(target.path, "is not running (no such actor)")
+            if target.node != self.system.node and not _is_full_cell(cell):
+                value: Any = await self.ask_remote(target, payload, timeout, sender)
+            else:
+                try:
+                    message = _loads(payload)
+                except Exception as error:
+                    self._refused(target, sender, payload, error)
+                    raise ActorError(
+                        f"the question for {target.path} could not be unpickled in "
+                        f"{self.where}: {error!r}"
+                    ) from error
+                value = await cell.ask(message, timeout if timeout > 0 else math.inf, sender)
+            answer = _dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as error:
+            ok = False
+            answer = encode_error(error, self.where)
+        with contextlib.suppress(ActorError):  # (else its process is gone: nobody waits)
+            self.send_frame(origin, ("reply", ask_id, ok, answer))
+
+
+def _is_full_cell(cell: Cell) -> bool:
+    """Whether ``cell`` runs in this process (a live or dead cell of this system, or the
+    root's cell for an actor it placed on a worker), rather than only routing."""
+    return not isinstance(cell, RemoteRefCell)
+
+
+# -- the routing cell -----------------------------------------------------------------------
+
+
+class RemoteRefCell:
+    """Stands, in this process, for an actor on another node that this process does not
+    supervise: what it is given is pickled at the call and sent over the link to that
+    node. It never holds messages: it cannot tell whether the actor is alive (the
+    receiving process dead-letters what it cannot deliver)."""
+
+    __slots__ = ("_node", "_thread", "ref", "system")
+
+    def __init__(self, node: Node, address: Address) -> None:
+        self._node = node
+        self.system = node.system
+        self.ref = ActorRef._create(address, self)
+        self._thread = node.system._thread_id
+
+    def _check_thread(self) -> None:
+        if self._thread != _get_ident():
+            raise WrongThread(
+                f"{self.ref.path} used from a thread that does not run its actor system; "
+                "use ref.tell_threadsafe() or trio.from_thread.run() from other threads"
+            )
+
+    def tell(self, message: Any, sender: ActorRef | None) -> None:
+        self._check_thread()
+        self._node.tell_remote(self.ref.address, payload_of(message), sender)
+
+    def tell_threadsafe(self, message: Any, sender: ActorRef | None) -> None:
+        payload = payload_of(message)
+        self.system._token.run_sync_soon(self._node.tell_remote, self.ref.address, payload, sender)
+
+    async def send(self, message: Any, sender: ActorRef | None) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self.tell(message, sender)
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def ask(self, message: Any, timeout: float | None, sender: ActorRef | None) -> Any:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self._check_thread()
+        if timeout is None:
+            timeout = self.system.settings.ask_timeout
+        return await self._node.ask_remote(self.ref.address, payload_of(message), timeout, sender)
+
+    def offer(
+        self, message: Any, sender: ActorRef | None, copy: bool = True, via: str = "publish"
+    ) -> None:
+        if self._thread != _get_ident():
+            self.system._token.run_sync_soon(self.offer, message, sender, copy, via)
+            return
+        try:
+            payload = payload_of(message)
+        except UnpicklableMessage:
+            self.system._dead_letter(message, sender, self.ref, DeadLetterReason.UNPICKLABLE)
+            return
+        self._node.tell_remote(self.ref.address, payload, sender)
+
+    def forward(self, message: Any, sender: ActorRef | None, slot: Reply | None) -> None:
+        if slot is None:
+            self.offer(message, sender, True, "forward")
+            return
+        nursery = self._node._nursery
+        if nursery is not None:
+            nursery.start_soon(self._forward_ask, message, sender, slot)
+
+    async def _forward_ask(self, message: Any, sender: ActorRef | None, slot: Reply) -> None:
+        value: Any = None
+        error: BaseException | None = None
+        try:
+            value = await self.ask(message, slot.timeout, sender)
+        except Exception as exc:
+            error = exc
+        settle_reply(self.system, self.ref, slot, value, error)
+
+    def is_dead(self) -> bool:
+        return False
+
+    def watched_by(self, watcher: Any) -> bool:
+        raise ActorError(
+            f"watching {self.ref.path}, an actor in another process that this process does "
+            "not supervise, is not supported yet; watch it from the process that spawned "
+            "it, or have it tell its watchers when it stops"
+        )
+
+    def unwatched_by(self, watcher: Any) -> None:
+        return None
+
+    def request_stop(self, deadline: float | None = None) -> None:
+        with contextlib.suppress(ActorError):  # (else its process is gone, and it with it)
+            self._node.send_frame(self.ref.address.node, ("stop", self.ref.address))
+
+    def stats(self) -> ActorStats:
+        return ActorStats(alive=True)
+
+    def queued(self) -> int:
+        return 0
+
+
+def settle_reply(
+    system: ActorSystem, ref: ActorRef, slot: Reply, value: Any, error: BaseException | None
+) -> None:
+    """Answer an ask's reply slot from outside a cell (a forwarded ask answered by
+    another process): as ``MailboxOps._complete`` does."""
+    task = slot.task
+    if task is None:
+        late = error if error is not None else value
+        system._dead_letter(late, ref, slot.sender or ref, DeadLetterReason.ASK_EXPIRED)
+        return
+    slot.task = None
+    slot.value = value
+    slot.error = error
+    if slot.parked:
+        trio.lowlevel.reschedule(task)

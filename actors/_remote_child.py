@@ -1,0 +1,335 @@
+"""The root's cell for an actor it placed on a worker process.
+
+The actor itself runs in the worker (``_worker_host.py``). Its cell here is a full
+:class:`ActorCell` in the root's tree, under the parent that spawned it: it has the
+actor's ref, its watchers, its place in the parent's restart engine, and a mailbox in
+which what is sent to the actor waits, in order, until it is passed on. Its instance is
+a stand-in, :class:`Placed`, whose handler passes every message on to the worker and
+whose lifecycle hooks drive the real instance's: so the parent supervises an actor in
+another process with the code that supervises any actor (one-for-one, one-for-all,
+intensity, backoff, ordered stops), and only the stand-in knows about the link.
+
+What is told or asked is pickled at the call (the cell copies with ``Encoded.of``
+instead of a round trip), so an unpicklable message raises there, and is passed on as
+bytes. What the worker reports:
+
+* ``started``: the stand-in's ``pre_start`` / ``post_restart`` return;
+* ``failed``: the actor's handler (or start) raised; the cell fails with that error, as
+  if its own handler had raised it, and its parent decides. The verdict goes back as an
+  order: ``resume``, ``down`` then ``up`` (a restart: the old instance's
+  ``pre_restart`` runs there, the new one starts there), or ``stop``;
+* ``terminated``: the actor stopped (a ``PoisonPill``, ``context.stop``, a stop
+  verdict): the cell stops with its reason, and its watchers get ``Terminated``;
+* the worker process is lost: the cell fails with :class:`ProcessLost` as if killed
+  (``_crash``: no hooks for the lost instance), askers waiting on it get
+  :class:`ActorDead` at once, and a restart starts the actor afresh on the worker that
+  replaces the lost one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+from typing import TYPE_CHECKING, Any, Final
+
+import trio
+
+from ._actor import Actor
+from ._address import Address
+from ._cell import ActorCell
+from ._cell_state import DEAD, FAIL
+from ._envelope import ASK
+from ._errors import ActorDead, ActorError, ActorInitializationError, ProcessLost
+from ._messages import DeadLetterReason
+from ._node import Encoded, payload_of
+from ._ref import ActorRef
+from ._reply_later import take_reply_handle
+
+if TYPE_CHECKING:
+    from ._mailbox import Mailbox
+    from ._reply_later import ReplyHandle
+    from ._system import ActorSystem
+    from ._worker_pool import RootNode
+
+
+class Remote(enum.IntEnum):
+    """The state of the real instance, as the root knows it."""
+
+    NONE = 0  # no instance there (not spawned yet, or its process was lost)
+    STARTING = 1  # spawned or told "up": waiting for "started"
+    UP = 2  # running
+    WAITING = 3  # it failed: waiting for the verdict
+    DOWN = 4  # taken down for a restart: waiting for "up"
+    GONE = 5  # terminated
+
+
+class _Answer:
+    """What a hook of the stand-in waits for: the next report of the worker."""
+
+    __slots__ = ("error", "event")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.error: BaseException | None = None
+
+    def settle(self, error: BaseException | None) -> None:
+        if not self.event.is_set():
+            self.error = error
+            self.event.set()
+
+
+class HandleAsk:
+    """An ask passed on to the worker, answered through the reply handle the stand-in
+    took (as ``PendingAsk`` for a task that waits)."""
+
+    __slots__ = ("handle", "node", "path")
+
+    def __init__(self, node: str, path: str, handle: ReplyHandle) -> None:
+        self.node = node
+        self.path = path
+        self.handle = handle
+
+    def settle(self, value: Any, error: BaseException | None) -> bool:
+        handle = self.handle
+        if not handle.pending:
+            return False
+        if error is None:
+            handle.reply(value)
+        else:
+            handle.fail(error if isinstance(error, Exception) else ActorError(repr(error)))
+        return True
+
+
+class Placed(Actor):
+    """The stand-in instance (see the module documentation)."""
+
+    def _remote(self) -> RemoteChildCell:
+        cell = self._actor_cell
+        assert isinstance(cell, RemoteChildCell)
+        return cell
+
+    def receive(self, message: Any) -> None:
+        self._remote()._pass_on(message)
+
+    async def pre_start(self) -> None:
+        await self._remote()._remote_start(None)
+
+    async def post_restart(self, error: BaseException) -> None:
+        await self._remote()._remote_start(error)
+
+    async def pre_restart(self, error: BaseException, message: Any) -> None:
+        await self._remote()._remote_down(error)
+
+
+_PLACED: Final = Placed
+
+
+class RemoteChildCell(ActorCell):
+    """See the module documentation."""
+
+    __slots__ = ("_answer", "_remote_state", "_root", "_spawn_frame")
+
+    def __init__(
+        self,
+        system: ActorSystem,
+        parent: ActorCell,
+        name: str,
+        path: str,
+        uid: int,
+        factory: Any,
+        mailbox: Mailbox,
+        throughput: int,
+        stash_capacity: int,
+        strategy: Any,
+        *,
+        root: RootNode,
+        node: str,
+    ) -> None:
+        super().__init__(
+            system, parent, name, path, uid, _PLACED, mailbox, throughput, stash_capacity
+        )
+        self.ref = ActorRef._create(Address(system.name, path, uid, node), self)
+        self._root = root
+        self._remote_state = Remote.NONE
+        self._answer: _Answer | None = None
+        # What the worker needs to make the real instance (the factory pickled at spawn).
+        self._spawn_frame = (
+            "spawn",
+            self.ref.address,
+            payload_of(factory),
+            mailbox,
+            throughput,
+            stash_capacity,
+            strategy,
+        )
+        # Every delivery copies (pickles) at the call: see _copy_message.
+        self._roundtrip = True
+        self._slow = True
+
+    # -- delivery: pickled at the call, passed on in order --------------------------------------
+
+    def _copy_message(self, message: Any) -> Any:
+        return Encoded.of(message)
+
+    def _copy_answer(
+        self, value: Any, error: BaseException | None
+    ) -> tuple[Any, BaseException | None]:
+        return value, error  # it came off the wire: already a copy
+
+    def _pass_on(self, message: Any) -> None:
+        """The stand-in's handler: send the message in hand to the real instance."""
+        envelope = self._current
+        assert envelope is not None
+        _, sender, slot = envelope
+        target = self.ref.address
+        root = self._root
+        try:
+            payload = payload_of(message)
+        except ActorError as error:  # (a runtime delivery that was not copied)
+            if slot is not None and slot.kind == ASK:
+                raise
+            self.system._dead_letter(message, sender, self.ref, DeadLetterReason.UNPICKLABLE)
+            del error
+            return
+        if slot is not None and slot.kind == ASK:
+            handle = take_reply_handle(self, envelope)
+            # The question waits in the real instance's mailbox now, where a restart
+            # keeps it: a restart of this cell must not fail it (as it would fail the
+            # handles its own instance took). A lost process or a stop fails it.
+            if self._reply_handles is not None:
+                self._reply_handles.pop(handle, None)
+            ask_id = next(root._ask_ids)
+            timeout = getattr(slot, "timeout", 0.0)
+            root._asks[ask_id] = HandleAsk(target.node, target.path, handle)  # type: ignore[assignment]
+            try:
+                root.send_frame(
+                    target.node,
+                    (
+                        "ask",
+                        ask_id,
+                        target,
+                        None if sender is None else sender.address,
+                        payload,
+                        timeout,
+                    ),
+                )
+            except ActorError as error:
+                root._asks.pop(ask_id, None)
+                handle.fail(ActorDead(target.path, "could not be reached", error))
+            return
+        root.tell_remote(target, payload, sender)
+
+    # -- the real instance's lifecycle ----------------------------------------------------------
+
+    async def _await_report(self) -> None:
+        answer = self._answer = _Answer()
+        try:
+            await answer.event.wait()
+        finally:
+            self._answer = None
+        if answer.error is not None:
+            raise answer.error
+
+    async def _remote_start(self, restarted: BaseException | None) -> None:
+        root = self._root
+        node = self.ref.address.node
+        if self._remote_state == Remote.DOWN:
+            self._remote_state = Remote.STARTING
+            root.send_frame(node, ("order", self.ref.address, "up", None))
+        else:
+            await root.wait_ready(node)
+            self._remote_state = Remote.STARTING
+            root.adopt(node, self)
+            root.send_frame(node, self._spawn_frame)
+        try:
+            await self._await_report()
+        except ActorInitializationError as error:
+            # Raised there by the real instance's start: report its cause, which this
+            # start wraps again (one ActorInitializationError, naming the same path).
+            cause = error.__cause__
+            raise (cause if isinstance(cause, Exception) else error) from None
+        self._remote_state = Remote.UP
+
+    async def _remote_down(self, error: BaseException) -> None:
+        if self._remote_state not in (Remote.UP, Remote.WAITING):
+            return
+        self._root.send_frame(self.ref.address.node, ("order", self.ref.address, "down", error))
+        await self._await_report()
+        self._remote_state = Remote.DOWN
+
+    async def _recover(self, error: BaseException, message: Any) -> bool:
+        go_on = await super()._recover(error, message)
+        if go_on and self._remote_state == Remote.WAITING:  # resumed
+            self._remote_state = Remote.UP
+            self._send_order("resume", None)
+        return go_on
+
+    async def _run_post_stop(self) -> None:
+        await super()._run_post_stop()
+        if self._remote_state in (Remote.NONE, Remote.GONE):
+            return
+        with trio.move_on_after(self.system.settings.stop_timeout):
+            if self._send_order("stop", None):
+                with contextlib.suppress(Exception):
+                    await self._await_report()
+        self._remote_state = Remote.GONE
+        self._root.fail_asks_to(
+            self.ref.address, ActorDead(self.ref.path, "stopped before replying", self._reason)
+        )
+
+    def _send_order(self, what: str, error: BaseException | None) -> bool:
+        try:
+            self._root.send_frame(self.ref.address.node, ("order", self.ref.address, what, error))
+        except ActorError:
+            return False
+        return True
+
+    # -- reports from the worker -----------------------------------------------------------------
+
+    def _reported_started(self) -> None:
+        answer = self._answer
+        if answer is not None:
+            answer.settle(None)
+
+    def _reported_down(self) -> None:
+        answer = self._answer
+        if answer is not None:
+            answer.settle(None)
+
+    def _reported_failure(self, error: BaseException) -> None:
+        state = self._remote_state
+        self._remote_state = Remote.WAITING
+        answer = self._answer
+        if answer is not None and state in (Remote.STARTING, Remote.UP):
+            answer.settle(error)  # a start (or a take-down) waiting for it fails
+            return
+        if self._state != DEAD and not self._stop_requested:
+            self._system_request(FAIL, (error, False))
+
+    def _reported_terminated(self, reason: BaseException | None) -> None:
+        self._remote_state = Remote.GONE
+        answer = self._answer
+        if answer is not None:
+            answer.settle(
+                None
+                if self._stop_requested
+                else ActorDead(self.ref.path, "stopped in its worker process", reason)
+            )
+        if self._state != DEAD and not self._stop_requested:
+            if self._reason is None:
+                self._reason = reason
+            self.request_stop()
+
+    def _process_lost(self, error: ProcessLost) -> None:
+        """Its worker process is gone (see the module documentation)."""
+        was = self._remote_state
+        self._remote_state = Remote.NONE
+        answer = self._answer
+        if answer is not None:
+            answer.settle(error)
+            return
+        if was == Remote.GONE or self._state == DEAD or self._stop_requested:
+            return
+        if not self._crash(error):
+            # Starting, restarting or already failing: the failure it reports is this.
+            self._system_request(FAIL, (error, False))

@@ -1,0 +1,341 @@
+"""The root process's side of worker processes: starting them, their links, placing
+actors on them, losing them, and stopping them.
+
+Each worker is a **slot** (``"w1"``, ...) filled by one process at a time. A process is
+started with ``trio.lowlevel.open_process`` (never ``fork``) running
+``python -m actors._worker_main FD``, where ``FD`` is its end of an AF_UNIX socket pair
+passed with ``pass_fds``; the system's key goes in its environment (which the worker
+removes from its own environment as it reads it), never in its arguments. Both ends
+prove they hold the key (``_handshake.py``) before anything is unpickled; then the root
+sends ``hello`` (the system's name, the node's name, the settings and ``sys.path``, so
+that factories and messages pickled by reference import there).
+
+When a slot's process is lost (its link ends without the root having asked it to stop),
+every actor placed there fails with :class:`ProcessLost` (``_remote_child.py``), asks
+waiting for them fail at once, and the slot starts a new process: at once, or after a
+backoff that doubles while processes keep dying soon after their start
+(``Workers.restart_window``). Restarted actors wait until the slot's new process is up.
+
+Leaving ``open_system`` first stops every actor (those on workers too, children first),
+then tells each worker to exit and waits for it, within ``Workers.stop_timeout``, after
+which it is killed. A worker whose link closes without a word (the root was killed)
+stops its actors and exits by itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import pickle
+import secrets
+import socket
+import sys
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+import cloudpickle
+import trio
+
+from ._errors import ActorError, ProcessLost, WorkerError
+from ._handshake import handshake
+from ._link import Link
+from ._node import Node
+from ._placement import AnyWorker, OnWorker, Workers
+from ._remote_child import RemoteChildCell
+
+if TYPE_CHECKING:
+    from ._address import Address
+    from ._system import ActorSystem
+
+_log: Final = logging.getLogger("actors.workers")
+KEY_ENV: Final = "TRIO_ACTORS_WORKER_KEY"
+_dumps: Final = cloudpickle.dumps
+
+
+@attrs.frozen
+class WorkerInfo:
+    """One worker of a system (``system.workers()``)."""
+
+    name: str
+    """The node's name: ``"w1"``, ``"w2"``, ..."""
+    pid: int | None
+    """The PID of its current process (``None`` while none runs)."""
+    state: str
+    """``"starting"``, ``"up"``, ``"restarting"`` (its process was lost), ``"stopping"``
+    or ``"stopped"``."""
+    actors: int
+    """How many actors placed from the root run there now."""
+    restarts: int
+    """How many times its process was lost and started again."""
+
+
+class WorkerSlot:
+    """One worker: its current process, link and the actors placed on it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.process: trio.Process | None = None
+        self.link: Link | None = None
+        self.state = "starting"
+        self.ready = trio.Event()
+        self.placed: dict[Address, RemoteChildCell] = {}
+        self.restarts = 0
+        self.stopping = False
+        self.started_at = 0.0
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
+
+
+class RootNode(Node):
+    """The root process's node: its worker slots and their links."""
+
+    def __init__(self, system: ActorSystem, config: Workers) -> None:
+        super().__init__(system)
+        self.config = config
+        self.key = secrets.token_bytes(32)
+        self.slots = {name: WorkerSlot(name) for name in config.names()}
+        self._round_robin = itertools.cycle(list(self.slots))
+
+    # -- placement -----------------------------------------------------------------------------
+
+    def choose(self, placement: OnWorker | AnyWorker) -> str:
+        if isinstance(placement, OnWorker):
+            if placement.name not in self.slots:
+                raise ValueError(
+                    f"no worker named {placement.name!r}: this system has {', '.join(self.slots)}"
+                )
+            return placement.name
+        if placement.choose == "least_loaded":
+            return min(self.slots.values(), key=lambda slot: len(slot.placed)).name
+        return next(self._round_robin)
+
+    def adopt(self, node: str, cell: RemoteChildCell) -> None:
+        self.slots[node].placed[cell.ref.address] = cell
+
+    async def wait_ready(self, node: str) -> None:
+        """Wait until the slot ``node`` has a process up (a restart after a loss may have
+        to wait for one). :class:`WorkerError` if the system is shutting down."""
+        slot = self.slots[node]
+        while not slot.ready.is_set():
+            if slot.stopping:
+                raise WorkerError(f"worker {node} is stopping; nothing more starts there")
+            await slot.ready.wait()
+
+    def infos(self) -> list[WorkerInfo]:
+        return [
+            WorkerInfo(slot.name, slot.pid, slot.state, len(slot.placed), slot.restarts)
+            for slot in self.slots.values()
+        ]
+
+    # -- frames -----------------------------------------------------------------------------------
+
+    def send_frame(self, node: str, frame: tuple[Any, ...]) -> None:
+        slot = self.slots.get(node)
+        if slot is None:
+            raise ProcessLost(node, None, "this system has no worker of that name")
+        link = slot.link
+        if link is None or link.closed or slot.state != "up":
+            raise ProcessLost(node, slot.pid, f"it is {slot.state}")
+        link.send(_dumps(frame, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def _on_frame(self, slot: WorkerSlot, payload: bytes) -> None:
+        try:
+            frame = pickle.loads(payload)
+        except Exception as error:
+            _log.warning(
+                "a frame of %d bytes from worker %s could not be unpickled: %r",
+                len(payload),
+                slot.name,
+                error,
+            )
+            return
+        if self.on_frame(slot.name, frame):
+            return
+        kind = frame[0]
+        cell = slot.placed.get(frame[1]) if len(frame) > 1 else None
+        if kind == "started":
+            if cell is not None:
+                cell._reported_started()
+        elif kind == "down":
+            if cell is not None:
+                cell._reported_down()
+        elif kind == "failed":
+            _, address, error_payload = frame
+            if cell is not None:
+                cell._reported_failure(_error_from(error_payload, address))
+        elif kind == "terminated":
+            _, address, reason_payload = frame
+            reason = None if reason_payload is None else _error_from(reason_payload, address)
+            slot.placed.pop(address, None)
+            if cell is not None:
+                cell._reported_terminated(reason)
+        else:
+            _log.warning("worker %s sent an unknown frame %r", slot.name, kind)
+
+    # -- the processes ------------------------------------------------------------------------
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run every slot until the system shuts the workers down (:meth:`shut_down`).
+        Returns from ``nursery.start`` once every worker is up (or raises
+        :class:`WorkerError` naming the one that could not start)."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for slot in self.slots.values():
+                await nursery.start(self._run_slot, slot)
+            task_status.started()
+
+    async def _run_slot(
+        self, slot: WorkerSlot, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        backoff = self.config.restart_backoff
+        first = True
+        while not slot.stopping:
+            try:
+                link = await self._start_process(slot)
+            except WorkerError:
+                if first:
+                    raise
+                _log.exception("worker %s could not be started again", slot.name)
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, self.config.max_restart_backoff)
+                continue
+            if first:
+                task_status.started()
+                first = False
+            closed = await link.run(lambda payload: self._on_frame(slot, payload))
+            slot.link = None
+            slot.ready = trio.Event()
+            process = slot.process
+            assert process is not None
+            if slot.stopping:
+                break
+            slot.state = "restarting"
+            # Reap it (it may still be exiting: a link can break before its process dies).
+            with trio.move_on_after(self.config.stop_timeout):
+                await process.wait()
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            how = _how_it_ended(process.returncode, closed)
+            error = ProcessLost(slot.name, process.pid, how)
+            _log.error("worker %s (pid %d) was lost: %s", slot.name, process.pid, how)
+            self._lost(slot, error)
+            slot.restarts += 1
+            if trio.current_time() - slot.started_at < self.config.restart_window:
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, self.config.max_restart_backoff)
+            else:
+                backoff = self.config.restart_backoff
+        slot.state = "stopped"
+
+    def _lost(self, slot: WorkerSlot, error: ProcessLost) -> None:
+        self.fail_asks_through(slot.name, error)
+        placed, slot.placed = slot.placed, {}
+        for cell in placed.values():
+            cell._process_lost(error)
+
+    async def _start_process(self, slot: WorkerSlot) -> Link:
+        slot.state = "starting"
+        slot.started_at = trio.current_time()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        env = dict(os.environ)
+        env[KEY_ENV] = self.key.hex()
+        try:
+            try:
+                process = await trio.lowlevel.open_process(
+                    [sys.executable, "-m", "actors._worker_main", str(theirs.fileno())],
+                    pass_fds=(theirs.fileno(),),
+                    env=env,
+                    # Its own session: a Ctrl-C in the terminal reaches the root alone,
+                    # which stops the workers in order.
+                    start_new_session=True,
+                )
+            finally:
+                theirs.close()
+        except OSError as error:
+            ours.close()
+            raise WorkerError(f"worker {slot.name} could not be started: {error}") from error
+        slot.process = process
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+        try:
+            with trio.fail_after(self.config.start_timeout):
+                await handshake(stream, self.key, initiator=True, name=f"worker {slot.name}")
+        except (trio.TooSlowError, ActorError) as error:
+            process.kill()
+            await stream.aclose()
+            with trio.CancelScope(shield=True):
+                await process.wait()
+            raise WorkerError(
+                f"worker {slot.name} (pid {process.pid}) did not start: {error}"
+            ) from error
+        link = Link(stream, name=f"worker {slot.name} (pid {process.pid})")
+        system = self.system
+        settings = attrs.evolve(system.settings, extensions=())
+        link.send(_dumps(("hello", system.name, slot.name, settings, list(sys.path)), protocol=5))
+        slot.link = link
+        slot.state = "up"
+        slot.ready.set()
+        _log.info("worker %s started (pid %d)", slot.name, process.pid)
+        return link
+
+    async def shut_down(self) -> None:
+        """Tell every worker to exit and wait for them (killing those past
+        ``Workers.stop_timeout``). Called once every actor has stopped."""
+        for slot in self.slots.values():
+            slot.stopping = True
+            slot.ready.set()  # (a restart waiting for a process gives up)
+            link = slot.link
+            if link is not None and not link.closed:
+                with contextlib.suppress(ActorError):
+                    link.send(_dumps(("shutdown",)))
+                link.close("the system is shutting down")
+            slot.state = "stopping"
+        with trio.move_on_after(self.config.stop_timeout):
+            for slot in self.slots.values():
+                if slot.process is not None:
+                    await slot.process.wait()
+        for slot in self.slots.values():
+            process = slot.process
+            if process is not None and process.returncode is None:
+                _log.warning(
+                    "worker %s (pid %d) did not exit within %g s; killing it",
+                    slot.name,
+                    process.pid,
+                    self.config.stop_timeout,
+                )
+                process.kill()
+                await process.wait()
+            slot.state = "stopped"
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+
+def _error_from(payload: bytes, address: Address) -> BaseException:
+    try:
+        error = pickle.loads(payload)
+    except Exception as exc:
+        return ActorError(
+            f"{address.path} failed in its worker with an error that could not be "
+            f"unpickled here: {exc!r}"
+        )
+    if not isinstance(error, BaseException):
+        return ActorError(f"{address.path} failed in its worker: {error!r}")
+    return error
+
+
+def _how_it_ended(returncode: int | None, closed: BaseException) -> str:
+    if returncode is None:
+        return f"its link broke ({closed})"
+    if returncode < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"killed by {name}"
+    return f"it exited with status {returncode}"
