@@ -20,14 +20,21 @@ Frames
 
     ``("tell", target, sender, payload)``,
     ``("ask", ask_id, target, sender, payload, timeout)``,
-    ``("reply", ask_id, ok, payload)``, ``("stop", target)``; the root and a worker add
-    the frames of hosting (see ``_worker_pool.py`` and ``_worker_host.py``).
+    ``("reply", ask_id, ok, payload)``, ``("stop", target)``, and death watch:
+    ``("watch", target)``, ``("unwatch", target)``,
+    ``("watch-ended", target, reason, confirmed)``; the root and a worker add the frames
+    of hosting (see ``_worker_pool.py`` and ``_worker_host.py``).
     ``target`` and ``sender`` are :class:`Address` tuples (``sender`` may be ``None``).
 
 Semantics
     Per sender and receiver, messages arrive in the order they were sent (each link is
     one ordered stream, and the root passes frames on in the order it reads them).
     Delivery is at most once: what a process that is lost had queued is lost with it.
+    Death watch works across: a process watching an actor of another one registers once
+    per target (``watch``), and its watchers get ``Terminated`` when the target's process
+    reports its end (``watch-ended``, after every message the target sent, since both
+    travel the same links in order), or, with :class:`ProcessLost` as the reason, when
+    the target's process is lost.
     An ask waiting for an actor in a process that is lost fails at once with
     :class:`ActorDead` carrying :class:`ProcessLost`; a reply that arrives after its
     caller gave up goes to dead letters (``ask_expired``) as in one process.
@@ -144,6 +151,16 @@ def encode_error(error: BaseException, where: str) -> bytes:
         cls = type(error)
         stand_in = RemoteError(f"{cls.__module__}.{cls.__qualname__}", str(error))
         return _dumps(stand_in, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _error_of(payload: bytes, target: Address) -> BaseException:
+    try:
+        error = _loads(payload)
+    except Exception as exc:
+        return ActorError(
+            f"{target.path} stopped with an error that could not be unpickled: {exc!r}"
+        )
+    return error if isinstance(error, BaseException) else ActorError(repr(error))
 
 
 def ref_of(address: Address | None) -> ActorRef | None:
@@ -314,9 +331,46 @@ class Node(abc.ABC):
             cell = self.resolve(target)
             if cell is not None:
                 cell.request_stop()
+        elif kind == "watch":
+            self._watch_for(origin, frame[1])
+        elif kind == "unwatch":
+            cell = self.resolve(frame[1])
+            if cell is not None:
+                cell.unwatched_by(RemoteWatcher(self, origin))
+        elif kind == "watch-ended":
+            _, target, reason_payload, confirmed = frame
+            reason = None if reason_payload is None else _error_of(reason_payload, target)
+            self.watch_ended(target, reason, confirmed)
         else:
             return False
         return True
+
+    def _watch_for(self, origin: str, target: Address) -> None:
+        """Another process watches ``target``: watch it on its behalf."""
+        cell = self.resolve(target)
+        watcher = RemoteWatcher(self, origin)
+        if cell is None:
+            watcher._watched_terminated(ActorRef._create(target), None, False)
+        elif not cell.watched_by(watcher):
+            error = getattr(cell, "error", None) or getattr(cell, "_reason", None)
+            watcher._watched_terminated(cell.ref, error, False)
+
+    def watch_ended(self, target: Address, reason: BaseException | None, confirmed: bool) -> None:
+        """``target``, in another process, has stopped (or its process was lost): tell
+        the watchers of this process."""
+        cell = self._routes.get(target)
+        if cell is None or not cell._watchers:
+            return
+        watchers, cell._watchers = cell._watchers, None
+        for watcher in watchers:
+            watcher._watched_terminated(cell.ref, reason, confirmed)
+
+    def node_lost(self, node: str, error: ProcessLost) -> None:
+        """Every actor of ``node`` this process reaches by routing is gone with it: its
+        watchers here get ``Terminated`` with ``error``; asks through it fail."""
+        self.fail_asks_through(node, error)
+        for address in [a for a in self._routes if a.node == node]:
+            self.watch_ended(address, error, True)
 
     def resolve(self, target: Address) -> Cell | None:
         """The cell a frame for ``target`` goes to: local (or the next hop), or ``None``
@@ -423,13 +477,15 @@ class RemoteRefCell:
     node. It never holds messages: it cannot tell whether the actor is alive (the
     receiving process dead-letters what it cannot deliver)."""
 
-    __slots__ = ("_node", "_thread", "ref", "system")
+    __slots__ = ("_node", "_thread", "_watchers", "ref", "system")
 
     def __init__(self, node: Node, address: Address) -> None:
         self._node = node
         self.system = node.system
         self.ref = ActorRef._create(address, self)
         self._thread = node.system._thread_id
+        # Who in this process watches it (cells, or relays for other processes).
+        self._watchers: dict[Any, None] | None = None
 
     def _check_thread(self) -> None:
         if self._thread != _get_ident():
@@ -492,14 +548,24 @@ class RemoteRefCell:
         return False
 
     def watched_by(self, watcher: Any) -> bool:
-        raise ActorError(
-            f"watching {self.ref.path}, an actor in another process that this process does "
-            "not supervise, is not supported yet; watch it from the process that spawned "
-            "it, or have it tell its watchers when it stops"
-        )
+        """Watch it through its process (one registration there per target); ``False``
+        if its process cannot be reached (it is as good as gone)."""
+        watchers = self._watchers
+        if not watchers:
+            try:
+                self._node.send_frame(self.ref.address.node, ("watch", self.ref.address))
+            except ActorError:
+                return False
+            watchers = self._watchers = {}
+        watchers[watcher] = None
+        return True
 
     def unwatched_by(self, watcher: Any) -> None:
-        return None
+        watchers = self._watchers
+        if watchers and watchers.pop(watcher, 0) is None and not watchers:
+            self._watchers = None
+            with contextlib.suppress(ActorError):
+                self._node.send_frame(self.ref.address.node, ("unwatch", self.ref.address))
 
     def request_stop(self, deadline: float | None = None) -> None:
         with contextlib.suppress(ActorError):  # (else its process is gone, and it with it)
@@ -510,6 +576,33 @@ class RemoteRefCell:
 
     def queued(self) -> int:
         return 0
+
+
+class RemoteWatcher:
+    """Watches a cell of this process on behalf of the process ``origin``: when the cell
+    stops, ``origin`` is told (``watch-ended``). Equal for one origin, so a process
+    registers once per target."""
+
+    __slots__ = ("_node", "origin")
+
+    def __init__(self, node: Node, origin: str) -> None:
+        self._node = node
+        self.origin = origin
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RemoteWatcher) and other.origin == self.origin
+
+    def __hash__(self) -> int:
+        return hash(("RemoteWatcher", self.origin))
+
+    def _watched_terminated(
+        self, ref: ActorRef, reason: BaseException | None, confirmed: bool
+    ) -> bool:
+        node = self._node
+        payload = None if reason is None else encode_error(reason, node.where)
+        with contextlib.suppress(ActorError):  # (else that process is gone: nobody waits)
+            node.send_frame(self.origin, ("watch-ended", ref.address, payload, confirmed))
+        return True
 
 
 def settle_reply(

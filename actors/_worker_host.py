@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import pickle
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 import cloudpickle
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from ._system import ActorSystem
 
 _log: Final = logging.getLogger("actors.workers")
-_dumps: Final = cloudpickle.dumps
+_dumps: Final[Callable[..., bytes]] = cloudpickle.dumps
 
 
 class WorkerNode(Node):

@@ -12,6 +12,7 @@ system's stop timeout, and exits. It never outlives its link.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
@@ -19,10 +20,12 @@ import socket
 import sys
 from typing import Any, Final
 
+import attrs
 import trio
 
 from ._handshake import handshake
 from ._link import Link
+from ._system import running_system
 from ._worker_host import WorkerNode
 from ._worker_pool import KEY_ENV
 
@@ -31,8 +34,6 @@ _log: Final = logging.getLogger("actors.workers")
 
 async def serve(fd: int, key: bytes) -> None:
     """Serve the root over the socket ``fd`` (see the module documentation)."""
-    from ._system import running_system
-
     sock = trio.socket.from_stdlib_socket(socket.socket(fileno=fd))
     stream = trio.SocketStream(sock)
     await handshake(stream, key, initiator=False, name="root")
@@ -69,26 +70,30 @@ async def serve(fd: int, key: bytes) -> None:
         if not hello:
             link.close("no hello from the root")
             return
-        _, system_name, node_name, settings, path = hello[0]
+        _, system_name, node_name, settings, for_workers, path = hello[0]
         for entry in reversed(path):
             if entry not in sys.path:
                 sys.path.insert(0, entry)
-        async with running_system(system_name, settings, node=node_name) as system:
-            worker = WorkerNode(system, link)
-            system._router = worker
-            system._guardian._relay = worker
-            worker._nursery = system._nursery
-            node.append(worker)
-            for payload in early:
-                worker.dispatch(payload)
-            early.clear()
+        # The extensions open their own resources here (a journal), around the system.
+        async with contextlib.AsyncExitStack() as stack:
+            opened = [await stack.enter_async_context(made.open()) for made in for_workers]
+            settings = attrs.evolve(settings, extensions=tuple(opened))
+            async with running_system(system_name, settings, node=node_name) as system:
+                worker = WorkerNode(system, link)
+                system._router = worker
+                system._guardian._relay = worker
+                worker._nursery = system._nursery
+                node.append(worker)
+                for payload in early:
+                    worker.dispatch(payload)
+                early.clear()
 
-            async def until_link_done() -> None:
-                await link_done.wait()
-                worker.shutdown.set()
+                async def until_link_done() -> None:
+                    await link_done.wait()
+                    worker.shutdown.set()
 
-            nursery.start_soon(until_link_done)
-            await worker.shutdown.wait()
+                nursery.start_soon(until_link_done)
+                await worker.shutdown.wait()
         link.close("the worker is exiting")
         nursery.cancel_scope.deadline = trio.current_time() + 5
 

@@ -32,6 +32,7 @@ import pickle
 import secrets
 import socket
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
 
 _log: Final = logging.getLogger("actors.workers")
 KEY_ENV: Final = "TRIO_ACTORS_WORKER_KEY"
-_dumps: Final = cloudpickle.dumps
+_dumps: Final[Callable[..., bytes]] = cloudpickle.dumps
 
 
 @attrs.frozen
@@ -233,7 +234,7 @@ class RootNode(Node):
         slot.state = "stopped"
 
     def _lost(self, slot: WorkerSlot, error: ProcessLost) -> None:
-        self.fail_asks_through(slot.name, error)
+        self.node_lost(slot.name, error)
         placed, slot.placed = slot.placed, {}
         for cell in placed.values():
             cell._process_lost(error)
@@ -273,14 +274,34 @@ class RootNode(Node):
                 f"worker {slot.name} (pid {process.pid}) did not start: {error}"
             ) from error
         link = Link(stream, name=f"worker {slot.name} (pid {process.pid})")
-        system = self.system
-        settings = attrs.evolve(system.settings, extensions=())
-        link.send(_dumps(("hello", system.name, slot.name, settings, list(sys.path)), protocol=5))
+        link.send(self._hello(slot.name))
         slot.link = link
         slot.state = "up"
         slot.ready.set()
         _log.info("worker %s started (pid %d)", slot.name, process.pid)
         return link
+
+    def _hello(self, node: str) -> bytes:
+        """The first frame to a worker: the system's name, the node's, the settings
+        (without the extensions, live objects of this process), what the extensions
+        give workers to open their own (``_for_workers()``, e.g. a journal opener), and
+        ``sys.path``."""
+        system = self.system
+        settings = attrs.evolve(system.settings, extensions=())
+        for_workers = []
+        for extension in system.settings.extensions:
+            hook = getattr(extension, "_for_workers", None)
+            made = None if hook is None else hook()
+            if made is not None:
+                for_workers.append(made)
+        frame = ("hello", system.name, node, settings, for_workers, list(sys.path))
+        try:
+            return _dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as error:
+            raise WorkerError(
+                f"the settings or extensions of system {system.name!r} cannot be pickled "
+                f"for its workers: {error!r}"
+            ) from error
 
     async def shut_down(self) -> None:
         """Tell every worker to exit and wait for them (killing those past

@@ -112,7 +112,12 @@ async def recover(actor: PersistentActor) -> None:
                 pid,
                 0,
                 "no journal is configured: pass extensions=[Persistence(journal=...)] "
-                "to open_system (for example a journal opened with open_sqlite_journal)",
+                "to open_system (for example a journal opened with open_sqlite_journal)"
+                if cell.system.node == "local"
+                else f"no journal is configured in worker process {cell.system.node}: give "
+                "the root's Persistence a worker_journal= (for example "
+                "functools.partial(open_sqlite_journal, path)) so that workers open the "
+                "journal themselves",
                 retryable=False,
             )
         )
