@@ -71,6 +71,11 @@ class ActorNode:
     children: tuple[ActorNode, ...]
     """Its live children, in the order they were spawned (a restarted child keeps its
     place)."""
+    node: str = "local"
+    """The process it runs in: ``"local"`` for the process that took the snapshot, else
+    the worker (``"w1"``, ...; see ``system.workers()`` for its PID). For an actor on a
+    worker, ``mailbox`` counts what still waits in this process to be passed on, and
+    its children there are not in the snapshot."""
 
     def walk(self) -> Iterator[ActorNode]:
         """This node and all its descendants, depth first, parents before children."""
@@ -118,7 +123,8 @@ class ActorTree:
         """The tree as the ``tree`` command draws it, one actor a line, ending with a
         newline. The root line shows the root's path, the other lines their names,
         followed by ``(class, state, mailbox n)`` (``mailbox n/capacity`` when bounded,
-        then ``stash n`` when it is not empty) and, if any, ``[...]`` with its details
+        then ``stash n`` when it is not empty, then ``on w1`` for an actor that runs in
+        worker process ``w1``) and, if any, ``[...]`` with its details
         as ``key=value`` and the supervisor strategy (``one-for-one``, ``one-for-all``,
         ``rest-for-one``)::
 
@@ -206,6 +212,8 @@ def _annotations(node: ActorNode) -> str:
         details.append(f"mailbox {node.mailbox}/{node.capacity}")
     if node.stash:
         details.append(f"stash {node.stash}")
+    if node.node != "local":
+        details.append(f"on {node.node}")
     extras = [f"{key}={_printable(str(value))}" for key, value in node.details.items()]
     if node.strategy is not None:
         extras.append(_STRATEGY_LABELS.get(node.strategy, node.strategy))
@@ -239,6 +247,7 @@ def describe_cell(cell: ActorCell) -> ActorTree:
             details=details,
             strategy=type(strategy_of(cell)).__qualname__ if children else None,
             children=children,
+            node=cell.ref.address.node,
         )
 
     return ActorTree(cell.system.name, node(cell))
@@ -247,6 +256,9 @@ def describe_cell(cell: ActorCell) -> ActorTree:
 def _actor_class(cell: ActorCell) -> str | None:
     if cell._parent is None:
         return None  # /user: the runtime's guardian
+    placed = getattr(cell, "_placed_class", None)  # on a worker: the class it runs there
+    if placed is not None:
+        return placed  # type: ignore[no-any-return]
     if cell._instance is not None:
         return type(cell._instance).__qualname__
     factory: object = cell._factory

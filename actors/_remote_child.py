@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 from typing import TYPE_CHECKING, Any, Final
 
 import trio
@@ -127,7 +128,7 @@ _PLACED: Final = Placed
 class RemoteChildCell(ActorCell):
     """See the module documentation."""
 
-    __slots__ = ("_answer", "_remote_state", "_root", "_spawn_frame")
+    __slots__ = ("_answer", "_placed_class", "_remote_state", "_root", "_spawn_frame")
 
     def __init__(
         self,
@@ -150,6 +151,11 @@ class RemoteChildCell(ActorCell):
         )
         self.ref = ActorRef._create(Address(system.name, path, uid, node), self)
         self._root = root
+        made: object = factory
+        while isinstance(made, functools.partial):
+            made = made.func
+        # The class it runs there, for describe() (None if the factory is no class).
+        self._placed_class = made.__qualname__ if isinstance(made, type) else None
         self._remote_state = Remote.NONE
         self._answer: _Answer | None = None
         # What the worker needs to make the real instance (the factory pickled at spawn).

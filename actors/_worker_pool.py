@@ -209,7 +209,9 @@ class RootNode(Node):
                 first = False
             closed = await link.run(lambda payload: self._on_frame(slot, payload))
             slot.link = None
-            slot.ready = trio.Event()
+            killed = slot.state == "restarting"  # (by kill(): its actors failed already)
+            if slot.ready.is_set():
+                slot.ready = trio.Event()
             process = slot.process
             assert process is not None
             if slot.stopping:
@@ -222,9 +224,9 @@ class RootNode(Node):
                 process.kill()
                 await process.wait()
             how = _how_it_ended(process.returncode, closed)
-            error = ProcessLost(slot.name, process.pid, how)
             _log.error("worker %s (pid %d) was lost: %s", slot.name, process.pid, how)
-            self._lost(slot, error)
+            if not killed:
+                self._lost(slot, ProcessLost(slot.name, process.pid, how))
             slot.restarts += 1
             if trio.current_time() - slot.started_at < self.config.restart_window:
                 await trio.sleep(backoff)
@@ -232,6 +234,22 @@ class RootNode(Node):
             else:
                 backoff = self.config.restart_backoff
         slot.state = "stopped"
+
+    def kill(self, node: str, how: str) -> int:
+        """Kill the process of worker ``node`` with ``SIGKILL`` (the test kit's fault)
+        and fail its actors now with :class:`ProcessLost` saying ``how``, rather than
+        when its link reports the end: so nothing more is sent to it, and restarts wait
+        for its new process. Returns its PID; :class:`WorkerError` if it is not up."""
+        slot = self.slots[node]
+        process = slot.process
+        if process is None or slot.state != "up":
+            raise WorkerError(f"worker {node} is {slot.state}: there is no process to kill")
+        process.kill()
+        slot.state = "restarting"
+        if slot.ready.is_set():
+            slot.ready = trio.Event()
+        self._lost(slot, ProcessLost(node, process.pid, how))
+        return process.pid
 
     def _lost(self, slot: WorkerSlot, error: ProcessLost) -> None:
         self.node_lost(slot.name, error)

@@ -48,6 +48,7 @@ from ._rules import (
     Delay,
     Drop,
     Duplicate,
+    KillWorker,
     Match,
     MessageType,
     Reorder,
@@ -73,7 +74,7 @@ def _probability(_: object, field: attrs.Attribute[float], value: float) -> None
 class FaultModel:
     """The random faults of a chaos run, for each message that matches ``to``, ``type``
     and ``where``: the probability of each fault, tried in this order (at most one
-    applies to a message): drop, crash, delay, duplicate, reorder. A crash makes the
+    applies to a message): drop, crash, delay, duplicate, reorder, kill_worker. A crash makes the
     recipient fail with :class:`InjectedFault`; a delay is one of ten steps up to
     ``max_delay`` seconds of trio's clock, the step drawn from the seed too."""
 
@@ -87,6 +88,11 @@ class FaultModel:
     """The chance that a message is delivered twice."""
     reorder: float = attrs.field(default=0.0, validator=_probability)
     """The chance that a message is held back until the next one to its recipient."""
+    kill_worker: float = attrs.field(default=0.0, validator=_probability)
+    """The chance that a message to an actor on a worker process kills that process
+    first (:class:`KillWorker`; with ``open_system(workers=...)`` in the runner's
+    system options). Real processes run on real time: such runs replay the same faults
+    for a seed, not the same timings."""
     max_delay: float = attrs.field(default=1.0, validator=attrs.validators.ge(0.0))
     """The longest delay, in seconds (``>= 0``)."""
     to: Target = None
@@ -115,6 +121,8 @@ class FaultModel:
             rules.append((Duplicate(), Schedule(probability=self.duplicate)))
         if self.reorder:
             rules.append((Reorder(), Schedule(probability=self.reorder)))
+        if self.kill_worker:
+            rules.append((KillWorker(), Schedule(probability=self.kill_worker)))
         return rules
 
     def install(self, faults: FaultInjector) -> None:

@@ -26,6 +26,7 @@ fails. Everything injected is recorded in :attr:`FaultInjector.injected`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import heapq
 import itertools
@@ -40,11 +41,12 @@ import trio
 from .._actor import Actor
 from .._cell import ActorCell
 from .._envelope import Detour, Envelope, Reply, Slot
-from .._errors import ActorError
+from .._errors import ActorError, WorkerError
 from .._errors import ActorKilled as _RuntimeActorKilled
 from .._messages import DeadLetterReason
 from .._ref import ActorRef
 from .._spawn_checks import check_factory
+from .._worker_pool import RootNode
 from . import _rules
 from ._rules import ACTIONS, Action, Match, Rule, Schedule, Selectors, split_selectors
 
@@ -69,6 +71,13 @@ class ActorKilled(InjectedFault, _RuntimeActorKilled):
     )
 
 
+def where(ref: ActorRef) -> str:
+    """An actor as the injector and the trace name it: its path, with ``@w1`` after it
+    for an actor that runs in worker process ``w1``."""
+    node = ref.address.node
+    return ref.path if node == "local" else f"{ref.path}@{node}"
+
+
 @attrs.frozen
 class Injection:
     """One fault the injector applied, or one kill it was asked for.
@@ -77,8 +86,10 @@ class Injection:
     ``crash``, ``hang``), ``pre_start`` for a failing start, ``kill`` for a kill that
     failed the actor, or ``kill_merged`` for a kill that changed nothing because the
     actor was not running an incarnation that could fail then (starting, restarting,
-    stopping, or already failing: the kill merged into that). ``recipient`` and
-    ``sender`` are paths (``sender`` may be ``None``), ``message`` is ``None`` for kills
+    stopping, or already failing: the kill merged into that), ``kill_worker`` for a
+    worker process killed (its ``recipient`` is the worker's name). ``recipient`` and
+    ``sender`` are paths (``sender`` may be ``None``), with ``@w1`` after the path of an
+    actor that runs in worker process ``w1``; ``message`` is ``None`` for kills
     and starts, and ``time`` counts seconds of trio's clock since the injector was
     installed (:attr:`FaultInjector.origin`), so that a run replays with the same times
     whatever ran before it."""
@@ -249,6 +260,26 @@ class FaultInjector:
         self._record("kill" if failed else "kill_merged", cell, None, None)
         return failed
 
+    def kill_worker(self, name: str) -> int:
+        """Kill the worker process ``name`` (``"w1"``, ...) of the system with
+        ``SIGKILL``, as a crash of that process would, and return its PID. Every actor
+        it ran fails at once with :class:`actors.ProcessLost` (its supervisor decides:
+        a restart starts it on the worker's new process, which starts at once). Recorded
+        as ``kill_worker``. :class:`actors.WorkerError` if that worker is not up (it is
+        starting, restarting or stopping), ``ValueError`` if the system has no worker of
+        that name."""
+        system = self._require_system()
+        root = system._router
+        if not isinstance(root, RootNode) or name not in root.slots:
+            workers = ", ".join(root.slots) if isinstance(root, RootNode) else "none"
+            raise ValueError(f"no worker named {name!r} (this system's workers: {workers})")
+        pid = root.kill(name, f"killed by a fault injector (seed {self.seed})")
+        now = trio.current_time()
+        if self.origin is None:
+            self.origin = now
+        self.injected.append(Injection("kill_worker", name, None, None, now - self.origin))
+        return pid
+
     def crash_in_pre_start(
         self,
         factory: Callable[..., Actor],
@@ -353,6 +384,13 @@ class FaultInjector:
             case _rules.Hang(seconds=seconds):
                 run = functools.partial(_hang, seconds)
                 cell._release((message, sender, Detour(_reply_of(slot), run)))
+            case _rules.KillWorker():
+                node = cell.ref.address.node
+                root = self._require_system()._router
+                if isinstance(root, RootNode) and node in root.slots:
+                    with contextlib.suppress(WorkerError):  # (not up: nothing to kill)
+                        root.kill(node, f"killed by a fault injector (seed {self.seed})")
+                cell._release(envelope)
             case _:
                 assert_never(action)
 
@@ -360,8 +398,8 @@ class FaultInjector:
         now = trio.current_time()
         if self.origin is None:
             self.origin = now
-        source = None if sender is None else sender.path
-        self.injected.append(Injection(kind, cell.ref.path, message, source, now - self.origin))
+        source = None if sender is None else where(sender)
+        self.injected.append(Injection(kind, where(cell.ref), message, source, now - self.origin))
 
     # -- delayed and held messages ---------------------------------------------------------
 

@@ -250,10 +250,23 @@ class Hang:
     kind: ClassVar[str] = "hang"
 
 
-Action: TypeAlias = Drop | Delay | Duplicate | Reorder | Crash | Hang
+@attrs.frozen
+class KillWorker:
+    """The worker process that runs the recipient is killed (``SIGKILL``) before the
+    message is delivered, as a crash of that process would: every actor it ran fails
+    with :class:`actors.ProcessLost` and its supervisor decides (a restart starts it on
+    a new process). The message then waits, with whatever else is sent meanwhile, for
+    the restarted actor (or becomes a dead letter if it is not restarted). Does nothing
+    but deliver for a recipient in the process of the injector, or a worker that is not
+    up (already restarting)."""
+
+    kind: ClassVar[str] = "kill_worker"
+
+
+Action: TypeAlias = Drop | Delay | Duplicate | Reorder | Crash | Hang | KillWorker
 """What a rule does to a message it fires on."""
 
-ACTIONS: tuple[type, ...] = (Drop, Delay, Duplicate, Reorder, Crash, Hang)
+ACTIONS: tuple[type, ...] = (Drop, Delay, Duplicate, Reorder, Crash, Hang, KillWorker)
 
 
 @attrs.define(eq=False)

@@ -23,14 +23,16 @@ import trio
 from .._actor import Actor
 from .._cell import ActorCell
 from .._messages import ActorFailed, ActorRestarted, ActorStopped, DeadLetter
+from .._node import Encoded
 from .._ref import ActorRef
+from ._faults import where
 
 if TYPE_CHECKING:
     from ._faults import FaultInjector
 
 _SUMMARY = 60
 # Faults the injector records that do not travel with a message.
-_ACTOR_FAULTS = ("kill", "kill_merged", "pre_start")
+_ACTOR_FAULTS = ("kill", "kill_merged", "pre_start", "kill_worker")
 
 
 def _summary(message: Any) -> str:
@@ -43,7 +45,7 @@ class TraceEntry:
     """One line of a trace, ``time`` seconds of trio's clock after the injector was
     installed (:attr:`MessageTrace.start`): ``kind`` is ``send`` (or ``ask``), a fault
     kind (``drop``, ``delay``, ``duplicate``, ``reorder``, ``crash``, ``hang``, ``kill``,
-    ``kill_merged``, ``pre_start``), or ``failed``, ``restarted``, ``stopped``,
+    ``kill_merged``, ``pre_start``, ``kill_worker``), or ``failed``, ``restarted``, ``stopped``,
     ``dead-letter``. ``count`` says how many identical entries in a row it stands for."""
 
     time: float
@@ -111,9 +113,9 @@ class MessageTrace:
             TraceEntry(
                 trio.current_time() - self.start,
                 kind,
-                None if sender is None else sender.path,
-                cell.ref.path,
-                _summary(message),
+                None if sender is None else where(sender),
+                where(cell.ref),
+                _summary(message.decode() if isinstance(message, Encoded) else message),
             )
         )
 
@@ -137,18 +139,18 @@ class MessageTrace:
         self._take_injections()
         now = trio.current_time() - self.start
         if isinstance(event, ActorFailed):
-            entry = TraceEntry(now, "failed", None, event.ref.path, _summary(event.error))
+            entry = TraceEntry(now, "failed", None, where(event.ref), _summary(event.error))
         elif isinstance(event, ActorRestarted):
-            entry = TraceEntry(now, "restarted", None, event.ref.path, _summary(event.error))
+            entry = TraceEntry(now, "restarted", None, where(event.ref), _summary(event.error))
         elif isinstance(event, ActorStopped):
             if self._listener is not None and event.ref == self._listener.ref:
                 return
             reason = "" if event.error is None else _summary(event.error)
-            entry = TraceEntry(now, "stopped", None, event.ref.path, reason)
+            entry = TraceEntry(now, "stopped", None, where(event.ref), reason)
         elif isinstance(event, DeadLetter):
-            sender = None if event.sender is None else event.sender.path
+            sender = None if event.sender is None else where(event.sender)
             text = f"{_summary(event.message)} ({event.reason})"
-            entry = TraceEntry(now, "dead-letter", sender, event.recipient.path, text)
+            entry = TraceEntry(now, "dead-letter", sender, where(event.recipient), text)
         else:
             return
         self._add(entry)
