@@ -44,6 +44,7 @@ from .._envelope import Detour, Envelope, Reply, Slot
 from .._errors import ActorError, WorkerError
 from .._errors import ActorKilled as _RuntimeActorKilled
 from .._messages import DeadLetterReason
+from .._node import Encoded
 from .._ref import ActorRef
 from .._spawn_checks import check_factory
 from .._worker_pool import RootNode
@@ -334,9 +335,11 @@ class FaultInjector:
         if cell in self._spared:
             return False
         recipient = cell.ref
+        # To an actor on a worker, the message travels pickled: rules see what it is.
+        seen = message.decode() if message.__class__ is Encoded else message
         chosen: Rule | None = None
         for rule in self.rules:
-            if rule.active and rule.match.matches(recipient, message, sender):
+            if rule.active and rule.match.matches(recipient, seen, sender):
                 rule.seen += 1  # every matching rule counts the message
                 if chosen is None and rule.schedule.fires(rule.seen, rule.fired, self.random):
                     rule.fired += 1
@@ -352,7 +355,7 @@ class FaultInjector:
         else:
             if held is not None:
                 del self._held[cell]
-            self._record(chosen.kind, cell, message, sender)
+            self._record(chosen.kind, cell, seen, sender)
             self._apply(chosen.action, cell, (message, sender, slot))
         if held is not None:  # the message held back for reordering comes after this one
             cell._release(held)

@@ -1,0 +1,291 @@
+"""Worker processes with the rest of the runtime: death watch across processes,
+persistent actors on workers (with a kill -9 in the middle of their writes),
+``describe()``, and the test kit's worker faults and trace.
+
+Real processes run on real time: no virtual clock here; every wait is bounded by
+``trio.fail_after`` and nothing is asserted about durations.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+import actors
+from actors.persistence import (
+    Persistence,
+    PersistentActor,
+    RecoveryFailed,
+    open_sqlite_journal,
+)
+from actors.testing import FaultInjector, FaultModel, KillWorker, MessageTrace, run_chaos
+
+pytestmark = pytest.mark.workers
+
+LIMIT = 30  # seconds: generous bounds for real processes on a busy machine
+
+
+class Collector(actors.Actor):
+    """Keeps what it is told; ``"get"`` asks for it."""
+
+    def __init__(self) -> None:
+        self.got: list[Any] = []
+
+    def receive(self, message: Any) -> Any:
+        if message == "get":
+            return list(self.got)
+        self.got.append(message)
+        return None
+
+
+class Echo(actors.Actor):
+    def receive(self, message: Any) -> Any:
+        if message == "pid":
+            return os.getpid()
+        if message == "kid":
+            return self.context.spawn(Echo, name="kid")
+        return message
+
+
+class Watcher(actors.Actor):
+    """Watches ``target`` and tells ``sink`` each ``Terminated`` it gets, with the
+    process it runs in."""
+
+    def __init__(self, target: actors.ActorRef, sink: actors.ActorRef) -> None:
+        self.sink = sink
+        self.context.watch(target)
+
+    def receive(self, message: Any) -> Any:
+        if isinstance(message, actors.Terminated):
+            error = None if message.error is None else type(message.error).__name__
+            self.sink.tell((self.context.ref.address.node, message.ref.path, error))
+        return message
+
+
+class Account(PersistentActor):
+    def __init__(self, pid: str) -> None:
+        self.persistence_id = pid
+        self.balance = 0
+
+    def apply(self, event: Any) -> None:
+        self.balance += event
+
+    async def receive(self, message: Any) -> Any:
+        if message == "pid":
+            return os.getpid()
+        if message == "state":
+            return (self.balance, self.last_seq)
+        return await self.persist(message)
+
+
+async def until(predicate: Any, *args: Any) -> Any:
+    """Poll an async predicate until it returns something true (bounded by LIMIT)."""
+    with trio.fail_after(LIMIT):
+        while True:
+            found = await predicate(*args)
+            if found:
+                return found
+            await trio.sleep(0.01)
+
+
+async def ask_until_answered(ref: actors.ActorRef, message: Any) -> Any:
+    """Ask until the actor answers (it may be restarting on a new worker)."""
+    with trio.fail_after(LIMIT):
+        while True:
+            try:
+                return await ref.ask(message, timeout=LIMIT)
+            except actors.ActorDead:
+                await trio.sleep(0.01)
+
+
+# -- death watch across processes ---------------------------------------------------------------
+
+
+async def test_terminated_crosses_processes_in_every_direction() -> None:
+    async with actors.open_system("watch-across", workers=2) as system:
+        sink = system.spawn(Collector, name="sink")
+
+        async def seen(count: int) -> list[Any] | None:
+            got: list[Any] = await sink.ask("get")
+            return got if len(got) >= count else None
+
+        # An actor on w1 watches an actor of the root, which stops normally.
+        local = system.spawn(Echo, name="local")
+        on_w1 = system.spawn(Watcher, local, sink, name="w1-watcher", placement=actors.OnWorker("w1"))
+        assert await on_w1.ask("sync") == "sync"  # (its watch is registered)
+        system.stop(local)
+        assert await until(seen, 1) == [("w1", "/user/local", None)]
+        # An actor on w2 spawns a child there; the root and an actor on w1 watch it; its
+        # process is killed: both get Terminated, with ProcessLost as the reason.
+        parent = system.spawn(Echo, name="parent", placement=actors.OnWorker("w2"))
+        kid = await parent.ask("kid")
+        assert kid.address.node == "w2"
+        system.spawn(Watcher, kid, sink, name="root-watcher")
+        other = system.spawn(Watcher, kid, sink, name="w1-watcher-2", placement=actors.OnWorker("w1"))
+        assert await other.ask("sync") == "sync"
+        await system.started(system.spawn(Echo, name="barrier"))
+        os.kill(await parent.ask("pid"), 9)
+        got = await until(seen, 3)
+        assert sorted(got[1:]) == [
+            ("local", "/user/parent/kid", "ProcessLost"),
+            ("w1", "/user/parent/kid", "ProcessLost"),
+        ]
+        # Exactly once: nothing more arrives for them.
+        assert await ask_until_answered(parent, "sync") == "sync"  # (restarted)
+        assert len(await sink.ask("get")) == 3
+
+
+# -- persistent actors on workers -------------------------------------------------------------
+
+
+@pytest.mark.crash
+async def test_a_persistent_actor_on_a_killed_worker_loses_no_acknowledged_event(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    opener = functools.partial(open_sqlite_journal, path)
+    async with (
+        open_sqlite_journal(path) as journal,
+        actors.open_system(
+            "persist-on-workers",
+            workers=1,
+            extensions=[Persistence(journal, worker_journal=opener)],
+        ) as system,
+    ):
+        account = system.spawn(Account, "acc-1", name="acc", placement=actors.OnWorker("w1"))
+        first_pid = await account.ask("pid")
+        acknowledged: list[int] = []
+        failed = 0
+        with trio.fail_after(LIMIT):
+            for amount in range(1, 121):
+                if amount == 40:
+                    os.kill(first_pid, 9)  # in the middle of the writes
+                try:
+                    acknowledged.append(await account.ask(amount, timeout=LIMIT))
+                except actors.ActorDead as error:
+                    assert isinstance(error.__cause__, actors.ProcessLost)
+                    failed += 1
+        assert await account.ask("pid") != first_pid  # restarted on a new process
+        stored = [record async for record in journal.replay("acc-1")]
+        balance, last_seq = await account.ask("state")
+    # Every acknowledged event is stored, in a gap-free history that the restarted
+    # actor recovered in full; the asks that failed may or may not have been stored.
+    seqs = [record.seq for record in stored]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert set(acknowledged) <= set(seqs)
+    assert len(acknowledged) + failed == 120
+    assert last_seq == len(seqs)
+    assert balance == sum(pickled_amount(record) for record in stored)
+
+
+def pickled_amount(record: Any) -> int:
+    import pickle
+
+    value: int = pickle.loads(record.payload)
+    return value
+
+
+async def test_a_persistent_actor_on_a_worker_without_a_worker_journal_says_how() -> None:
+    failures: list[actors.ActorFailed] = []
+
+    class Failures(actors.Actor):
+        def receive(self, message: Any) -> None:
+            failures.append(message)
+
+    async with actors.open_system(
+        "persist-no-worker-journal",
+        workers=1,
+        extensions=[Persistence(None)],
+    ) as system:
+        system.events.subscribe(system.spawn(Failures), actors.ActorStopped)
+        account = system.spawn(Account, "acc-2", name="acc", placement=actors.OnWorker("w1"))
+        with trio.fail_after(LIMIT):
+            with pytest.raises(actors.ActorDead) as caught:
+                await system.started(account)
+    error = caught.value.error
+    assert error is not None
+    text = str(error)
+    assert "no journal is configured in worker process w1" in text
+    assert "worker_journal=" in text
+    assert isinstance(error, RecoveryFailed) or "RecoveryFailed" in text
+
+
+# -- describe() and the test kit ----------------------------------------------------------------
+
+
+async def test_describe_names_the_process_of_each_actor() -> None:
+    async with actors.open_system("describe-workers", workers=1) as system:
+        system.spawn(Echo, name="here")
+        remote = system.spawn(Echo, name="there", placement=actors.OnWorker("w1"))
+        await system.started(remote)
+        tree = system.describe()
+    there = tree.find("/user/there")
+    here = tree.find("/user/here")
+    assert there is not None and here is not None
+    assert (there.node, there.actor_class) == ("w1", "Echo")
+    assert here.node == "local"
+    assert "there (Echo, running, mailbox 0, on w1)" in tree.to_text()
+    assert "here (Echo, running, mailbox 0)\n" in tree.to_text()
+
+
+@pytest.mark.crash
+async def test_the_fault_injector_kills_a_worker_and_the_trace_shows_where_actors_ran() -> None:
+    async with actors.open_system("kill-worker", workers=1) as system:
+        faults = FaultInjector(seed=3)
+        faults.install(system)
+        trace = MessageTrace.attach(faults)
+        echo = system.spawn(Echo, name="echo", placement=actors.OnWorker("w1"))
+        before = await echo.ask("pid")
+        assert faults.kill_worker("w1") == before
+        with pytest.raises(actors.WorkerError, match="worker w1 is restarting"):
+            faults.kill_worker("w1")  # (no process up to kill)
+        with pytest.raises(ValueError, match="no worker named 'w9'"):
+            faults.kill_worker("w9")
+        after = await ask_until_answered(echo, "pid")
+        [info] = system.workers()
+        assert after != before
+        assert (info.name, info.pid, info.restarts, info.state) == ("w1", after, 1, "up")
+    kinds = [(entry.kind, entry.recipient) for entry in trace.entries]
+    assert ("ask", "/user/echo@w1") in kinds
+    assert ("kill_worker", "w1") in kinds
+    assert ("failed", "/user/echo@w1") in kinds
+    assert ("restarted", "/user/echo@w1") in kinds
+    [injection] = [i for i in faults.injected if i.kind == "kill_worker"]
+    assert injection.recipient == "w1"
+
+
+@pytest.mark.crash
+async def test_a_kill_worker_rule_kills_before_delivering_and_the_message_is_not_lost() -> None:
+    async with actors.open_system("kill-worker-rule", workers=1) as system:
+        faults = FaultInjector(seed=5)
+        faults.install(system)
+        echo = system.spawn(Echo, name="echo", placement=actors.OnWorker("w1"))
+        before = await echo.ask("pid")
+        faults.add(KillWorker(), actors.testing.Match(type=str, where=lambda m: m == "boom"))
+        # The message that kills waits for the restarted actor, which answers it.
+        with trio.fail_after(LIMIT):
+            assert await echo.ask("boom", timeout=LIMIT) == "boom"
+        assert await echo.ask("pid") != before
+        assert [i.kind for i in faults.injected] == ["kill_worker"]
+
+
+@pytest.mark.crash
+async def test_the_chaos_runner_can_kill_workers() -> None:
+    async def scenario(system: actors.ActorSystem, faults: FaultInjector) -> list[Any]:
+        echo = system.spawn(Echo, name="echo", placement=actors.OnWorker("w1"))
+        return [await ask_until_answered(echo, n) for n in range(6)]
+
+    runs = await run_chaos(
+        scenario,
+        seeds=[11],
+        faults=FaultModel(kill_worker=0.5, type=int),
+        invariants=[lambda answers: answers == list(range(6))],
+        workers=1,
+    )
+    [run] = runs
+    assert run.injected >= 1  # with this seed, at least one worker was killed
