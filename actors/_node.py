@@ -20,7 +20,9 @@ Frames
 
     ``("tell", target, sender, payload)``,
     ``("ask", ask_id, target, sender, payload, timeout)``,
-    ``("reply", ask_id, ok, payload)``, ``("stop", target)``, and death watch:
+    ``("reply", ask_id, ok, payload)``, ``("stop", target)``,
+    ``("dead-letter", recipient, sender, payload, reason)`` (a worker's dead letters go to
+    the root, so that the system's dead letters are seen in one place), and death watch:
     ``("watch", target)``, ``("unwatch", target)``,
     ``("watch-ended", target, reason, confirmed)``; the root and a worker add the frames
     of hosting (see ``_worker_pool.py`` and ``_worker_host.py``).
@@ -235,6 +237,18 @@ class Node(abc.ABC):
         hold (a worker's hosted actors), or ``None``."""
         return None
 
+    def report_dead_letter(
+        self,
+        message: Any,
+        sender: ActorRef | None,
+        recipient: ActorRef,
+        reason: DeadLetterReason,
+    ) -> bool:
+        """Hand a dead letter of this process to the root process, where the dead
+        letters of the whole system are counted, logged and published; ``False`` to
+        handle it here (the root's node, or a worker whose link is gone)."""
+        return False
+
     @abc.abstractmethod
     def send_frame(self, node: str, frame: tuple[Any, ...]) -> None:
         """Queue ``frame`` on the link that leads to ``node``. Raises
@@ -331,6 +345,15 @@ class Node(abc.ABC):
             cell = self.resolve(target)
             if cell is not None:
                 cell.request_stop()
+        elif kind == "dead-letter":
+            _, recipient, sender, payload, reason = frame
+            try:
+                message = _loads(payload)
+            except Exception as error:
+                message = f"<undecodable message of {len(payload)} bytes: {error!r}>"
+            self.system._dead_letter(
+                message, ref_of(sender), ActorRef._create(recipient), DeadLetterReason(reason)
+            )
         elif kind == "watch":
             self._watch_for(origin, frame[1])
         elif kind == "unwatch":

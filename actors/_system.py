@@ -343,6 +343,9 @@ class ActorSystem(metaclass=NoPublicConstructor):
             except trio.RunFinishedError:
                 self.dead_letter_count += 1
             return
+        router = self._router
+        if router is not None and router.report_dead_letter(message, sender, recipient, reason):
+            return  # a worker's: counted and published by the root, as one system's
         self.dead_letter_count += 1
         if dead_letter_log.isEnabledFor(logging.DEBUG):
             message_type = type(message).__qualname__

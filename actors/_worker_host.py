@@ -26,7 +26,9 @@ from supervision import Directive
 from ._cell import ActorCell
 from ._cell_state import DEAD
 from ._errors import ActorError, ProcessLost
-from ._node import Node, encode_error
+from ._messages import DeadLetterReason
+from ._node import Node, encode_error, encode_message
+from ._ref import ActorRef
 from ._supervising import Order, give_order
 
 if TYPE_CHECKING:
@@ -57,6 +59,32 @@ class WorkerNode(Node):
         if link.closed:
             raise ProcessLost("local", None, "the link to the root process has closed")
         link.send(_dumps(frame, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def report_dead_letter(
+        self,
+        message: Any,
+        sender: ActorRef | None,
+        recipient: ActorRef,
+        reason: DeadLetterReason,
+    ) -> bool:
+        if self.link.closed or self.system._terminating:
+            return False
+        try:
+            payload = encode_message(message)
+        except ActorError:
+            payload = encode_message(f"<unpicklable {type(message).__qualname__}: {message!r}>")
+        frame = (
+            "dead-letter",
+            recipient.address,
+            None if sender is None else sender.address,
+            payload,
+            reason.value,
+        )
+        try:
+            self.send_frame("local", frame)
+        except ActorError:
+            return False
+        return True
 
     def find_local(self, path: str) -> ActorCell | None:
         children = self.system._guardian._children

@@ -116,7 +116,8 @@ async def test_terminated_crosses_processes_in_every_direction() -> None:
 
         # An actor on w1 watches an actor of the root, which stops normally.
         local = system.spawn(Echo, name="local")
-        on_w1 = system.spawn(Watcher, local, sink, name="w1-watcher", placement=actors.OnWorker("w1"))
+        w1 = actors.OnWorker("w1")
+        on_w1 = system.spawn(Watcher, local, sink, name="w1-watcher", placement=w1)
         assert await on_w1.ask("sync") == "sync"  # (its watch is registered)
         system.stop(local)
         assert await until(seen, 1) == [("w1", "/user/local", None)]
@@ -126,7 +127,7 @@ async def test_terminated_crosses_processes_in_every_direction() -> None:
         kid = await parent.ask("kid")
         assert kid.address.node == "w2"
         system.spawn(Watcher, kid, sink, name="root-watcher")
-        other = system.spawn(Watcher, kid, sink, name="w1-watcher-2", placement=actors.OnWorker("w1"))
+        other = system.spawn(Watcher, kid, sink, name="w1-watcher-2", placement=w1)
         assert await other.ask("sync") == "sync"
         await system.started(system.spawn(Echo, name="barrier"))
         os.kill(await parent.ask("pid"), 9)
@@ -160,7 +161,7 @@ async def test_a_persistent_actor_on_a_killed_worker_loses_no_acknowledged_event
         account = system.spawn(Account, "acc-1", name="acc", placement=actors.OnWorker("w1"))
         first_pid = await account.ask("pid")
         acknowledged: list[int] = []
-        failed = 0
+        causes: list[BaseException | None] = []
         with trio.fail_after(LIMIT):
             for amount in range(1, 121):
                 if amount == 40:
@@ -168,8 +169,9 @@ async def test_a_persistent_actor_on_a_killed_worker_loses_no_acknowledged_event
                 try:
                     acknowledged.append(await account.ask(amount, timeout=LIMIT))
                 except actors.ActorDead as error:
-                    assert isinstance(error.__cause__, actors.ProcessLost)
-                    failed += 1
+                    causes.append(error.__cause__)
+        failed = len(causes)
+        assert all(isinstance(cause, actors.ProcessLost) for cause in causes)
         assert await account.ask("pid") != first_pid  # restarted on a new process
         stored = [record async for record in journal.replay("acc-1")]
         balance, last_seq = await account.ask("state")
@@ -226,7 +228,8 @@ async def test_describe_names_the_process_of_each_actor() -> None:
         tree = system.describe()
     there = tree.find("/user/there")
     here = tree.find("/user/here")
-    assert there is not None and here is not None
+    assert there is not None
+    assert here is not None
     assert (there.node, there.actor_class) == ("w1", "Echo")
     assert here.node == "local"
     assert "there (Echo, running, mailbox 0, on w1)" in tree.to_text()
@@ -289,3 +292,25 @@ async def test_the_chaos_runner_can_kill_workers() -> None:
     )
     [run] = runs
     assert run.injected >= 1  # with this seed, at least one worker was killed
+
+
+async def test_dead_letters_in_a_worker_reach_the_roots_bus() -> None:
+    async with actors.open_system("dead-letters-across", workers=1) as system:
+        sink = system.spawn(Collector, name="sink")
+        system.events.subscribe(sink, actors.DeadLetter)
+        parent = system.spawn(Echo, name="parent", placement=actors.OnWorker("w1"))
+        kid = await parent.ask("kid")  # lives in w1 only: the root routes to it
+        kid.tell(actors.PoisonPill)
+        kid.tell("too late")  # reaches w1 after the pill: a dead letter there
+
+        async def dead() -> list[actors.DeadLetter]:
+            got = await sink.ask("get")
+            return [d for d in got if isinstance(d, actors.DeadLetter) and d.message == "too late"]
+
+        [letter] = await until(dead)
+    assert letter.recipient == kid
+    assert letter.reason in (
+        actors.DeadLetterReason.STOPPED,
+        actors.DeadLetterReason.NO_SUCH_ACTOR,
+    )
+    assert system.dead_letter_count >= 1
