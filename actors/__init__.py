@@ -54,7 +54,7 @@ from ._messages import (
     Terminated,
 )
 from ._pipes import AskFailed, PipeFailed
-from ._placement import AnyWorker, OnWorker, Workers
+from ._placement import AnyWorker, OnWorker, OwnProcess, Workers
 from ._public import export as _export
 from ._ref import ActorRef, ActorStats
 from ._reply_later import ReplyHandle
@@ -113,6 +113,7 @@ __all__ = [
     "MailboxFull",
     "MailboxOverflow",
     "OnWorker",
+    "OwnProcess",
     "Overflow",
     "PipeFailed",
     "PoisonPill",

@@ -12,6 +12,10 @@ processes with the system, each one node of it (``"w1"``, ``"w2"``, ...), and
 :class:`AnyWorker` ``()``
     On a worker chosen at spawn: round-robin over the workers (``"round_robin"``), or
     the one hosting the fewest actors placed from this process (``"least_loaded"``).
+:class:`OwnProcess` ``()``
+    In a process of its own (``"p1"``, ``"p2"``, ...), started for it and stopped once it
+    has stopped: isolation for an actor that may crash its interpreter or leak; its
+    children live there too. A lost process is started again for its restart.
 
 The ref is the same kind of ref wherever the actor runs; see ``docs/workers.md``.
 """
@@ -25,8 +29,8 @@ import attrs
 
 
 def _check_count(_: object, __: object, value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"Workers.count must be an int >= 1, got {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"Workers.count must be an int >= 0, got {value!r}")
 
 
 def _check_positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -40,7 +44,8 @@ class Workers:
 
     ``count`` processes are started when the system opens, each named ``"w1"``,
     ``"w2"``, ..., and linked to the root process by a socket pair with a key made for
-    this system. ``start_timeout``: how long a worker may take to start and
+    this system (``0``: none; actors placed with :class:`OwnProcess` still get theirs).
+    ``start_timeout``: how long a worker may take to start and
     authenticate before the system gives up on it (:class:`WorkerError`). A worker that
     is lost is started again at once; one that is lost again within ``restart_window``
     seconds of its start waits ``restart_backoff`` seconds first, doubling each time up
@@ -79,12 +84,18 @@ class AnyWorker:
             )
 
 
-Placement: TypeAlias = "OnWorker | AnyWorker | None"
+@attrs.frozen
+class OwnProcess:
+    """Run the actor in a worker process of its own, started for it (named ``"p1"``,
+    ``"p2"``, ...) and stopped once the actor has stopped."""
+
+
+Placement: TypeAlias = "OnWorker | AnyWorker | OwnProcess | None"
 
 
 def check_placement(placement: object) -> None:
-    if placement is not None and not isinstance(placement, OnWorker | AnyWorker):
+    if placement is not None and not isinstance(placement, OnWorker | AnyWorker | OwnProcess):
         raise TypeError(
-            f"placement must be None, actors.OnWorker(name) or actors.AnyWorker(), "
-            f"got {placement!r}"
+            f"placement must be None, actors.OnWorker(name), actors.AnyWorker() or "
+            f"actors.OwnProcess(), got {placement!r}"
         )

@@ -272,16 +272,17 @@ class RemoteChildCell(ActorCell):
 
     async def _run_post_stop(self) -> None:
         await super()._run_post_stop()
-        if self._remote_state in (Remote.NONE, Remote.GONE):
-            return
-        with trio.move_on_after(self.system.settings.stop_timeout):
-            if self._send_order("stop", None):
-                with contextlib.suppress(Exception):
-                    await self._await_report()
+        if self._remote_state not in (Remote.NONE, Remote.GONE):
+            # The real instance stops (its children first, then its post_stop), there.
+            with trio.move_on_after(self.system.settings.stop_timeout):
+                if self._send_order("stop", None):
+                    with contextlib.suppress(Exception):
+                        await self._await_report()
         self._remote_state = Remote.GONE
         self._root.fail_asks_to(
             self.ref.address, ActorDead(self.ref.path, "stopped before replying", self._reason)
         )
+        self._root.release(self.ref.address.node, self.ref.address)
 
     def _send_order(self, what: str, error: BaseException | None) -> bool:
         try:

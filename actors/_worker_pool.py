@@ -43,7 +43,7 @@ from ._errors import ActorError, ProcessLost, WorkerError
 from ._handshake import handshake
 from ._link import Link
 from ._node import Node
-from ._placement import AnyWorker, OnWorker, Workers
+from ._placement import AnyWorker, OnWorker, OwnProcess, Workers
 from ._remote_child import RemoteChildCell
 
 if TYPE_CHECKING:
@@ -75,8 +75,9 @@ class WorkerInfo:
 class WorkerSlot:
     """One worker: its current process, link and the actors placed on it."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, own: bool = False) -> None:
         self.name = name
+        self.own = own  # a process of its own for one actor (OwnProcess)
         self.process: trio.Process | None = None
         self.link: Link | None = None
         self.state = "starting"
@@ -99,20 +100,70 @@ class RootNode(Node):
         self.config = config
         self.key = secrets.token_bytes(32)
         self.slots = {name: WorkerSlot(name) for name in config.names()}
-        self._round_robin = itertools.cycle(list(self.slots))
+        self.slots_of_pool = list(self.slots)
+        self._round_robin = itertools.cycle(self.slots_of_pool)
+        self._own_count = 0
 
     # -- placement -----------------------------------------------------------------------------
 
-    def choose(self, placement: OnWorker | AnyWorker) -> str:
+    def choose(self, placement: OnWorker | AnyWorker | OwnProcess) -> str:
+        if isinstance(placement, OwnProcess):
+            return self._own_process()
+        if not self.slots_of_pool:
+            raise ValueError(
+                f"placement={placement!r} needs workers: this system has none "
+                "(open_system(workers=n) with n >= 1), only processes of their own"
+            )
         if isinstance(placement, OnWorker):
-            if placement.name not in self.slots:
+            if placement.name not in self.slots_of_pool:
                 raise ValueError(
-                    f"no worker named {placement.name!r}: this system has {', '.join(self.slots)}"
+                    f"no worker named {placement.name!r}: this system has "
+                    f"{', '.join(self.slots_of_pool)}"
                 )
             return placement.name
         if placement.choose == "least_loaded":
-            return min(self.slots.values(), key=lambda slot: len(slot.placed)).name
+            pool = [self.slots[name] for name in self.slots_of_pool]
+            return min(pool, key=lambda slot: len(slot.placed)).name
         return next(self._round_robin)
+
+    def _own_process(self) -> str:
+        """A new slot for one actor (see :class:`OwnProcess`), its process starting."""
+        nursery = self._nursery
+        if nursery is None:  # pragma: no cover - the pool runs before any spawn
+            raise WorkerError("the worker processes of this system are not running")
+        self._own_count += 1
+        name = f"p{self._own_count}"
+        slot = self.slots[name] = WorkerSlot(name, own=True)
+        nursery.start_soon(self._run_own_slot, slot)
+        return name
+
+    async def _run_own_slot(self, slot: WorkerSlot) -> None:
+        try:
+            await self._run_slot(slot)
+        except WorkerError as error:
+            # Its actor waits for it: that start fails, for its supervisor to decide.
+            slot.stopping = True
+            slot.ready.set()
+            _log.error("%s", error)
+        finally:
+            self.slots.pop(slot.name, None)
+
+    def release(self, node: str, address: Address) -> None:
+        """The actor at ``address``, placed on ``node``, has stopped: a process of its
+        own stops too."""
+        slot = self.slots.get(node)
+        if slot is None:
+            return
+        slot.placed.pop(address, None)
+        if not slot.own or slot.placed:
+            return
+        slot.stopping = True
+        slot.ready.set()
+        link = slot.link
+        if link is not None and not link.closed:
+            with contextlib.suppress(ActorError):
+                link.send(_dumps(("shutdown",)))
+            link.close("its actor has stopped")
 
     def adopt(self, node: str, cell: RemoteChildCell) -> None:
         self.slots[node].placed[cell.ref.address] = cell
@@ -120,11 +171,11 @@ class RootNode(Node):
     async def wait_ready(self, node: str) -> None:
         """Wait until the slot ``node`` has a process up (a restart after a loss may have
         to wait for one). :class:`WorkerError` if the system is shutting down."""
-        slot = self.slots[node]
-        while not slot.ready.is_set():
-            if slot.stopping:
-                raise WorkerError(f"worker {node} is stopping; nothing more starts there")
+        slot = self.slots.get(node)
+        while slot is not None and not slot.ready.is_set() and not slot.stopping:
             await slot.ready.wait()
+        if slot is None or slot.stopping:
+            raise WorkerError(f"worker {node} is stopping; nothing more starts there")
 
     def infos(self) -> list[WorkerInfo]:
         return [
@@ -188,6 +239,7 @@ class RootNode(Node):
             for slot in self.slots.values():
                 await nursery.start(self._run_slot, slot)
             task_status.started()
+            await trio.sleep_forever()  # (processes of their own start later, here)
 
     async def _run_slot(
         self, slot: WorkerSlot, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -215,14 +267,11 @@ class RootNode(Node):
             process = slot.process
             assert process is not None
             if slot.stopping:
+                await self._reap(process)
                 break
             slot.state = "restarting"
             # Reap it (it may still be exiting: a link can break before its process dies).
-            with trio.move_on_after(self.config.stop_timeout):
-                await process.wait()
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+            await self._reap(process)
             how = _how_it_ended(process.returncode, closed)
             _log.error("worker %s (pid %d) was lost: %s", slot.name, process.pid, how)
             if not killed:
@@ -250,6 +299,20 @@ class RootNode(Node):
             slot.ready = trio.Event()
         self._lost(slot, ProcessLost(node, process.pid, how))
         return process.pid
+
+    async def _reap(self, process: trio.Process) -> None:
+        """Wait for ``process`` to exit (killing it after ``Workers.stop_timeout``)."""
+        with trio.move_on_after(self.config.stop_timeout):
+            await process.wait()
+        if process.returncode is None:
+            _log.warning(
+                "worker process %d did not exit within %g s; killing it",
+                process.pid,
+                self.config.stop_timeout,
+            )
+            process.kill()
+            with trio.CancelScope(shield=True):
+                await process.wait()
 
     def _lost(self, slot: WorkerSlot, error: ProcessLost) -> None:
         self.node_lost(slot.name, error)

@@ -314,3 +314,31 @@ async def test_dead_letters_in_a_worker_reach_the_roots_bus() -> None:
         actors.DeadLetterReason.NO_SUCH_ACTOR,
     )
     assert system.dead_letter_count >= 1
+
+
+async def test_an_actor_in_a_process_of_its_own_takes_it_down_when_it_stops() -> None:
+    async with actors.open_system("own-process", workers=0) as system:
+        first = system.spawn(Echo, name="first", placement=actors.OwnProcess())
+        second = system.spawn(Echo, name="second", placement=actors.OwnProcess())
+        pids = {await first.ask("pid"), await second.ask("pid")}
+        assert len(pids) == 2
+        assert os.getpid() not in pids
+        assert (first.address.node, second.address.node) == ("p1", "p2")
+        assert [(w.name, w.state, w.actors) for w in system.workers()] == [
+            ("p1", "up", 1),
+            ("p2", "up", 1),
+        ]
+        first_pid = await first.ask("pid")
+        first.tell(actors.PoisonPill)
+
+        async def p1_gone() -> bool:
+            return all(w.name != "p1" for w in system.workers())
+
+        await until(p1_gone)
+        with pytest.raises(ProcessLookupError):
+            os.kill(first_pid, 0)  # (reaped: not even a zombie)
+        with pytest.raises(ValueError, match="needs workers: this system has none"):
+            system.spawn(Echo, placement=actors.AnyWorker())
+        second_pid = await second.ask("pid")
+    with pytest.raises(ProcessLookupError):
+        os.kill(second_pid, 0)
