@@ -117,6 +117,13 @@ class Encoded:
     def decode(self) -> Any:
         return _loads(self.payload)
 
+    def decode_or_describe(self) -> Any:
+        """The message, or a text saying what it was if it cannot be unpickled here."""
+        try:
+            return _loads(self.payload)
+        except Exception as error:
+            return f"<{self.type_name}, pickled, that cannot be unpickled here: {error!r}>"
+
     def __repr__(self) -> str:
         return f"<{self.type_name}, pickled: {len(self.payload)} bytes>"
 

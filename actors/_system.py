@@ -27,6 +27,7 @@ from ._idle_and_started import wait_idle, wait_started
 from ._interrupts import interrupt_in
 from ._mailbox import Mailbox
 from ._messages import DeadLetter, DeadLetterReason
+from ._node import Encoded
 from ._placement import Placement, Workers
 from ._public import NoPublicConstructor
 from ._ref import ActorRef
@@ -344,8 +345,11 @@ class ActorSystem(metaclass=NoPublicConstructor):
                 self.dead_letter_count += 1
             return
         router = self._router
-        if router is not None and router.report_dead_letter(message, sender, recipient, reason):
-            return  # a worker's: counted and published by the root, as one system's
+        if router is not None:
+            if message.__class__ is Encoded:  # (on its way to a worker: pickled already)
+                message = message.decode_or_describe()
+            if router.report_dead_letter(message, sender, recipient, reason):
+                return  # a worker's: counted and published by the root, as one system's
         self.dead_letter_count += 1
         if dead_letter_log.isEnabledFor(logging.DEBUG):
             message_type = type(message).__qualname__

@@ -9,6 +9,7 @@ Real processes run on real time: no virtual clock here; every wait is bounded by
 from __future__ import annotations
 
 import functools
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -342,3 +343,36 @@ async def test_an_actor_in_a_process_of_its_own_takes_it_down_when_it_stops() ->
         second_pid = await second.ask("pid")
     with pytest.raises(ProcessLookupError):
         os.kill(second_pid, 0)
+
+
+class Counter(actors.Actor):
+    """Counts what it is told, by message; ``"counts"`` asks for the counts."""
+
+    def __init__(self) -> None:
+        self.counts: dict[Any, int] = {}
+
+    def receive(self, message: Any) -> Any:
+        if message == "counts":
+            return dict(self.counts)
+        self.counts[message] = self.counts.get(message, 0) + 1
+        return None
+
+
+async def test_faults_drop_hold_and_duplicate_messages_to_an_actor_on_a_worker() -> None:
+    async with actors.open_system("faults-on-links", workers=1) as system:
+        sink = system.spawn(Collector, name="sink")
+        system.events.subscribe(sink, actors.DeadLetter)
+        faults = FaultInjector(seed=7)
+        faults.install(system)
+        counter = system.spawn(Counter, name="counter", placement=actors.OnWorker("w1"))
+        faults.drop(to="counter", where=lambda m: m == "dropped")
+        faults.duplicate(2, to="counter", where=lambda m: m == "tripled")
+        faults.delay(math.inf, to="counter", where=lambda m: m == "held")  # until the end
+        for message in ("dropped", "tripled", "held", "plain"):
+            counter.tell(message)
+        assert await counter.ask("counts") == {"tripled": 3, "plain": 1}
+        letters = [d for d in await sink.ask("get") if isinstance(d, actors.DeadLetter)]
+    assert [(d.message, d.reason) for d in letters] == [
+        ("dropped", actors.DeadLetterReason.FAULT_DROPPED)
+    ]
+    assert sorted(i.kind for i in faults.injected) == ["delay", "drop", "duplicate"]
