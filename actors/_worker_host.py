@@ -15,10 +15,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import pickle
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-import cloudpickle
 import trio
 
 from supervision import Directive
@@ -27,7 +25,7 @@ from ._cell import ActorCell
 from ._cell_state import DEAD
 from ._errors import ActorError, ProcessLost
 from ._messages import DeadLetterReason
-from ._node import Node, encode_error, encode_message
+from ._node import Node, dumps, encode_error, encode_message
 from ._ref import ActorRef
 from ._supervising import Order, give_order
 
@@ -37,7 +35,6 @@ if TYPE_CHECKING:
     from ._system import ActorSystem
 
 _log: Final = logging.getLogger("actors.workers")
-_dumps: Final[Callable[..., bytes]] = cloudpickle.dumps
 
 
 class WorkerNode(Node):
@@ -58,7 +55,7 @@ class WorkerNode(Node):
         link = self.link
         if link.closed:
             raise ProcessLost("local", None, "the link to the root process has closed")
-        link.send(_dumps(frame, protocol=pickle.HIGHEST_PROTOCOL))
+        link.send(dumps(frame))
 
     def report_dead_letter(
         self,

@@ -32,17 +32,15 @@ import pickle
 import secrets
 import socket
 import sys
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
-import cloudpickle
 import trio
 
 from ._errors import ActorError, ProcessLost, WorkerError
 from ._handshake import handshake
 from ._link import Link
-from ._node import Node
+from ._node import Node, dumps
 from ._placement import AnyWorker, OnWorker, OwnProcess, Workers
 from ._remote_child import RemoteChildCell
 
@@ -52,7 +50,6 @@ if TYPE_CHECKING:
 
 _log: Final = logging.getLogger("actors.workers")
 KEY_ENV: Final = "TRIO_ACTORS_WORKER_KEY"
-_dumps: Final[Callable[..., bytes]] = cloudpickle.dumps
 
 
 @attrs.frozen
@@ -162,7 +159,7 @@ class RootNode(Node):
         link = slot.link
         if link is not None and not link.closed:
             with contextlib.suppress(ActorError):
-                link.send(_dumps(("shutdown",)))
+                link.send(dumps(("shutdown",)))
             link.close("its actor has stopped")
 
     def adopt(self, node: str, cell: RemoteChildCell) -> None:
@@ -192,7 +189,7 @@ class RootNode(Node):
         link = slot.link
         if link is None or link.closed or slot.state != "up":
             raise ProcessLost(node, slot.pid, f"it is {slot.state}")
-        link.send(_dumps(frame, protocol=pickle.HIGHEST_PROTOCOL))
+        link.send(dumps(frame))
 
     def _on_frame(self, slot: WorkerSlot, payload: bytes) -> None:
         try:
@@ -377,7 +374,7 @@ class RootNode(Node):
                 for_workers.append(made)
         frame = ("hello", system.name, node, settings, for_workers, list(sys.path))
         try:
-            return _dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
+            return dumps(frame)
         except Exception as error:
             raise WorkerError(
                 f"the settings or extensions of system {system.name!r} cannot be pickled "
@@ -393,7 +390,7 @@ class RootNode(Node):
             link = slot.link
             if link is not None and not link.closed:
                 with contextlib.suppress(ActorError):
-                    link.send(_dumps(("shutdown",)))
+                    link.send(dumps(("shutdown",)))
                 link.close("the system is shutting down")
             slot.state = "stopping"
         with trio.move_on_after(self.config.stop_timeout):
