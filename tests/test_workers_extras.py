@@ -376,3 +376,37 @@ async def test_faults_drop_hold_and_duplicate_messages_to_an_actor_on_a_worker()
         ("dropped", actors.DeadLetterReason.FAULT_DROPPED)
     ]
     assert sorted(i.kind for i in faults.injected) == ["delay", "drop", "duplicate"]
+
+
+class Exiter(actors.Actor):
+    """Ends its whole process when told to (``os._exit``, as a crash in C would)."""
+
+    def receive(self, message: Any) -> Any:
+        if message == "exit":
+            os._exit(3)
+        if message == "pid":
+            return os.getpid()
+        return message
+
+
+@pytest.mark.crash
+async def test_a_worker_that_exits_on_its_own_is_lost_and_its_actor_restarted() -> None:
+    async with actors.open_system("os-exit", workers=1) as system:
+        sink = system.spawn(Collector, name="sink")
+        system.events.subscribe(sink, actors.ActorFailed)
+        exiter = system.spawn(Exiter, name="exiter", placement=actors.OnWorker("w1"))
+        before = await exiter.ask("pid")
+        with trio.fail_after(LIMIT), pytest.raises(actors.ActorDead) as caught:
+            await exiter.ask("exit", timeout=LIMIT)  # answered by the loss, not a timeout
+        cause = caught.value.__cause__
+        assert isinstance(cause, actors.ProcessLost)
+        assert str(cause) == f"worker process w1 (pid {before}) was lost: it exited with status 3"
+        assert await ask_until_answered(exiter, "pid") != before
+
+        async def failures() -> list[Any]:
+            got = await sink.ask("get")
+            return [f for f in got if isinstance(f, actors.ActorFailed)]
+
+        [failure] = await until(failures)
+    assert failure.ref == exiter
+    assert isinstance(failure.error, actors.ProcessLost)
