@@ -2,9 +2,10 @@
 
 Usage: ``python bench/run.py [W1 J2 ...] [--skip J1,J2] [--quick] [--no-postgres]``
 (default: all workloads). ``--skip`` leaves workloads out (repeatable, or a comma-separated
-list); ``--quick`` and ``--no-postgres`` are passed to the journal workloads (J1, J2):
-smaller counts for a smoke run, and no PostgreSQL rows. The environment variable
-``BENCH_REPEATS`` (default 5) sets how many runs each figure is the best of.
+list); ``--quick`` is passed to the journal and worker workloads (J1, J2, X1-X4): smaller
+counts for a smoke run; ``--no-postgres`` to the journal workloads: no PostgreSQL rows.
+The environment variable ``BENCH_REPEATS`` (default 5) sets how many runs each figure is
+the best of.
 """
 
 from __future__ import annotations
@@ -34,9 +35,16 @@ WORKLOADS = {
     "W8": "w8_router.py",
     "J1": "j1_persist.py",
     "J2": "j2_recovery.py",
+    "X1": "x_workers.py",
+    "X2": "x_workers.py",
+    "X3": "x_workers.py",
+    "X4": "x_workers.py",
 }
 JOURNAL_WORKLOADS = {"J1", "J2"}
 """The workloads that take ``--quick`` and ``--no-postgres``."""
+WORKER_WORKLOADS = {"X1", "X2", "X3", "X4"}
+"""The workloads that take ``--quick``. They share one script, which runs once and is
+given the ids chosen."""
 
 
 def run_workload(script: str, options: list[str]) -> Result:
@@ -83,7 +91,7 @@ def main() -> None:
     parser.add_argument(
         "--skip", action="append", default=[], metavar="ID[,ID...]", help="leave these out"
     )
-    parser.add_argument("--quick", action="store_true", help="J1/J2: smaller counts")
+    parser.add_argument("--quick", action="store_true", help="J1/J2, X1-X4: smaller counts")
     parser.add_argument("--no-postgres", action="store_true", help="J1/J2: no PostgreSQL")
     args = parser.parse_args()
     skipped = {name.strip().upper() for names in args.skip for name in names.split(",")}
@@ -102,10 +110,20 @@ def main() -> None:
     )
     rows: list[Row] = []
     start = time.perf_counter()
+    ran: set[str] = set()
     for name in chosen:
-        print(f"running {name} ({WORKLOADS[name]}) ...", file=sys.stderr, flush=True)
-        options = journal_options if name in JOURNAL_WORKLOADS else []
-        rows.extend(run_workload(WORKLOADS[name], options)["rows"])
+        script = WORKLOADS[name]
+        if script in ran:  # (a script of several workloads ran them all at once)
+            continue
+        ran.add(script)
+        if name in WORKER_WORKLOADS:
+            ids = [other for other in chosen if other in WORKER_WORKLOADS]
+            options = ["--quick"] * args.quick + ids
+        else:
+            ids = [name]
+            options = journal_options if name in JOURNAL_WORKLOADS else []
+        print(f"running {', '.join(ids)} ({script}) ...", file=sys.stderr, flush=True)
+        rows.extend(run_workload(script, options)["rows"])
     print(format_table(rows))
     print(f"total {time.perf_counter() - start:.0f} s")
 
