@@ -211,8 +211,9 @@ class Delivery(MailboxOps):
                 f"{self.ref.path} asked itself; that would wait forever on its own "
                 "mailbox (reply directly, or tell yourself a message)"
             )
-        if self._roundtrip:
-            message = self._copy_message(message)
+        # What is enqueued: a copy under roundtrip_messages; the message itself names
+        # the question in errors (AskTimeout).
+        sent = self._copy_message(message) if self._roundtrip else message
         deadline = deadline_after(timeout)
         if self._is_full():
             with trio.move_on_at(deadline) as waiting:
@@ -227,7 +228,7 @@ class Delivery(MailboxOps):
             system._ask_deadlines.add(deadline, reply)
         # Nothing between enqueueing and parking may raise or yield: once queued and
         # parked, the reply reschedules this task.
-        self._enter(ASKED, message, sender, reply, ADMIT, copy=False)
+        self._enter(ASKED, sent, sender, reply, ADMIT, copy=False)
         if reply.task is not None:
             reply.parked = True
             await _wait_task_rescheduled(reply.abort)

@@ -229,10 +229,11 @@ class WrongThread(ActorError, RuntimeError):
 
 
 class UnpicklableMessage(ActorError, TypeError):
-    """Under ``roundtrip_messages=True`` a message (or reply) could not be pickled, so it
-    could never cross a process boundary. Nothing was enqueued."""
+    """A message (or reply) could not be pickled, so it could never cross a process
+    boundary: sent to an actor in another process (a worker), or under
+    ``roundtrip_messages=True``. Nothing was enqueued or sent."""
 
-    def __init__(self, message: object, cause: BaseException) -> None:
+    def __init__(self, message: object, cause: BaseException, *, crossing: bool = False) -> None:
         super().__init__(
             f"message of type {type(message).__module__}.{type(message).__qualname__} "
             f"cannot be pickled: {cause}"
@@ -240,9 +241,14 @@ class UnpicklableMessage(ActorError, TypeError):
         self.message_type = type(message)
         _hint(
             self,
-            "With roundtrip_messages=True every message, reply and error must be a plain "
-            "picklable value (for instance an attrs frozen class of picklable fields): no "
-            "locks, sockets, tasks, open files or lambdas inside.",
+            "A message to an actor in another process (a worker), and its reply or error, "
+            "is pickled to cross: it must be a plain picklable value (for instance an attrs "
+            "frozen class of picklable fields): no locks, sockets, tasks or open files "
+            "inside."
+            if crossing
+            else "With roundtrip_messages=True every message, reply and error must be a "
+            "plain picklable value (for instance an attrs frozen class of picklable "
+            "fields): no locks, sockets, tasks, open files or lambdas inside.",
         )
 
 

@@ -20,7 +20,8 @@ Frames
 
     ``("tell", target, sender, payload)``,
     ``("ask", ask_id, target, sender, payload, timeout)``,
-    ``("reply", ask_id, ok, payload)``, ``("stop", target)``,
+    ``("reply", ask_id, ok, payload, described)`` (``described``: the type and text of
+    an error, for when its class cannot be unpickled here), ``("stop", target)``,
     ``("dead-letter", recipient, sender, payload, reason)`` (a worker's dead letters go to
     the root, so that the system's dead letters are seen in one place), and death watch:
     ``("watch", target)``, ``("unwatch", target)``,
@@ -109,7 +110,7 @@ def encode_message(message: Any) -> bytes:
     try:
         return dumps(message)
     except Exception as error:
-        raise UnpicklableMessage(message, error) from error
+        raise UnpicklableMessage(message, error, crossing=True) from error
 
 
 class Encoded:
@@ -186,6 +187,19 @@ def _error_of(payload: bytes, target: Address) -> BaseException:
             f"{target.path} stopped with an error that could not be unpickled: {exc!r}"
         )
     return error if isinstance(error, BaseException) else ActorError(repr(error))
+
+
+def _undecodable_answer(
+    ok: bool, described: tuple[str, str] | None, error: BaseException, where: str
+) -> ActorError:
+    """What an asker gets for an answer that cannot be unpickled here: the error it
+    stands for (:class:`RemoteError`, by type and text), or an error saying that the
+    value could not be read."""
+    if not ok and described is not None:
+        stand_in: ActorError = RemoteError(*described)
+        stand_in.add_note(f"(its class could not be unpickled in {where}: {error!r})")
+        return stand_in
+    return ActorError(f"the answer could not be unpickled in {where}: {error!r}")
 
 
 def ref_of(address: Address | None) -> ActorRef | None:
@@ -352,12 +366,13 @@ class Node(abc.ABC):
             _, ask_id, target, sender, payload, timeout = frame
             self.deliver_ask(origin, ask_id, target, ref_of(sender), payload, timeout)
         elif kind == "reply":
-            _, ask_id, ok, payload = frame
+            _, ask_id, ok, payload, described = frame
             pending = self._asks.get(ask_id)
             try:
                 value = _loads(payload)
             except Exception as error:
-                value, ok = UnpicklableMessage(payload, error), False
+                value = _undecodable_answer(ok, described, error, self.where)
+                ok = False
             if pending is None or not pending.settle(value if ok else None, None if ok else value):
                 late = value
                 self.system._dead_letter(
@@ -436,6 +451,9 @@ class Node(abc.ABC):
             # Not here: pass it on, still pickled.
             self.tell_remote(target, payload, sender)
             return
+        if _is_placed(cell):  # on to a worker: as it came, still pickled
+            cell.offer(Encoded(payload, "message"), sender, False, "tell")
+            return
         try:
             message = _loads(payload)
         except Exception as error:
@@ -491,21 +509,33 @@ class Node(abc.ABC):
             if target.node != self.system.node and not _is_full_cell(cell):
                 value: Any = await self.ask_remote(target, payload, timeout, sender)
             else:
-                try:
-                    message = _loads(payload)
-                except Exception as error:
-                    self._refused(target, sender, payload, error)
-                    raise ActorError(
-                        f"the question for {target.path} could not be unpickled in "
-                        f"{self.where}: {error!r}"
-                    ) from error
+                if _is_placed(cell):
+                    message: Any = Encoded(payload, "message")  # passed on as it came
+                else:
+                    try:
+                        message = _loads(payload)
+                    except Exception as error:
+                        self._refused(target, sender, payload, error)
+                        raise ActorError(
+                            f"the question for {target.path} could not be unpickled in "
+                            f"{self.where}: {error!r}"
+                        ) from error
                 value = await cell.ask(message, timeout if timeout > 0 else math.inf, sender)
             answer = dumps(value)
+            described = None
         except Exception as error:
             ok = False
             answer = encode_error(error, self.where)
+            cls = type(error)
+            described = (f"{cls.__module__}.{cls.__qualname__}", str(error))
         with contextlib.suppress(ActorError):  # (else its process is gone: nobody waits)
-            self.send_frame(origin, ("reply", ask_id, ok, answer))
+            self.send_frame(origin, ("reply", ask_id, ok, answer, described))
+
+
+def _is_placed(cell: Cell) -> bool:
+    """Whether ``cell`` is the root's cell of an actor it placed on a worker (whose
+    mailbox holds messages pickled, to pass them on as they are)."""
+    return getattr(cell, "_placed_class", False) is not False
 
 
 def _is_full_cell(cell: Cell) -> bool:

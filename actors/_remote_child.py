@@ -65,11 +65,13 @@ class Remote(enum.IntEnum):
 
 
 class _Answer:
-    """What a hook of the stand-in waits for: the next report of the worker."""
+    """What a hook of the stand-in waits for: the worker's report that the real
+    instance has ``started``, is ``down``, or is ``gone`` (stopped)."""
 
-    __slots__ = ("error", "event")
+    __slots__ = ("error", "event", "kind")
 
-    def __init__(self) -> None:
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
         self.event = trio.Event()
         self.error: BaseException | None = None
 
@@ -123,6 +125,9 @@ class Placed(Actor):
 
 
 _PLACED: Final = Placed
+
+START_ATTEMPTS: Final = 3
+"""How many processes a start is tried on when the process is lost during it."""
 
 
 class RemoteChildCell(ActorCell):
@@ -227,8 +232,8 @@ class RemoteChildCell(ActorCell):
 
     # -- the real instance's lifecycle ----------------------------------------------------------
 
-    async def _await_report(self) -> None:
-        answer = self._answer = _Answer()
+    async def _await_report(self, kind: str) -> None:
+        answer = self._answer = _Answer(kind)
         try:
             await answer.event.wait()
         finally:
@@ -237,30 +242,45 @@ class RemoteChildCell(ActorCell):
             raise answer.error
 
     async def _remote_start(self, restarted: BaseException | None) -> None:
+        """Start the real instance (``up`` after a take-down, else ``spawn``, on the
+        worker's current process) and wait until it has started. A process lost during
+        the start is waited out: the start is tried again on the next process, up to
+        :data:`START_ATTEMPTS` times (a constructor that kills its process every time
+        fails the start then)."""
         root = self._root
         node = self.ref.address.node
-        if self._remote_state == Remote.DOWN:
-            self._remote_state = Remote.STARTING
-            root.send_frame(node, ("order", self.ref.address, "up", None))
-        else:
-            await root.wait_ready(node)
-            self._remote_state = Remote.STARTING
-            root.adopt(node, self)
-            root.send_frame(node, self._spawn_frame)
-        try:
-            await self._await_report()
-        except ActorInitializationError as error:
-            # Raised there by the real instance's start: report its cause, which this
-            # start wraps again (one ActorInitializationError, naming the same path).
-            cause = error.__cause__
-            raise (cause if isinstance(cause, Exception) else error) from None
-        self._remote_state = Remote.UP
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                if self._remote_state == Remote.DOWN:
+                    self._remote_state = Remote.STARTING
+                    root.send_frame(node, ("order", self.ref.address, "up", None))
+                else:
+                    await root.wait_ready(node)
+                    self._remote_state = Remote.STARTING
+                    root.adopt(node, self)
+                    root.send_frame(node, self._spawn_frame)
+                await self._await_report("started")
+            except ProcessLost:
+                self._remote_state = Remote.NONE
+                if attempt == START_ATTEMPTS:
+                    raise
+                continue
+            except ActorInitializationError as error:
+                # Raised there by the real instance's start: report its cause, which
+                # this start wraps again (one ActorInitializationError, same path).
+                cause = error.__cause__
+                raise (cause if isinstance(cause, Exception) else error) from None
+            return
 
     async def _remote_down(self, error: BaseException) -> None:
         if self._remote_state not in (Remote.UP, Remote.WAITING):
             return
-        self._root.send_frame(self.ref.address.node, ("order", self.ref.address, "down", error))
-        await self._await_report()
+        try:
+            self._root.send_frame(self.ref.address.node, ("order", self.ref.address, "down", error))
+            await self._await_report("down")
+        except ProcessLost:
+            self._remote_state = Remote.NONE  # nothing left to take down: spawn afresh
+            return
         self._remote_state = Remote.DOWN
 
     async def _recover(self, error: BaseException, message: Any) -> bool:
@@ -277,7 +297,7 @@ class RemoteChildCell(ActorCell):
             with trio.move_on_after(self.system.settings.stop_timeout):
                 if self._send_order("stop", None):
                     with contextlib.suppress(Exception):
-                        await self._await_report()
+                        await self._await_report("gone")
         self._remote_state = Remote.GONE
         self._root.fail_asks_to(
             self.ref.address, ActorDead(self.ref.path, "stopped before replying", self._reason)
@@ -293,33 +313,43 @@ class RemoteChildCell(ActorCell):
 
     # -- reports from the worker -----------------------------------------------------------------
 
-    def _reported_started(self) -> None:
+    def _settle(self, kind: str, error: BaseException | None) -> bool:
+        """Settle the answer a hook waits for, if it is of ``kind``: at once, so that
+        the next report read with it (say, a failure right after a start) is handled
+        as the state it leaves."""
         answer = self._answer
-        if answer is not None:
-            answer.settle(None)
+        if answer is None or answer.kind != kind or answer.event.is_set():
+            return False
+        self._answer = None
+        answer.settle(error)
+        return True
+
+    def _reported_started(self) -> None:
+        if self._settle("started", None):
+            self._remote_state = Remote.UP
 
     def _reported_down(self) -> None:
-        answer = self._answer
-        if answer is not None:
-            answer.settle(None)
+        if self._settle("down", None):
+            self._remote_state = Remote.DOWN
 
     def _reported_failure(self, error: BaseException) -> None:
-        state = self._remote_state
         self._remote_state = Remote.WAITING
+        if self._settle("started", error):
+            return  # the start waiting for it fails (its supervisor decides)
         answer = self._answer
-        if answer is not None and state in (Remote.STARTING, Remote.UP):
-            answer.settle(error)  # a start (or a take-down) waiting for it fails
-            return
+        if answer is not None and not answer.event.is_set():
+            return  # a take-down or a stop is under way: it follows the order given
         if self._state != DEAD and not self._stop_requested:
             self._system_request(FAIL, (error, False))
 
     def _reported_terminated(self, reason: BaseException | None) -> None:
         self._remote_state = Remote.GONE
         answer = self._answer
-        if answer is not None:
+        if answer is not None and not answer.event.is_set():
+            self._answer = None
             answer.settle(
                 None
-                if self._stop_requested
+                if answer.kind == "gone"
                 else ActorDead(self.ref.path, "stopped in its worker process", reason)
             )
         if self._state != DEAD and not self._stop_requested:
@@ -332,8 +362,9 @@ class RemoteChildCell(ActorCell):
         was = self._remote_state
         self._remote_state = Remote.NONE
         answer = self._answer
-        if answer is not None:
-            answer.settle(error)
+        if answer is not None and not answer.event.is_set():
+            self._answer = None
+            answer.settle(error)  # (a start tries again on the next process)
             return
         if was == Remote.GONE or self._state == DEAD or self._stop_requested:
             return

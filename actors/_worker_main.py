@@ -23,13 +23,17 @@ from typing import Any, Final
 import attrs
 import trio
 
+from ._errors import WorkerError
 from ._handshake import handshake
 from ._link import Link
 from ._system import running_system
+from ._wire import WireError
 from ._worker_host import WorkerNode
 from ._worker_pool import KEY_ENV
 
 _log: Final = logging.getLogger("actors.workers")
+HELLO_TIMEOUT: Final = 60.0
+"""How long a worker waits for the root's ``hello`` after the handshake."""
 
 
 async def serve(fd: int, key: bytes) -> None:
@@ -49,7 +53,7 @@ async def serve(fd: int, key: bytes) -> None:
         elif not hello:
             frame = pickle.loads(payload)  # (authenticated: the root's first frame)
             if frame[0] != "hello":
-                raise RuntimeError(f"expected hello from the root, got {frame[0]!r}")
+                raise WorkerError(f"expected hello from the root, got {frame[0]!r}")
             hello.append(frame)
             got_hello.set()
         else:
@@ -65,11 +69,20 @@ async def serve(fd: int, key: bytes) -> None:
                 link_done.set()
 
         nursery.start_soon(run_link)
-        with trio.move_on_after(60):
+
+        async def until_link_ends() -> None:
+            await link_done.wait()
+            got_hello.set()
+
+        nursery.start_soon(until_link_ends)
+        with trio.move_on_after(HELLO_TIMEOUT):
             await got_hello.wait()
         if not hello:
             link.close("no hello from the root")
-            return
+            raise WorkerError(
+                "the root closed the link or sent no hello within "
+                f"{HELLO_TIMEOUT:g} s of the handshake; exiting"
+            )
         _, system_name, node_name, settings, for_workers, path = hello[0]
         for entry in reversed(path):
             if entry not in sys.path:
@@ -105,7 +118,11 @@ def main() -> None:
     if key_hex is None:
         sys.exit(f"trio-actors worker: {KEY_ENV} is not set (started by trio-actors only)")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    trio.run(serve, int(sys.argv[1]), bytes.fromhex(key_hex))
+    try:
+        trio.run(serve, int(sys.argv[1]), bytes.fromhex(key_hex))
+    except (WireError, WorkerError) as error:
+        # Refused at the handshake, or no usable root: one line, and a failure status.
+        sys.exit(f"trio-actors worker (pid {os.getpid()}): {error}")
 
 
 if __name__ == "__main__":
