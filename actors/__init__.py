@@ -74,6 +74,7 @@ from ._supervisor import (
 from ._system import ActorSystem, open_system
 from ._timers import Timers
 from ._topics import InvalidTopic
+from ._wire import FrameTooLarge
 from ._worker_pool import WorkerInfo
 
 __all__ = [
@@ -105,6 +106,7 @@ __all__ = [
     "DeadLetterReason",
     "DeleteChild",
     "EventBus",
+    "FrameTooLarge",
     "HandlerReturnedCoroutine",
     "InvalidActorName",
     "InvalidTopic",

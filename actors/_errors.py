@@ -251,6 +251,16 @@ class UnpicklableMessage(ActorError, TypeError):
             "fields): no locks, sockets, tasks, open files or lambdas inside.",
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # It travels (as the error of an ask), even when the type it names cannot:
+        # ``message_type`` is then left out (``None``); the message names it.
+        state = dict(self.__dict__)
+        try:
+            pickle.dumps(self.message_type)
+        except Exception:
+            state["message_type"] = None
+        return (_restore_error, (type(self), str(self), state))
+
 
 class UnhandledMessage(ActorError):
     """Raised in the caller of ``ask`` when the target declared the question unhandled."""

@@ -69,10 +69,10 @@ from ._errors import (
     RemoteError,
     UnpicklableMessage,
     WrongThread,
-    _pickles,
 )
 from ._messages import DeadLetterReason
 from ._ref import ActorRef, ActorStats
+from ._wire import MAX_FRAME, FrameTooLarge
 
 if TYPE_CHECKING:
     from ._cell import ActorCell, Cell
@@ -87,6 +87,11 @@ _get_ident: Final = threading.get_ident
 
 
 # -- what crosses ---------------------------------------------------------------------------
+
+
+MAX_MESSAGE: Final = MAX_FRAME - 64 * 1024
+"""The largest pickled message that crosses (a frame's maximum, less room for the rest of
+the frame: its addresses and kind)."""
 
 
 def dumps(obj: Any) -> bytes:
@@ -106,11 +111,21 @@ def dumps(obj: Any) -> bytes:
 
 def encode_message(message: Any) -> bytes:
     """``message`` pickled for another process (:func:`dumps`);
-    :class:`UnpicklableMessage` naming its type if it cannot be."""
+    :class:`UnpicklableMessage` naming its type if it cannot be, :class:`FrameTooLarge`
+    if it is too large for a frame (nothing is sent either way)."""
     try:
-        return dumps(message)
+        payload = dumps(message)
     except Exception as error:
         raise UnpicklableMessage(message, error, crossing=True) from error
+    if len(payload) > MAX_MESSAGE:
+        cls = type(message)
+        raise FrameTooLarge(
+            f"to another process ({cls.__module__}.{cls.__qualname__})",
+            len(payload),
+            MAX_MESSAGE,
+            received=False,
+        )
+    return payload
 
 
 class Encoded:
@@ -153,13 +168,24 @@ def payload_of(message: Any) -> bytes:
     return encode_message(message)
 
 
+def _travels(error: BaseException) -> bool:
+    """Whether ``error`` survives the trip (:func:`dumps`, then loading): with cloudpickle
+    for a class defined in ``__main__`` or one that came by value from another process
+    (which then goes back as the same class)."""
+    try:
+        _loads(dumps(error))
+    except Exception:
+        return False
+    return True
+
+
 def portable_error(error: BaseException, where: str) -> BaseException:
     """``error`` as it can travel to another process: itself if it pickles, else a
     :class:`RemoteError` with its type and text. Either way a note gives the traceback
     as it was in ``where`` (a node and a pid), which pickling would lose."""
     lines = traceback.format_exception(type(error), error, error.__traceback__)
     note = f"Traceback in {where}:\n" + "".join(lines).rstrip()
-    if _pickles(error):
+    if _travels(error):
         travelling = error
     else:
         cls = type(error)
@@ -367,16 +393,19 @@ class Node(abc.ABC):
             self.deliver_ask(origin, ask_id, target, ref_of(sender), payload, timeout)
         elif kind == "reply":
             _, ask_id, ok, payload, described = frame
-            pending = self._asks.get(ask_id)
+            pending = self._asks.pop(ask_id, None)
             try:
                 value = _loads(payload)
             except Exception as error:
                 value = _undecodable_answer(ok, described, error, self.where)
                 ok = False
-            if pending is None or not pending.settle(value if ok else None, None if ok else value):
-                late = value
+            if pending is not None and pending.settle(value if ok else None, None if ok else value):
+                return True
+            if ok or not isinstance(value, AskTimeout):
+                # Its caller gave up first. (Not the other process's own timeout of the
+                # same question: the caller's said so already.)
                 self.system._dead_letter(
-                    late, None, self.system._guardian.ref, DeadLetterReason.ASK_EXPIRED
+                    value, None, self.system._guardian.ref, DeadLetterReason.ASK_EXPIRED
                 )
         elif kind == "stop":
             _, target = frame
@@ -521,7 +550,10 @@ class Node(abc.ABC):
                             f"{self.where}: {error!r}"
                         ) from error
                 value = await cell.ask(message, timeout if timeout > 0 else math.inf, sender)
-            answer = dumps(value)
+            try:
+                answer = dumps(value)
+            except Exception as error:
+                raise UnpicklableMessage(value, error, crossing=True) from error
             described = None
         except Exception as error:
             ok = False

@@ -38,8 +38,8 @@ import trio
 from ._actor import Actor
 from ._address import Address
 from ._cell import ActorCell
-from ._cell_state import DEAD, FAIL
-from ._envelope import ASK
+from ._cell_state import DEAD, FAIL, RUNNING
+from ._envelope import ASK, Envelope, Reply
 from ._errors import ActorDead, ActorError, ActorInitializationError, ProcessLost
 from ._messages import DeadLetterReason
 from ._node import Encoded, payload_of
@@ -100,6 +100,26 @@ class HandleAsk:
             handle.reply(value)
         else:
             handle.fail(error if isinstance(error, Exception) else ActorError(repr(error)))
+        return True
+
+
+class SlotAsk:
+    """An ask passed on to the worker straight from its caller: the caller's reply
+    slot is answered when the reply comes back (through the cell, as its own answer)."""
+
+    __slots__ = ("cell", "node", "path", "slot")
+
+    def __init__(self, cell: RemoteChildCell, slot: Reply) -> None:
+        address = cell.ref.address
+        self.cell = cell
+        self.node = address.node
+        self.path = address.path
+        self.slot = slot
+
+    def settle(self, value: Any, error: BaseException | None) -> bool:
+        if self.slot.task is None:
+            return False  # its caller gave up: a late answer
+        self.cell._complete(self.slot, value, error)
         return True
 
 
@@ -176,6 +196,7 @@ class RemoteChildCell(ActorCell):
         # Every delivery copies (pickles) at the call: see _copy_message.
         self._roundtrip = True
         self._slow = True
+        root.adopt(node, self)  # (counted there from now on: AnyWorker("least_loaded"))
 
     # -- delivery: pickled at the call, passed on in order --------------------------------------
 
@@ -186,6 +207,30 @@ class RemoteChildCell(ActorCell):
         self, value: Any, error: BaseException | None
     ) -> tuple[Any, BaseException | None]:
         return value, error  # it came off the wire: already a copy
+
+    def _accept(self, envelope: Envelope, on_full: int) -> None:
+        """Where a delivery ends (after the delivery hooks): passed on to the worker at
+        once, from the sender's task, when nothing is ahead of it (the real instance is
+        up, this cell's mailbox is empty and it handles nothing: so the order is kept);
+        else into the mailbox, to be passed on in turn by the stand-in (or to wait for a
+        restart)."""
+        if (
+            self._remote_state == Remote.UP
+            and not self._mailbox
+            and self._current is None
+            and self._sysq is None
+            and self._state == RUNNING
+            and not self._stop_requested
+        ):
+            message, sender, slot = envelope
+            if slot is None:
+                if self._root.try_tell(self.ref.address, payload_of(message), sender):
+                    return
+            elif slot.kind == ASK:
+                assert isinstance(slot, Reply)
+                if self._root.try_ask(self, payload_of(message), sender, slot):
+                    return
+        super()._accept(envelope, on_full)
 
     def _pass_on(self, message: Any) -> None:
         """The stand-in's handler: send the message in hand to the real instance."""

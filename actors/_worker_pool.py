@@ -42,10 +42,12 @@ from ._handshake import handshake
 from ._link import Link
 from ._node import Node, dumps
 from ._placement import AnyWorker, OnWorker, OwnProcess, Workers
-from ._remote_child import RemoteChildCell
+from ._remote_child import RemoteChildCell, SlotAsk
 
 if TYPE_CHECKING:
     from ._address import Address
+    from ._envelope import Reply
+    from ._ref import ActorRef
     from ._system import ActorSystem
 
 _log: Final = logging.getLogger("actors.workers")
@@ -181,6 +183,40 @@ class RootNode(Node):
         ]
 
     # -- frames -----------------------------------------------------------------------------------
+
+    def try_tell(self, target: Address, payload: bytes, sender: ActorRef | None) -> bool:
+        """Send a tell now if the link to its worker is up (``True``); ``False`` to
+        leave it to the mailbox of its cell (nothing sent)."""
+        slot = self.slots.get(target.node)
+        link = None if slot is None else slot.link
+        if link is None or link.closed or slot is None or slot.state != "up":
+            return False
+        frame = ("tell", target, None if sender is None else sender.address, payload)
+        try:
+            link.send(dumps(frame))
+        except ActorError:
+            return False
+        return True
+
+    def try_ask(
+        self, cell: RemoteChildCell, payload: bytes, sender: ActorRef | None, reply: Reply
+    ) -> bool:
+        """Send an ask now for its caller (``reply``: the caller's slot, answered when the
+        reply comes back), as :meth:`try_tell`."""
+        target = cell.ref.address
+        slot = self.slots.get(target.node)
+        link = None if slot is None else slot.link
+        if link is None or link.closed or slot is None or slot.state != "up":
+            return False
+        ask_id = next(self._ask_ids)
+        sent_by = None if sender is None else sender.address
+        frame = ("ask", ask_id, target, sent_by, payload, reply.timeout)
+        try:
+            link.send(dumps(frame))
+        except ActorError:
+            return False
+        self._asks[ask_id] = SlotAsk(cell, reply)  # type: ignore[assignment]
+        return True
 
     def send_frame(self, node: str, frame: tuple[Any, ...]) -> None:
         slot = self.slots.get(node)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -410,3 +411,31 @@ async def test_a_worker_that_exits_on_its_own_is_lost_and_its_actor_restarted() 
         [failure] = await until(failures)
     assert failure.ref == exiter
     assert isinstance(failure.error, actors.ProcessLost)
+
+
+class Replier(actors.Actor):
+    """Answers ``"lock"`` with something that cannot be pickled."""
+
+    def receive(self, message: Any) -> Any:
+        if message == "lock":
+            return threading.Lock()
+        return len(message) if isinstance(message, bytes) else message
+
+
+async def test_bad_answers_and_oversized_messages_are_clear_errors_at_the_call() -> None:
+    async with actors.open_system("bad-sizes", workers=2) as system:
+        replier = system.spawn(Replier, name="replier", placement=actors.OnWorker("w1"))
+        with pytest.raises(actors.UnpicklableMessage, match=r"_thread\.lock"):
+            await replier.ask("lock")
+        huge = b"x" * (65 * 1024 * 1024)
+        with pytest.raises(actors.FrameTooLarge, match="over the limit"):
+            replier.tell(huge)
+        with pytest.raises(actors.FrameTooLarge, match="over the limit"):
+            await replier.ask(huge)
+        assert await replier.ask(b"fits") == 4  # nothing else was sent; it goes on
+        # Spawned at once, least loaded counts them from the spawn on: they spread.
+        spread = [
+            system.spawn(Echo, placement=actors.AnyWorker("least_loaded")).address.node
+            for _ in range(3)
+        ]
+    assert spread == ["w2", "w1", "w2"]
