@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, final
 import trio
 
 from ._ask_deadlines import check_timeout
-from ._envelope import Reply, roundtrip
+from ._envelope import RemoteReply, Reply, roundtrip
 from ._errors import ActorDead
 from ._lifecycle import Lifecycle
 from ._messages import DeadLetterReason
@@ -156,6 +156,8 @@ class DeadCell:
             task, slot.task, slot.error = slot.task, None, self._dead()
             if slot.parked:
                 trio.lowlevel.reschedule(task)
+            elif isinstance(slot, RemoteReply):
+                slot.answered(slot)
             return
         self._gone(message, sender)
 

@@ -86,6 +86,29 @@ class Reply:
         return _Abort.SUCCEEDED
 
 
+class RemoteReply(Reply):
+    """The slot of an ask that came from another process (see ``_node.py``): nobody
+    parks on it here; when it is answered (``MailboxOps._complete``), ``answered(self)``
+    sends the answer back. ``task`` holds :data:`REMOTE_ASKER` until then."""
+
+    __slots__ = ("answered",)
+
+    def __init__(
+        self,
+        path: str,
+        message: Any,
+        timeout: float,
+        sender: ActorRef | None,
+        answered: Callable[[RemoteReply], None],
+    ) -> None:
+        super().__init__(REMOTE_ASKER, path, message, timeout, sender)  # type: ignore[arg-type]
+        self.answered = answered
+
+
+REMOTE_ASKER: Final = object()
+"""What stands for the task of an ask that came from another process (not answered yet)."""
+
+
 class Note:
     """The slot of a runtime notification (``Terminated``, ``ReceiveTimeout``)."""
 

@@ -19,7 +19,7 @@ import attrs
 import trio
 
 from ._cell_state import DEAD, FAIL, CellState
-from ._envelope import ASK, DETOUR, NOTE, Envelope, Reply, roundtrip
+from ._envelope import ASK, DETOUR, NOTE, Envelope, RemoteReply, Reply, roundtrip
 from ._errors import ActorDead, ActorError, MailboxFull, MailboxOverflow, UnpicklableMessage
 from ._messages import DeadLetterReason
 from ._ref import ActorStats
@@ -240,6 +240,8 @@ class MailboxOps(CellState):
         reply.error = error
         if reply.parked:
             _reschedule(task)
+        elif reply.__class__ is RemoteReply:  # asked from another process: send it back
+            reply.answered(reply)
 
     def _copy_answer(
         self, value: Any, error: BaseException | None

@@ -61,6 +61,9 @@ import cloudpickle
 import trio
 
 from ._address import Address
+from ._cell import ActorCell
+from ._delivery import ASKED
+from ._envelope import RemoteReply
 from ._errors import (
     ActorDead,
     ActorError,
@@ -70,6 +73,7 @@ from ._errors import (
     UnpicklableMessage,
     WrongThread,
 )
+from ._mailbox import POLICY_IF_FULL
 from ._messages import DeadLetterReason
 from ._ref import ActorRef, ActorStats
 from ._wire import MAX_FRAME, FrameTooLarge
@@ -133,18 +137,23 @@ class Encoded:
     the mailbox of the root's cell for an actor on a worker holds, so that the message
     is pickled once, at the call, and passed on as bytes."""
 
-    __slots__ = ("payload", "type_name")
+    __slots__ = ("_type", "payload")
 
-    def __init__(self, payload: bytes, type_name: str) -> None:
+    def __init__(self, payload: bytes, of_type: type | str) -> None:
         self.payload = payload
-        self.type_name = type_name
+        self._type = of_type  # (its name is made only when asked for)
+
+    @property
+    def type_name(self) -> str:
+        """The message's type, ``module.QualName`` (or what the sender called it)."""
+        cls = self._type
+        return cls if isinstance(cls, str) else f"{cls.__module__}.{cls.__qualname__}"
 
     @staticmethod
     def of(message: Any) -> Encoded:
         if message.__class__ is Encoded:
             return message
-        cls = type(message)
-        return Encoded(encode_message(message), f"{cls.__module__}.{cls.__qualname__}")
+        return Encoded(encode_message(message), type(message))
 
     def decode(self) -> Any:
         return _loads(self.payload)
@@ -228,12 +237,22 @@ def _undecodable_answer(
     return ActorError(f"the answer could not be unpickled in {where}: {error!r}")
 
 
+def _ref_at(address: tuple[Any, ...] | None) -> ActorRef | None:
+    return None if address is None else ActorRef._create(Address._make(address))
+
+
 def ref_of(address: Address | None) -> ActorRef | None:
     return None if address is None else ActorRef._create(address)
 
 
-def address_of(ref: ActorRef | None) -> Address | None:
-    return None if ref is None else ref.address
+def address_of(ref: ActorRef | None) -> tuple[Any, ...] | None:
+    """The address of ``ref`` as a frame carries it: a plain tuple (pickled four times
+    faster than the named one), made an :class:`Address` again on arrival."""
+    return None if ref is None else tuple(ref.address)
+
+
+_address: Final = Address._make
+_RESOLVED_KEPT: Final = 10_000
 
 
 # -- asks in flight -------------------------------------------------------------------------
@@ -279,6 +298,7 @@ class Node(abc.ABC):
         self._asks: dict[int, PendingAsk] = {}
         self._ask_ids = itertools.count(1)
         self._routes: dict[Address, RemoteRefCell] = {}
+        self._resolved: dict[Address, Cell] = {}  # (see resolve)
         self._nursery: trio.Nursery | None = None  # for the relays of incoming asks
 
     @property
@@ -322,7 +342,7 @@ class Node(abc.ABC):
     def tell_remote(self, target: Address, payload: bytes, sender: ActorRef | None) -> None:
         """Send a tell; what cannot be sent becomes a dead letter with the reason."""
         try:
-            self.send_frame(target.node, ("tell", target, address_of(sender), payload))
+            self.send_frame(target.node, ("tell", tuple(target), address_of(sender), payload))
         except ProcessLost:
             self._undelivered(payload, sender, target, DeadLetterReason.PROCESS_LOST)
         except ActorError as error:  # the link is full (or the frame too large)
@@ -349,7 +369,7 @@ class Node(abc.ABC):
         try:
             self.send_frame(
                 target.node,
-                ("ask", ask_id, target, address_of(sender), payload, timeout),
+                ("ask", ask_id, tuple(target), address_of(sender), payload, timeout),
             )
         except ProcessLost as error:
             await trio.lowlevel.checkpoint()
@@ -387,10 +407,10 @@ class Node(abc.ABC):
         kind = frame[0]
         if kind == "tell":
             _, target, sender, payload = frame
-            self.deliver_tell(target, ref_of(sender), payload)
+            self.deliver_tell(_address(target), _ref_at(sender), payload)
         elif kind == "ask":
             _, ask_id, target, sender, payload, timeout = frame
-            self.deliver_ask(origin, ask_id, target, ref_of(sender), payload, timeout)
+            self.deliver_ask(origin, ask_id, _address(target), _ref_at(sender), payload, timeout)
         elif kind == "reply":
             _, ask_id, ok, payload, described = frame
             pending = self._asks.pop(ask_id, None)
@@ -464,12 +484,22 @@ class Node(abc.ABC):
 
     def resolve(self, target: Address) -> Cell | None:
         """The cell a frame for ``target`` goes to: local (or the next hop), or ``None``
-        if the address is not of this system."""
+        if the address is not of this system. Live cells are remembered (a stream of
+        messages to one actor resolves its address once)."""
+        known = self._resolved
+        cell = known.get(target)
+        if cell is not None and not cell.is_dead():
+            return cell
         ref = ActorRef._create(target)
         try:
-            return ref._resolve()
+            cell = ref._resolve()
         except ActorDead:
             return None
+        if not cell.is_dead():
+            if len(known) >= _RESOLVED_KEPT:
+                known.clear()
+            known[target] = cell
+        return cell
 
     def deliver_tell(self, target: Address, sender: ActorRef | None, payload: bytes) -> None:
         cell = self.resolve(target)
@@ -516,10 +546,49 @@ class Node(abc.ABC):
         payload: bytes,
         timeout: float,
     ) -> None:
+        cell = self.resolve(target)
+        if isinstance(cell, ActorCell) and not _is_placed(cell):
+            # An actor of this process: the question goes into its mailbox with a reply
+            # slot that sends the answer back when it is given (no task per ask).
+            try:
+                message = _loads(payload)
+            except Exception as error:
+                self._refused(target, sender, payload, error)
+                failure = ActorError(
+                    f"the question for {target.path} could not be unpickled in "
+                    f"{self.where}: {error!r}"
+                )
+                self._send_answer(origin, ask_id, None, failure)
+                return
+
+            def answered(reply: RemoteReply) -> None:
+                self._send_answer(origin, ask_id, reply.value, reply.error)
+
+            reply = RemoteReply(target.path, message, timeout, sender, answered)
+            cell._enter(ASKED, message, sender, reply, POLICY_IF_FULL, copy=False)
+            return
         nursery = self._nursery
         if nursery is None:
             return
         nursery.start_soon(self._relay_ask, origin, ask_id, target, sender, payload, timeout)
+
+    def _send_answer(
+        self, origin: str, ask_id: int, value: Any, error: BaseException | None
+    ) -> None:
+        """Send the answer to an ask of the process ``origin`` (see :meth:`_relay_ask`)."""
+        described = None
+        if error is None:
+            try:
+                answer = dumps(value)
+            except Exception as exc:
+                error = UnpicklableMessage(value, exc, crossing=True)
+                error.__cause__ = exc
+        if error is not None:
+            answer = encode_error(error, self.where)
+            cls = type(error)
+            described = (f"{cls.__module__}.{cls.__qualname__}", str(error))
+        with contextlib.suppress(ActorError):  # (else its process is gone: nobody waits)
+            self.send_frame(origin, ("reply", ask_id, error is None, answer, described))
 
     async def _relay_ask(
         self,
@@ -728,3 +797,5 @@ def settle_reply(
     slot.error = error
     if slot.parked:
         trio.lowlevel.reschedule(task)
+    elif isinstance(slot, RemoteReply):
+        slot.answered(slot)

@@ -263,8 +263,8 @@ class RemoteChildCell(ActorCell):
                     (
                         "ask",
                         ask_id,
-                        target,
-                        None if sender is None else sender.address,
+                        tuple(target),
+                        None if sender is None else tuple(sender.address),
                         payload,
                         timeout,
                     ),

@@ -191,7 +191,7 @@ class RootNode(Node):
         link = None if slot is None else slot.link
         if link is None or link.closed or slot is None or slot.state != "up":
             return False
-        frame = ("tell", target, None if sender is None else sender.address, payload)
+        frame = ("tell", tuple(target), None if sender is None else tuple(sender.address), payload)
         try:
             link.send(dumps(frame))
         except ActorError:
@@ -209,8 +209,8 @@ class RootNode(Node):
         if link is None or link.closed or slot is None or slot.state != "up":
             return False
         ask_id = next(self._ask_ids)
-        sent_by = None if sender is None else sender.address
-        frame = ("ask", ask_id, target, sent_by, payload, reply.timeout)
+        sent_by = None if sender is None else tuple(sender.address)
+        frame = ("ask", ask_id, tuple(target), sent_by, payload, reply.timeout)
         try:
             link.send(dumps(frame))
         except ActorError:
