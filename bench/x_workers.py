@@ -298,23 +298,25 @@ def x1(sizes: Sizes) -> tuple[list[Row], dict[str, Any]]:
         functools.partial(raw_tell, tells, pickle.dumps),
     )
     actor, raw, stdlib = (tells / s for s in (actor_s, raw_s, stdlib_s))
-    ratio = actor / raw
+    # The target's baseline pickles as the runtime does: with the stdlib pickle (the
+    # runtime falls back to cloudpickle only for what pickle cannot carry).
+    ratio = actor / stdlib
     rows: list[Row] = [
         {
             "workload": f"X1 tell to an actor on a worker, {tells:,} msgs "
-            "(vs raw socketpair, coalesced writes, cloudpickle)",
+            "(vs raw socketpair, coalesced writes, stdlib pickle)",
             "actors": fmt_rate(actor, "msgs/s"),
-            "baseline": fmt_rate(raw, "msgs/s"),
+            "baseline": fmt_rate(stdlib, "msgs/s"),
             "ratio": fmt_ratio(ratio),
             "target": f">= {fmt_rate(TARGET_X1_RATE, 'msgs/s')}, >= {TARGET_X1_RATIO}x",
             "met": f"rate {yes_no(actor >= TARGET_X1_RATE)}, "
             f"ratio {yes_no(ratio >= TARGET_X1_RATIO)}",
         },
         {
-            "workload": "X1 (vs the same raw socketpair, pickled with the stdlib pickle)",
+            "workload": "X1 (vs the same raw socketpair, pickled with cloudpickle)",
             "actors": fmt_rate(actor, "msgs/s"),
-            "baseline": fmt_rate(stdlib, "msgs/s"),
-            "ratio": fmt_ratio(actor / stdlib),
+            "baseline": fmt_rate(raw, "msgs/s"),
+            "ratio": fmt_ratio(actor / raw),
             "target": "(reference only)",
             "met": "-",
         },
