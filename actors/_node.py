@@ -599,13 +599,14 @@ class Node(abc.ABC):
         payload: bytes,
         timeout: float,
     ) -> None:
-        ok = True
+        value: Any = None
+        failure: BaseException | None = None
         try:
             cell = self.resolve(target)
             if cell is None:
                 raise ActorDead(target.path, "is not running (no such actor)")
             if target.node != self.system.node and not _is_full_cell(cell):
-                value: Any = await self.ask_remote(target, payload, timeout, sender)
+                value = await self.ask_remote(target, payload, timeout, sender)
             else:
                 if _is_placed(cell):
                     message: Any = Encoded(payload, "message")  # passed on as it came
@@ -619,18 +620,9 @@ class Node(abc.ABC):
                             f"{self.where}: {error!r}"
                         ) from error
                 value = await cell.ask(message, timeout if timeout > 0 else math.inf, sender)
-            try:
-                answer = dumps(value)
-            except Exception as error:
-                raise UnpicklableMessage(value, error, crossing=True) from error
-            described = None
         except Exception as error:
-            ok = False
-            answer = encode_error(error, self.where)
-            cls = type(error)
-            described = (f"{cls.__module__}.{cls.__qualname__}", str(error))
-        with contextlib.suppress(ActorError):  # (else its process is gone: nobody waits)
-            self.send_frame(origin, ("reply", ask_id, ok, answer, described))
+            failure = error
+        self._send_answer(origin, ask_id, value, failure)
 
 
 def _is_placed(cell: Cell) -> bool:

@@ -170,6 +170,7 @@ class RemoteChildCell(ActorCell):
         *,
         root: RootNode,
         node: str,
+        pickled_factory: bytes,
     ) -> None:
         super().__init__(
             system, parent, name, path, uid, _PLACED, mailbox, throughput, stash_capacity
@@ -187,7 +188,7 @@ class RemoteChildCell(ActorCell):
         self._spawn_frame = (
             "spawn",
             self.ref.address,
-            payload_of(factory),
+            pickled_factory,
             mailbox,
             throughput,
             stash_capacity,

@@ -20,6 +20,7 @@ from ._cell import ActorCell
 from ._cell_state import DEAD
 from ._errors import ActorNameTaken, InvalidActorName, SystemClosed, UnpicklableMessage
 from ._mailbox import Mailbox
+from ._node import encode_message
 from ._placement import Placement, check_placement
 from ._remote_child import RemoteChildCell
 from ._spawn_checks import check_factory
@@ -129,48 +130,29 @@ def spawn_child(
         )
     if args or kwargs:
         factory = functools.partial(factory, *args, **kwargs)
-    uid = system._uids.getrandbits(63)
+    # (the arguments of every cell class)
+    made = (system, parent, name, path, system._uids.getrandbits(63), factory, mailbox)
+    limits = (throughput, stash_capacity, supervisor_strategy)
     if placement is not None:
         root = system._router
         assert isinstance(root, RootNode)
-        node = root.choose(placement)
         try:
-            child: ActorCell = RemoteChildCell(
-                system,
-                parent,
-                name,
-                path,
-                uid,
-                factory,
-                mailbox,
-                throughput,
-                stash_capacity,
-                supervisor_strategy,
-                root=root,
-                node=node,
-            )
+            pickled = encode_message(factory)  # (before a process is chosen or started)
         except UnpicklableMessage as error:
             raise TypeError(
-                f"cannot start {path} on worker {node}: its factory {factory!r} (with its "
-                f"arguments) cannot be pickled: {error.__cause__!r}. Define the actor class "
-                "at module level and pass picklable arguments"
+                f"cannot start {path} in another process: its factory {factory!r} (with "
+                f"its arguments) cannot be pickled: {error.__cause__!r}. Define the actor "
+                "class at module level and pass picklable arguments"
             ) from error.__cause__
+        node = root.choose(placement)
+        child: ActorCell = RemoteChildCell(
+            *made, *limits, root=root, node=node, pickled_factory=pickled
+        )
     else:
         # The cell class hook: an actor class may name the cell class that runs it
         # (routers).
         cell_class: type[ActorCell] = class_default(factory, "_cell_class", ActorCell)
-        child = cell_class(
-            system,
-            parent,
-            name,
-            path,
-            uid,
-            factory,
-            mailbox,
-            throughput,
-            stash_capacity,
-            supervisor_strategy,
-        )
+        child = cell_class(*made, *limits)
     system._nursery.start_soon(child._run, name=path)
     children[name] = child  # registered once its task exists
     engine = parent._engine

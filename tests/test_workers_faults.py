@@ -277,7 +277,7 @@ async def test_unpicklable_messages_factories_and_bad_placements_are_refused() -
             with pytest.raises(TypeError) as spawned:
                 system.spawn(Peer, threading.Lock(), name="q", placement=actors.OnWorker("w1"))
             text = str(spawned.value)
-            assert text.startswith("cannot start /user/q on worker w1: its factory ")
+            assert text.startswith("cannot start /user/q in another process: its factory ")
             assert "cannot be pickled: TypeError(\"cannot pickle '_thread.lock' object\")" in text
             assert info_of(system, "w1").actors == 1
             q = system.spawn(Peer, name="q", placement=actors.OnWorker("w1"))
