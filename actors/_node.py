@@ -18,7 +18,8 @@ Frames
     be unpickled there becomes a dead letter (``undecodable``) naming why. Nothing is
     unpickled before the link has authenticated its peer (``_handshake.py``).
 
-    ``("tell", target, sender, payload)``,
+    a tell (the frame of :meth:`Node.tell_frame`: its addresses pickled once per pair,
+    then the message), ``("tell", target, sender, payload)`` (the same, pickled),
     ``("ask", ask_id, target, sender, payload, timeout)``,
     ``("reply", ask_id, ok, payload, described)`` (``described``: the type and text of
     an error, for when its class cannot be unpickled here), ``("stop", target)``,
@@ -252,6 +253,8 @@ def address_of(ref: ActorRef | None) -> tuple[Any, ...] | None:
 
 
 _address: Final = Address._make
+TELL: Final = b"T"
+"""The first byte of a tell frame (a pickled frame starts with ``0x80``)."""
 _RESOLVED_KEPT: Final = 10_000
 
 
@@ -299,6 +302,9 @@ class Node(abc.ABC):
         self._ask_ids = itertools.count(1)
         self._routes: dict[Address, RemoteRefCell] = {}
         self._resolved: dict[Address, Cell] = {}  # (see resolve)
+        # The heads of tell frames, made and read (see tell_frame).
+        self._heads_out: dict[tuple[Address, Address | None], bytes] = {}
+        self._heads_in: dict[bytes, tuple[Address, ActorRef | None]] = {}
         self._nursery: trio.Nursery | None = None  # for the relays of incoming asks
 
     @property
@@ -333,16 +339,55 @@ class Node(abc.ABC):
         return False
 
     @abc.abstractmethod
-    def send_frame(self, node: str, frame: tuple[Any, ...]) -> None:
-        """Queue ``frame`` on the link that leads to ``node``. Raises
+    def send_bytes(self, node: str, data: bytes) -> None:
+        """Queue the frame ``data`` on the link that leads to ``node``. Raises
         :class:`ProcessLost` if there is none now, ``LinkFull`` if it is full."""
+
+    def send_frame(self, node: str, frame: tuple[Any, ...]) -> None:
+        """Queue ``frame`` (pickled) on the link that leads to ``node`` (errors as
+        :meth:`send_bytes`)."""
+        self.send_bytes(node, dumps(frame))
+
+    # -- tells in binary frames ---------------------------------------------------------------
+
+    def tell_frame(self, target: Address, sender: ActorRef | None, payload: bytes) -> bytes:
+        """The frame of a tell: ``T``, the length of its head (2 bytes), the head (the
+        target's and the sender's addresses, pickled once per pair and remembered), and
+        the message's own pickle. Nothing but the message is pickled per tell."""
+        key = (target, None if sender is None else sender.address)
+        head = self._heads_out.get(key)
+        if head is None:
+            addresses = (tuple(target), None if sender is None else tuple(sender.address))
+            pickled = dumps(addresses)
+            if len(pickled) > 0xFFFF:  # (paths of absurd depth: a pickled frame)
+                return dumps(("tell", *addresses, payload))
+            head = TELL + len(pickled).to_bytes(2, "big") + pickled
+            heads = self._heads_out
+            if len(heads) >= _RESOLVED_KEPT:
+                heads.clear()
+            heads[key] = head
+        return head + payload
+
+    def on_tell_frame(self, frame: bytes) -> None:
+        """A frame made by :meth:`tell_frame`, received."""
+        size = int.from_bytes(frame[1:3], "big")
+        head = frame[3 : 3 + size]
+        known = self._heads_in.get(head)
+        if known is None:
+            target, sender = _loads(head)
+            known = (_address(target), _ref_at(sender))
+            heads = self._heads_in
+            if len(heads) >= _RESOLVED_KEPT:
+                heads.clear()
+            heads[head] = known
+        self.deliver_tell(known[0], known[1], frame[3 + size :])
 
     # -- sending ----------------------------------------------------------------------------
 
     def tell_remote(self, target: Address, payload: bytes, sender: ActorRef | None) -> None:
         """Send a tell; what cannot be sent becomes a dead letter with the reason."""
         try:
-            self.send_frame(target.node, ("tell", tuple(target), address_of(sender), payload))
+            self.send_bytes(target.node, self.tell_frame(target, sender, payload))
         except ProcessLost:
             self._undelivered(payload, sender, target, DeadLetterReason.PROCESS_LOST)
         except ActorError as error:  # the link is full (or the frame too large)
@@ -517,6 +562,13 @@ class Node(abc.ABC):
             message = _loads(payload)
         except Exception as error:
             self._refused(target, sender, payload, error)
+            return
+        self._accept_here(cell, message, sender)
+
+    def _accept_here(self, cell: Cell, message: Any, sender: ActorRef | None) -> None:
+        if cell.__class__ is ActorCell and not cell._slow:
+            # (what offer does in the system's thread, with no hook and no copy to make)
+            cell._accept((message, sender, None), POLICY_IF_FULL)
             return
         cell.offer(message, sender, False, "tell")
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import functools
+import threading
 from typing import TYPE_CHECKING, Any, Final
 
 import trio
@@ -42,7 +43,7 @@ from ._cell_state import DEAD, FAIL, RUNNING
 from ._envelope import ASK, Envelope, Reply
 from ._errors import ActorDead, ActorError, ActorInitializationError, ProcessLost
 from ._messages import DeadLetterReason
-from ._node import Encoded, payload_of
+from ._node import Encoded, encode_message, payload_of
 from ._ref import ActorRef
 from ._reply_later import take_reply_handle
 
@@ -146,6 +147,8 @@ class Placed(Actor):
 
 _PLACED: Final = Placed
 
+_get_ident: Final = threading.get_ident
+
 START_ATTEMPTS: Final = 3
 """How many processes a start is tried on when the process is lost during it."""
 
@@ -153,7 +156,7 @@ START_ATTEMPTS: Final = 3
 class RemoteChildCell(ActorCell):
     """See the module documentation."""
 
-    __slots__ = ("_answer", "_placed_class", "_remote_state", "_root", "_spawn_frame")
+    __slots__ = ("_answer", "_placed_class", "_remote_state", "_root", "_spawn_frame", "_target")
 
     def __init__(
         self,
@@ -176,6 +179,7 @@ class RemoteChildCell(ActorCell):
             system, parent, name, path, uid, _PLACED, mailbox, throughput, stash_capacity
         )
         self.ref = ActorRef._create(Address(system.name, path, uid, node), self)
+        self._target = self.ref.address
         self._root = root
         made: object = factory
         while isinstance(made, functools.partial):
@@ -209,23 +213,40 @@ class RemoteChildCell(ActorCell):
     ) -> tuple[Any, BaseException | None]:
         return value, error  # it came off the wire: already a copy
 
-    def _accept(self, envelope: Envelope, on_full: int) -> None:
-        """Where a delivery ends (after the delivery hooks): passed on to the worker at
-        once, from the sender's task, when nothing is ahead of it (the real instance is
-        up, this cell's mailbox is empty and it handles nothing: so the order is kept);
-        else into the mailbox, to be passed on in turn by the stand-in (or to wait for a
-        restart)."""
-        if (
+    def _nothing_ahead(self) -> bool:
+        """Whether a message may go to the worker at once, from the sender's task: the
+        real instance is up, and this cell's mailbox is empty and it handles nothing (so
+        the order of messages is kept)."""
+        return (
             self._remote_state == Remote.UP
             and not self._mailbox
             and self._current is None
             and self._sysq is None
             and self._state == RUNNING
             and not self._stop_requested
+        )
+
+    def tell(self, message: Any, sender: ActorRef | None) -> None:
+        """``ActorRef.tell``. The fast path, with no delivery hook installed and nothing
+        ahead of it: pickled and sent at once. Else through the delivery seam, as any
+        tell (and :meth:`_accept` below)."""
+        if (
+            not self.system._delivery_hooks
+            and self._thread == _get_ident()
+            and self._nothing_ahead()
+            and self._root.try_tell(self._target, encode_message(message), sender)
         ):
+            return
+        super().tell(message, sender)
+
+    def _accept(self, envelope: Envelope, on_full: int) -> None:
+        """Where a delivery ends (after the delivery hooks): passed on to the worker at
+        once when nothing is ahead of it (:meth:`_nothing_ahead`); else into the
+        mailbox, to be passed on in turn by the stand-in (or to wait for a restart)."""
+        if self._nothing_ahead():
             message, sender, slot = envelope
             if slot is None:
-                if self._root.try_tell(self.ref.address, payload_of(message), sender):
+                if self._root.try_tell(self._target, payload_of(message), sender):
                     return
             elif slot.kind == ASK:
                 assert isinstance(slot, Reply)

@@ -25,7 +25,7 @@ from ._cell import ActorCell
 from ._cell_state import DEAD
 from ._errors import ActorError, ProcessLost
 from ._messages import DeadLetterReason
-from ._node import Node, dumps, encode_error, encode_message
+from ._node import TELL, Node, encode_error, encode_message
 from ._ref import ActorRef
 from ._supervising import Order, give_order
 
@@ -51,11 +51,11 @@ class WorkerNode(Node):
 
     # -- routing --------------------------------------------------------------------------------
 
-    def send_frame(self, node: str, frame: tuple[Any, ...]) -> None:
+    def send_bytes(self, node: str, data: bytes) -> None:
         link = self.link
         if link.closed:
             raise ProcessLost("local", None, "the link to the root process has closed")
-        link.send(dumps(frame))
+        link.send(data)
 
     def report_dead_letter(
         self,
@@ -109,6 +109,9 @@ class WorkerNode(Node):
     # -- frames from the root ---------------------------------------------------------------------
 
     def dispatch(self, payload: bytes) -> None:
+        if payload[:1] == TELL:
+            self.on_tell_frame(payload)
+            return
         try:
             frame = pickle.loads(payload)
         except Exception as error:

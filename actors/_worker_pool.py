@@ -32,7 +32,7 @@ import pickle
 import secrets
 import socket
 import sys
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 import attrs
 import trio
@@ -40,7 +40,7 @@ import trio
 from ._errors import ActorError, ProcessLost, WorkerError
 from ._handshake import handshake
 from ._link import Link
-from ._node import Node, dumps
+from ._node import TELL, Node, dumps
 from ._placement import AnyWorker, OnWorker, OwnProcess, Workers
 from ._remote_child import RemoteChildCell, SlotAsk
 
@@ -191,9 +191,8 @@ class RootNode(Node):
         link = None if slot is None else slot.link
         if link is None or link.closed or slot is None or slot.state != "up":
             return False
-        frame = ("tell", tuple(target), None if sender is None else tuple(sender.address), payload)
         try:
-            link.send(dumps(frame))
+            link.send(self.tell_frame(target, sender, payload))
         except ActorError:
             return False
         return True
@@ -218,16 +217,19 @@ class RootNode(Node):
         self._asks[ask_id] = SlotAsk(cell, reply)  # type: ignore[assignment]
         return True
 
-    def send_frame(self, node: str, frame: tuple[Any, ...]) -> None:
+    def send_bytes(self, node: str, data: bytes) -> None:
         slot = self.slots.get(node)
         if slot is None:
             raise ProcessLost(node, None, "this system has no worker of that name")
         link = slot.link
         if link is None or link.closed or slot.state != "up":
             raise ProcessLost(node, slot.pid, f"it is {slot.state}")
-        link.send(dumps(frame))
+        link.send(data)
 
     def _on_frame(self, slot: WorkerSlot, payload: bytes) -> None:
+        if payload[:1] == TELL:
+            self.on_tell_frame(payload)
+            return
         try:
             frame = pickle.loads(payload)
         except Exception as error:

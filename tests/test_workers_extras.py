@@ -11,7 +11,9 @@ from __future__ import annotations
 import functools
 import math
 import os
+import sys
 import threading
+import types
 from pathlib import Path
 from typing import Any
 
@@ -439,3 +441,33 @@ async def test_bad_answers_and_oversized_messages_are_clear_errors_at_the_call()
             for _ in range(3)
         ]
     assert spread == ["w2", "w1", "w2"]
+
+
+async def test_a_message_a_worker_cannot_unpickle_is_an_undecodable_dead_letter() -> None:
+    # A class that pickles by reference here, from a module only this process has.
+    module = types.ModuleType("root_only_messages")
+    exec("class OnlyHere:\n    pass\n", module.__dict__)
+    sys.modules[module.__name__] = module
+    try:
+        async with actors.open_system("undecodable", workers=1) as system:
+            sink = system.spawn(Collector, name="sink")
+            system.events.subscribe(sink, actors.DeadLetter)
+            echo = system.spawn(Echo, name="echo", placement=actors.OnWorker("w1"))
+            assert await echo.ask("sync") == "sync"
+            echo.tell(module.OnlyHere())
+
+            async def undecodable() -> list[actors.DeadLetter]:
+                got = await sink.ask("get")
+                return [
+                    d
+                    for d in got
+                    if isinstance(d, actors.DeadLetter)
+                    and d.reason is actors.DeadLetterReason.UNDECODABLE
+                ]
+
+            [letter] = await until(undecodable)
+            assert await echo.ask("still here") == "still here"  # nothing else was lost
+    finally:
+        del sys.modules[module.__name__]
+    assert letter.recipient == echo
+    assert "No module named 'root_only_messages'" in str(letter.message)
