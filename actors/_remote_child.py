@@ -261,15 +261,15 @@ class RemoteChildCell(ActorCell):
         _, sender, slot = envelope
         target = self.ref.address
         root = self._root
+        asked = isinstance(slot, Reply)
         try:
             payload = payload_of(message)
-        except ActorError as error:  # (a runtime delivery that was not copied)
-            if slot is not None and slot.kind == ASK:
+        except ActorError:  # (a runtime delivery that was not copied)
+            if asked:
                 raise
             self.system._dead_letter(message, sender, self.ref, DeadLetterReason.UNPICKLABLE)
-            del error
             return
-        if slot is not None and slot.kind == ASK:
+        if isinstance(slot, Reply):
             handle = take_reply_handle(self, envelope)
             # The question waits in the real instance's mailbox now, where a restart
             # keeps it: a restart of this cell must not fail it (as it would fail the
@@ -277,7 +277,7 @@ class RemoteChildCell(ActorCell):
             if self._reply_handles is not None:
                 self._reply_handles.pop(handle, None)
             ask_id = next(root._ask_ids)
-            timeout = getattr(slot, "timeout", 0.0)
+            timeout = slot.timeout
             root._asks[ask_id] = HandleAsk(target.node, target.path, handle)  # type: ignore[assignment]
             try:
                 root.send_frame(

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import statistics
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypedDict
@@ -138,3 +139,17 @@ def main(run: Callable[[], Result]) -> None:
         print(json.dumps(result))
     else:
         print(format_table(result["rows"]))
+
+
+class Run:
+    """Round trips per second and latency percentiles of one run of sequential round
+    trips (W2, X2), from the run's total and each trip's time, in nanoseconds."""
+
+    def __init__(self, total_ns: int, latencies_ns: list[int]) -> None:
+        self.rate = len(latencies_ns) / (total_ns / 1e9)
+        cuts = statistics.quantiles(latencies_ns, n=100, method="inclusive")
+        self.p50_us = cuts[49] / 1e3
+        self.p99_us = cuts[98] / 1e3
+
+    def latency(self, digits: int = 1) -> str:
+        return f"p50 {self.p50_us:.{digits}f} us, p99 {self.p99_us:.{digits}f} us"

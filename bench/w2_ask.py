@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import gc
 import math
-import statistics
 import time
 from operator import attrgetter
 
 import trio
 import trio.testing
-from _common import REPEATS, Result, fmt_rate, fmt_ratio, main, yes_no
+from _common import REPEATS, Result, Run, fmt_rate, fmt_ratio, main, yes_no
 
 import actors
 
@@ -28,19 +27,6 @@ TARGET_P99_OVER_P50 = 3.0
 class Echo(actors.Actor):
     def receive(self, message: int) -> int:
         return message
-
-
-class Run:
-    """Asks/s and latency percentiles of one run of ``ASKS`` sequential round trips."""
-
-    def __init__(self, total_ns: int, latencies_ns: list[int]) -> None:
-        self.rate = len(latencies_ns) / (total_ns / 1e9)
-        cuts = statistics.quantiles(latencies_ns, n=100, method="inclusive")
-        self.p50_us = cuts[49] / 1e3
-        self.p99_us = cuts[98] / 1e3
-
-    def latency(self) -> str:
-        return f"p50 {self.p50_us:.1f} us, p99 {self.p99_us:.1f} us"
 
 
 async def actors_ask() -> Run:

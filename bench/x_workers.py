@@ -43,7 +43,6 @@ import os
 import pickle
 import signal
 import socket
-import statistics
 import struct
 import sys
 import time
@@ -53,7 +52,17 @@ from typing import Any, Final
 import cloudpickle
 import trio
 import trio.testing
-from _common import REPEATS, Result, Row, best_seconds, fmt_rate, fmt_ratio, main, yes_no
+from _common import (
+    REPEATS,
+    Result,
+    Row,
+    Run,
+    best_seconds,
+    fmt_rate,
+    fmt_ratio,
+    main,
+    yes_no,
+)
 
 import actors
 
@@ -333,19 +342,6 @@ def x1(sizes: Sizes) -> tuple[list[Row], dict[str, Any]]:
 # -- X2 ask ----------------------------------------------------------------------------------
 
 
-class Run:
-    """Asks/s and latency percentiles of one run of sequential round trips."""
-
-    def __init__(self, total_ns: int, latencies_ns: list[int]) -> None:
-        self.rate = len(latencies_ns) / (total_ns / 1e9)
-        cuts = statistics.quantiles(latencies_ns, n=100, method="inclusive")
-        self.p50_us = cuts[49] / 1e3
-        self.p99_us = cuts[98] / 1e3
-
-    def latency(self) -> str:
-        return f"p50 {self.p50_us:.0f} us, p99 {self.p99_us:.0f} us"
-
-
 async def actors_ask(asks: int) -> Run:
     latencies = [0] * asks
     clock = time.perf_counter_ns
@@ -404,8 +400,8 @@ def x2(sizes: Sizes) -> tuple[list[Row], dict[str, Any]]:
         },
         {
             "workload": "X2 ask latency",
-            "actors": actor.latency(),
-            "baseline": raw.latency(),
+            "actors": actor.latency(digits=0),
+            "baseline": raw.latency(digits=0),
             "ratio": f"p50 {actor.p50_us / raw.p50_us:.2f}x",
             "target": "(reference only)",
             "met": "-",
