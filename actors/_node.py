@@ -312,6 +312,42 @@ class Node(abc.ABC):
         """This process, for messages: ``node w1 (pid 123)``."""
         return f"node {self.system.node} (pid {os.getpid()})"
 
+    # -- what crosses: pickle here; a cluster node uses its codec (actors/cluster) ------------
+
+    def encode(self, message: Any) -> bytes:
+        """``message`` as it crosses (at the call: :class:`UnpicklableMessage` or the
+        codec's own ``TypeError`` if it cannot, :class:`FrameTooLarge` if too large)."""
+        return payload_of(message)
+
+    def decode(self, payload: bytes) -> Any:
+        """A message (or an answer's value) that crossed; raises if it cannot be read."""
+        return _loads(payload)
+
+    def pack(self, frame: tuple[Any, ...]) -> bytes:
+        """One of the frames of the module documentation, as it crosses."""
+        return dumps(frame)
+
+    def unpack(self, data: bytes) -> Any:
+        """A frame that crossed (raises if it cannot be read)."""
+        return _loads(data)
+
+    def encode_error(self, error: BaseException) -> bytes:
+        """An error that crosses as an answer or a reason (see :func:`portable_error`)."""
+        return encode_error(error, self.where)
+
+    def decode_error(self, payload: bytes) -> BaseException:
+        """An error made by :meth:`encode_error` (raises if it cannot be read)."""
+        error = _loads(payload)
+        return error if isinstance(error, BaseException) else ActorError(repr(error))
+
+    def error_of(self, payload: bytes, target: Address) -> BaseException:
+        """The reason ``target`` stopped, from :meth:`encode_error`: never raises."""
+        return _error_of(payload, target)
+
+    async def leave(self) -> None:
+        """Called once the system's actors are down, shielded, with a deadline: what
+        this node must do before it ends (a cluster's node leaves the cluster)."""
+
     # -- routing ----------------------------------------------------------------------------
 
     def cell_for(self, address: Address) -> Cell:
@@ -346,7 +382,7 @@ class Node(abc.ABC):
     def send_frame(self, node: str, frame: tuple[Any, ...]) -> None:
         """Queue ``frame`` (pickled) on the link that leads to ``node`` (errors as
         :meth:`send_bytes`)."""
-        self.send_bytes(node, dumps(frame))
+        self.send_bytes(node, self.pack(frame))
 
     # -- tells in binary frames ---------------------------------------------------------------
 
@@ -358,9 +394,9 @@ class Node(abc.ABC):
         head = self._heads_out.get(key)
         if head is None:
             addresses = (tuple(target), None if sender is None else tuple(sender.address))
-            pickled = dumps(addresses)
+            pickled = self.pack(addresses)
             if len(pickled) > 0xFFFF:  # (paths of absurd depth: a pickled frame)
-                return dumps(("tell", *addresses, payload))
+                return self.pack(("tell", *addresses, payload))
             head = TELL + len(pickled).to_bytes(2, "big") + pickled
             heads = self._heads_out
             if len(heads) >= _RESOLVED_KEPT:
@@ -374,7 +410,7 @@ class Node(abc.ABC):
         head = frame[3 : 3 + size]
         known = self._heads_in.get(head)
         if known is None:
-            target, sender = _loads(head)
+            target, sender = self.unpack(head)
             known = (_address(target), _ref_at(sender))
             heads = self._heads_in
             if len(heads) >= _RESOLVED_KEPT:
@@ -399,7 +435,7 @@ class Node(abc.ABC):
         self, payload: bytes, sender: ActorRef | None, target: Address, reason: DeadLetterReason
     ) -> None:
         try:
-            message = _loads(payload)
+            message = self.decode(payload)
         except Exception:
             message = f"<undecodable message of {len(payload)} bytes>"
         self.system._dead_letter(message, sender, ActorRef._create(target), reason)
@@ -426,7 +462,7 @@ class Node(abc.ABC):
         finally:
             self._asks.pop(ask_id, None)
         if waiting.cancelled_caught:
-            raise AskTimeout(target.path, timeout, _loads(payload))
+            raise AskTimeout(target.path, timeout, self.decode(payload))
         if pending.error is not None:
             raise pending.error
         return pending.value
@@ -460,7 +496,7 @@ class Node(abc.ABC):
             _, ask_id, ok, payload, described = frame
             pending = self._asks.pop(ask_id, None)
             try:
-                value = _loads(payload)
+                value = self.decode(payload) if ok else self.decode_error(payload)
             except Exception as error:
                 value = _undecodable_answer(ok, described, error, self.where)
                 ok = False
@@ -473,28 +509,31 @@ class Node(abc.ABC):
                     value, None, self.system._guardian.ref, DeadLetterReason.ASK_EXPIRED
                 )
         elif kind == "stop":
-            _, target = frame
-            cell = self.resolve(target)
+            cell = self.resolve(_address(frame[1]))
             if cell is not None:
                 cell.request_stop()
         elif kind == "dead-letter":
             _, recipient, sender, payload, reason = frame
             try:
-                message = _loads(payload)
+                message = self.decode(payload)
             except Exception as error:
                 message = f"<undecodable message of {len(payload)} bytes: {error!r}>"
             self.system._dead_letter(
-                message, ref_of(sender), ActorRef._create(recipient), DeadLetterReason(reason)
+                message,
+                _ref_at(sender),
+                ActorRef._create(_address(recipient)),
+                DeadLetterReason(reason),
             )
         elif kind == "watch":
-            self._watch_for(origin, frame[1])
+            self._watch_for(origin, _address(frame[1]))
         elif kind == "unwatch":
-            cell = self.resolve(frame[1])
+            cell = self.resolve(_address(frame[1]))
             if cell is not None:
                 cell.unwatched_by(RemoteWatcher(self, origin))
         elif kind == "watch-ended":
             _, target, reason_payload, confirmed = frame
-            reason = None if reason_payload is None else _error_of(reason_payload, target)
+            target = _address(target)
+            reason = None if reason_payload is None else self.error_of(reason_payload, target)
             self.watch_ended(target, reason, confirmed)
         else:
             return False
@@ -559,7 +598,7 @@ class Node(abc.ABC):
             cell.offer(Encoded(payload, "message"), sender, False, "tell")
             return
         try:
-            message = _loads(payload)
+            message = self.decode(payload)
         except Exception as error:
             self._refused(target, sender, payload, error)
             return
@@ -576,7 +615,7 @@ class Node(abc.ABC):
         self, target: Address, sender: ActorRef | None, payload: bytes, error: BaseException
     ) -> None:
         _log.warning(
-            "%s: a message of %d bytes for %s could not be unpickled: %r",
+            "%s: a message of %d bytes for %s could not be decoded: %r",
             self.where,
             len(payload),
             target.path,
@@ -603,11 +642,11 @@ class Node(abc.ABC):
             # An actor of this process: the question goes into its mailbox with a reply
             # slot that sends the answer back when it is given (no task per ask).
             try:
-                message = _loads(payload)
+                message = self.decode(payload)
             except Exception as error:
                 self._refused(target, sender, payload, error)
                 failure = ActorError(
-                    f"the question for {target.path} could not be unpickled in "
+                    f"the question for {target.path} could not be decoded in "
                     f"{self.where}: {error!r}"
                 )
                 self._send_answer(origin, ask_id, None, failure)
@@ -631,12 +670,11 @@ class Node(abc.ABC):
         described = None
         if error is None:
             try:
-                answer = dumps(value)
-            except Exception as exc:
-                error = UnpicklableMessage(value, exc, crossing=True)
-                error.__cause__ = exc
+                answer = self.encode(value)
+            except ActorError as exc:  # (it cannot cross, or it is too large)
+                error = exc
         if error is not None:
-            answer = encode_error(error, self.where)
+            answer = self.encode_error(error)
             cls = type(error)
             described = (f"{cls.__module__}.{cls.__qualname__}", str(error))
         with contextlib.suppress(ActorError):  # (else its process is gone: nobody waits)
@@ -664,11 +702,11 @@ class Node(abc.ABC):
                     message: Any = Encoded(payload, "message")  # passed on as it came
                 else:
                     try:
-                        message = _loads(payload)
+                        message = self.decode(payload)
                     except Exception as error:
                         self._refused(target, sender, payload, error)
                         raise ActorError(
-                            f"the question for {target.path} could not be unpickled in "
+                            f"the question for {target.path} could not be decoded in "
                             f"{self.where}: {error!r}"
                         ) from error
                 value = await cell.ask(message, timeout if timeout > 0 else math.inf, sender)
@@ -717,10 +755,10 @@ class RemoteRefCell:
 
     def tell(self, message: Any, sender: ActorRef | None) -> None:
         self._check_thread()
-        self._node.tell_remote(self.ref.address, payload_of(message), sender)
+        self._node.tell_remote(self.ref.address, self._node.encode(message), sender)
 
     def tell_threadsafe(self, message: Any, sender: ActorRef | None) -> None:
-        payload = payload_of(message)
+        payload = self._node.encode(message)
         self.system._token.run_sync_soon(self._node.tell_remote, self.ref.address, payload, sender)
 
     async def send(self, message: Any, sender: ActorRef | None) -> None:
@@ -733,7 +771,9 @@ class RemoteRefCell:
         self._check_thread()
         if timeout is None:
             timeout = self.system.settings.ask_timeout
-        return await self._node.ask_remote(self.ref.address, payload_of(message), timeout, sender)
+        return await self._node.ask_remote(
+            self.ref.address, self._node.encode(message), timeout, sender
+        )
 
     def offer(
         self, message: Any, sender: ActorRef | None, copy: bool = True, via: str = "publish"
@@ -742,8 +782,8 @@ class RemoteRefCell:
             self.system._token.run_sync_soon(self.offer, message, sender, copy, via)
             return
         try:
-            payload = payload_of(message)
-        except UnpicklableMessage:
+            payload = self._node.encode(message)
+        except TypeError:  # (UnpicklableMessage, or a codec's own error)
             self.system._dead_letter(message, sender, self.ref, DeadLetterReason.UNPICKLABLE)
             return
         self._node.tell_remote(self.ref.address, payload, sender)
@@ -820,7 +860,7 @@ class RemoteWatcher:
         self, ref: ActorRef, reason: BaseException | None, confirmed: bool
     ) -> bool:
         node = self._node
-        payload = None if reason is None else encode_error(reason, node.where)
+        payload = None if reason is None else node.encode_error(reason)
         with contextlib.suppress(ActorError):  # (else that process is gone: nobody waits)
             node.send_frame(self.origin, ("watch-ended", ref.address, payload, confirmed))
         return True

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from ._node import Node
     from ._supervising import Coordinator
     from ._worker_pool import WorkerInfo
+    from .cluster import Cluster, ClusterNode
 
 _E = TypeVar("_E")
 _get_ident = threading.get_ident
@@ -150,6 +151,21 @@ class ActorSystem(metaclass=NoPublicConstructor):
         process was lost and started again. From the root process."""
         router = self._router
         return router.infos() if isinstance(router, RootNode) else []
+
+    @property
+    def cluster(self) -> ClusterNode:
+        """This process's node of its cluster (``open_system(cluster=...)``): its
+        members, the cluster-wide names (``register``, ``lookup``). See
+        ``docs/cluster.md``. :class:`ActorError` if the system is in no cluster."""
+        from .cluster._node import ClusterNode
+
+        router = self._router
+        if not isinstance(router, ClusterNode):
+            raise ActorError(
+                f"actor system {self.name!r} is in no cluster (open it with "
+                "open_system(cluster=actors.cluster.Cluster(...)))"
+            )
+        return router
 
     def stop(self, ref: ActorRef) -> None:
         """Ask any actor of this system to stop (see :meth:`ActorContext.stop`); returns
@@ -423,6 +439,7 @@ async def open_system(
     trace_deliveries: bool | None = None,
     extensions: Iterable[object] | None = None,
     workers: int | Workers | None = None,
+    cluster: Cluster | None = None,
 ) -> AsyncIterator[ActorSystem]:
     """Run an actor system for the duration of the ``async with`` block.
 
@@ -432,6 +449,11 @@ async def open_system(
     :class:`Workers` says), on which actors can be placed (``spawn(...,
     placement=...)``); the block starts once every worker is up (:class:`WorkerError`
     if one cannot start). See ``docs/workers.md``.
+
+    ``cluster``: join a cluster of nodes on NATS as :class:`actors.cluster.Cluster`
+    says (``pip install 'trio-actors[cluster]'``); the block starts once this node is
+    a member (:class:`actors.cluster.ClusterError` if it cannot join). Leaving the
+    block stops the actors, then leaves the cluster. See ``docs/cluster.md``.
 
     Leaving the block stops every actor in order: children before their parents,
     siblings newest first, each with ``stop_timeout`` to finish its current message and
@@ -468,20 +490,35 @@ async def open_system(
         workers = Workers(count=workers)
     if workers is not None and not isinstance(workers, Workers):
         raise TypeError(f"workers must be an int or actors.Workers, got {workers!r}")
+    if cluster is not None:
+        from .cluster._config import Cluster
+
+        if not isinstance(cluster, Cluster):
+            raise TypeError(f"cluster must be an actors.cluster.Cluster, got {cluster!r}")
+        if workers is not None:
+            raise ValueError(
+                "open_system(workers=..., cluster=...): a node of a cluster cannot have "
+                "worker processes yet; start more nodes instead"
+            )
     async with running_system(
-        name, attrs.evolve(settings or Settings(), **overrides), workers=workers
+        name, attrs.evolve(settings or Settings(), **overrides), workers=workers, cluster=cluster
     ) as system:
         yield system
 
 
 @asynccontextmanager
 async def running_system(
-    name: str, settings: Settings, *, node: str = "local", workers: Workers | None = None
+    name: str,
+    settings: Settings,
+    *,
+    node: str = "local",
+    workers: Workers | None = None,
+    cluster: Cluster | None = None,
 ) -> AsyncIterator[ActorSystem]:
     """What :func:`open_system` runs, given the settings: also what a worker process
     runs as node ``node`` of the system ``name`` (``_worker_main.py``)."""
     system = ActorSystem._create(name, settings)
-    system.node = node
+    system.node = node if cluster is None else cluster.node
     _registry.register(system)
     body_error: BaseException | None = None
     try:
@@ -513,6 +550,12 @@ async def running_system(
                         root = RootNode(system, workers)
                         system._router = root
                         await nursery.start(root.run, name=f"system {name} workers")
+                    if cluster is not None:
+                        from .cluster._node import ClusterNode
+
+                        member = ClusterNode(system, cluster)
+                        system._router = member
+                        await nursery.start(member.run, name=f"system {name} cluster")
                     yield system
             except BaseException as exc:
                 # Re-raised below, outside the nursery, so that it is not wrapped in an
@@ -531,6 +574,10 @@ async def running_system(
                 with trio.CancelScope(shield=True) as shield:
                     shield.deadline = trio.current_time() + router.config.stop_timeout + 5
                     await router.shut_down()
+            elif router is not None:  # (a node of a cluster leaves it)
+                with trio.CancelScope(shield=True) as shield:
+                    shield.deadline = trio.current_time() + 5
+                    await router.leave()
             system._ask_deadlines_scope.cancel()
             for scope in system._service_scopes:
                 scope.cancel()

@@ -1,0 +1,706 @@
+"""A node of a cluster: the process's part of a system whose nodes talk through NATS.
+
+The node layer of the worker processes (``actors/_node.py``: routing by address, asks,
+death watch, dead letters, the frames) is reused as it is; what differs is how a frame
+reaches another node and how a node learns who else is there:
+
+- **Transport.** A frame for node ``n2`` is sealed (``_seal.py``: HMAC-SHA256 over the
+  sender, its incarnation and a counter) and published on ``n2``'s inbox subject
+  ``{prefix}.{system}.node.n2``. Frames wait in one outbox, handed to the NATS client
+  in batches (one hop from trio into the asyncio loop per batch, not per frame), in the
+  order they were sent, so each sender-receiver pair is FIFO. A frame that arrives is
+  opened (refused, logged and dropped if its seal is forged, tampered, replayed, from a
+  retired incarnation or under an unknown key) before any byte of it is decoded, then
+  decoded by the cluster's codec (``_codec.py``).
+- **Membership** (``_membership.py``): the members bucket and heartbeats. A member lost
+  fails what waits on it at once (:meth:`Node.node_lost`).
+- **Names** (:meth:`ClusterNode.register`, :meth:`ClusterNode.lookup`): a cluster-wide
+  registry in a key-value bucket.
+
+Cancellation: the node runs in the system's nursery; leaving ``open_system`` stops the
+actors first, then :meth:`ClusterNode.leave` deletes this node's member key (so
+the others see it leave at once rather than after ``down_after``), sends what is still
+in the outbox, and closes the connection, within a deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import ssl
+import time
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+import msgspec
+import trio
+
+from .._address import Address
+from .._errors import ActorDead
+from .._node import TELL, Node, _ref_at
+from .._ref import ActorRef
+from .._wire import FrameTooLarge, LinkFull
+from ._codec import Codec, SafeCodec
+from ._config import Cluster
+from ._errors import ClusterError, NameTaken, NodeLost
+from ._membership import Member, Members, age_of, record_of
+from ._seal import Keyring, Opener, SealRefused, seal
+from ._sharding import EntityRef, EntityType, Region, _Delivery
+
+if TYPE_CHECKING:
+    from .._system import ActorSystem
+
+_log: Final = logging.getLogger("actors.cluster")
+_T = TypeVar("_T")
+
+OUTBOX_LIMIT: Final = 64 * 1024 * 1024
+"""Bytes that may wait in a node's outbox (NATS unreachable); beyond, a message is a
+dead letter (``link_full``) rather than memory without bound."""
+_FRAME_ROOM: Final = 4096  # (a frame's seal, addresses and kind, beside its message)
+
+
+class _NameRecord(msgspec.Struct, frozen=True):
+    address: tuple[str, str, int, str]
+    incarnation: int
+
+
+_encode_name: Final = msgspec.msgpack.Encoder().encode
+_decode_name: Final = msgspec.msgpack.Decoder(_NameRecord).decode
+
+
+def _keyring(key: Any) -> Keyring:
+    if isinstance(key, Keyring):
+        return key
+    if isinstance(key, bytes | bytearray):
+        return Keyring({"k1": bytes(key)}, "k1")
+    ids = list(key)
+    return Keyring(dict(key), ids[-1])
+
+
+class ClusterNode(Node):
+    """This process's node of a cluster (``system.cluster``); see the module
+    documentation. Its public methods are the cluster's user-facing API."""
+
+    def __init__(self, system: ActorSystem, config: Cluster) -> None:
+        super().__init__(system)
+        self.config = config
+        self.name = config.node
+        # Later incarnations of a node name are greater (frames of an older one are
+        # refused: _seal.Opener); the time it started, in nanoseconds, is one.
+        self.incarnation = time.time_ns()
+        self.codec: Codec = config.codec if config.codec is not None else SafeCodec(config.types)
+        self._keyring = _keyring(config.key)
+        self._opener = Opener(self._keyring, f"{self.name}#{self.incarnation}")
+        self._counter = itertools.count(1)
+        base = f"{config.prefix}.{system.name}"
+        self._inbox_prefix = f"{base}.node."
+        self._bucket_prefix = f"{config.prefix}_{system.name}"
+        self._outbox: list[tuple[str, bytes]] = []
+        self._outbox_bytes = 0
+        self._outbox_ready = trio.Event()
+        self._publishing = trio.Lock()
+        self._left = trio.Event()
+        self._max_message = 1024 * 1024 - _FRAME_ROOM
+        self._joined: dict[str, trio.Event] = {}
+        self.members = Members(
+            self.name,
+            self.incarnation,
+            config.down_after,
+            self._member_lost,
+            self._member_joined,
+            self._member_changed,
+        )
+        self.regions: dict[str, Region] = {}
+        self._loop: Any = None
+        self._client: Any = None
+        self._refused_by_server: Exception | None = None
+        self._joined_nats = False
+        self._nc: Any = None
+        self._members_kv: Any = None
+        self._names_kv: Any = None
+        self._shards_kv: Any = None
+        self._names_held: dict[str, Address] = {}
+
+    @property
+    def where(self) -> str:
+        return f"node {self.name} of the cluster"
+
+    # -- the codec --------------------------------------------------------------------------
+
+    def encode(self, message: Any) -> bytes:
+        payload = self.codec.encode_message(message)
+        if len(payload) > self._max_message:
+            cls = type(message)
+            raise FrameTooLarge(
+                f"to another node ({cls.__module__}.{cls.__qualname__}; NATS max_payload)",
+                len(payload),
+                self._max_message,
+                received=False,
+            )
+        return payload
+
+    def decode(self, payload: bytes) -> Any:
+        return self.codec.decode_message(payload)
+
+    def pack(self, frame: tuple[Any, ...]) -> bytes:
+        return self.codec.encode_frame(frame)
+
+    def unpack(self, data: bytes) -> Any:
+        return self.codec.decode_frame(data)
+
+    def encode_error(self, error: BaseException) -> bytes:
+        return self.codec.encode_error(error, self.where)
+
+    def decode_error(self, payload: bytes) -> BaseException:
+        return self.codec.decode_error(payload)
+
+    def error_of(self, payload: bytes, target: Address) -> BaseException:
+        return self.codec.decode_error(payload)
+
+    # -- NATS, from trio --------------------------------------------------------------------
+
+    async def _aio(self, awaitable: Awaitable[_T]) -> _T:
+        """Run a coroutine of the NATS client in the asyncio loop (one hop, ~0.2 ms)."""
+        result: _T = await self._loop.run_aio_coroutine(awaitable)
+        return result
+
+    def _connect_options(self) -> dict[str, Any]:
+        config = self.config
+
+        async def on_error(error: Exception) -> None:
+            if not self._joined_nats and (
+                isinstance(error, ssl.SSLError) or "authorization" in str(error).lower()
+            ):
+                # Refused credentials or certificate, while connecting: give up after
+                # this attempt, not at the deadline (the client would try forever).
+                self._refused_by_server = error
+                if self._client is not None:
+                    self._client.options["max_reconnect_attempts"] = 1
+                return
+            _log.warning("%s: NATS: %s", self.where, error)
+
+        async def on_disconnected() -> None:
+            if not self._left.is_set():
+                _log.warning("%s: disconnected from NATS; reconnecting", self.where)
+
+        async def on_reconnected() -> None:
+            _log.warning("%s: reconnected to NATS", self.where)
+
+        options: dict[str, Any] = {
+            "servers": list(config.servers),
+            "name": f"{self.system.name}/{self.name}",
+            "connect_timeout": config.connect_timeout,
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": min(config.heartbeat, 2.0),
+            "error_cb": on_error,
+            "disconnected_cb": on_disconnected,
+            "reconnected_cb": on_reconnected,
+        }
+        if config.user is not None:
+            options["user"] = config.user
+            options["password"] = config.password
+        if config.token is not None:
+            options["token"] = config.token
+        if config.tls is not None:
+            options["tls"] = config.tls
+        return options
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Join the cluster and serve it until :meth:`leave`. Returns from
+        ``nursery.start`` once this node is a member and knows the others; raises
+        :class:`ClusterError` (the cause chained) if it cannot join."""
+        import trio_asyncio
+        from nats.aio.client import Client as NatsClient
+
+        config = self.config
+        failure: ClusterError | None = None
+        # (Raised after the asyncio loop is closed, so that it comes out as itself, not
+        # in the exception group of the loop's own nursery.)
+        async with trio_asyncio.open_loop() as loop:
+            self._loop = loop
+            try:
+                client = self._client = NatsClient()
+                connected = False
+                try:
+                    with trio.fail_after(config.connect_timeout * 2 + 1):
+                        await self._aio(client.connect(**self._connect_options()))
+                        connected = True
+                finally:
+                    if not connected:  # (close what the attempt left open)
+                        with trio.CancelScope(shield=True) as shield:
+                            shield.deadline = trio.current_time() + 2
+                            with contextlib.suppress(Exception):
+                                await self._aio(client.close())
+                self._nc = client
+                self._joined_nats = True
+            except (Exception, trio.TooSlowError) as error:
+                cause = self._refused_by_server or error
+                failure = ClusterError(
+                    f"node {self.name} could not connect to NATS at "
+                    f"{', '.join(config.servers)}: {cause}"
+                )
+                failure.__cause__ = cause
+            if failure is None:
+                try:
+                    await self._join()
+                    async with trio.open_nursery() as nursery:
+                        self._nursery = nursery
+                        nursery.start_soon(self._send_loop, name=f"{self.where}: outbox")
+                        nursery.start_soon(self._heartbeats, name=f"{self.where}: heartbeats")
+                        task_status.started()
+                        await self._left.wait()
+                        nursery.cancel_scope.cancel()
+                except ClusterError as error:
+                    failure = error
+                finally:
+                    with trio.CancelScope(shield=True) as shield:
+                        shield.deadline = trio.current_time() + 2
+                        try:
+                            await self._aio(self._nc.close())
+                        except Exception as error:  # (it is going anyway)
+                            _log.debug("%s: closing the NATS connection: %r", self.where, error)
+        if failure is not None:
+            raise failure
+
+    async def _bucket(self, name: str, ttl: float | None) -> Any:
+        from nats.js.api import KeyValueConfig
+
+        js = self._nc.jetstream()
+        bucket = f"{self._bucket_prefix}_{name}"
+        try:
+            return await self._aio(js.key_value(bucket))
+        except Exception:
+            config = KeyValueConfig(bucket=bucket, history=1, ttl=ttl)
+            return await self._aio(js.create_key_value(config=config))
+
+    async def _join(self) -> None:
+        config = self.config
+        try:
+            self._max_message = self._nc.max_payload - _FRAME_ROOM
+            self._members_kv = await self._bucket("members", ttl=max(10 * config.down_after, 30.0))
+            self._names_kv = await self._bucket("names", ttl=None)
+            self._shards_kv = await self._bucket("shards", ttl=None)
+            await self._aio(self._nc.subscribe(self._inbox_prefix + self.name, cb=self._on_message))
+            await self._aio(self._nc.flush())
+            await self._put_record()
+            watcher = await self._aio(self._members_kv.watchall())
+            now = trio.current_time()
+            while True:  # the members there are: up to the marker after the last one
+                entry = await self._aio(watcher.updates(timeout=config.connect_timeout))
+                if entry is None:
+                    break
+                self._on_member_entry(entry, now, age_of(entry.created))
+        except ClusterError:
+            raise
+        except Exception as error:
+            raise ClusterError(
+                f"node {self.name} could not join the cluster through NATS at "
+                f"{', '.join(config.servers)} (is JetStream enabled on the server: "
+                f"nats-server -js?): {error!r}"
+            ) from error
+        self._watcher = watcher
+
+    async def _put_record(self) -> None:
+        await self._aio(
+            self._members_kv.put(
+                self.name,
+                record_of(
+                    self.incarnation,
+                    self.codec.name,
+                    tuple(name for name, region in self.regions.items() if region.host),
+                ),
+            )
+        )
+
+    def _on_member_entry(self, entry: Any, now: float, age: float = 0.0) -> None:
+        operation = getattr(entry, "operation", None)
+        if operation in ("DEL", "PURGE"):
+            self.members.left(entry.key)
+        elif entry.value is not None:
+            self.members.seen(entry.key, entry.value, now, age)
+
+    async def _heartbeats(self) -> None:
+        """Renew this node's key every ``heartbeat`` seconds, follow the others', and
+        declare lost those that lapse."""
+        import nats.errors
+
+        config = self.config
+        last_renewed = trio.current_time()
+        cut_off = False
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                while True:
+                    try:
+                        entry = await self._aio(self._watcher.updates(timeout=config.heartbeat))
+                    except nats.errors.TimeoutError:
+                        continue
+                    if entry is not None:
+                        self._on_member_entry(entry, trio.current_time())
+
+            nursery.start_soon(watch, name=f"{self.where}: members")
+            while True:
+                await trio.sleep(config.heartbeat)
+                try:
+                    with trio.move_on_after(config.heartbeat * 2):
+                        await self._put_record()
+                        last_renewed = trio.current_time()
+                        if cut_off:
+                            cut_off = False
+                            _log.warning("%s: renews its membership again", self.where)
+                except Exception as error:
+                    _log.warning("%s: could not renew its membership: %r", self.where, error)
+                now = trio.current_time()
+                if now - last_renewed > config.down_after / 2:
+                    for region in self.regions.values():
+                        region.stop_all(
+                            f"this node has not renewed its membership for "
+                            f"{now - last_renewed:.1f} s: the others may soon count it as "
+                            "lost and activate its entities elsewhere"
+                        )
+                if not cut_off and now - last_renewed > config.down_after:
+                    cut_off = True
+                    _log.error(
+                        "%s: has not renewed its membership for %.1f s (down_after=%g s): "
+                        "the other nodes count it as lost",
+                        self.where,
+                        now - last_renewed,
+                        config.down_after,
+                    )
+                self.members.check_lapses(now)
+
+    def _member_joined(self, name: str) -> None:
+        for region in self.regions.values():
+            region.rebalance()
+        member = self.members.live[name]
+        if member.codec != self.codec.name:
+            _log.error(
+                "%s: node %s uses the %r codec, this node the %r one: messages between "
+                "them will be undecodable (give every node the same Cluster(codec=...))",
+                self.where,
+                name,
+                member.codec,
+                self.codec.name,
+            )
+        event = self._joined.pop(name, None)
+        if event is not None:
+            event.set()
+
+    def _member_lost(self, name: str, incarnation: int, how: str) -> None:
+        self._opener.retire(name, incarnation)
+        for region in self.regions.values():
+            region.node_lost(name)
+        self.node_lost(name, NodeLost(name, how))
+
+    def _member_changed(self, name: str) -> None:
+        for region in self.regions.values():
+            region.rebalance()
+
+    # -- frames out ---------------------------------------------------------------------------
+
+    def send_bytes(self, node: str, data: bytes) -> None:
+        member = self.members.live.get(node)
+        if member is None:
+            raise NodeLost(node, "it is not a live member of the cluster")
+        if self._left.is_set():
+            raise NodeLost(self.name, "this node has left the cluster")
+        if self._outbox_bytes + len(data) > OUTBOX_LIMIT:
+            raise LinkFull(f"to node {node}", self._outbox_bytes, len(data), OUTBOX_LIMIT)
+        sealed = seal(
+            self._keyring,
+            self.name,
+            self.incarnation,
+            next(self._counter),
+            data,
+            recipient=f"{node}#{member.incarnation}",
+        )
+        self._outbox.append((self._inbox_prefix + node, sealed))
+        self._outbox_bytes += len(sealed)
+        self._outbox_ready.set()
+
+    async def _send_loop(self) -> None:
+        """Hand the outbox to the NATS client, a batch per hop into asyncio."""
+        while True:
+            await self._outbox_ready.wait()
+            self._outbox_ready = trio.Event()
+            await self._publish_outbox()
+
+    async def _publish_outbox(self) -> None:
+        nc = self._nc
+
+        async def publish(batch: list[tuple[str, bytes]]) -> None:
+            for subject, data in batch:
+                await nc.publish(subject, data)
+
+        async with self._publishing:  # (one batch at a time: frames stay in order)
+            batch, self._outbox = self._outbox, []
+            self._outbox_bytes = 0
+            if batch:
+                try:
+                    await self._aio(publish(batch))
+                except Exception as error:
+                    _log.warning(
+                        "%s: %d frames could not be published: %r", self.where, len(batch), error
+                    )
+
+    # -- frames in ------------------------------------------------------------------------------
+
+    async def _on_message(self, msg: Any) -> None:
+        # (Runs in the asyncio loop, in the trio thread: it hands the frame over at once.)
+        self.on_sealed(msg.data)
+
+    def on_sealed(self, data: bytes) -> None:
+        """A frame from the inbox: opened (or refused), decoded, dispatched."""
+        try:
+            sealed = self._opener.open(data)
+        except SealRefused as refused:
+            _log.warning("%s: %s (%d bytes, not decoded)", self.where, refused, len(data))
+            return
+        body = sealed.body
+        try:
+            if body[:1] == TELL:
+                self.on_tell_frame(body)
+                return
+            frame = self.unpack(body)
+            if not self.on_frame(sealed.sender, tuple(frame)):
+                _log.warning(
+                    "%s: unknown frame %r from node %s", self.where, frame[0], sealed.sender
+                )
+        except Exception as error:
+            _log.warning(
+                "%s: a frame of %d bytes from node %s could not be handled: %r",
+                self.where,
+                len(body),
+                sealed.sender,
+                error,
+            )
+
+    def answer(self, origin: str, ask_id: int, value: Any, error: BaseException | None) -> None:
+        """Answer an ask of node ``origin`` (this node's own asks directly)."""
+        if origin == self.name:
+            pending = self._asks.pop(ask_id, None)
+            if pending is not None:
+                pending.settle(value, error)
+            return
+        self._send_answer(origin, ask_id, value, error)
+
+    def _send_answer(
+        self, origin: str, ask_id: int, value: Any, error: BaseException | None
+    ) -> None:
+        if origin == self.name:  # (an ask of this node's own, for an entity here)
+            self.answer(origin, ask_id, value, error)
+            return
+        super()._send_answer(origin, ask_id, value, error)
+
+    def on_frame(self, origin: str, frame: tuple[Any, ...]) -> bool:
+        if super().on_frame(origin, frame):
+            return True
+        kind = frame[0]
+        if kind == "entity":
+            _, type_name, entity_id, sender, payload, hops = frame
+            region = self.regions.get(type_name)
+            delivery = _Delivery(entity_id, payload, _ref_at(sender), None, None, 0.0, hops)
+            if region is None:
+                self._no_region(type_name, delivery)
+            else:
+                region.route(delivery)
+        elif kind == "entity-ask":
+            _, asker, ask_id, type_name, entity_id, sender, payload, timeout, hops = frame
+            region = self.regions.get(type_name)
+            delivery = _Delivery(entity_id, payload, _ref_at(sender), asker, ask_id, timeout, hops)
+            if region is None:
+                self._no_region(type_name, delivery)
+            else:
+                region.route(delivery)
+        else:
+            return False
+        return True
+
+    def _no_region(self, type_name: str, delivery: _Delivery) -> None:
+        why = f"node {self.name} does not know entity type {type_name!r}"
+        if delivery.ask_id is not None and delivery.origin is not None:
+            path = f"entity {type_name}/{delivery.entity_id}"
+            self.answer(delivery.origin, delivery.ask_id, None, ActorDead(path, why))
+        else:
+            _log.warning(
+                "%s: a message for entity %s/%s: %s", self.where, type_name, delivery.entity_id, why
+            )
+
+    # -- sharding -------------------------------------------------------------------------------
+
+    def is_live(self, node: str, incarnation: int) -> bool:
+        """Whether ``node``'s incarnation ``incarnation`` is live as seen here."""
+        if node == self.name:
+            return incarnation == self.incarnation
+        member = self.members.live.get(node)
+        return member is not None and member.incarnation == incarnation
+
+    def incarnation_of(self, node: str) -> int:
+        if node == self.name:
+            return self.incarnation
+        return self.members.live[node].incarnation
+
+    def hosts_of(self, type_name: str) -> list[str]:
+        """The live nodes that host entities of ``type_name``, sorted."""
+        hosts = [m.name for m in self.members.live.values() if type_name in m.entity_types]
+        region = self.regions.get(type_name)
+        if region is not None and region.host:
+            hosts.append(self.name)
+        return sorted(hosts)
+
+    async def start_entities(self, kind: EntityType, *, host: bool = True) -> None:
+        """Take part in the entity type ``kind`` (see ``_sharding.py``): host its
+        entities here (``host=False``: only reach them, from a node that never runs
+        them). Every node that hosts it must give the same ``name`` and ``shards``.
+        The other nodes learn it with this node's next heartbeat."""
+        if not isinstance(kind, EntityType):
+            raise TypeError(f"start_entities takes an actors.cluster.EntityType, got {kind!r}")
+        if kind.name in self.regions:
+            raise ValueError(f"entity type {kind.name!r} is already started on this node")
+        region = Region(self, kind, host)
+        self.regions[kind.name] = region
+        region.start()
+        if host:
+            await self._put_record()  # (at once: the others may choose this node)
+
+    def entity(self, type_name: str, entity_id: str) -> EntityRef:
+        """The entity ``entity_id`` of the type ``type_name`` started on this node
+        with :meth:`start_entities` (:class:`KeyError` otherwise; ``InvalidActorName``
+        if the id cannot name an actor)."""
+        region = self.regions.get(type_name)
+        if region is None:
+            raise KeyError(
+                f"entity type {type_name!r} is not started on node {self.name}: call "
+                "await system.cluster.start_entities(EntityType(...)) first (host=False "
+                "to reach its entities without hosting any)"
+            )
+        return EntityRef(region, entity_id)
+
+    # -- the user's API ---------------------------------------------------------------------------
+
+    def live_members(self) -> list[str]:
+        """The names of the nodes this node counts as live, itself included, sorted."""
+        return sorted([self.name, *self.members.live])
+
+    def member(self, name: str) -> Member | None:
+        """What this node knows of the live member ``name`` (``None`` if not live)."""
+        return self.members.live.get(name)
+
+    async def wait_for_members(self, names: set[str] | list[str], timeout: float = 30.0) -> None:
+        """Wait until every node in ``names`` is a live member as seen here.
+        :class:`TimeoutError` naming the missing ones after ``timeout`` seconds."""
+        wanted = set(names) - {self.name}
+        with trio.move_on_after(timeout):
+            for name in sorted(wanted):
+                if name not in self.members.live:
+                    event = self._joined.setdefault(name, trio.Event())
+                    await event.wait()
+            return
+        missing = sorted(n for n in wanted if n not in self.members.live)
+        raise TimeoutError(f"nodes {missing} did not join within {timeout:g} s")
+
+    async def register(self, name: str, ref: ActorRef) -> None:
+        """Register ``ref`` under ``name`` cluster-wide, so that :meth:`lookup` finds it
+        from any node. Raises :class:`NameTaken` if a live actor holds the name. The
+        name is freed when the actor stops (this node deletes it), when its node is
+        lost (the next :meth:`register` may take it over), or by :meth:`unregister`."""
+        import nats.js.errors
+
+        address = ref.address
+        if address.node != self.name:
+            raise ValueError(
+                f"register {name!r}: {ref} is on node {address.node}; names are registered "
+                "by the node that hosts the actor"
+            )
+        record = _encode_name(_NameRecord(tuple(address), self.incarnation))  # type: ignore[arg-type]
+        try:
+            await self._aio(self._names_kv.create(name, record))
+        except nats.js.errors.KeyWrongLastSequenceError:
+            entry = await self._aio(self._names_kv.get(name))
+            holder = self._live_holder(entry.value)
+            if holder is not None:
+                raise NameTaken(name, str(holder)) from None
+            await self._aio(self._names_kv.update(name, record, last=entry.revision))
+        self._names_held[name] = address
+        self._free_when_stopped(name, ref)
+
+    def _live_holder(self, value: bytes | None) -> Address | None:
+        """The address a name record holds, if its actor may be alive."""
+        if not value:
+            return None
+        try:
+            record = _decode_name(value)
+        except msgspec.DecodeError:
+            return None
+        address = Address(*record.address)
+        if address.node == self.name:
+            cell = self.resolve(address)
+            return address if cell is not None and not cell.is_dead() else None
+        member = self.members.live.get(address.node)
+        if member is None or member.incarnation != record.incarnation:
+            return None
+        return address
+
+    def _free_when_stopped(self, name: str, ref: ActorRef) -> None:
+        node = self
+
+        class _Freer:
+            def _watched_terminated(
+                self, ref: ActorRef, reason: BaseException | None, confirmed: bool
+            ) -> bool:
+                if node._names_held.get(name) == ref.address and node._nursery is not None:
+                    node._nursery.start_soon(node._delete_name, name, ref.address)
+                return True
+
+        cell = ref._resolve()
+        if not cell.watched_by(_Freer()):
+            _Freer()._watched_terminated(ref, None, False)
+
+    async def _delete_name(self, name: str, address: Address) -> None:
+        if self._names_held.get(name) != address:
+            return
+        del self._names_held[name]
+        try:
+            entry = await self._aio(self._names_kv.get(name))
+            if entry.value and Address(*_decode_name(entry.value).address) == address:
+                await self._aio(self._names_kv.delete(name, last=entry.revision))
+        except Exception as error:
+            _log.debug("%s: freeing the name %r: %r", self.where, name, error)
+
+    async def unregister(self, name: str) -> None:
+        """Free ``name`` if this node registered it (nothing otherwise)."""
+        address = self._names_held.get(name)
+        if address is not None:
+            await self._delete_name(name, address)
+
+    async def lookup(self, name: str) -> ActorRef | None:
+        """The actor registered under ``name`` anywhere in the cluster, or ``None`` (no
+        such name, or its actor's node is lost)."""
+        import nats.js.errors
+
+        try:
+            entry = await self._aio(self._names_kv.get(name))
+        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+            return None
+        address = self._live_holder(entry.value)
+        return None if address is None else ActorRef._create(address)
+
+    # -- leaving ----------------------------------------------------------------------------------
+
+    async def leave(self) -> None:
+        """Leave the cluster: free this node's names, delete its member key, send what
+        the outbox holds. Called once the actors are down."""
+        if self._nc is None or self._left.is_set():
+            self._left.set()
+            return
+        try:
+            for name, address in list(self._names_held.items()):
+                await self._delete_name(name, address)
+            await self._aio(self._members_kv.delete(self.name))
+            await self._publish_outbox()
+            await self._aio(self._nc.flush())
+        except Exception as error:
+            _log.warning("%s: leaving the cluster: %r", self.where, error)
+        finally:
+            self._left.set()
