@@ -154,6 +154,7 @@ KEY = b"k" * 32
 
 
 def cluster(url: str, node: str, **options: Any) -> Cluster:
+    options.setdefault("actors", (Counter,))
     return Cluster(servers=url, node=node, key=KEY, types=TYPES, **options)
 
 

@@ -23,7 +23,7 @@ from actors.cluster import NodeLost, UnencodableMessage
 pytest.importorskip("nats")
 pytest.importorskip("trio_asyncio")
 
-from cluster_actors import Add, Echo, Echoed, Fail, Get, Ignore, Refused, Where
+from cluster_actors import Add, Counter, Echo, Echoed, Fail, Get, Ignore, Refused, Where
 from cluster_harness import DOWN_AFTER, node_process, own_node
 
 pytestmark = [pytest.mark.nats, pytest.mark.workers]
@@ -179,3 +179,23 @@ async def test_a_node_killed_is_lost_promptly(nats_url: str, caplog: Any) -> Non
             letter = await dead_letters.receive()
             assert letter.message == Add(1)
             assert letter.reason == actors.DeadLetterReason.PROCESS_LOST
+
+
+async def test_spawn_on_another_node(nats_url: str) -> None:
+    with trio.fail_after(60):
+        async with node_process(nats_url, "n1"), own_node(nats_url) as system:
+            await system.cluster.wait_for_members({"n1"})
+            ref = await system.cluster.spawn(Counter, node="n1", name="made")
+            assert ref.address.node == "n1"
+            assert ref.path == "/user/made"
+            ref.tell(Add(5))
+            assert await ref.ask(Get()) == [5]
+            assert await ref.ask(Where()) == "n1"
+            # Taken names and unknown classes fail as they would here.
+            with pytest.raises(actors.ActorNameTaken):
+                await system.cluster.spawn(Counter, node="n1", name="made")
+            with pytest.raises(actors.ActorError, match="does not let other nodes start"):
+                await system.cluster.spawn("cluster_actors.Nope", node="n1")
+            # Without a node, the nodes that list the class take turns.
+            nodes = {(await system.cluster.spawn(Counter)).address.node for _ in range(4)}
+            assert nodes == {"n1", "t"}

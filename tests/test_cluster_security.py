@@ -152,3 +152,12 @@ async def test_nodes_talk_over_tls(nats_tls: Any) -> None:
         with pytest.raises(ClusterError):
             async with actors.open_system("test", cluster=without):
                 pass
+
+
+async def test_a_node_asked_for_tls_refuses_a_server_without_it(
+    nats_url: str, nats_tls: Any
+) -> None:
+    config = cluster(nats_url, "t", tls=nats_tls.ssl_context, connect_timeout=2)
+    with pytest.raises(ClusterError, match="does not use TLS"):
+        async with actors.open_system("test", cluster=config):
+            pass

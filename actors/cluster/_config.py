@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 if TYPE_CHECKING:
+    from .._actor import Actor
     from ._codec import Codec
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -76,6 +77,9 @@ class Cluster:
     ``msgspec.Struct``, enums), for the default codec, which decodes nothing else and
     cannot run code (``SafeCodec``). ``codec``: another codec instead; ``PickleCodec()``
     lets any picklable value cross, for a cluster whose every node is trusted.
+
+    ``actors``: the actor classes other nodes may start on this one
+    (``system.cluster.spawn``), by ``module.QualName`` or by the names of a mapping.
     """
 
     servers: tuple[str, ...] = attrs.field(converter=_servers)
@@ -83,6 +87,7 @@ class Cluster:
     key: bytes | Mapping[str, bytes] | Any = attrs.field(validator=_check_key, repr=False)
     types: tuple[type, ...] | Mapping[str, type] = attrs.field(default=())
     codec: Codec | None = None
+    actors: tuple[type[Actor], ...] | Mapping[str, type[Actor]] = attrs.field(default=())
     user: str | None = None
     password: str | None = attrs.field(default=None, repr=False)
     token: str | None = attrs.field(default=None, repr=False)

@@ -38,6 +38,7 @@ class MemberRecord(msgspec.Struct, frozen=True):
     pid: int
     host: str
     entity_types: tuple[str, ...] = ()
+    spawnable: tuple[str, ...] = ()
 
 
 @attrs.define
@@ -51,15 +52,19 @@ class Member:
     host: str
     last_seen: float  # trio.current_time() when its key was last written (as seen here)
     entity_types: tuple[str, ...] = ()
+    spawnable: tuple[str, ...] = ()
 
 
 _decode_record: Final = msgspec.msgpack.Decoder(MemberRecord).decode
 _encode: Final = msgspec.msgpack.Encoder().encode
 
 
-def record_of(incarnation: int, codec: str, entity_types: tuple[str, ...]) -> bytes:
+def record_of(
+    incarnation: int, codec: str, entity_types: tuple[str, ...], spawnable: tuple[str, ...]
+) -> bytes:
     host = socket.gethostname()
-    return _encode(MemberRecord(incarnation, codec, os.getpid(), host, entity_types))
+    record = MemberRecord(incarnation, codec, os.getpid(), host, entity_types, spawnable)
+    return _encode(record)
 
 
 class Members:
@@ -119,6 +124,7 @@ class Members:
                 record.host,
                 now - age,
                 record.entity_types,
+                record.spawnable,
             )
             _log.info(
                 "node %s (pid %d on %s) is a member of the cluster", name, record.pid, record.host
@@ -126,6 +132,7 @@ class Members:
             self._on_joined(name)
         else:
             known.last_seen = now - age
+            known.spawnable = record.spawnable
             if known.entity_types != record.entity_types:
                 known.entity_types = record.entity_types
                 self._on_changed(name)

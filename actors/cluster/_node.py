@@ -45,10 +45,12 @@ from ._codec import Codec, SafeCodec
 from ._config import Cluster
 from ._errors import ClusterError, NameTaken, NodeLost
 from ._membership import Member, Members, age_of, record_of
+from ._remote_spawn import RemoteSpawner
 from ._seal import Keyring, Opener, SealRefused, seal
 from ._sharding import EntityRef, EntityType, Region, _Delivery
 
 if TYPE_CHECKING:
+    from .._actor import Actor
     from .._system import ActorSystem
 
 _log: Final = logging.getLogger("actors.cluster")
@@ -112,6 +114,7 @@ class ClusterNode(Node):
             self._member_changed,
         )
         self.regions: dict[str, Region] = {}
+        self._spawner = RemoteSpawner(self)
         self._loop: Any = None
         self._client: Any = None
         self._refused_by_server: Exception | None = None
@@ -232,6 +235,14 @@ class ClusterNode(Node):
                             shield.deadline = trio.current_time() + 2
                             with contextlib.suppress(Exception):
                                 await self._aio(client.close())
+                if config.tls is not None and not client._server_info.get("tls_required"):
+                    # (the client falls back to plain text when the server does not ask
+                    # for TLS: refuse rather than send in clear what was meant to be secret)
+                    with contextlib.suppress(Exception):
+                        await self._aio(client.close())
+                    raise ConnectionRefusedError(
+                        "Cluster(tls=...) is given but the server does not use TLS"
+                    )
                 self._nc = client
                 self._joined_nats = True
             except (Exception, trio.TooSlowError) as error:
@@ -309,6 +320,7 @@ class ClusterNode(Node):
                     self.incarnation,
                     self.codec.name,
                     tuple(name for name, region in self.regions.items() if region.host),
+                    tuple(self._spawner.classes),
                 ),
             )
         )
@@ -505,6 +517,9 @@ class ClusterNode(Node):
                 self._no_region(type_name, delivery)
             else:
                 region.route(delivery)
+        elif kind == "spawn":
+            _, asker, ask_id, class_name, payload, name = frame
+            self._spawner.on_spawn(asker, ask_id, class_name, payload, name)
         elif kind == "entity-ask":
             _, asker, ask_id, type_name, entity_id, sender, payload, timeout, hops = frame
             region = self.regions.get(type_name)
@@ -526,6 +541,26 @@ class ClusterNode(Node):
             _log.warning(
                 "%s: a message for entity %s/%s: %s", self.where, type_name, delivery.entity_id, why
             )
+
+    # -- spawning on other nodes -------------------------------------------------------------
+
+    async def spawn(
+        self,
+        actor: type[Actor] | str,
+        *args: Any,
+        node: str | None = None,
+        name: str | None = None,
+        timeout: float | None = None,
+    ) -> ActorRef:
+        """Start an actor of class ``actor`` (or of that name) with ``args`` on node
+        ``node`` (``None``: the live nodes that list the class take turns), as a child
+        of that node's ``/user``, and return its ref. The class must be in that node's
+        ``Cluster(actors=...)``; ``args`` cross as messages do (the codec's types).
+        Raises what the start raised there (``ActorNameTaken``, an unknown class...),
+        :class:`ActorDead` if the node is not live or is lost meanwhile,
+        :class:`AskTimeout` after ``timeout`` (``Settings.ask_timeout``). See
+        ``_remote_spawn.py`` for supervision."""
+        return await self._spawner.spawn(actor, args, node, name, timeout)
 
     # -- sharding -------------------------------------------------------------------------------
 
