@@ -4,6 +4,7 @@ test's own process node ``t`` of the same system."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -34,11 +35,17 @@ class NodeProcess:
 
 @asynccontextmanager
 async def node_process(
-    url: str, name: str, *spawn: str, options: tuple[str, ...] = ()
+    url: str,
+    name: str,
+    *spawn: str,
+    options: tuple[str, ...] = (),
+    down_after: float = DOWN_AFTER,
+    stderr: Path | None = None,
 ) -> AsyncIterator[NodeProcess]:
     """A node process of system ``test`` that spawns and registers ``NAME=CLASS``
     actors (``options``: more of its command line, such as ``--entities``), once it is
-    ready; it leaves when its stdin closes (or is killed)."""
+    ready; it leaves when its stdin closes (or is killed). ``stderr``: a file for what
+    it writes there (its warnings and a traceback if it fails)."""
     command = [
         sys.executable,
         str(HERE / "cluster_actors.py"),
@@ -49,14 +56,16 @@ async def node_process(
         "--heartbeat",
         str(HEARTBEAT),
         "--down-after",
-        str(DOWN_AFTER),
+        str(down_after),
         *options,
         *spawn,
     ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE)])}
-    process = await trio.lowlevel.open_process(
-        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
-    )
+    with contextlib.ExitStack() as files:
+        errors = None if stderr is None else files.enter_context(stderr.open("wb"))
+        process = await trio.lowlevel.open_process(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, env=env
+        )
     assert process.stdout is not None
     assert process.stdin is not None
     try:
@@ -81,6 +90,58 @@ async def node_process(
 
 @asynccontextmanager
 async def own_node(url: str, **options: Any) -> AsyncIterator[actors.ActorSystem]:
-    config = cluster(url, "t", heartbeat=HEARTBEAT, down_after=DOWN_AFTER, **options)
+    options.setdefault("heartbeat", HEARTBEAT)
+    options.setdefault("down_after", DOWN_AFTER)
+    config = cluster(url, "t", **options)
     async with actors.open_system("test", cluster=config) as system:
         yield system
+
+
+class Partition:
+    """A TCP proxy in front of a NATS server, to cut a node off for real: the node
+    connects through it; :meth:`cut` closes every connection through it and refuses
+    new ones (the node sees NATS go away, the others see the node go quiet)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self.is_cut = False
+        self._scopes: set[trio.CancelScope] = set()
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def cut(self) -> None:
+        self.is_cut = True
+        for scope in self._scopes:
+            scope.cancel()
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        task_status.started()
+        await trio.serve_listeners(self._serve, listeners)
+
+    async def _serve(self, client: trio.SocketStream) -> None:
+        async with client:
+            if self.is_cut:
+                return
+            with trio.CancelScope() as scope:
+                self._scopes.add(scope)
+                try:
+                    server = await trio.open_tcp_stream("127.0.0.1", self.target_port)
+                    async with server, trio.open_nursery() as nursery:
+                        nursery.start_soon(_pipe, client, server, nursery.cancel_scope)
+                        nursery.start_soon(_pipe, server, client, nursery.cancel_scope)
+                finally:
+                    self._scopes.discard(scope)
+
+
+async def _pipe(source: trio.SocketStream, sink: trio.SocketStream, done: trio.CancelScope) -> None:
+    try:
+        while data := await source.receive_some(65536):
+            await sink.send_all(data)
+    except trio.BrokenResourceError:
+        pass
+    done.cancel()

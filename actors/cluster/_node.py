@@ -119,6 +119,7 @@ class ClusterNode(Node):
         self._client: Any = None
         self._refused_by_server: Exception | None = None
         self._joined_nats = False
+        self._rewatch = False  # (set when the members' watch must be made again)
         self._nc: Any = None
         self._members_kv: Any = None
         self._names_kv: Any = None
@@ -189,6 +190,7 @@ class ClusterNode(Node):
 
         async def on_reconnected() -> None:
             _log.warning("%s: reconnected to NATS", self.where)
+            self._rewatch = True
 
         options: dict[str, Any] = {
             "servers": list(config.servers),
@@ -343,12 +345,35 @@ class ClusterNode(Node):
         async with trio.open_nursery() as nursery:
 
             async def watch() -> None:
+                # A watch is a consumer on the server; one lost with its server (NATS
+                # restarted) is made again after a reconnection, and starts with the
+                # values there are (their age by the server's clock, as when joining).
+                fresh = False
                 while True:
+                    if self._rewatch:
+                        self._rewatch = False
+                        try:
+                            self._watcher = await self._aio(self._members_kv.watchall())
+                            fresh = True
+                        except Exception as error:
+                            _log.warning("%s: watching the members again: %r", self.where, error)
+                            self._rewatch = True
+                            await trio.sleep(config.heartbeat)
+                            continue
                     try:
                         entry = await self._aio(self._watcher.updates(timeout=config.heartbeat))
                     except nats.errors.TimeoutError:
                         continue
-                    if entry is not None:
+                    except Exception as error:
+                        _log.warning("%s: watching the members: %r", self.where, error)
+                        self._rewatch = True
+                        await trio.sleep(config.heartbeat)
+                        continue
+                    if entry is None:
+                        fresh = False  # (the end of the values there were)
+                    elif fresh:
+                        self._on_member_entry(entry, trio.current_time(), age_of(entry.created))
+                    else:
                         self._on_member_entry(entry, trio.current_time())
 
             nursery.start_soon(watch, name=f"{self.where}: members")
@@ -358,9 +383,6 @@ class ClusterNode(Node):
                     with trio.move_on_after(config.heartbeat * 2):
                         await self._put_record()
                         last_renewed = trio.current_time()
-                        if cut_off:
-                            cut_off = False
-                            _log.warning("%s: renews its membership again", self.where)
                 except Exception as error:
                     _log.warning("%s: could not renew its membership: %r", self.where, error)
                 now = trio.current_time()
@@ -372,13 +394,18 @@ class ClusterNode(Node):
                             "lost and activate its entities elsewhere"
                         )
                 if not cut_off and now - last_renewed > config.down_after:
+                    # The others count this node as lost, and have taken its entities over:
+                    # it must not come back as the same incarnation. Its system ends (a
+                    # node started again joins as a new incarnation).
                     cut_off = True
-                    _log.error(
-                        "%s: has not renewed its membership for %.1f s (down_after=%g s): "
-                        "the other nodes count it as lost",
-                        self.where,
-                        now - last_renewed,
-                        config.down_after,
+                    self.system._unhandled_failure(
+                        self.system._guardian.ref,
+                        NodeLost(
+                            self.name,
+                            f"this node was cut off from the cluster for "
+                            f"{now - last_renewed:.1f} s (down_after={config.down_after:g} s): "
+                            "the other nodes count it as lost; start it again to rejoin",
+                        ),
                     )
                 self.members.check_lapses(now)
 
