@@ -347,6 +347,7 @@ class Node(abc.ABC):
     async def leave(self) -> None:
         """Called once the system's actors are down, shielded, with a deadline: what
         this node must do before it ends (a cluster's node leaves the cluster)."""
+        return  # (nothing, for worker processes and their root)
 
     # -- routing ----------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from .cluster import Cluster, ClusterNode
 
 _E = TypeVar("_E")
+_CLUSTER_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _get_ident = threading.get_ident
 # How many errors of actors that stopped because of one a system keeps for their
 # tombstones (each holds its traceback, hence the bound).
@@ -500,6 +502,22 @@ async def open_system(
                 "open_system(workers=..., cluster=...): a node of a cluster cannot have "
                 "worker processes yet; start more nodes instead"
             )
+        if not _CLUSTER_NAME.fullmatch(name):
+            raise ValueError(
+                f"open_system({name!r}, cluster=...): the name of a system in a cluster "
+                "names its NATS subjects and buckets: use 1 to 64 letters, digits, '_' "
+                "or '-'"
+            )
+        # Imported here, before the system runs (importing them takes a while, which
+        # the watchdog would report as a blocked trio thread).
+        try:
+            import nats  # noqa: F401
+            import trio_asyncio  # noqa: F401
+        except ImportError as error:
+            raise ImportError(
+                f"open_system(cluster=...) needs the cluster extra ({error.name} is "
+                "missing): pip install 'trio-actors[cluster]'"
+            ) from error
     async with running_system(
         name, attrs.evolve(settings or Settings(), **overrides), workers=workers, cluster=cluster
     ) as system:

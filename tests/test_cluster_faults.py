@@ -8,6 +8,7 @@ or a process's exit.
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +119,42 @@ async def test_a_node_cut_off_stops_itself_and_its_entities_move(
     assert "stops its 1 tally entities" in text or "tally entities" in text, text[-2000:]
     assert "cut off from the cluster" in text, text[-2000:]
     assert text.index("tally entities") < text.index("cut off from the cluster")
+
+
+@pytest.mark.crash
+async def test_a_node_frozen_longer_than_down_after_does_not_come_back(
+    nats_url: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "n1.stderr"
+    with trio.fail_after(60):
+        async with (
+            node_process(nats_url, "n1", "counter=Counter", stderr=log) as n1,
+            own_node(nats_url) as system,
+        ):
+            await system.cluster.wait_for_members({"n1"})
+            counter = await system.cluster.lookup("counter")
+            assert counter is not None
+            send, receive = trio.open_memory_channel[Any](1)
+
+            class Watcher(actors.Actor):
+                async def pre_start(self) -> None:
+                    assert counter is not None
+                    self.context.watch(counter)
+
+                def receive(self, message: Any) -> None:
+                    send.send_nowait(message)
+
+            system.spawn(Watcher)
+            await system.idle()
+            n1.process.send_signal(signal.SIGSTOP)  # frozen: it writes nothing
+            terminated = await receive.receive()
+            assert "heartbeat lapsed" in str(terminated.error)
+            n1.process.send_signal(signal.SIGCONT)
+            # Thawed, it notices the silence and ends itself rather than renew its key;
+            # here it stays lost.
+            await n1.process.wait()
+            assert n1.process.returncode != 0
+            assert "n1" not in system.cluster.live_members()
+            with pytest.raises(actors.ActorDead):
+                await counter.ask(Get())
+    assert "cut off from the cluster" in log.read_text()

@@ -88,6 +88,8 @@ class Members:
         self._on_lost = on_lost
         self._on_joined = on_joined
         self._on_changed = on_changed
+        self.retired: dict[str, int] = {}  # the latest incarnation lost, per name
+        self._warned: dict[str, int] = {}
 
     def seen(self, name: str, value: bytes, now: float, age: float = 0.0) -> None:
         """The key ``name`` was written (``age`` seconds ago by the server's clock, for
@@ -111,6 +113,17 @@ class Members:
             return
         if age > self.down_after:
             return  # a stale key of a node that is gone (it will expire)
+        if record.incarnation <= self.retired.get(name, -1):
+            # An incarnation this node has counted as lost (it was frozen or cut off,
+            # and writes again): it stays lost; it must restart to rejoin.
+            if self._warned.get(name) != record.incarnation:
+                self._warned[name] = record.incarnation
+                _log.warning(
+                    "node %s writes its member key again after it was counted as lost; "
+                    "it is ignored until it restarts as a new incarnation",
+                    name,
+                )
+            return
         known = self.live.get(name)
         if known is not None and known.incarnation != record.incarnation:
             self.lost(name, "it came back as a new incarnation (it restarted)")
@@ -153,6 +166,7 @@ class Members:
         member = self.live.pop(name, None)
         if member is None:
             return
+        self.retired[name] = max(self.retired.get(name, -1), member.incarnation)
         _log.log(
             logging.INFO if graceful else logging.WARNING,
             "node %s of the cluster %s: %s",

@@ -33,7 +33,6 @@ import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-import msgspec
 import trio
 
 from .._address import Address
@@ -43,8 +42,10 @@ from .._ref import ActorRef
 from .._wire import FrameTooLarge, LinkFull
 from ._codec import Codec, SafeCodec
 from ._config import Cluster
-from ._errors import ClusterError, NameTaken, NodeLost
+from ._errors import ClusterError, NodeLost
+from ._heartbeats import keep_membership
 from ._membership import Member, Members, age_of, record_of
+from ._names import Names
 from ._remote_spawn import RemoteSpawner
 from ._seal import Keyring, Opener, SealRefused, seal
 from ._sharding import EntityRef, EntityType, Region, _Delivery
@@ -60,15 +61,6 @@ OUTBOX_LIMIT: Final = 64 * 1024 * 1024
 """Bytes that may wait in a node's outbox (NATS unreachable); beyond, a message is a
 dead letter (``link_full``) rather than memory without bound."""
 _FRAME_ROOM: Final = 4096  # (a frame's seal, addresses and kind, beside its message)
-
-
-class _NameRecord(msgspec.Struct, frozen=True):
-    address: tuple[str, str, int, str]
-    incarnation: int
-
-
-_encode_name: Final = msgspec.msgpack.Encoder().encode
-_decode_name: Final = msgspec.msgpack.Decoder(_NameRecord).decode
 
 
 def _keyring(key: Any) -> Keyring:
@@ -122,9 +114,9 @@ class ClusterNode(Node):
         self._rewatch = False  # (set when the members' watch must be made again)
         self._nc: Any = None
         self._members_kv: Any = None
-        self._names_kv: Any = None
         self._shards_kv: Any = None
-        self._names_held: dict[str, Address] = {}
+        self.names = Names(self)
+        self._heard: dict[str, int] = {}  # (see send_bytes)
 
     @property
     def where(self) -> str:
@@ -260,7 +252,7 @@ class ClusterNode(Node):
                     async with trio.open_nursery() as nursery:
                         self._nursery = nursery
                         nursery.start_soon(self._send_loop, name=f"{self.where}: outbox")
-                        nursery.start_soon(self._heartbeats, name=f"{self.where}: heartbeats")
+                        nursery.start_soon(keep_membership, self, name=f"{self.where}: heartbeats")
                         task_status.started()
                         await self._left.wait()
                         nursery.cancel_scope.cancel()
@@ -292,7 +284,7 @@ class ClusterNode(Node):
         try:
             self._max_message = self._nc.max_payload - _FRAME_ROOM
             self._members_kv = await self._bucket("members", ttl=max(10 * config.down_after, 30.0))
-            self._names_kv = await self._bucket("names", ttl=None)
+            self.names.kv = await self._bucket("names", ttl=None)
             self._shards_kv = await self._bucket("shards", ttl=None)
             await self._aio(self._nc.subscribe(self._inbox_prefix + self.name, cb=self._on_message))
             await self._aio(self._nc.flush())
@@ -334,82 +326,8 @@ class ClusterNode(Node):
         elif entry.value is not None:
             self.members.seen(entry.key, entry.value, now, age)
 
-    async def _heartbeats(self) -> None:
-        """Renew this node's key every ``heartbeat`` seconds, follow the others', and
-        declare lost those that lapse."""
-        import nats.errors
-
-        config = self.config
-        last_renewed = trio.current_time()
-        cut_off = False
-        async with trio.open_nursery() as nursery:
-
-            async def watch() -> None:
-                # A watch is a consumer on the server; one lost with its server (NATS
-                # restarted) is made again after a reconnection, and starts with the
-                # values there are (their age by the server's clock, as when joining).
-                fresh = False
-                while True:
-                    if self._rewatch:
-                        self._rewatch = False
-                        try:
-                            self._watcher = await self._aio(self._members_kv.watchall())
-                            fresh = True
-                        except Exception as error:
-                            _log.warning("%s: watching the members again: %r", self.where, error)
-                            self._rewatch = True
-                            await trio.sleep(config.heartbeat)
-                            continue
-                    try:
-                        entry = await self._aio(self._watcher.updates(timeout=config.heartbeat))
-                    except nats.errors.TimeoutError:
-                        continue
-                    except Exception as error:
-                        _log.warning("%s: watching the members: %r", self.where, error)
-                        self._rewatch = True
-                        await trio.sleep(config.heartbeat)
-                        continue
-                    if entry is None:
-                        fresh = False  # (the end of the values there were)
-                    elif fresh:
-                        self._on_member_entry(entry, trio.current_time(), age_of(entry.created))
-                    else:
-                        self._on_member_entry(entry, trio.current_time())
-
-            nursery.start_soon(watch, name=f"{self.where}: members")
-            while True:
-                await trio.sleep(config.heartbeat)
-                try:
-                    with trio.move_on_after(config.heartbeat * 2):
-                        await self._put_record()
-                        last_renewed = trio.current_time()
-                except Exception as error:
-                    _log.warning("%s: could not renew its membership: %r", self.where, error)
-                now = trio.current_time()
-                if now - last_renewed > config.down_after / 2:
-                    for region in self.regions.values():
-                        region.stop_all(
-                            f"this node has not renewed its membership for "
-                            f"{now - last_renewed:.1f} s: the others may soon count it as "
-                            "lost and activate its entities elsewhere"
-                        )
-                if not cut_off and now - last_renewed > config.down_after:
-                    # The others count this node as lost, and have taken its entities over:
-                    # it must not come back as the same incarnation. Its system ends (a
-                    # node started again joins as a new incarnation).
-                    cut_off = True
-                    self.system._unhandled_failure(
-                        self.system._guardian.ref,
-                        NodeLost(
-                            self.name,
-                            f"this node was cut off from the cluster for "
-                            f"{now - last_renewed:.1f} s (down_after={config.down_after:g} s): "
-                            "the other nodes count it as lost; start it again to rejoin",
-                        ),
-                    )
-                self.members.check_lapses(now)
-
     def _member_joined(self, name: str) -> None:
+        self._heard.pop(name, None)
         for region in self.regions.values():
             region.rebalance()
         member = self.members.live[name]
@@ -428,6 +346,7 @@ class ClusterNode(Node):
 
     def _member_lost(self, name: str, incarnation: int, how: str) -> None:
         self._opener.retire(name, incarnation)
+        self._heard.pop(name, None)
         for region in self.regions.values():
             region.node_lost(name)
         self.node_lost(name, NodeLost(name, how))
@@ -440,8 +359,15 @@ class ClusterNode(Node):
 
     def send_bytes(self, node: str, data: bytes) -> None:
         member = self.members.live.get(node)
-        if member is None:
-            raise NodeLost(node, "it is not a live member of the cluster")
+        if member is not None:
+            incarnation = member.incarnation
+        else:
+            # (a node this one has heard from before its member key was seen here: it
+            # has just joined; its answer must not wait for the watch)
+            heard = self._heard.get(node)
+            if heard is None:
+                raise NodeLost(node, "it is not a live member of the cluster")
+            incarnation = heard
         if self._left.is_set():
             raise NodeLost(self.name, "this node has left the cluster")
         if self._outbox_bytes + len(data) > OUTBOX_LIMIT:
@@ -452,7 +378,7 @@ class ClusterNode(Node):
             self.incarnation,
             next(self._counter),
             data,
-            recipient=f"{node}#{member.incarnation}",
+            recipient=f"{node}#{incarnation}",
         )
         self._outbox.append((self._inbox_prefix + node, sealed))
         self._outbox_bytes += len(sealed)
@@ -497,6 +423,8 @@ class ClusterNode(Node):
             _log.warning("%s: %s (%d bytes, not decoded)", self.where, refused, len(data))
             return
         body = sealed.body
+        if sealed.sender not in self.members.live:
+            self._heard[sealed.sender] = sealed.incarnation
         try:
             if body[:1] == TELL:
                 self.on_tell_frame(body)
@@ -663,102 +591,32 @@ class ClusterNode(Node):
         raise TimeoutError(f"nodes {missing} did not join within {timeout:g} s")
 
     async def register(self, name: str, ref: ActorRef) -> None:
-        """Register ``ref`` under ``name`` cluster-wide, so that :meth:`lookup` finds it
-        from any node. Raises :class:`NameTaken` if a live actor holds the name. The
-        name is freed when the actor stops (this node deletes it), when its node is
-        lost (the next :meth:`register` may take it over), or by :meth:`unregister`."""
-        import nats.js.errors
-
-        address = ref.address
-        if address.node != self.name:
-            raise ValueError(
-                f"register {name!r}: {ref} is on node {address.node}; names are registered "
-                "by the node that hosts the actor"
-            )
-        record = _encode_name(_NameRecord(tuple(address), self.incarnation))  # type: ignore[arg-type]
-        try:
-            await self._aio(self._names_kv.create(name, record))
-        except nats.js.errors.KeyWrongLastSequenceError:
-            entry = await self._aio(self._names_kv.get(name))
-            holder = self._live_holder(entry.value)
-            if holder is not None:
-                raise NameTaken(name, str(holder)) from None
-            await self._aio(self._names_kv.update(name, record, last=entry.revision))
-        self._names_held[name] = address
-        self._free_when_stopped(name, ref)
-
-    def _live_holder(self, value: bytes | None) -> Address | None:
-        """The address a name record holds, if its actor may be alive."""
-        if not value:
-            return None
-        try:
-            record = _decode_name(value)
-        except msgspec.DecodeError:
-            return None
-        address = Address(*record.address)
-        if address.node == self.name:
-            cell = self.resolve(address)
-            return address if cell is not None and not cell.is_dead() else None
-        member = self.members.live.get(address.node)
-        if member is None or member.incarnation != record.incarnation:
-            return None
-        return address
-
-    def _free_when_stopped(self, name: str, ref: ActorRef) -> None:
-        node = self
-
-        class _Freer:
-            def _watched_terminated(
-                self, ref: ActorRef, reason: BaseException | None, confirmed: bool
-            ) -> bool:
-                if node._names_held.get(name) == ref.address and node._nursery is not None:
-                    node._nursery.start_soon(node._delete_name, name, ref.address)
-                return True
-
-        cell = ref._resolve()
-        if not cell.watched_by(_Freer()):
-            _Freer()._watched_terminated(ref, None, False)
-
-    async def _delete_name(self, name: str, address: Address) -> None:
-        if self._names_held.get(name) != address:
-            return
-        del self._names_held[name]
-        try:
-            entry = await self._aio(self._names_kv.get(name))
-            if entry.value and Address(*_decode_name(entry.value).address) == address:
-                await self._aio(self._names_kv.delete(name, last=entry.revision))
-        except Exception as error:
-            _log.debug("%s: freeing the name %r: %r", self.where, name, error)
+        """Register ``ref`` (an actor of this node) under ``name`` cluster-wide, so
+        that :meth:`lookup` finds it from any node. Raises :class:`NameTaken` if a live
+        actor holds the name. The name is freed when the actor stops (this node deletes
+        it), when its node is lost (the next :meth:`register` may take it over), or by
+        :meth:`unregister`."""
+        await self.names.register(name, ref)
 
     async def unregister(self, name: str) -> None:
         """Free ``name`` if this node registered it (nothing otherwise)."""
-        address = self._names_held.get(name)
-        if address is not None:
-            await self._delete_name(name, address)
+        await self.names.unregister(name)
 
     async def lookup(self, name: str) -> ActorRef | None:
         """The actor registered under ``name`` anywhere in the cluster, or ``None`` (no
         such name, or its actor's node is lost)."""
-        import nats.js.errors
-
-        try:
-            entry = await self._aio(self._names_kv.get(name))
-        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
-            return None
-        address = self._live_holder(entry.value)
-        return None if address is None else ActorRef._create(address)
+        return await self.names.lookup(name)
 
     # -- leaving ----------------------------------------------------------------------------------
 
     async def leave(self) -> None:
         """Leave the cluster: free this node's names, delete its member key, send what
         the outbox holds. Called once the actors are down."""
-        if self._nc is None or self._left.is_set():
+        if self._nc is None or self._members_kv is None or self._left.is_set():
             self._left.set()
             return
         try:
-            for name, address in list(self._names_held.items()):
-                await self._delete_name(name, address)
+            await self.names.free_all()
             await self._aio(self._members_kv.delete(self.name))
             await self._publish_outbox()
             await self._aio(self._nc.flush())
