@@ -2,8 +2,9 @@
 
 Usage: ``python bench/run.py [W1 J2 ...] [--skip J1,J2] [--quick] [--no-postgres]``
 (default: all workloads). ``--skip`` leaves workloads out (repeatable, or a comma-separated
-list); ``--quick`` is passed to the journal and worker workloads (J1, J2, X1-X4): smaller
-counts for a smoke run; ``--no-postgres`` to the journal workloads: no PostgreSQL rows.
+list); ``--quick`` is passed to the journal, worker and cluster workloads (J1, J2, X1-X4,
+C1-C3): smaller counts for a smoke run; ``--no-postgres`` to the journal workloads: no
+PostgreSQL rows.
 The environment variable ``BENCH_REPEATS`` (default 5) sets how many runs each figure is
 the best of.
 """
@@ -39,12 +40,17 @@ WORKLOADS = {
     "X2": "x_workers.py",
     "X3": "x_workers.py",
     "X4": "x_workers.py",
+    "C1": "c_cluster.py",
+    "C2": "c_cluster.py",
+    "C3": "c_cluster.py",
 }
 JOURNAL_WORKLOADS = {"J1", "J2"}
 """The workloads that take ``--quick`` and ``--no-postgres``."""
 WORKER_WORKLOADS = {"X1", "X2", "X3", "X4"}
 """The workloads that take ``--quick``. They share one script, which runs once and is
 given the ids chosen."""
+CLUSTER_WORKLOADS = {"C1", "C2", "C3"}
+"""The cluster workloads: they take ``--quick`` and share one script, as the X ones."""
 
 
 def run_workload(script: str, options: list[str]) -> Result:
@@ -91,7 +97,7 @@ def main() -> None:
     parser.add_argument(
         "--skip", action="append", default=[], metavar="ID[,ID...]", help="leave these out"
     )
-    parser.add_argument("--quick", action="store_true", help="J1/J2, X1-X4: smaller counts")
+    parser.add_argument("--quick", action="store_true", help="J, X, C: smaller counts")
     parser.add_argument("--no-postgres", action="store_true", help="J1/J2: no PostgreSQL")
     args = parser.parse_args()
     skipped = {name.strip().upper() for names in args.skip for name in names.split(",")}
@@ -116,8 +122,9 @@ def main() -> None:
         if script in ran:  # (a script of several workloads ran them all at once)
             continue
         ran.add(script)
-        if name in WORKER_WORKLOADS:
-            ids = [other for other in chosen if other in WORKER_WORKLOADS]
+        if name in WORKER_WORKLOADS or name in CLUSTER_WORKLOADS:
+            group = WORKER_WORKLOADS if name in WORKER_WORKLOADS else CLUSTER_WORKLOADS
+            ids = [other for other in chosen if other in group]
             options = ["--quick"] * args.quick + ids
         else:
             ids = [name]

@@ -96,7 +96,6 @@ class ClusterNode(Node):
         self._publishing = trio.Lock()
         self._left = trio.Event()
         self._max_message = 1024 * 1024 - _FRAME_ROOM
-        self._joined: dict[str, trio.Event] = {}
         self.members = Members(
             self.name,
             self.incarnation,
@@ -108,9 +107,11 @@ class ClusterNode(Node):
         self.regions: dict[str, Region] = {}
         self._spawner = RemoteSpawner(self)
         self._loop: Any = None
-        self._client: Any = None
+        self._control: Any = None  # (the second connection: see run)
+        self._on_connected: dict[str, Any] = {}
         self._refused_by_server: Exception | None = None
-        self._joined_nats = False
+        self._last_client_error: Exception | None = None
+        self._members_changed = trio.Event()  # (set, and made anew, at each change)
         self._rewatch = False  # (set when the members' watch must be made again)
         self._nc: Any = None
         self._members_kv: Any = None
@@ -161,32 +162,39 @@ class ClusterNode(Node):
         result: _T = await self._loop.run_aio_coroutine(awaitable)
         return result
 
-    def _connect_options(self) -> dict[str, Any]:
+    def _connect_options(self, role: str, client: Any) -> dict[str, Any]:
         config = self.config
+        joined = False
 
         async def on_error(error: Exception) -> None:
-            if not self._joined_nats and (
+            if not joined and (
                 isinstance(error, ssl.SSLError) or "authorization" in str(error).lower()
             ):
                 # Refused credentials or certificate, while connecting: give up after
                 # this attempt, not at the deadline (the client would try forever).
                 self._refused_by_server = error
-                if self._client is not None:
-                    self._client.options["max_reconnect_attempts"] = 1
+                client.options["max_reconnect_attempts"] = 1
                 return
-            _log.warning("%s: NATS: %s", self.where, error)
+            if not joined:
+                self._last_client_error = error  # (named if connecting fails)
+            _log.warning("%s: NATS (%s): %s", self.where, role, error)
+
+        async def on_connected() -> None:
+            nonlocal joined
+            joined = True
 
         async def on_disconnected() -> None:
             if not self._left.is_set():
-                _log.warning("%s: disconnected from NATS; reconnecting", self.where)
+                _log.warning("%s: disconnected from NATS (%s); reconnecting", self.where, role)
 
         async def on_reconnected() -> None:
-            _log.warning("%s: reconnected to NATS", self.where)
-            self._rewatch = True
+            _log.warning("%s: reconnected to NATS (%s)", self.where, role)
+            if role == "control":
+                self._rewatch = True
 
         options: dict[str, Any] = {
             "servers": list(config.servers),
-            "name": f"{self.system.name}/{self.name}",
+            "name": f"{self.system.name}/{self.name}/{role}",
             "connect_timeout": config.connect_timeout,
             "max_reconnect_attempts": -1,
             "reconnect_time_wait": min(config.heartbeat, 2.0),
@@ -194,6 +202,7 @@ class ClusterNode(Node):
             "disconnected_cb": on_disconnected,
             "reconnected_cb": on_reconnected,
         }
+        self._on_connected[role] = on_connected
         if config.user is not None:
             options["user"] = config.user
             options["password"] = config.password
@@ -203,75 +212,90 @@ class ClusterNode(Node):
             options["tls"] = config.tls
         return options
 
-    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Join the cluster and serve it until :meth:`leave`. Returns from
-        ``nursery.start`` once this node is a member and knows the others; raises
-        :class:`ClusterError` (the cause chained) if it cannot join."""
-        import trio_asyncio
+    async def _open_client(self, role: str) -> Any:
+        """A connection to NATS (``ClusterError`` if there is none to be had)."""
         from nats.aio.client import Client as NatsClient
 
         config = self.config
+        client = NatsClient()
+        connected = False
+        try:
+            try:
+                with trio.fail_after(config.connect_timeout * 2 + 1):
+                    await self._aio(client.connect(**self._connect_options(role, client)))
+                    connected = True
+                    await self._on_connected[role]()
+            finally:
+                if not connected:  # (close what the attempt left open)
+                    with trio.CancelScope(shield=True) as shield:
+                        shield.deadline = trio.current_time() + 2
+                        with contextlib.suppress(Exception):
+                            await self._aio(client.close())
+            if config.tls is not None and not client._server_info.get("tls_required"):
+                # (the client falls back to plain text when the server does not ask for
+                # TLS: refuse rather than send in clear what was meant to be secret)
+                with contextlib.suppress(Exception):
+                    await self._aio(client.close())
+                raise ConnectionRefusedError(
+                    "Cluster(tls=...) is given but the server does not use TLS"
+                )
+        except (Exception, trio.TooSlowError) as error:
+            cause = self._refused_by_server or self._last_client_error or error
+            failure = ClusterError(
+                f"node {self.name} could not connect to NATS at "
+                f"{', '.join(config.servers)}: {cause!r}"
+            )
+            raise failure from cause
+        return client
+
+    async def _close_clients(self) -> None:
+        with trio.CancelScope(shield=True) as shield:
+            shield.deadline = trio.current_time() + 2
+            for client in (self._nc, self._control):
+                if client is None:
+                    continue
+                try:
+                    await self._aio(client.close())
+                except Exception as error:  # (it is going anyway)
+                    _log.debug("%s: closing a NATS connection: %r", self.where, error)
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Join the cluster and serve it until :meth:`leave`. Returns from
+        ``nursery.start`` once this node is a member and knows the others; raises
+        :class:`ClusterError` (the cause chained) if it cannot join.
+
+        A node has two connections to NATS: one for the frames between nodes, one for
+        the buckets (membership, names, shard owners), so that a flood of frames does
+        not hold up the heartbeats behind it."""
+        import trio_asyncio
+
         failure: ClusterError | None = None
         # (Raised after the asyncio loop is closed, so that it comes out as itself, not
         # in the exception group of the loop's own nursery.)
         async with trio_asyncio.open_loop() as loop:
             self._loop = loop
             try:
-                client = self._client = NatsClient()
-                connected = False
-                try:
-                    with trio.fail_after(config.connect_timeout * 2 + 1):
-                        await self._aio(client.connect(**self._connect_options()))
-                        connected = True
-                finally:
-                    if not connected:  # (close what the attempt left open)
-                        with trio.CancelScope(shield=True) as shield:
-                            shield.deadline = trio.current_time() + 2
-                            with contextlib.suppress(Exception):
-                                await self._aio(client.close())
-                if config.tls is not None and not client._server_info.get("tls_required"):
-                    # (the client falls back to plain text when the server does not ask
-                    # for TLS: refuse rather than send in clear what was meant to be secret)
-                    with contextlib.suppress(Exception):
-                        await self._aio(client.close())
-                    raise ConnectionRefusedError(
-                        "Cluster(tls=...) is given but the server does not use TLS"
-                    )
-                self._nc = client
-                self._joined_nats = True
-            except (Exception, trio.TooSlowError) as error:
-                cause = self._refused_by_server or error
-                failure = ClusterError(
-                    f"node {self.name} could not connect to NATS at "
-                    f"{', '.join(config.servers)}: {cause}"
-                )
-                failure.__cause__ = cause
-            if failure is None:
-                try:
-                    await self._join()
-                    async with trio.open_nursery() as nursery:
-                        self._nursery = nursery
-                        nursery.start_soon(self._send_loop, name=f"{self.where}: outbox")
-                        nursery.start_soon(keep_membership, self, name=f"{self.where}: heartbeats")
-                        task_status.started()
-                        await self._left.wait()
-                        nursery.cancel_scope.cancel()
-                except ClusterError as error:
-                    failure = error
-                finally:
-                    with trio.CancelScope(shield=True) as shield:
-                        shield.deadline = trio.current_time() + 2
-                        try:
-                            await self._aio(self._nc.close())
-                        except Exception as error:  # (it is going anyway)
-                            _log.debug("%s: closing the NATS connection: %r", self.where, error)
+                self._nc = await self._open_client("frames")
+                self._control = await self._open_client("control")
+                await self._join()
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    nursery.start_soon(self._send_loop, name=f"{self.where}: outbox")
+                    nursery.start_soon(keep_membership, self, name=f"{self.where}: heartbeats")
+                    task_status.started()
+                    await self._left.wait()
+                    nursery.cancel_scope.cancel()
+            except ClusterError as error:
+                failure = error
+            finally:
+                await self._close_clients()
         if failure is not None:
             raise failure
 
     async def _bucket(self, name: str, ttl: float | None) -> Any:
         from nats.js.api import KeyValueConfig
 
-        js = self._nc.jetstream()
+        js = self._control.jetstream()
         bucket = f"{self._bucket_prefix}_{name}"
         try:
             return await self._aio(js.key_value(bucket))
@@ -326,7 +350,12 @@ class ClusterNode(Node):
         elif entry.value is not None:
             self.members.seen(entry.key, entry.value, now, age)
 
+    def _pulse(self) -> None:
+        self._members_changed.set()
+        self._members_changed = trio.Event()
+
     def _member_joined(self, name: str) -> None:
+        self._pulse()
         self._heard.pop(name, None)
         for region in self.regions.values():
             region.rebalance()
@@ -340,11 +369,9 @@ class ClusterNode(Node):
                 member.codec,
                 self.codec.name,
             )
-        event = self._joined.pop(name, None)
-        if event is not None:
-            event.set()
 
     def _member_lost(self, name: str, incarnation: int, how: str) -> None:
+        self._pulse()
         self._opener.retire(name, incarnation)
         self._heard.pop(name, None)
         for region in self.regions.values():
@@ -352,6 +379,7 @@ class ClusterNode(Node):
         self.node_lost(name, NodeLost(name, how))
 
     def _member_changed(self, name: str) -> None:
+        self._pulse()
         for region in self.regions.values():
             region.rebalance()
 
@@ -577,18 +605,35 @@ class ClusterNode(Node):
         """What this node knows of the live member ``name`` (``None`` if not live)."""
         return self.members.live.get(name)
 
-    async def wait_for_members(self, names: set[str] | list[str], timeout: float = 30.0) -> None:
-        """Wait until every node in ``names`` is a live member as seen here.
+    async def wait_for_members(
+        self,
+        names: set[str] | list[str],
+        timeout: float = 30.0,
+        *,
+        hosting: str | None = None,
+    ) -> None:
+        """Wait until every node in ``names`` is a live member as seen here (and, with
+        ``hosting``, hosts entities of that type: it called ``start_entities``).
         :class:`TimeoutError` naming the missing ones after ``timeout`` seconds."""
         wanted = set(names) - {self.name}
+
+        def missing() -> list[str]:
+            live = self.members.live
+            return sorted(
+                name
+                for name in wanted
+                if name not in live
+                or (hosting is not None and hosting not in live[name].entity_types)
+            )
+
         with trio.move_on_after(timeout):
-            for name in sorted(wanted):
-                if name not in self.members.live:
-                    event = self._joined.setdefault(name, trio.Event())
-                    await event.wait()
+            while missing():
+                await self._members_changed.wait()
             return
-        missing = sorted(n for n in wanted if n not in self.members.live)
-        raise TimeoutError(f"nodes {missing} did not join within {timeout:g} s")
+        raise TimeoutError(
+            f"nodes {missing()} did not join{'' if hosting is None else ' hosting ' + hosting}"
+            f" within {timeout:g} s"
+        )
 
     async def register(self, name: str, ref: ActorRef) -> None:
         """Register ``ref`` (an actor of this node) under ``name`` cluster-wide, so
