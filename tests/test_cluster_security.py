@@ -26,6 +26,7 @@ from cluster_harness import own_node
 
 import actors
 from actors.cluster import ClusterError, Keyring
+from actors.cluster._node import join_frames
 from actors.cluster._seal import seal
 
 pytestmark = [pytest.mark.nats]
@@ -72,7 +73,8 @@ async def test_frames_that_are_not_genuine_are_refused_before_decoding(
             counter = iter(range(1, 1000))
 
             def tell(message: Any) -> bytes:
-                return node.tell_frame(collector.address, None, node.encode(message))
+                frame = node.tell_frame(collector.address, None, node.encode(message))
+                return join_frames([frame])
 
             def sealed(body: bytes, keyring: Keyring = right, number: int | None = None) -> bytes:
                 return seal(
@@ -84,6 +86,7 @@ async def test_frames_that_are_not_genuine_are_refused_before_decoding(
                     recipient=recipient,
                 )
 
+            trap = pickle.dumps(Trap())
             genuine = sealed(tell(Add(1)))
             tampered = bytearray(sealed(tell(Add(2))))
             tampered[-40] ^= 0x01  # (a byte of the message)
@@ -95,9 +98,10 @@ async def test_frames_that_are_not_genuine_are_refused_before_decoding(
                 sealed(tell(Add(4)), other_id),  # a key id nobody has
                 genuine,
                 genuine,  # replayed
-                sealed(node.tell_frame(collector.address, None, unregistered)),
-                sealed(node.tell_frame(collector.address, None, pickle.dumps(Trap()))),
-                sealed(pickle.dumps(("tell", tuple(collector.address), None, b""))),
+                sealed(join_frames([node.tell_frame(collector.address, None, unregistered)])),
+                sealed(join_frames([node.tell_frame(collector.address, None, trap)])),
+                sealed(join_frames([pickle.dumps(("tell", tuple(collector.address), None, b""))])),
+                sealed(b"\x00\x00\x10\x00 lengths that do not add up"),
                 sealed(tell(Add(5))),  # the last: everything before it was handled
             ]
 
@@ -124,6 +128,8 @@ async def test_frames_that_are_not_genuine_are_refused_before_decoding(
             assert "evil.Payload" in str(undecodable[0].message)
             frames_logged = [r.getMessage() for r in caplog.records if "could not be" in r.message]
             assert any("could not be handled" in t or "decoded" in t for t in frames_logged)
+            # A sealed message whose frames do not add up is dropped whole, and said so.
+            assert any("do not add up" in r.getMessage() for r in caplog.records)
 
 
 async def test_a_node_with_a_wrong_password_cannot_join(nats_auth_server: Any) -> None:
