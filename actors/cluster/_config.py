@@ -71,7 +71,8 @@ class Cluster:
 
     ``key``: the secret (32 bytes or more, the same on every node) with which every
     message between nodes is sealed (HMAC-SHA256) and checked before it is decoded; a
-    mapping of key ids to keys, or a ``Keyring``, to rotate keys.
+    mapping of key ids to keys (every one opens, the last one seals), or a ``Keyring``,
+    to rotate keys.
 
     ``types``: the message classes that may cross (attrs classes, dataclasses,
     ``msgspec.Struct``, enums), for the default codec, which decodes nothing else and

@@ -4,23 +4,29 @@ The node layer of the worker processes (``actors/_node.py``: routing by address,
 death watch, dead letters, the frames) is reused as it is; what differs is how a frame
 reaches another node and how a node learns who else is there:
 
-- **Transport.** A frame for node ``n2`` is sealed (``_seal.py``: HMAC-SHA256 over the
-  sender, its incarnation and a counter) and published on ``n2``'s inbox subject
-  ``{prefix}.{system}.node.n2``. Frames wait in one outbox, handed to the NATS client
-  in batches (one hop from trio into the asyncio loop per batch, not per frame), in the
-  order they were sent, so each sender-receiver pair is FIFO. A frame that arrives is
-  opened (refused, logged and dropped if its seal is forged, tampered, replayed, from a
-  retired incarnation or under an unknown key) before any byte of it is decoded, then
-  decoded by the cluster's codec (``_codec.py``).
+- **Transport.** Frames for node ``n2`` wait in the outbox, in the order they were
+  sent, until a task of this node in the NATS client's asyncio loop (the publisher,
+  woken by an ``asyncio.Event`` set from trio: no hop from trio per batch) takes them:
+  as many as fit go in one NATS message (:func:`join_frames`), sealed once
+  (``_seal.py``: HMAC-SHA256 over the sender, its incarnation, a counter and the
+  recipient's incarnation) and published on ``n2``'s inbox subject
+  ``{prefix}.{system}.node.n2``. Each sender-receiver pair is FIFO. A message that
+  arrives is opened (refused, logged and dropped if its seal is forged, tampered,
+  replayed, misdirected, from a retired incarnation or under an unknown key) before any
+  byte of it is decoded; then each of its frames is decoded by the cluster's codec
+  (``_codec.py``) and dispatched.
+- **Two connections**: the frames go on one, the buckets (members, names, shard
+  owners) on the other, so that a flood of frames does not hold up the heartbeats.
 - **Membership** (``_membership.py``): the members bucket and heartbeats. A member lost
   fails what waits on it at once (:meth:`Node.node_lost`).
 - **Names** (:meth:`ClusterNode.register`, :meth:`ClusterNode.lookup`): a cluster-wide
   registry in a key-value bucket.
 
 Cancellation: the node runs in the system's nursery; leaving ``open_system`` stops the
-actors first, then :meth:`ClusterNode.leave` deletes this node's member key (so
-the others see it leave at once rather than after ``down_after``), sends what is still
-in the outbox, and closes the connection, within a deadline.
+actors first, then :meth:`ClusterNode.leave` frees this node's names, sends what is still
+in the outbox (its actors' last words, such as their ends for watchers elsewhere), then
+deletes its member key (so that the others see it leave at once rather than after
+``down_after``), and the connections are closed, within a deadline.
 """
 
 from __future__ import annotations
@@ -444,14 +450,17 @@ class ClusterNode(Node):
             while self._outbox:  # (also what was queued before this task started)
                 outbox, self._outbox = self._outbox, {}
                 self._outbox_bytes = 0
-                batch = self._sealed_batches(outbox)
-                try:
-                    for subject, data in batch:
+                for subject, data in self._sealed_batches(outbox):
+                    try:
                         await nc.publish(subject, data)
-                except Exception as error:
-                    _log.warning(
-                        "%s: %d messages could not be published: %r", self.where, len(batch), error
-                    )
+                    except Exception as error:  # (the frames in it are lost: at most once)
+                        _log.warning(
+                            "%s: a message of %d bytes to %s could not be published: %r",
+                            self.where,
+                            len(data),
+                            subject,
+                            error,
+                        )
             self._outbox_empty.set()
             await wake.wait()
             wake.clear()
