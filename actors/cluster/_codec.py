@@ -335,8 +335,8 @@ def _check_registrable(cls: Any, name: str) -> None:
     except Exception as error:
         raise TypeError(
             f"{what} cannot be registered with the safe codec: msgspec cannot read its field "
-            f"types ({error}); the names in its annotations must be importable from its "
-            "module at run time (not only under TYPE_CHECKING)"
+            f"types ({error}): an annotation is not a type it can carry, or names something "
+            "that is not importable from its module at run time (only under TYPE_CHECKING)"
         ) from error
     bad = _unsupported(info, set())
     if bad is not None:
