@@ -199,3 +199,54 @@ async def test_spawn_on_another_node(nats_url: str) -> None:
             # Without a node, the nodes that list the class take turns.
             nodes = {(await system.cluster.spawn(Counter)).address.node for _ in range(4)}
             assert nodes == {"n1", "t"}
+
+
+async def test_forward_poison_pill_and_kill_across_nodes(nats_url: str) -> None:
+    with trio.fail_after(60):
+        async with (
+            node_process(nats_url, "n1", "counter=Counter", "other=Counter"),
+            own_node(nats_url) as system,
+        ):
+            await system.cluster.wait_for_members({"n1"})
+            counter = await system.cluster.lookup("counter")
+            other = await system.cluster.lookup("other")
+            assert counter is not None
+            assert other is not None
+
+            to = counter
+
+            class Forwarder(actors.Actor):
+                def receive(self, message: Any) -> None:
+                    self.context.forward(to)
+
+            forwarder = system.spawn(Forwarder, name="forwarder")
+            # An ask forwarded to an actor on another node: the asker gets its answer.
+            assert await forwarder.ask(Where()) == "n1"
+            forwarder.tell(Add(7))
+            await system.idle()  # (forwarded: its frame is ahead of the ask's in the outbox)
+            assert await counter.ask(Get()) == [7]
+            # Kill fails it (its supervisor there restarts it: a fresh instance);
+            # PoisonPill stops it in mailbox order: the tell before it is handled.
+            counter.tell(actors.Kill)
+            with trio.fail_after(10):
+                while await counter.ask(Get()) != []:  # noqa: ASYNC110
+                    await trio.sleep(0.05)  # (the restart there is seen only by asking)
+            send, receive = trio.open_memory_channel[Any](1)
+            watched = other
+
+            class Watcher(actors.Actor):
+                async def pre_start(self) -> None:
+                    self.context.watch(watched)
+
+                def receive(self, message: Any) -> None:
+                    send.send_nowait(message)
+
+            system.spawn(Watcher)
+            await system.idle()
+            other.tell(Add(1))
+            other.tell(actors.PoisonPill)
+            terminated = await receive.receive()
+            assert isinstance(terminated, actors.Terminated)
+            assert terminated.error is None
+            with pytest.raises(actors.ActorDead):
+                await other.ask(Get())
