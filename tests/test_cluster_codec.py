@@ -32,13 +32,8 @@ from actors import (
     Terminated,
     UnpicklableMessage,
 )
-from actors.cluster._codec import (
-    Codec,
-    PickleCodec,
-    SafeCodec,
-    UndecodableMessage,
-    UnencodableMessage,
-)
+from actors.cluster._codec import Codec, PickleCodec, UndecodableMessage, UnencodableMessage
+from actors.cluster._safe_codec import SafeCodec
 from actors.routing import AddRoutee, Broadcast, GetRoutees
 
 PROPERTY_SETTINGS = settings(
@@ -601,3 +596,12 @@ def test_the_pickle_codec_refuses_clearly() -> None:
         codec.decode_frame(pickle.dumps([1]))
     assert type(codec.decode_error(b"garbage")) is RemoteError
     assert type(codec.decode_error(pickle.dumps(5))) is RemoteError
+
+
+def test_a_builtin_that_cannot_travel_is_refused_with_a_fix_that_applies_to_it() -> None:
+    with pytest.raises(UnencodableMessage) as caught:
+        SafeCodec().encode_message({1, 2})
+    text = str(caught.value)
+    assert text.startswith("message of type builtins.set is not registered")
+    assert "carry it as plain data instead" in text
+    assert "Cluster(types=" not in text  # (a set cannot be registered)

@@ -14,10 +14,11 @@ This package imports nothing of NATS until a node starts; the cluster's dependen
 """
 
 from .._public import export as _export
-from ._codec import Codec, PickleCodec, SafeCodec, UndecodableMessage, UnencodableMessage
+from ._codec import Codec, PickleCodec, UndecodableMessage, UnencodableMessage
 from ._config import Cluster
 from ._errors import ClusterError, NameTaken, NodeLost
 from ._node import ClusterNode
+from ._safe_codec import SafeCodec
 from ._seal import Keyring, SealRefused
 from ._sharding import EntityRef, EntityType
 

@@ -14,7 +14,7 @@ reaches another node and how a node learns who else is there:
   arrives is opened (refused, logged and dropped if its seal is forged, tampered,
   replayed, misdirected, from a retired incarnation or under an unknown key) before any
   byte of it is decoded; then each of its frames is decoded by the cluster's codec
-  (``_codec.py``) and dispatched.
+  (``_codec.py``, ``_safe_codec.py``) and dispatched.
 - **Two connections**: the frames go on one, the buckets (members, names, shard
   owners) on the other, so that a flood of frames does not hold up the heartbeats.
 - **Membership** (``_membership.py``): the members bucket and heartbeats. A member lost
@@ -46,13 +46,14 @@ from .._errors import ActorDead
 from .._node import TELL, Node, _ref_at
 from .._ref import ActorRef
 from .._wire import FrameTooLarge, LinkFull
-from ._codec import Codec, SafeCodec
+from ._codec import Codec
 from ._config import Cluster
 from ._errors import ClusterError, NodeLost
 from ._heartbeats import keep_membership
 from ._membership import Member, Members, age_of, record_of
 from ._names import Names
 from ._remote_spawn import RemoteSpawner
+from ._safe_codec import SafeCodec
 from ._seal import Keyring, Opener, SealRefused, seal
 from ._sharding import EntityRef, EntityType, Region, _Delivery
 
