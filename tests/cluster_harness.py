@@ -88,6 +88,36 @@ async def node_process(
                 await process.wait()
 
 
+class Collector(actors.Actor):
+    """Puts every message it gets into a memory channel of the test's."""
+
+    def __init__(self, into: trio.MemorySendChannel[Any]) -> None:
+        self.into = into
+
+    def receive(self, message: Any) -> None:
+        self.into.send_nowait(message)
+
+
+class _Watcher(Collector):
+    def __init__(self, into: trio.MemorySendChannel[Any], watched: actors.ActorRef) -> None:
+        super().__init__(into)
+        self.watched = watched
+
+    async def pre_start(self) -> None:
+        self.context.watch(self.watched)
+
+
+async def watch_from(
+    system: actors.ActorSystem, ref: actors.ActorRef
+) -> trio.MemoryReceiveChannel[Any]:
+    """Watch ``ref`` from an actor of ``system``; what it gets (``Terminated``) comes
+    out of the channel returned. Returns once the watch is registered."""
+    send, receive = trio.open_memory_channel[Any](10)
+    system.spawn(_Watcher, send, ref)
+    await system.idle()
+    return receive
+
+
 @asynccontextmanager
 async def own_node(url: str, **options: Any) -> AsyncIterator[actors.ActorSystem]:
     options.setdefault("heartbeat", HEARTBEAT)

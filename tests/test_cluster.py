@@ -24,17 +24,9 @@ pytest.importorskip("nats")
 pytest.importorskip("trio_asyncio")
 
 from cluster_actors import Add, Counter, Echo, Echoed, Fail, Get, Ignore, Refused, Where
-from cluster_harness import DOWN_AFTER, node_process, own_node
+from cluster_harness import DOWN_AFTER, Collector, node_process, own_node, watch_from
 
 pytestmark = [pytest.mark.nats, pytest.mark.workers]
-
-
-class Collector(actors.Actor):
-    def __init__(self, into: trio.MemorySendChannel[Any]) -> None:
-        self.into = into
-
-    def receive(self, message: Any) -> None:
-        self.into.send_nowait(message)
 
 
 async def test_tell_and_ask_between_nodes_keep_order(nats_url: str) -> None:
@@ -100,19 +92,7 @@ async def test_death_watch_and_names_across_nodes(nats_url: str) -> None:
             await system.cluster.wait_for_members({"n1"})
             counter = await system.cluster.lookup("counter")
             assert counter is not None
-            send, receive = trio.open_memory_channel[Any](10)
-
-            watched = counter
-
-            class Watcher(actors.Actor):
-                async def pre_start(self) -> None:
-                    self.context.watch(watched)
-
-                def receive(self, message: Any) -> None:
-                    send.send_nowait(message)
-
-            system.spawn(Watcher, name="watcher")
-            await system.idle()
+            receive = await watch_from(system, counter)
             system.stop(counter)
             terminated = await receive.receive()
             assert isinstance(terminated, actors.Terminated)
@@ -134,19 +114,7 @@ async def test_a_node_killed_is_lost_promptly(nats_url: str, caplog: Any) -> Non
             await system.cluster.wait_for_members({"n1"})
             counter = await system.cluster.lookup("counter")
             assert counter is not None
-            send, receive = trio.open_memory_channel[Any](10)
-
-            watched = counter
-
-            class Watcher(actors.Actor):
-                async def pre_start(self) -> None:
-                    self.context.watch(watched)
-
-                def receive(self, message: Any) -> None:
-                    send.send_nowait(message)
-
-            system.spawn(Watcher, name="watcher")
-            await system.idle()
+            receive = await watch_from(system, counter)
             failed: list[BaseException] = []
 
             async def ask_in_flight() -> None:
@@ -231,18 +199,7 @@ async def test_forward_poison_pill_and_kill_across_nodes(nats_url: str) -> None:
             with trio.fail_after(10):
                 while await counter.ask(Get()) != []:  # noqa: ASYNC110
                     await trio.sleep(0.05)  # (the restart there is seen only by asking)
-            send, receive = trio.open_memory_channel[Any](1)
-            watched = other
-
-            class Watcher(actors.Actor):
-                async def pre_start(self) -> None:
-                    self.context.watch(watched)
-
-                def receive(self, message: Any) -> None:
-                    send.send_nowait(message)
-
-            system.spawn(Watcher)
-            await system.idle()
+            receive = await watch_from(system, other)
             other.tell(Add(1))
             other.tell(actors.PoisonPill)
             terminated = await receive.receive()

@@ -19,7 +19,7 @@ pytest.importorskip("nats")
 pytest.importorskip("trio_asyncio")
 
 from cluster_actors import TALLY, Add, Get, Where
-from cluster_harness import DOWN_AFTER, Partition, node_process, own_node
+from cluster_harness import DOWN_AFTER, Partition, node_process, own_node, watch_from
 
 import actors
 
@@ -134,18 +134,7 @@ async def test_a_node_frozen_longer_than_down_after_does_not_come_back(
             await system.cluster.wait_for_members({"n1"})
             counter = await system.cluster.lookup("counter")
             assert counter is not None
-            send, receive = trio.open_memory_channel[Any](1)
-
-            class Watcher(actors.Actor):
-                async def pre_start(self) -> None:
-                    assert counter is not None
-                    self.context.watch(counter)
-
-                def receive(self, message: Any) -> None:
-                    send.send_nowait(message)
-
-            system.spawn(Watcher)
-            await system.idle()
+            receive = await watch_from(system, counter)
             n1.process.send_signal(signal.SIGSTOP)  # frozen: it writes nothing
             terminated = await receive.receive()
             assert "heartbeat lapsed" in str(terminated.error)

@@ -22,7 +22,7 @@ pytest.importorskip("nats")
 pytest.importorskip("trio_asyncio")
 
 from cluster_actors import KEY, Add, cluster
-from cluster_harness import own_node
+from cluster_harness import Collector, own_node
 
 import actors
 from actors.cluster import ClusterError, Keyring
@@ -42,14 +42,6 @@ class Trap:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (RAN.append, ("unpickled",))
-
-
-class Collector(actors.Actor):
-    def __init__(self, into: trio.MemorySendChannel[Any]) -> None:
-        self.into = into
-
-    def receive(self, message: Any) -> None:
-        self.into.send_nowait(message)
 
 
 async def test_frames_that_are_not_genuine_are_refused_before_decoding(
