@@ -421,10 +421,13 @@ class Node(abc.ABC):
 
     # -- sending ----------------------------------------------------------------------------
 
-    def tell_remote(self, target: Address, payload: bytes, sender: ActorRef | None) -> None:
-        """Send a tell; what cannot be sent becomes a dead letter with the reason."""
+    def tell_remote(
+        self, target: Address, payload: bytes, sender: ActorRef | None, via: str | None = None
+    ) -> None:
+        """Send a tell (to ``target``'s node, or to node ``via``, which hosts it); what
+        cannot be sent becomes a dead letter with the reason."""
         try:
-            self.send_bytes(target.node, self.tell_frame(target, sender, payload))
+            self.send_bytes(via or target.node, self.tell_frame(target, sender, payload))
         except ProcessLost:
             self._undelivered(payload, sender, target, DeadLetterReason.PROCESS_LOST)
         except ActorError as error:  # the link is full (or the frame too large)

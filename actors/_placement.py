@@ -90,7 +90,22 @@ class OwnProcess:
     ``"p2"``, ...) and stopped once the actor has stopped."""
 
 
-Placement: TypeAlias = "OnWorker | AnyWorker | OwnProcess | None"
+@attrs.frozen
+class OnNode:
+    """Place the actor on node ``name`` of the cluster, and restart it there only (for
+    a system that is a node of a cluster: ``docs/cluster.md``)."""
+
+    name: str
+
+
+@attrs.frozen
+class AnyNode:
+    """Place the actor on another live node of the cluster that lists its class in
+    ``Cluster(actors=...)``, in turn; a restart after its node is lost picks again among
+    the live ones."""
+
+
+Placement: TypeAlias = "OnWorker | AnyWorker | OwnProcess | OnNode | AnyNode | None"
 
 
 def check_placement(placement: object) -> None:

@@ -43,7 +43,7 @@ from ._cell_state import DEAD, FAIL, RUNNING
 from ._envelope import ASK, Envelope, Reply
 from ._errors import ActorDead, ActorError, ActorInitializationError, ProcessLost
 from ._messages import DeadLetterReason
-from ._node import Encoded, encode_message, payload_of
+from ._node import Encoded
 from ._ref import ActorRef
 from ._reply_later import take_reply_handle
 
@@ -111,10 +111,9 @@ class SlotAsk:
     __slots__ = ("cell", "node", "path", "slot")
 
     def __init__(self, cell: RemoteChildCell, slot: Reply) -> None:
-        address = cell.ref.address
         self.cell = cell
-        self.node = address.node
-        self.path = address.path
+        self.node = cell._host  # (if it is lost, the ask fails at once)
+        self.path = cell.ref.address.path
         self.slot = slot
 
     def settle(self, value: Any, error: BaseException | None) -> bool:
@@ -156,7 +155,15 @@ START_ATTEMPTS: Final = 3
 class RemoteChildCell(ActorCell):
     """See the module documentation."""
 
-    __slots__ = ("_answer", "_placed_class", "_remote_state", "_root", "_spawn_frame", "_target")
+    __slots__ = (
+        "_answer",
+        "_host",
+        "_placed_class",
+        "_remote_state",
+        "_root",
+        "_spawn_frame",
+        "_target",
+    )
 
     def __init__(
         self,
@@ -174,12 +181,18 @@ class RemoteChildCell(ActorCell):
         root: RootNode,
         node: str,
         pickled_factory: bytes,
+        address_node: str | None = None,
     ) -> None:
         super().__init__(
             system, parent, name, path, uid, _PLACED, mailbox, throughput, stash_capacity
         )
-        self.ref = ActorRef._create(Address(system.name, path, uid, node), self)
+        # Its address names the node it runs on (a worker's name stays when its process is
+        # replaced), or (``address_node``, a cluster) the parent's node, so that the ref
+        # stays valid when a restart places it on another node.
+        address = Address(system.name, path, uid, address_node or node)
+        self.ref = ActorRef._create(address, self)
         self._target = self.ref.address
+        self._host = node  # where the real instance runs now
         self._root = root
         made: object = factory
         while isinstance(made, functools.partial):
@@ -206,7 +219,9 @@ class RemoteChildCell(ActorCell):
     # -- delivery: pickled at the call, passed on in order --------------------------------------
 
     def _copy_message(self, message: Any) -> Any:
-        return Encoded.of(message)
+        if message.__class__ is Encoded:
+            return message
+        return Encoded(self._root.encode(message), type(message))
 
     def _copy_answer(
         self, value: Any, error: BaseException | None
@@ -234,7 +249,7 @@ class RemoteChildCell(ActorCell):
             not self.system._delivery_hooks
             and self._thread == _get_ident()
             and self._nothing_ahead()
-            and self._root.try_tell(self._target, encode_message(message), sender)
+            and self._root.try_tell(self._target, self._root.encode(message), sender)
         ):
             return
         super().tell(message, sender)
@@ -246,11 +261,11 @@ class RemoteChildCell(ActorCell):
         if self._nothing_ahead():
             message, sender, slot = envelope
             if slot is None:
-                if self._root.try_tell(self._target, payload_of(message), sender):
+                if self._root.try_tell(self._target, self._root.encode(message), sender):
                     return
             elif slot.kind == ASK:
                 assert isinstance(slot, Reply)
-                if self._root.try_ask(self, payload_of(message), sender, slot):
+                if self._root.try_ask(self, self._root.encode(message), sender, slot):
                     return
         super()._accept(envelope, on_full)
 
@@ -263,7 +278,7 @@ class RemoteChildCell(ActorCell):
         root = self._root
         asked = isinstance(slot, Reply)
         try:
-            payload = payload_of(message)
+            payload = root.encode(message)
         except ActorError:  # (a runtime delivery that was not copied)
             if asked:
                 raise
@@ -278,10 +293,10 @@ class RemoteChildCell(ActorCell):
                 self._reply_handles.pop(handle, None)
             ask_id = next(root._ask_ids)
             timeout = slot.timeout
-            root._asks[ask_id] = HandleAsk(target.node, target.path, handle)  # type: ignore[assignment]
+            root._asks[ask_id] = HandleAsk(self._host, target.path, handle)  # type: ignore[assignment]
             try:
                 root.send_frame(
-                    target.node,
+                    self._host,
                     (
                         "ask",
                         ask_id,
@@ -295,7 +310,7 @@ class RemoteChildCell(ActorCell):
                 root._asks.pop(ask_id, None)
                 handle.fail(ActorDead(target.path, "could not be reached", error))
             return
-        root.tell_remote(target, payload, sender)
+        root.tell_remote(target, payload, sender, via=self._host)
 
     # -- the real instance's lifecycle ----------------------------------------------------------
 
@@ -315,14 +330,14 @@ class RemoteChildCell(ActorCell):
         :data:`START_ATTEMPTS` times (a constructor that kills its process every time
         fails the start then)."""
         root = self._root
-        node = self.ref.address.node
+        node = self._host
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
                 if self._remote_state == Remote.DOWN:
                     self._remote_state = Remote.STARTING
                     root.send_frame(node, ("order", self.ref.address, "up", None))
                 else:
-                    await root.wait_ready(node)
+                    node = self._host = await root.host_for(self)
                     self._remote_state = Remote.STARTING
                     root.adopt(node, self)
                     root.send_frame(node, self._spawn_frame)
@@ -343,7 +358,7 @@ class RemoteChildCell(ActorCell):
         if self._remote_state not in (Remote.UP, Remote.WAITING):
             return
         try:
-            self._root.send_frame(self.ref.address.node, ("order", self.ref.address, "down", error))
+            self._root.send_frame(self._host, ("order", self.ref.address, "down", error))
             await self._await_report("down")
         except ProcessLost:
             self._remote_state = Remote.NONE  # nothing left to take down: spawn afresh
@@ -369,11 +384,11 @@ class RemoteChildCell(ActorCell):
         self._root.fail_asks_to(
             self.ref.address, ActorDead(self.ref.path, "stopped before replying", self._reason)
         )
-        self._root.release(self.ref.address.node, self.ref.address)
+        self._root.release(self._host, self.ref.address)
 
     def _send_order(self, what: str, error: BaseException | None) -> bool:
         try:
-            self._root.send_frame(self.ref.address.node, ("order", self.ref.address, what, error))
+            self._root.send_frame(self._host, ("order", self.ref.address, what, error))
         except ActorError:
             return False
         return True

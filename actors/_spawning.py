@@ -21,7 +21,7 @@ from ._cell_state import DEAD
 from ._errors import ActorNameTaken, InvalidActorName, SystemClosed, UnpicklableMessage
 from ._mailbox import Mailbox
 from ._node import encode_message
-from ._placement import Placement, check_placement
+from ._placement import AnyNode, OnNode, Placement, check_placement
 from ._remote_child import RemoteChildCell
 from ._spawn_checks import check_factory
 from ._supervising import implicit_spec
@@ -94,7 +94,9 @@ def spawn_child(
         what = f"actor system {system.name!r}" if parent._parent is None else parent.ref.path
         raise SystemClosed(f"cannot spawn: {what} is stopping or stopped")
     check_factory(factory, args, kwargs)
-    if placement is not None:
+    # (a node of a cluster places children on other nodes: actors/cluster/_placing.py)
+    place_child = None if placement is None else getattr(system._router, "place_child", None)
+    if placement is not None and place_child is None:
         check_placement(placement)
         if not isinstance(system._router, RootNode):
             raise ValueError(
@@ -128,12 +130,17 @@ def spawn_child(
         raise TypeError(
             f"supervisor_strategy must be a supervision.Strategy, got {supervisor_strategy!r}"
         )
+    actor_class, actor_args, actor_kwargs = factory, args, kwargs
     if args or kwargs:
         factory = functools.partial(factory, *args, **kwargs)
     # (the arguments of every cell class)
     made = (system, parent, name, path, system._uids.getrandbits(63), factory, mailbox)
     limits = (throughput, stash_capacity, supervisor_strategy)
-    if placement is not None:
+    if place_child is not None:
+        child: ActorCell = place_child(
+            made, limits, actor_class, actor_args, actor_kwargs, placement
+        )
+    elif placement is not None:
         root = system._router
         assert isinstance(root, RootNode)
         try:
@@ -144,10 +151,9 @@ def spawn_child(
                 f"its arguments) cannot be pickled: {error.__cause__!r}. Define the actor "
                 "class at module level and pass picklable arguments"
             ) from error.__cause__
+        assert not isinstance(placement, OnNode | AnyNode)  # (checked above)
         node = root.choose(placement)
-        child: ActorCell = RemoteChildCell(
-            *made, *limits, root=root, node=node, pickled_factory=pickled
-        )
+        child = RemoteChildCell(*made, *limits, root=root, node=node, pickled_factory=pickled)
     else:
         # The cell class hook: an actor class may name the cell class that runs it
         # (routers).

@@ -167,6 +167,12 @@ class RootNode(Node):
     def adopt(self, node: str, cell: RemoteChildCell) -> None:
         self.slots[node].placed[cell.ref.address] = cell
 
+    async def host_for(self, cell: RemoteChildCell) -> str:
+        """Where ``cell``'s real instance starts: its worker, once that has a process up
+        (:meth:`wait_ready`)."""
+        await self.wait_ready(cell._host)
+        return cell._host
+
     async def wait_ready(self, node: str) -> None:
         """Wait until the slot ``node`` has a process up (a restart after a loss may have
         to wait for one). :class:`WorkerError` if the system is shutting down."""

@@ -13,6 +13,7 @@ This package imports nothing of NATS until a node starts; the cluster's dependen
 (nats-py, trio-asyncio, msgspec) come with the ``cluster`` extra.
 """
 
+from .._placement import AnyNode, OnNode
 from .._public import export as _export
 from ._codec import Codec, PickleCodec, UndecodableMessage, UnencodableMessage
 from ._config import Cluster
@@ -23,6 +24,7 @@ from ._seal import Keyring, SealRefused
 from ._sharding import EntityRef, EntityType
 
 __all__ = [
+    "AnyNode",
     "Cluster",
     "ClusterError",
     "ClusterNode",
@@ -32,6 +34,7 @@ __all__ = [
     "Keyring",
     "NameTaken",
     "NodeLost",
+    "OnNode",
     "PickleCodec",
     "SafeCodec",
     "SealRefused",

@@ -42,8 +42,9 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import trio
 
 from .._address import Address
-from .._errors import ActorDead
-from .._node import TELL, Node, _ref_at
+from .._errors import ActorDead, ActorError
+from .._node import TELL, Encoded, Node, _address, _ref_at
+from .._placement import AnyNode, OnNode
 from .._ref import ActorRef
 from .._wire import FrameTooLarge, LinkFull
 from ._codec import Codec
@@ -52,6 +53,7 @@ from ._errors import ClusterError, NodeLost
 from ._heartbeats import keep_membership
 from ._membership import Member, Members, age_of, record_of
 from ._names import Names
+from ._placing import ClusterChildCell, Hosting, Placing, try_ask
 from ._remote_spawn import RemoteSpawner
 from ._safe_codec import SafeCodec
 from ._seal import Keyring, Opener, SealRefused, seal
@@ -132,6 +134,8 @@ class ClusterNode(Node):
         )
         self.regions: dict[str, Region] = {}
         self._spawner = RemoteSpawner(self)
+        self.hosting = Hosting(self)
+        self.placing = Placing(self)
         self._loop: Any = None
         self._control: Any = None  # (the second connection: see run)
         self._on_connected: dict[str, Any] = {}
@@ -152,6 +156,9 @@ class ClusterNode(Node):
     # -- the codec --------------------------------------------------------------------------
 
     def encode(self, message: Any) -> bytes:
+        if message.__class__ is Encoded:  # (encoded at the call already: a placed child's)
+            encoded: bytes = message.payload
+            return encoded
         payload = self.codec.encode_message(message)
         if len(payload) > self._max_message:
             cls = type(message)
@@ -167,6 +174,8 @@ class ClusterNode(Node):
         return self.codec.decode_message(payload)
 
     def pack(self, frame: tuple[Any, ...]) -> bytes:
+        if frame[0] == "order" and frame[3] is not None:  # (its reason: an exception)
+            frame = (*frame[:3], self.encode_error(frame[3]))
         return self.codec.encode_frame(frame)
 
     def unpack(self, data: bytes) -> Any:
@@ -304,6 +313,7 @@ class ClusterNode(Node):
                 self._nc = await self._open_client("frames")
                 self._control = await self._open_client("control")
                 await self._join()
+                self.hosting.start()
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
                     nursery.start_soon(self._send_loop, name=f"{self.where}: outbox")
@@ -402,7 +412,10 @@ class ClusterNode(Node):
         self._heard.pop(name, None)
         for region in self.regions.values():
             region.node_lost(name)
-        self.node_lost(name, NodeLost(name, how))
+        lost = NodeLost(name, how)
+        self.node_lost(name, lost)
+        self.placing.lost(name, lost)
+        self.hosting.node_lost(name)
 
     def _member_changed(self, name: str) -> None:
         self._pulse()
@@ -572,6 +585,15 @@ class ClusterNode(Node):
         elif kind == "spawn":
             _, asker, ask_id, class_name, payload, name = frame
             self._spawner.on_spawn(asker, ask_id, class_name, payload, name)
+        elif kind == "place":
+            _, parent_node, address, class_name, payload = frame
+            self.hosting.place(parent_node, _address(address), class_name, payload)
+        elif kind == "order":
+            _, address, what, error = frame
+            cause = None if error is None else self.decode_error(error)
+            self.hosting.order(_address(address), what, cause)
+        elif self.placing.on_report(kind, frame):
+            pass
         elif kind == "entity-ask":
             _, asker, ask_id, type_name, entity_id, sender, payload, timeout, hops = frame
             region = self.regions.get(type_name)
@@ -593,6 +615,77 @@ class ClusterNode(Node):
             _log.warning(
                 "%s: a message for entity %s/%s: %s", self.where, type_name, delivery.entity_id, why
             )
+
+    # -- children placed on other nodes (_placing.py) -------------------------------------------
+
+    def find_local(self, path: str) -> Any:
+        return self.hosting.find(path)
+
+    def place_child(
+        self,
+        made: tuple[Any, ...],
+        limits: tuple[Any, ...],
+        actor_class: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        placement: Any,
+    ) -> ClusterChildCell:
+        """The cell of a child placed on another node (see ``_placing.py``); called by
+        ``spawn_child`` with what it made of the spawn's arguments."""
+        if not isinstance(placement, OnNode | AnyNode):
+            raise TypeError(
+                "placement on a node of a cluster must be actors.cluster.OnNode(name) or "
+                f"actors.cluster.AnyNode(), got {placement!r}"
+            )
+        if not isinstance(actor_class, type) or kwargs:
+            raise TypeError(
+                f"cannot place {actor_class!r} on another node: give an actor class (the "
+                "node starts the class of that name in its Cluster(actors=...)) and "
+                "positional arguments"
+            )
+        class_name = self._spawner.name_of(actor_class)
+        payload = self.encode(args)
+        host = self.placing.choose(class_name, placement, None)
+        cell = ClusterChildCell(
+            *made,
+            *limits,
+            root=self,  # type: ignore[arg-type]
+            node=host,
+            pickled_factory=b"",
+            address_node=self.name,
+        )
+        cell._setup(class_name, payload, placement)
+        cell._spawn_frame = cell._make_spawn_frame(self.name)
+        return cell
+
+    def adopt(self, node: str, cell: Any) -> None:
+        self.placing.placed[cell.ref.address] = cell
+
+    def release(self, node: str, address: Address) -> None:
+        self.placing.placed.pop(address, None)
+
+    async def host_for(self, cell: Any) -> str:
+        """Where a placed child (re)starts: its host if still live, else one chosen
+        again by its placement (:class:`ActorError` if none can take it)."""
+        await trio.lowlevel.checkpoint()
+        host: str = cell._host
+        if host != self.name and host not in self.members.live:
+            host = self.placing.choose(cell._class_name, cell._placement, host)
+        cell._host = host
+        return host
+
+    def try_tell(self, target: Address, payload: bytes, sender: ActorRef | None) -> bool:
+        cell = self.placing.placed.get(target)
+        if cell is None:
+            return False
+        try:
+            self.send_bytes(cell._host, self.tell_frame(target, sender, payload))
+        except ActorError:
+            return False
+        return True
+
+    def try_ask(self, cell: Any, payload: bytes, sender: ActorRef | None, reply: Any) -> bool:
+        return try_ask(self, cell, payload, sender, reply)
 
     # -- spawning on other nodes -------------------------------------------------------------
 
@@ -730,6 +823,7 @@ class ClusterNode(Node):
             self._left.set()
             return
         try:
+            await self.hosting.stop()  # (their ends are reported to their parents' nodes)
             await self.names.free_all()
             # What its actors said last (their ends, for watchers elsewhere) goes first,
             # then the member key: the others see the node leave after that.
