@@ -113,3 +113,19 @@ async def test_placement_needs_a_class_and_a_live_node(nats_url: str) -> None:
                 system.spawn(Counter, placement=OnNode("n9"))
             with pytest.raises(TypeError, match="give an actor class"):
                 system.spawn(lambda: Counter(), placement=AnyNode())
+
+
+async def test_a_node_that_leaves_stops_the_children_placed_on_it_first(nats_url: str) -> None:
+    with trio.fail_after(60):
+        async with own_node(nats_url) as system:
+            async with node_process(nats_url, "n1"):
+                await system.cluster.wait_for_members({"n1"})
+                parent = system.spawn(Parent, OnNode("n1"), [], name="parent")
+                child = await parent.ask("child?")
+                assert await child.ask(Where()) == "n1"
+                watched = await watch_from(system, child)
+            # n1 has left in order: the child ended there first (not lost with it).
+            terminated = await watched.receive()
+            assert terminated.ref == child
+            assert terminated.error is None
+            assert "n1" not in system.cluster.live_members()
