@@ -375,6 +375,11 @@ class Node(abc.ABC):
         handle it here (the root's node, or a worker whose link is gone)."""
         return False
 
+    def described(self, message: Encoded) -> Any:
+        """A message encoded at the call (on its way to another node), for a dead
+        letter here: decoded, or a text saying what it was."""
+        return message.decode_or_describe()
+
     @abc.abstractmethod
     def send_bytes(self, node: str, data: bytes) -> None:
         """Queue the frame ``data`` on the link that leads to ``node``. Raises

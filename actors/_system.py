@@ -364,8 +364,8 @@ class ActorSystem(metaclass=NoPublicConstructor):
             return
         router = self._router
         if router is not None:
-            if message.__class__ is Encoded:  # (on its way to a worker: pickled already)
-                message = message.decode_or_describe()
+            if message.__class__ is Encoded:  # (on its way to another node: encoded already)
+                message = router.described(message)
             if router.report_dead_letter(message, sender, recipient, reason):
                 return  # a worker's: counted and published by the root, as one system's
         self.dead_letter_count += 1

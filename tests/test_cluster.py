@@ -97,6 +97,17 @@ async def test_death_watch_and_names_across_nodes(nats_url: str) -> None:
             terminated = await receive.receive()
             assert isinstance(terminated, actors.Terminated)
             assert terminated.ref == counter
+            # A message from here to it now is a dead letter here, on its sender's node.
+            letters, dead_letters = trio.open_memory_channel[Any](10)
+            system.events.subscribe(system.spawn(Collector, letters), actors.DeadLetter)
+            sender = system.spawn(Collector, trio.open_memory_channel[Any](1)[0])
+            await system.idle()
+            counter.tell(Add(9), sender)
+            letter = await dead_letters.receive()
+            assert letter.message == Add(9)
+            assert letter.sender == sender
+            assert letter.recipient == counter
+            assert letter.reason == actors.DeadLetterReason.NO_SUCH_ACTOR
             # Its node frees its name when it stops (seen here only by looking it up).
             with trio.fail_after(10):
                 while await system.cluster.lookup("counter") is not None:  # noqa: ASYNC110

@@ -190,6 +190,41 @@ class ClusterNode(Node):
     def error_of(self, payload: bytes, target: Address) -> BaseException:
         return self.codec.decode_error(payload)
 
+    def report_dead_letter(
+        self, message: Any, sender: ActorRef | None, recipient: ActorRef, reason: Any
+    ) -> bool:
+        """A message from an actor of another node that could not be delivered here is
+        a dead letter on the sender's node (where its sender can see it); one without a
+        sender, or whose sender's node is gone, is one here."""
+        if sender is None or self.system._terminating:
+            return False
+        origin = sender.address.node
+        if origin == self.name or origin not in self.members.live:
+            return False
+        try:
+            payload = self.encode(message)
+        except ActorError:
+            payload = self.encode(f"<{type(message).__qualname__} that cannot cross: {message!r}>")
+        frame = (
+            "dead-letter",
+            tuple(recipient.address),
+            tuple(sender.address),
+            payload,
+            reason.value,
+        )
+        try:
+            self.send_frame(origin, frame)
+        except ActorError:
+            return False
+        return True
+
+    def described(self, message: Encoded) -> Any:
+        """A message encoded at the call (a placed child's), for a dead letter here."""
+        try:
+            return self.codec.decode_message(message.payload)
+        except Exception as error:
+            return f"<{message.type_name}, encoded, that cannot be decoded here: {error!r}>"
+
     # -- NATS, from trio --------------------------------------------------------------------
 
     async def _aio(self, awaitable: Awaitable[_T]) -> _T:
