@@ -124,7 +124,11 @@ class ActorContext(metaclass=NoPublicConstructor):
         :class:`OnWorker` or :class:`AnyWorker`; ``None`` (the default): in this process.
         The factory, its arguments and every message to the actor must then be
         picklable (``UnpicklableMessage`` or ``TypeError`` at the call, naming the
-        type). See ``docs/workers.md``.
+        type). See ``docs/workers.md``. On a node of a cluster:
+        ``actors.cluster.OnNode(name)`` or ``actors.cluster.AnyNode()``, another node,
+        which starts the class of that name from its ``Cluster(actors=...)``; this actor
+        supervises it from here, and restarts it on another node if its node is lost
+        (see ``docs/cluster.md``).
 
         Raises :class:`InvalidActorName`, :class:`ActorNameTaken`, or
         :class:`SystemClosed` if this actor has been asked to stop (for ``system.spawn``:

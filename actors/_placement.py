@@ -112,5 +112,6 @@ def check_placement(placement: object) -> None:
     if placement is not None and not isinstance(placement, OnWorker | AnyWorker | OwnProcess):
         raise TypeError(
             f"placement must be None, actors.OnWorker(name), actors.AnyWorker() or "
-            f"actors.OwnProcess(), got {placement!r}"
+            f"actors.OwnProcess() (or, on a node of a cluster, actors.cluster.OnNode(name) "
+            f"or actors.cluster.AnyNode()), got {placement!r}"
         )
