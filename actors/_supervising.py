@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import trio
@@ -26,7 +27,7 @@ import trio
 from supervision import BRUTAL, ChildSpec, Directive, Plan, Restart, RestartEngine, Strategy
 
 from ._cell_state import DEAD, FAIL, ORDER, STOPPING
-from ._errors import ActorInitializationError
+from ._errors import ActorError, ActorInitializationError
 from ._messages import SupervisorGaveUp
 from ._runtime_log import log_debug, log_error, log_failure
 
@@ -302,6 +303,66 @@ class Order:
         """The child will not follow the order any further (it is stopping or dead)."""
         self.down.set()
         self.done.set()
+
+
+class RelayedOrders:
+    """The host's side of children whose supervisor is in another process (a worker's
+    actors, or actors placed on a node of a cluster): the children that failed and
+    wait for a verdict, and the restarts under way. :meth:`obey` carries out the
+    orders that come back (``resume``; ``down`` then ``up``, a restart; ``stop``)."""
+
+    def __init__(self) -> None:
+        self.waiting: set[ActorCell] = set()
+        self.restarts: dict[Any, Order] = {}  # by address: ``down`` given, ``up`` to come
+
+    def failed(self, child: ActorCell) -> None:
+        """``child`` failed: it waits for the verdict."""
+        self.waiting.add(child)
+
+    def gone(self, child: ActorCell) -> None:
+        self.waiting.discard(child)
+        self.restarts.pop(child.ref.address, None)
+
+    def obey(
+        self,
+        cell: ActorCell,
+        what: str,
+        error: BaseException | None,
+        nursery: trio.Nursery,
+        report_down: Callable[[], None],
+    ) -> None:
+        """Carry out the order ``what`` for ``cell``; ``report_down`` is called once its
+        old instance is down after a ``down`` (the supervisor then orders ``up``)."""
+        address = cell.ref.address
+        if what == "up":
+            order = self.restarts.pop(address, None)
+            if order is not None:
+                order.up = True
+                cell._wake()
+            return
+        reason = error if error is not None else ActorError("ordered by its supervisor")
+        if what == "resume":
+            if cell in self.waiting:
+                self.waiting.discard(cell)
+                give_order(cell, Order(Directive.RESUME, reason))
+        elif what == "down":
+            self.waiting.discard(cell)
+            order = Order(Directive.RESTART, reason, grouped=True)
+            self.restarts[address] = order
+            give_order(cell, order)
+            nursery.start_soon(_report_down, order, report_down)
+        elif what == "stop":
+            if cell in self.waiting:
+                self.waiting.discard(cell)
+                give_order(cell, Order(Directive.STOP, reason))
+            else:
+                cell.request_stop()
+
+
+async def _report_down(order: Order, report: Callable[[], None]) -> None:
+    await order.down.wait()
+    if not order.done.is_set():
+        report()
 
 
 def give_order(child: ActorCell, order: Order, deadline: float | None = None) -> None:

@@ -13,13 +13,12 @@ children those actors spawn live here under them, supervised here as in one proc
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import pickle
 from typing import TYPE_CHECKING, Any, Final
 
 import trio
-
-from supervision import Directive
 
 from ._cell import ActorCell
 from ._cell_state import DEAD
@@ -27,7 +26,7 @@ from ._errors import ActorError, ProcessLost
 from ._messages import DeadLetterReason
 from ._node import TELL, Node, encode_error, encode_message
 from ._ref import ActorRef
-from ._supervising import Order, give_order
+from ._supervising import RelayedOrders
 
 if TYPE_CHECKING:
     from ._address import Address
@@ -46,8 +45,7 @@ class WorkerNode(Node):
         self.shutdown = trio.Event()
         # Actors waiting for the root's verdict on their failure, and the restart orders
         # given (``down``) whose ``up`` has not come yet.
-        self._waiting: set[ActorCell] = set()
-        self._orders: dict[Address, Order] = {}
+        self._relayed = RelayedOrders()
 
     # -- routing --------------------------------------------------------------------------------
 
@@ -179,34 +177,8 @@ class WorkerNode(Node):
             if what == "stop":  # already gone: say so, or the root waits for it
                 self._report(("terminated", address, None))
             return
-        if what == "up":
-            order = self._orders.pop(address, None)
-            if order is not None:
-                order.up = True
-                cell._wake()
-            return
-        reason = error if error is not None else ActorError("ordered by its supervisor")
-        if what == "resume":
-            if cell in self._waiting:
-                self._waiting.discard(cell)
-                give_order(cell, Order(Directive.RESUME, reason))
-        elif what == "down":
-            self._waiting.discard(cell)
-            order = Order(Directive.RESTART, reason, grouped=True)
-            self._orders[address] = order
-            give_order(cell, order)
-            self.system._nursery.start_soon(self._report_down, address, order)
-        elif what == "stop":
-            if cell in self._waiting:
-                self._waiting.discard(cell)
-                give_order(cell, Order(Directive.STOP, reason))
-            else:
-                cell.request_stop()
-
-    async def _report_down(self, address: Address, order: Order) -> None:
-        await order.down.wait()
-        if not order.done.is_set():
-            self._report(("down", address))
+        report_down = functools.partial(self._report, ("down", address))
+        self._relayed.obey(cell, what, error, self.system._nursery, report_down)
 
     def _report(self, frame: tuple[Any, ...]) -> None:
         with contextlib.suppress(ActorError):  # (else the root is gone: this worker stops)
@@ -217,15 +189,14 @@ class WorkerNode(Node):
     def child_failed(
         self, child: ActorCell, error: BaseException, can_resume: bool, message: Any
     ) -> None:
-        self._waiting.add(child)
+        self._relayed.failed(child)
         self._report(("failed", child.ref.address, encode_error(error, self.where)))
 
     def child_started(self, child: ActorCell, restarted: bool) -> None:
         self._report(("started", child.ref.address, restarted))
 
     def child_gone(self, child: ActorCell) -> None:
-        self._waiting.discard(child)
-        self._orders.pop(child.ref.address, None)
+        self._relayed.gone(child)
         reason = child._reason
         payload = None if reason is None else encode_error(reason, self.where)
         self._report(("terminated", child.ref.address, payload))

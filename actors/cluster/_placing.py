@@ -23,13 +23,12 @@ No code travels: the host starts the class it finds under the class's name in it
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 from typing import TYPE_CHECKING, Any, Final
 
 import trio
-
-from supervision import Directive
 
 from .._address import Address
 from .._cell import ActorCell
@@ -39,7 +38,7 @@ from .._mailbox import Mailbox
 from .._placement import AnyNode, OnNode
 from .._ref import ActorRef
 from .._remote_child import RemoteChildCell, SlotAsk
-from .._supervising import Order, give_order
+from .._supervising import RelayedOrders
 
 if TYPE_CHECKING:
     from .._envelope import Reply
@@ -63,8 +62,7 @@ class Hosting:
         self.cell: ActorCell | None = None
         self.hosted: dict[str, ActorCell] = {}  # by path
         self.origins: dict[Address, str] = {}  # the parent's node of each
-        self._waiting: set[ActorCell] = set()
-        self._orders: dict[Address, Order] = {}
+        self._relayed = RelayedOrders()
 
     def start(self) -> None:
         from .._system import _Guardian
@@ -141,41 +139,13 @@ class Hosting:
 
     def order(self, address: Address, what: str, error: BaseException | None) -> None:
         cell = self.find(address.path)
-        if cell is None or cell.ref.address.uid != address.uid:
-            if what == "stop":  # already gone: say so, or its parent waits for it
-                origin = self.origins.get(address)
-                if origin is not None:
-                    self._report(origin, ("terminated", tuple(address), None))
-            return
-        if what == "up":
-            order = self._orders.pop(address, None)
-            if order is not None:
-                order.up = True
-                cell._wake()
-            return
-        reason = error if error is not None else ActorError("ordered by its supervisor")
-        if what == "resume":
-            if cell in self._waiting:
-                self._waiting.discard(cell)
-                give_order(cell, Order(Directive.RESUME, reason))
-        elif what == "down":
-            self._waiting.discard(cell)
-            order = Order(Directive.RESTART, reason, grouped=True)
-            self._orders[address] = order
-            give_order(cell, order)
-            self.node.system._nursery.start_soon(self._report_down, address, order)
-        elif what == "stop":
-            if cell in self._waiting:
-                self._waiting.discard(cell)
-                give_order(cell, Order(Directive.STOP, reason))
-            else:
-                cell.request_stop()
-
-    async def _report_down(self, address: Address, order: Order) -> None:
-        await order.down.wait()
         origin = self.origins.get(address)
-        if not order.done.is_set() and origin is not None:
-            self._report(origin, ("down", tuple(address)))
+        if cell is None or cell.ref.address.uid != address.uid or origin is None:
+            if what == "stop" and origin is not None:  # already gone: say so
+                self._report(origin, ("terminated", tuple(address), None))
+            return
+        report_down = functools.partial(self._report, origin, ("down", tuple(address)))
+        self._relayed.obey(cell, what, error, self.node.system._nursery, report_down)
 
     def _report(self, origin: str, frame: tuple[Any, ...]) -> None:
         with contextlib.suppress(ActorError):  # (else its parent's node is gone)
@@ -189,7 +159,7 @@ class Hosting:
         origin = self.origins.get(child.ref.address)
         if origin is None:
             return
-        self._waiting.add(child)
+        self._relayed.failed(child)
         self._report(origin, ("failed", tuple(child.ref.address), self.node.encode_error(error)))
 
     def child_started(self, child: ActorCell, restarted: bool) -> None:
@@ -199,8 +169,7 @@ class Hosting:
 
     def child_gone(self, child: ActorCell) -> None:
         address = child.ref.address
-        self._waiting.discard(child)
-        self._orders.pop(address, None)
+        self._relayed.gone(child)
         if self.hosted.get(address.path) is child:
             del self.hosted[address.path]
         origin = self.origins.pop(address, None)
@@ -217,7 +186,7 @@ class Hosting:
             if origin == name:
                 cell = self.find(address.path)
                 if cell is not None:
-                    self._waiting.discard(cell)
+                    self._relayed.waiting.discard(cell)
                     cell.request_stop()
 
 
