@@ -14,7 +14,7 @@ import math
 import os
 import statistics
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypedDict
 
 import trio
@@ -153,3 +153,13 @@ class Run:
 
     def latency(self, digits: int = 1) -> str:
         return f"p50 {self.p50_us:.{digits}f} us, p99 {self.p99_us:.{digits}f} us"
+
+
+def chosen_workloads(argv: Sequence[str], ids: Sequence[str]) -> tuple[list[str], bool]:
+    """For a script of several workloads: the ids chosen on its command line (positional,
+    default all of ``ids``; exits naming an unknown one) and whether ``--quick`` is."""
+    chosen = [arg.upper() for arg in argv if not arg.startswith("--")]
+    unknown = sorted(set(chosen) - set(ids))
+    if unknown:
+        sys.exit(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(ids)}")
+    return chosen or list(ids), "--quick" in argv

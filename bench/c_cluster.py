@@ -59,7 +59,18 @@ import attrs
 import trio
 import trio.lowlevel
 import trio.testing
-from _common import REPEATS, Result, Row, Run, best_seconds, fmt_rate, fmt_ratio, main, yes_no
+from _common import (
+    REPEATS,
+    Result,
+    Row,
+    Run,
+    best_seconds,
+    chosen_workloads,
+    fmt_rate,
+    fmt_ratio,
+    main,
+    yes_no,
+)
 
 import actors
 from actors.persistence import Persistence, PersistentActor, open_sqlite_journal
@@ -733,15 +744,6 @@ def run(ids: Sequence[str] = IDS, quick: bool = False) -> Result:
     return {"rows": rows, "data": data}
 
 
-def arguments(argv: Sequence[str]) -> tuple[list[str], bool]:
-    """The workloads chosen (positional ids, default all) and ``--quick``."""
-    chosen = [arg.upper() for arg in argv if not arg.startswith("--")]
-    unknown = sorted(set(chosen) - set(IDS))
-    if unknown:
-        sys.exit(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(IDS)}")
-    return chosen or list(IDS), "--quick" in argv
-
-
 def child_main(argv: Sequence[str]) -> None:
     """``node URL NAME SYSTEM [--journal PATH]`` or ``raw-count|raw-echo URL SUBJECT``."""
     parser = argparse.ArgumentParser(prog="c_cluster.py")
@@ -766,4 +768,4 @@ if __name__ == "__main__":
 
         child(sys.argv[1:])
     else:
-        main(lambda: run(*arguments(sys.argv[1:])))
+        main(lambda: run(*chosen_workloads(sys.argv[1:], IDS)))

@@ -58,6 +58,7 @@ from _common import (
     Row,
     Run,
     best_seconds,
+    chosen_workloads,
     fmt_rate,
     fmt_ratio,
     main,
@@ -554,14 +555,5 @@ def run(ids: Sequence[str] = IDS, quick: bool = False) -> Result:
     return {"rows": rows, "data": data}
 
 
-def arguments(argv: Sequence[str]) -> tuple[list[str], bool]:
-    """The workloads chosen (positional ids, default all) and ``--quick``."""
-    chosen = [arg.upper() for arg in argv if not arg.startswith("--")]
-    unknown = sorted(set(chosen) - set(IDS))
-    if unknown:
-        sys.exit(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(IDS)}")
-    return chosen or list(IDS), "--quick" in argv
-
-
 if __name__ == "__main__":
-    main(lambda: run(*arguments(sys.argv[1:])))
+    main(lambda: run(*chosen_workloads(sys.argv[1:], IDS)))
