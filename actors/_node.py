@@ -370,9 +370,9 @@ class Node(abc.ABC):
         recipient: ActorRef,
         reason: DeadLetterReason,
     ) -> bool:
-        """Hand a dead letter of this process to the root process, where the dead
-        letters of the whole system are counted, logged and published; ``False`` to
-        handle it here (the root's node, or a worker whose link is gone)."""
+        """Hand a dead letter found in this process to the node where it is to be
+        counted, logged and published (a worker's go to the root process; a cluster
+        node's go to the sender's node); ``False`` to handle it here."""
         return False
 
     def described(self, message: Encoded) -> Any:

@@ -47,10 +47,6 @@ if TYPE_CHECKING:
 _log: Final = logging.getLogger("actors.cluster")
 
 
-class _RemoteHost(ActorCell):
-    """(the parent of the actors other nodes placed here; see :class:`Hosting`)"""
-
-
 class Hosting:
     """This node's side of actors that other nodes placed here: started under the
     ``/remote`` cell, whose supervision is relayed to each actor's parent node (a
