@@ -4,8 +4,10 @@ A :class:`PersistentActor` persists events (``await self.persist(event)``), appl
 to its state, and recovers by replaying them (from the newest snapshot) whenever it
 starts. Its journal is given to ``open_system(extensions=[Persistence(journal)])``:
 :class:`InMemoryJournal` for tests, :func:`open_sqlite_journal` (the embedded default)
-or :func:`open_postgres_journal`. ``python -m actors.persistence`` inspects and checks a
-journal. The user guide's page ``docs/persistence.md`` explains it all.
+or :func:`open_postgres_journal`. A :class:`Replica` runs a persistent actor recovered to
+a point in time (a sequence number or a time), read-only. ``python -m actors.persistence``
+inspects and checks a journal, and prints an actor's state at a point in time. The user
+guide's page ``docs/persistence.md`` explains it all.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -16,6 +18,7 @@ from ._errors import (
     JournalFailure,
     JournalNotWritable,
     PersistNotAwaited,
+    ReadOnlyReplica,
     RecordCorrupt,
     RecordUndecodable,
     RecoveryFailed,
@@ -25,6 +28,7 @@ from ._extension import Persistence
 from ._journal import Journal, SnapshotStore
 from ._memory import InMemoryJournal, InMemorySnapshotStore
 from ._persistent import PersistentActor
+from ._point_in_time import Replica
 from ._records import PersistentRecord, SnapshotRecord
 from ._serialization import (
     CloudpickleSerializer,
@@ -73,9 +77,11 @@ __all__ = [
     "PickleSerializer",
     "PostgresJournal",
     "PostgresSnapshotStore",
+    "ReadOnlyReplica",
     "RecordCorrupt",
     "RecordUndecodable",
     "RecoveryFailed",
+    "Replica",
     "SequenceConflict",
     "Serialization",
     "Serializer",

@@ -5,6 +5,8 @@ Commands (``--help`` on each tells more)::
     python -m actors.persistence --sqlite PATH ids [--counts]
     python -m actors.persistence --sqlite PATH events PID [--from N] [--to N] [--tag T] [--raw]
     python -m actors.persistence --sqlite PATH snapshot PID [--max-seq N] [--raw]
+    python -m actors.persistence --sqlite PATH state PID --class MODULE:NAME [--pass-id]
+        [--to-seq N] [--at TIME]
     python -m actors.persistence --sqlite PATH check [--decode]
 
 ``--postgres DSN`` reads a PostgreSQL journal instead of ``--sqlite PATH`` (all commands
@@ -21,7 +23,7 @@ Integrity
     than upgrade it (the backends upgrade a journal when they open it).
 
 Semantics
-    ``ids``, ``events`` and ``snapshot`` read through the :class:`Journal` and
+    ``ids``, ``events``, ``snapshot`` and ``state`` read through the :class:`Journal` and
     :class:`SnapshotStore` contracts, so they work the same on every backend. For SQLite,
     the file is first checked read-only: a missing file is never created, and a file that
     is not a journal of this library (not SQLite, or without its tables) is refused
@@ -60,9 +62,13 @@ Output and exit status
     cannot be decoded in this process (the output says why, and what to do). No
     traceback is printed for any of these.
 
+``state`` replays one persistence id into its class, as a read-only replica (see
+:mod:`._cli_state`): the only command that runs the application's code beyond decoding.
+
 Layout
     This module runs the commands; :mod:`._cli_parser` defines the command line (options
-    and help); :mod:`._cli_decode` decodes payloads and says why one does not decode;
+    and help); :mod:`._cli_state` runs ``state``; :mod:`._cli_decode` decodes payloads
+    and says why one does not decode;
     :mod:`._sqlite_check`, beside the SQLite schema, checks SQLite files.
 """
 
@@ -72,7 +78,6 @@ import argparse
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
 
 import trio
 
@@ -86,33 +91,31 @@ from ._cli_decode import (
     digest_lines,
     refused,
 )
+from ._cli_decode import iso_time as _iso
 from ._cli_open import Fatal, Io, open_target, preflight, readable
-from ._cli_parser import PROG, Target, build_parser, load_key, load_serialization, target_of
+from ._cli_parser import (
+    EXIT_ERROR,
+    EXIT_NOT_DECODABLE_HERE,
+    EXIT_OK,
+    EXIT_PROBLEMS,
+    PROG,
+    Target,
+    build_parser,
+    load_factory,
+    load_key,
+    load_serialization,
+    target_of,
+)
+from ._cli_state import cmd_state
 from ._errors import JournalFailure, RecordCorrupt
 from ._journal import Journal, SnapshotStore
 from ._serialization import Serialization
 from ._sqlite_check import Report, UnreadableJournal, check_journal
 
-EXIT_OK = 0
-EXIT_PROBLEMS = 1
-EXIT_ERROR = 2
-EXIT_NOT_DECODABLE_HERE = 3
-
 _HEX_HEAD = 32  # payload bytes shown by --raw
 
 
 # -- formatting -------------------------------------------------------------------------------
-
-
-def _iso(timestamp: float) -> str:
-    """ISO 8601 in UTC with milliseconds; ``-`` for 0 (a record's "not set")."""
-    if timestamp == 0:
-        return "-"
-    try:
-        moment = datetime.fromtimestamp(timestamp, tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        return repr(timestamp)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _raw(payload: bytes) -> str:
@@ -381,6 +384,8 @@ def _main(parser: argparse.ArgumentParser, argv: Sequence[str] | None, io: Io) -
         spec = args.serialization
         args.serialization = Serialization() if spec is None else load_serialization(parser, spec)
         args.key = load_key(parser, args)
+        if args.command == "state":
+            args.factory = load_factory(parser, args.class_spec)
     except SystemExit as exit_:
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else EXIT_ERROR)
@@ -399,6 +404,7 @@ def _main(parser: argparse.ArgumentParser, argv: Sequence[str] | None, io: Io) -
                 "ids": _cmd_ids,
                 "events": _cmd_events,
                 "snapshot": _cmd_snapshot,
+                "state": cmd_state,
             }[args.command]
             return _run_on_journal(command, reachable, args, io)
     except Fatal as error:

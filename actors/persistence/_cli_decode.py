@@ -15,6 +15,7 @@ A record that does not decode is one of two things, and the tool tells them apar
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Final
 
 import attrs
@@ -31,6 +32,18 @@ _PATH_HINT: Final = (
     "run the tool with the application's modules on the import path (--import-path DIR, "
     "or PYTHONPATH=DIR)"
 )
+
+
+def iso_time(timestamp: float) -> str:
+    """A record's time as the tool shows it: ISO 8601 in UTC with milliseconds; ``-``
+    for 0 (a record's "not set")."""
+    if timestamp == 0:
+        return "-"
+    try:
+        moment = datetime.fromtimestamp(timestamp, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return repr(timestamp)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @attrs.frozen

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,11 @@ from ._integrity import check_key
 from ._serialization import Serialization
 
 PROG = "python -m actors.persistence"
+
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_ERROR = 2
+EXIT_NOT_DECODABLE_HERE = 3
 
 KEY_FILE_VARIABLE = "ACTORS_JOURNAL_KEY_FILE"
 """The environment variable naming the key file when ``--key-file`` is not given."""
@@ -52,6 +60,24 @@ _COMMANDS = {
         "Print the newest snapshot of one persistence id: seq, time, serializer, manifest "
         "and the decoded state (its repr); exit status 1 if there is none or it is "
         "corrupt, 3 if it cannot be decoded in this process.",
+        True,
+    ),
+    "state": (
+        "print the state of one persistence id at a point in time",
+        "Replay one persistence id into its class, as a read-only replica (see Replica in "
+        "docs/persistence.md): the newest snapshot at or before the point, then the events "
+        "up to it (--to-seq N: seq <= N; --at TIME: stored at or before TIME, stopping at "
+        "the first event after it; neither: every event). The class (--class MODULE:NAME, "
+        "a PersistentActor subclass or a function returning an instance) is imported and "
+        "called with no argument (with --pass-id: with the persistence id); an instance "
+        "without a persistence_id gets PID, one with another id is refused. Its "
+        "on_recovery_completed and pre_start run; it never writes. Prints "
+        "persistence_id, seq and time of the last event applied, then the state: "
+        "state=<repr of snapshot()> if the class implements snapshot(), else one "
+        "name=<repr> line per public attribute of the instance. Exit status 1 if the id "
+        "has no events or the recovery failed (events missing or corrupt, apply raised), "
+        "2 if the class cannot be imported or made, 3 if an event cannot be decoded in "
+        "this process.",
         True,
     ),
     "check": (
@@ -92,6 +118,41 @@ def _positive(text: str) -> int:
     return value
 
 
+def _natural(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _moment(text: str) -> float:
+    """``--at``: ISO 8601 with a time zone, or seconds since the epoch."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        if not math.isfinite(seconds):
+            raise argparse.ArgumentTypeError(f"not a time: {text!r}")
+        return seconds
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a time: {text!r}; give ISO 8601 with a time zone (2026-12-06T10:00:00Z, "
+            "2026-12-06T11:00:00+01:00) or seconds since the epoch (1796551200)"
+        ) from None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has no time zone, so it names no single moment: add one "
+            f"({text}Z for UTC, or an offset such as {text}+01:00)"
+        )
+    return moment.timestamp()
+
+
 def _serialization_spec(spec: str) -> str:
     """``module:name``, checked for its form; loaded by :func:`load_serialization` once
     the ``--import-path`` directories are on the path."""
@@ -119,6 +180,38 @@ def load_serialization(parser: argparse.ArgumentParser, spec: str) -> Serializat
             "Serialization"
         )
     return found
+
+
+def load_factory(parser: argparse.ArgumentParser, spec: str) -> Callable[..., Any]:
+    """The class (or function) that ``--class module:name`` names (``name`` may be
+    dotted: ``Outer.Inner``); ``parser.error`` (exit status 2) if it cannot be imported,
+    is not callable, or is a class that is not a :class:`PersistentActor`."""
+    from ._persistent import PersistentActor
+
+    module_name, _, name = spec.partition(":")
+    try:
+        found: Any = importlib.import_module(module_name)
+    except Exception as error:
+        parser.error(
+            f"argument --class: cannot import module {module_name!r}: "
+            f"{type(error).__name__}: {error} (is the application on the import path? "
+            "--import-path DIR, or PYTHONPATH=DIR)"
+        )
+    for part in name.split("."):
+        try:
+            found = getattr(found, part)
+        except AttributeError:
+            parser.error(f"argument --class: module {module_name!r} has no {name!r}")
+    if isinstance(found, type) and not issubclass(found, PersistentActor):
+        parser.error(
+            f"argument --class: {spec} is not a PersistentActor (a class of "
+            "actors.persistence.PersistentActor, or a function returning an instance of one)"
+        )
+    if not callable(found):
+        parser.error(
+            f"argument --class: {spec} is a {type(found).__qualname__}, not a class or a function"
+        )
+    return found  # type: ignore[no-any-return]
 
 
 def load_key(parser: argparse.ArgumentParser, args: argparse.Namespace) -> bytes | None:
@@ -198,9 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Inspect the journal of persistent actors: list persistence ids, print "
-        "an actor's events and newest snapshot decoded, check a SQLite journal's "
-        "integrity. The tool never writes events or snapshots, and never modifies a SQLite "
-        "journal.",
+        "an actor's events and newest snapshot decoded, or its state at a point in time "
+        "(replayed into its class), check a SQLite journal's integrity. The tool never "
+        "writes events or snapshots, and never modifies a SQLite journal.",
         epilog=f"{TRUST_NOTE} Event classes are imported by name: give the tool the "
         "application's modules with --import-path DIR (or PYTHONPATH=DIR). Exit status: "
         "0 ok; 1 something wrong was found (a corrupt record, a check problem, an unknown "
@@ -243,6 +336,36 @@ def build_parser() -> argparse.ArgumentParser:
     snapshot.add_argument("--max-seq", type=_positive, metavar="N", help="the newest with seq <= N")
     snapshot.add_argument(
         "--raw", action="store_true", help="do not decode: show size and hex head"
+    )
+    state = sub["state"]
+    state.add_argument("persistence_id", metavar="PID", help="the persistence id")
+    state.add_argument(
+        "--class",
+        dest="class_spec",
+        required=True,
+        type=_serialization_spec,
+        metavar="MODULE:NAME",
+        help="the actor's class (a PersistentActor subclass), or a function returning an "
+        "instance; imported (runs the module) and called with no argument",
+    )
+    state.add_argument(
+        "--pass-id",
+        action="store_true",
+        help="call the class (or function) with the persistence id as its one argument",
+    )
+    state.add_argument(
+        "--to-seq",
+        type=_natural,
+        metavar="N",
+        help="only the events with seq <= N",
+    )
+    state.add_argument(
+        "--at",
+        type=_moment,
+        metavar="TIME",
+        help="only the events stored at or before TIME (ISO 8601 with a time zone, such as "
+        "2026-12-06T10:00:00Z, or seconds since the epoch); the replay stops at the first "
+        "event stored after it",
     )
     sub["check"].add_argument(
         "--decode",

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+from supervision import Directive
+
 from .._errors import ActorError, _hint
 
 
@@ -78,6 +82,36 @@ class PersistNotAwaited(ActorError):
         )
 
 
+class ReadOnlyReplica(ActorError):
+    """A persistent actor running as a read-only replica (spawned through
+    :class:`~actors.persistence.Replica`: recovered up to a sequence number or a time)
+    was asked to write: ``persist``, ``persist_all`` and ``save_snapshot`` raise this at
+    the call, before anything is serialized or sent to the journal. Nothing was stored,
+    the replica's state and ``last_seq`` are unchanged, and it goes on answering: an
+    ``ask`` gets this error, and a failure in a ``tell`` is resumed by default
+    (``default_directive``), the replica keeping its state. The message names the
+    persistence id, the call and the point in time (also the attributes
+    :attr:`persistence_id`, :attr:`call` and :attr:`point`)."""
+
+    default_directive: ClassVar[Directive] = Directive.RESUME
+
+    def __init__(self, persistence_id: str, call: str, point: str) -> None:
+        super().__init__(
+            f"{call}() refused: persistence id {persistence_id!r} runs here as a read-only "
+            f"replica recovered to {point}; nothing was stored"
+        )
+        self.persistence_id = persistence_id
+        self.call = call
+        self.point = point
+        _hint(
+            self,
+            "A replica answers questions about the past and never writes: persist through "
+            "the live actor of this persistence id (spawned from the class itself, not "
+            "through Replica). In code that runs in both, test `self.replica is None` "
+            "before persisting.",
+        )
+
+
 class RecordUndecodable(JournalFailure):
     """A stored event or snapshot cannot be decoded: its serializer id is not registered,
     a class it refers to can no longer be imported, or its payload is garbled. The
@@ -127,8 +161,9 @@ class RecoveryFailed(ActorError):
 class RecordCorrupt(JournalFailure):
     """A stored event or snapshot failed its integrity check, so nothing of it was
     decoded (no payload was unpickled). Every read of a SQL journal checks each record's
-    digest first (``replay``, ``replay_chunks``, ``events_by_tag``, a snapshot ``load``,
-    and the ``python -m actors.persistence`` tool), and raises this for a record that:
+    digest first (``replay``, ``replay_chunks``, ``events_by_tag``,
+    ``events_by_tag_chunks``, a snapshot ``load``, and the ``python -m
+    actors.persistence`` tool), and raises this for a record that:
 
     * does not match its checksum or signature: it was changed after it was written
       (damage on disk, a faulty copy, someone editing the database), or signed with

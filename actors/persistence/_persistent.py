@@ -33,7 +33,9 @@ Recovery
     snapshot that can be decoded (falling back to older ones, then to no snapshot),
     ``restore(state)``, then the later events through ``upcast`` and ``apply``, then
     ``on_recovery_completed()`` (always, also for a new persistence id). See
-    :class:`RecoveryFailed` for what a failed recovery does.
+    :class:`RecoveryFailed` for what a failed recovery does. A read-only replica
+    (:class:`Replica`, ``_point_in_time.py``) recovers up to a point in time instead,
+    never writes, and skips ``on_recovery_completed()``.
 """
 
 from __future__ import annotations
@@ -48,13 +50,14 @@ import trio
 
 from .._actor import Actor
 from .._mailbox import Mailbox, Overflow
-from ._errors import EventRejected, JournalFailure
+from ._errors import EventRejected, JournalFailure, ReadOnlyReplica
 from ._persistent_cell import PersistentCell, track
 from ._records import PersistentRecord, SnapshotRecord
 from ._recovery import IncarnationState, recover
 
 if TYPE_CHECKING:
     from ._journal import SnapshotStore
+    from ._point_in_time import Replica
 
 _log: Final = logging.getLogger("actors.persistence")
 _NO_TAGS: Final[frozenset[str]] = frozenset()
@@ -69,6 +72,8 @@ class PersistentActor(Actor):
     :meth:`upcast`, :meth:`tags_for` and :meth:`on_recovery_completed`. The journal,
     snapshot store and serializers come from the system's :class:`Persistence` extension
     (``open_system(extensions=[Persistence(journal)])``).
+    Spawned through :class:`Replica`, the same class runs as a read-only replica
+    recovered to a point in time (see :attr:`replica`).
 
     Class attributes:
 
@@ -102,6 +107,7 @@ class PersistentActor(Actor):
     _actor_recovers: ClassVar[bool] = True
     _cell_class: ClassVar[type[PersistentCell]] = PersistentCell
     _persistence: IncarnationState | None = None
+    _as_replica: Replica | None = None  # set by a Replica on the instances it makes
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -153,7 +159,9 @@ class PersistentActor(Actor):
     def on_recovery_completed(self) -> Awaitable[None] | None:
         """Called (and awaited if ``async def``) once recovery has finished, before
         ``pre_start``/``post_restart``; also for a persistence id with no events. It may
-        persist. Raising here fails the start like ``pre_start`` does."""
+        persist. Raising here fails the start like ``pre_start`` does. Not called in a
+        read-only replica (:class:`Replica`), which only answers questions about the
+        past: this is where the live actor acts on what it recovered."""
         return None
 
     # -- the API --------------------------------------------------------------------------
@@ -163,6 +171,14 @@ class PersistentActor(Actor):
         """The sequence number of the last event persisted or recovered (0: none)."""
         state = self._persistence
         return 0 if state is None else state.seq
+
+    @property
+    def replica(self) -> Replica | None:
+        """The :class:`Replica` this instance was made by, when it runs as a read-only
+        replica recovered to a point in time (its ``to_seq`` and ``at`` say which);
+        ``None`` for the live actor. A replica refuses to write: :meth:`persist`,
+        :meth:`persist_all` and :meth:`save_snapshot` raise :class:`ReadOnlyReplica`."""
+        return self._as_replica
 
     @property
     def recovering(self) -> bool:
@@ -352,6 +368,9 @@ class PersistentActor(Actor):
                 "persist from handlers, on_recovery_completed() or later, never from "
                 "__init__ or apply()"
             )
+        replica = state.replica
+        if replica is not None and what != "defer":
+            raise ReadOnlyReplica(state.persistence_id, what, replica.point)
         cell = state.cell
         own = cell._task
         task: trio.lowlevel.Task | None = trio.lowlevel.current_task()
@@ -475,4 +494,8 @@ class PersistentActor(Actor):
         pid = getattr(self, "persistence_id", None)  # a class attribute or set later
         if not isinstance(pid, str):
             return {}
-        return {"persistence_id": pid, "last_seq": self.last_seq}
+        details: dict[str, object] = {"persistence_id": pid, "last_seq": self.last_seq}
+        replica = self._as_replica
+        if replica is not None:
+            details["replica_to"] = replica.point  # a read-only replica: to what point
+        return details

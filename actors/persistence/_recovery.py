@@ -7,7 +7,9 @@ checks that nothing is missing up to the journal's highest sequence number, then
 ``on_recovery_completed()``. A failure that retrying can help (the journal failed) is a
 failure of the actor, for its supervisor; one it cannot (no persistence id, no journal,
 an undecodable event, ``apply`` raising, missing events) stops the actor with
-:class:`RecoveryFailed`. Meanwhile the mailbox is bounded by ``persist_stash``.
+:class:`RecoveryFailed`. Meanwhile the mailbox is bounded by ``persist_stash``. A
+read-only replica recovers to its point in time instead (``_point_in_time.replay_to``:
+reads only) and skips ``on_recovery_completed()``.
 
 Another writer of the same persistence id (another process, or another incarnation
 that has not stopped yet) may commit events while recovery runs. The rule: the replay
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
     from .._cell import ActorCell
     from ._journal import Journal, SnapshotStore
     from ._persistent import PersistentActor
+    from ._point_in_time import Replica
     from ._serialization import Serialization
 
 _log: Final = logging.getLogger("actors.persistence")
@@ -56,6 +59,7 @@ class IncarnationState:
         "pending",
         "persistence_id",
         "recovering",
+        "replica",
         "seq",
         "serialization",
         "snapshots",
@@ -84,6 +88,9 @@ class IncarnationState:
         #: Calls to check (see ``_persistent_cell.track``): coroutine, method, argument.
         self.pending: list[Any] = []
         self.writer_id = f"{cell.ref.path}#{uuid.uuid4().hex[:12]}"
+        #: The point in time of a read-only replica (``None``: the live actor); see
+        #: ``_point_in_time.py``.
+        self.replica: Replica | None = None
 
 
 async def recover(actor: PersistentActor) -> None:
@@ -128,10 +135,16 @@ async def recover(actor: PersistentActor) -> None:
         snapshots = getattr(journal, "snapshots", None)
     serialization = extension.serialization or default_serialization()
     state = IncarnationState(cell, pid, journal, snapshots, serialization)
+    replica = state.replica = actor._as_replica
     actor._persistence = state
     saved = cell._limit_mailbox(actor.persist_stash)
     try:
-        await _replay(actor, state)
+        if replica is None:
+            await _replay(actor, state)
+        else:
+            from ._point_in_time import replay_to  # (it imports this module)
+
+            await replay_to(actor, state, replica)
     except RecoveryFailed as error:
         if error.retryable:
             raise
@@ -141,7 +154,8 @@ async def recover(actor: PersistentActor) -> None:
         cell._lift_limit(saved)
         state.recovering = False
     try:
-        result = actor.on_recovery_completed()
+        # A replica does not act on what it recovered (see _point_in_time.py).
+        result = actor.on_recovery_completed() if replica is None else None
         if result is not None:
             await result
     except BaseException as error:
@@ -263,32 +277,58 @@ class _Events:
                             decoders[serializer_id] = decode
                         event = decode(manifest, payload)
                     except (LookupError, RecordUndecodable) as error:
-                        raise RecoveryFailed(
-                            pid,
-                            seq,
-                            f"event {seq} ({manifest}) cannot be decoded: {error}",
-                            retryable=False,
-                        ) from error
+                        raise _undecodable(pid, seq, manifest, error) from error
                     try:
                         apply(event if upcast is None else upcast(event, manifest))
                     except Exception as error:
-                        raise RecoveryFailed(
-                            pid,
-                            seq,
-                            f"applying event {seq} ({manifest}) raised {error!r}",
-                            retryable=False,
-                        ) from error
+                        raise _not_applied(pid, seq, manifest, error) from error
                     expected = seq + 1
         finally:
             state.seq = expected - 1
 
+    def apply_one(self, seq: int, serializer_id: str, manifest: str, payload: bytes) -> None:
+        """Decode, upcast and apply the one event ``seq``, with the errors of
+        :meth:`replay` (whose loop does the same inline, for speed); ``state.seq``
+        becomes ``seq`` once it is applied."""
+        state = self._state
+        try:
+            decode = self._decoders.get(serializer_id)
+            if decode is None:
+                decode = state.serialization.get(serializer_id).from_binary
+                self._decoders[serializer_id] = decode
+            event = decode(manifest, payload)
+        except (LookupError, RecordUndecodable) as error:
+            raise _undecodable(state.persistence_id, seq, manifest, error) from error
+        upcast = self._upcast
+        try:
+            self._apply(event if upcast is None else upcast(event, manifest))
+        except Exception as error:
+            raise _not_applied(state.persistence_id, seq, manifest, error) from error
+        state.seq = seq
+
+
+def _undecodable(pid: str, seq: int, manifest: str, error: Exception) -> RecoveryFailed:
+    return RecoveryFailed(
+        pid, seq, f"event {seq} ({manifest}) cannot be decoded: {error}", retryable=False
+    )
+
+
+def _not_applied(pid: str, seq: int, manifest: str, error: Exception) -> RecoveryFailed:
+    return RecoveryFailed(
+        pid, seq, f"applying event {seq} ({manifest}) raised {error!r}", retryable=False
+    )
+
 
 async def _restore_snapshot(
-    actor: PersistentActor, state: IncarnationState, store: SnapshotStore
+    actor: PersistentActor,
+    state: IncarnationState,
+    store: SnapshotStore,
+    max_seq: int | None = None,
+    at: float | None = None,
 ) -> int:
-    """Restore the newest snapshot that decodes; return its seq (0: none)."""
+    """Restore the newest snapshot that decodes (with ``seq <= max_seq``, and saved at
+    or before the time ``at`` when it is given); return its seq (0: none)."""
     pid = state.persistence_id
-    max_seq: int | None = None
     while True:
         try:
             record = await store.load(pid, max_seq)
@@ -300,6 +340,9 @@ async def _restore_snapshot(
             ) from error
         if record is None:
             return 0
+        if at is not None and record.timestamp > at:
+            max_seq = record.seq - 1  # saved after the point in time: an older one
+            continue
         try:
             snapshot = state.serialization.deserialize(
                 record.serializer, record.manifest, record.payload
