@@ -98,6 +98,14 @@ async def tagged(journal: Journal, tag: str, from_offset: int = 0) -> list[Persi
     return [record async for record in journal.events_by_tag(tag, from_offset)]
 
 
+async def tag_chunks(journal: Journal, tag: str, from_offset: int = 0) -> list[list[Any]]:
+    return [chunk async for chunk in journal.events_by_tag_chunks(tag, from_offset)]
+
+
+async def tag_rows(journal: Journal, tag: str, from_offset: int = 0) -> list[Any]:
+    return [row for chunk in await tag_chunks(journal, tag, from_offset) for row in chunk]
+
+
 def keys(records: list[PersistentRecord]) -> list[tuple[str, int]]:
     return [(record.persistence_id, record.seq) for record in records]
 
@@ -474,6 +482,108 @@ class JournalConformance:
             range(1_002, 2_001, 2)
         )
 
+    # -- events by tag, in chunks of rows (what projections read) ---------------------
+
+    async def test_events_by_tag_chunks_give_the_events_of_events_by_tag(
+        self, journal: Journal
+    ) -> None:
+        for first in range(1, 1_201, 200):
+            for pid in ("a", "b", "c"):
+                await journal.write(
+                    [
+                        event(pid, seq, tags=("t",) if seq % 3 else ("t", "u"))
+                        for seq in range(first, first + 200)
+                    ]
+                )
+        await journal.write(events("d", 1, 50, tags=("other",)))
+        await journal.delete_to("b", 100)
+        expected = await tagged(journal, "t")
+        assert len(expected) == 3_500
+        chunks = await tag_chunks(journal, "t")
+        assert all(chunks)  # no empty chunk
+        rows = [row for chunk in chunks for row in chunk]
+        assert all(type(row) is tuple and len(row) == 9 for row in rows)
+        # the fields of a record, in its order: PersistentRecord(*row) is the record
+        assert [PersistentRecord(*row) for row in rows] == expected
+        assert {row[5] for row in rows} == {frozenset({"t"}), frozenset({"t", "u"})}
+        assert all(type(row[5]) is frozenset and type(row[4]) is bytes for row in rows)
+        middle = expected[1_749].offset
+        assert [PersistentRecord(*row) for row in await tag_rows(journal, "t", middle)] == (
+            expected[1_750:]
+        )
+        assert await tag_chunks(journal, "t", expected[-1].offset) == []
+        assert await tag_chunks(journal, "green") == []
+
+    async def test_events_by_tag_chunks_resume_after_any_row(self, journal: Journal) -> None:
+        await journal.write(events("a", 1, 3, tags=("t",)))
+        await journal.write(events("b", 1, 2, tags=("t",)))
+        rows = await tag_rows(journal, "t")
+        assert [(row[0], row[1]) for row in rows] == [
+            ("a", 1),
+            ("a", 2),
+            ("a", 3),
+            ("b", 1),
+            ("b", 2),
+        ]
+        for index, row in enumerate(rows):
+            assert await tag_rows(journal, "t", row[8]) == rows[index + 1 :]
+        # events committed later show up when resuming from the last offset read
+        await journal.write(events("a", 4, 4, tags=("t",)))
+        await journal.write(events("c", 1, 1, tags=("other",)))
+        later = await tag_rows(journal, "t", rows[-1][8])
+        assert [(row[0], row[1]) for row in later] == [("a", 4)]
+
+    async def test_chunk_readers_that_stop_early_hold_nothing(self, journal: Journal) -> None:
+        for first in range(1, 2_001, 500):
+            await journal.write(events("a", first, first + 499, tags=("t",)))
+        abandoned = []
+        for _ in range(10):  # more than a SQL journal's read connections
+            chunks = journal.events_by_tag_chunks("t")
+            assert (await chunks.__anext__())[0][:2] == ("a", 1)
+            abandoned.append(chunks)
+        # the journal goes on, and another reader reads everything
+        await journal.write(events("a", 2_001, 2_001, tags=("t",)))
+        assert len(await tag_rows(journal, "t")) == 2_001
+
+    # -- the newest offset and the commit signal (for tag readers: lag, tailing) -------
+
+    async def test_highest_offset_of_a_tag_and_of_the_journal(self, journal: Journal) -> None:
+        assert await journal.highest_offset("t") == 0
+        assert await journal.highest_offset() == 0
+        red = await journal.write(events("a", 1, 2, tags=("red",)))
+        blue = await journal.write(events("b", 1, 3, tags=("blue",)))
+        untagged = await journal.write(events("c", 1, 1))
+        assert await journal.highest_offset("red") == red[-1]
+        assert await journal.highest_offset("blue") == blue[-1]
+        assert await journal.highest_offset("green") == 0
+        assert await journal.highest_offset() == untagged[-1]
+        # what a reader that has read everything has seen last
+        assert (await tagged(journal, "red"))[-1].offset == red[-1]
+
+    async def test_highest_offset_leaves_out_deleted_events(self, journal: Journal) -> None:
+        first = await journal.write(events("a", 1, 1, tags=("t",)))
+        await journal.write(events("b", 1, 1, tags=("t",)))
+        await journal.delete_to("b", 1)
+        assert await journal.highest_offset("t") == first[-1]
+        assert await journal.highest_offset() == first[-1]
+
+    async def test_wait_for_commit_returns_after_a_write_commits(self, journal: Journal) -> None:
+        woken: list[int] = []
+
+        async def wait() -> None:
+            await journal.wait_for_commit()
+            woken.append(await journal.highest_offset() or 0)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wait)
+            await trio.testing.wait_all_tasks_blocked()
+            await journal.highest_seq("a")  # not a write of events
+            await trio.testing.wait_all_tasks_blocked()
+            assert woken == []
+            offsets = await journal.write(events("a", 1, 2, tags=("t",)))
+        # the waiter saw the write committed
+        assert woken == [offsets[-1]]
+
     # -- persistence ids --------------------------------------------------------------
 
     async def test_persistence_ids_sorted(self, journal: Journal) -> None:
@@ -501,6 +611,10 @@ class JournalConformance:
             await tagged(journal, "t")
         with trio.testing.assert_checkpoints():
             await tagged(journal, "none")
+        with trio.testing.assert_checkpoints():
+            await tag_chunks(journal, "t")
+        with trio.testing.assert_checkpoints():
+            await tag_chunks(journal, "none")
         with trio.testing.assert_checkpoints():
             await journal.delete_to("a", 1)
         with trio.testing.assert_checkpoints(), pytest.raises(SequenceConflict):
@@ -587,8 +701,10 @@ class JournalConformance:
         assert everything == [("a", 1), ("a", 2), ("a", 3)]
         for huge in (2**63 - 1, 2**63, 2**64, 10**30):
             assert await tagged(journal, "t", huge) == []
+            assert await tag_chunks(journal, "t", huge) == []
         for below in (-1, -5, -(2**63), -(2**64), -(10**30)):
             assert keys(await tagged(journal, "t", below)) == everything
+            assert [row[:2] for row in await tag_rows(journal, "t", below)] == everything
 
     @pytest.mark.parametrize("max_seq", [2**63 - 1, 2**63, 2**64, 10**30])
     async def test_snapshot_bounds_beyond_the_range_are_no_bound(
@@ -625,6 +741,8 @@ class JournalConformance:
             [chunk async for chunk in journal.replay_chunks("a", bad)]
         with pytest.raises(TypeError, match="from_offset"):
             await tagged(journal, "t", bad)
+        with pytest.raises(TypeError, match="from_offset"):
+            await tag_chunks(journal, "t", bad)
         with pytest.raises(TypeError, match="to_seq"):
             await journal.delete_to("a", bad)
         with pytest.raises(TypeError, match="to_seq"):

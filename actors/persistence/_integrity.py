@@ -119,6 +119,8 @@ def _seq_and_time(seq: int, timestamp: float) -> bytes:
         raise ValueError(f"seq {seq!r} or timestamp {timestamp!r}: {error}") from None
 
 
+_NONE: Final = object()  # equal to no column's value
+
 _pack_seq_and_time: Final = struct.Struct(">qd").pack
 _unpack_checksum: Final = struct.Struct(">xI").unpack  # the CRC of a CHECKSUM digest
 
@@ -416,3 +418,91 @@ class Integrity:
                 )
             chunk.append((seq, serializer, manifest, bytes(payload)))
         return chunk
+
+    def tagged_chunk(
+        self,
+        rows: Sequence[Sequence[Any]],
+        start: int,
+        tags: Callable[[Any], str],
+        decode_tags: Callable[[Any], frozenset[str]],
+    ) -> tuple[list[Any], int]:
+        """The rows of ``Journal.events_by_tag_chunks`` (``(persistence_id, seq,
+        serializer, manifest, payload, tags, writer_id, timestamp, offset)``, the tags
+        decoded by ``decode_tags``) of a page of such rows with the digest after them,
+        from ``rows[start]`` on, each checked first (``tags`` turns the stored tags
+        column into :func:`tags_text`'s form). Stops before the first row refused: the
+        checked rows and that row's index (``len(rows)`` if none is refused);
+        :class:`RecordCorrupt` naming it if it is ``rows[start]`` itself.
+
+        The text fields that start a digest's message, their CRC and the decoded tags
+        are computed once per page for each persistence id, serializer, manifest, tags
+        and writer id (a page of a tag interleaves many ids)."""
+        check = self.check_event
+        key = self.key
+        unchecked = key is None
+        scheme, size = (1, 5) if key is None else (2, 33)
+        crc32 = _crc32
+        pack = _pack_seq_and_time
+        stored_crc = _unpack_checksum
+        sign = self._sign
+        same = hmac.compare_digest
+        known: dict[tuple[Any, ...], tuple[bytes, int, frozenset[str]]] = {}
+        found = (b"", 0, frozenset[str]())  # (replaced at the first row: no field is _NONE)
+        # The text fields of the row before (most rows of an id come in runs).
+        last_pid = last_serializer = last_manifest = last_tags = last_writer = _NONE
+        chunk: list[Any] = []
+        append = chunk.append
+        for row in rows[start:] if start else rows:
+            pid, seq, serializer, manifest, payload, stored, writer, ts, offset, digest = row
+            decoded: frozenset[str] | None = None
+            if type(digest) is bytes and len(digest) == size and digest[0] == scheme:
+                # (Anything else, and any mismatch, goes through check_event, which
+                # names the refusal.)
+                try:
+                    if (
+                        pid != last_pid
+                        or serializer != last_serializer
+                        or manifest != last_manifest
+                        or stored != last_tags
+                        or writer != last_writer
+                    ):
+                        text = stored if type(stored) is str else tuple(stored)
+                        head = (pid, serializer, manifest, text, writer)
+                        cached = known.get(head)
+                        if cached is None:
+                            prefix = event_prefix(pid, serializer, manifest, tags(stored), writer)
+                            cached = known[head] = (prefix, crc32(prefix), decode_tags(stored))
+                        found = cached
+                        last_pid, last_serializer, last_manifest = pid, serializer, manifest
+                        last_tags, last_writer = stored, writer
+                    if key is None:
+                        crc = crc32(payload, crc32(pack(seq, ts), found[1]))
+                        valid = crc == stored_crc(digest)[0]
+                    else:
+                        valid = same(sign(found[0] + pack(seq, ts) + payload), digest[1:])
+                    if valid:
+                        decoded = found[2]
+                except (TypeError, ValueError, struct.error):
+                    pass
+            if decoded is None:
+                if digest is not None or not unchecked:
+                    try:
+                        check(
+                            digest,
+                            pid,
+                            seq,
+                            serializer,
+                            manifest,
+                            payload,
+                            tags(stored),
+                            writer,
+                            ts,
+                            offset,
+                        )
+                    except RecordCorrupt:
+                        if not chunk:
+                            raise
+                        return chunk, start + len(chunk)  # the index of the row refused
+                decoded = decode_tags(stored)
+            append((pid, seq, serializer, manifest, bytes(payload), decoded, writer, ts, offset))
+        return chunk, len(rows)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Generic, TypeVar
+
+import trio
 
 from ._records import PersistentRecord, SnapshotRecord
 
@@ -54,8 +57,9 @@ class Journal(abc.ABC):
     the read that meets one failing its check.
 
     Bounds, the same on every backend (``from_seq`` and ``to_seq`` of :meth:`replay`,
-    ``from_seq`` of :meth:`replay_chunks`, ``from_offset`` of :meth:`events_by_tag`,
-    ``to_seq`` of :meth:`delete_to`; ``max_seq`` of :class:`SnapshotStore` too):
+    ``from_seq`` of :meth:`replay_chunks`, ``from_offset`` of :meth:`events_by_tag` and
+    :meth:`events_by_tag_chunks`, ``to_seq`` of :meth:`delete_to`; ``max_seq`` of
+    :class:`SnapshotStore` too):
 
     * Any Python int is a valid bound. Seqs and offsets are stored as signed 64-bit
       integers (:data:`SEQ_MIN` .. :data:`SEQ_MAX`) and a bound outside that range is
@@ -66,9 +70,10 @@ class Journal(abc.ABC):
       ``from_offset`` below 0); an upper bound below 1 selects no event.
     * A bound that is not an int (a float, a string, a bool, ``None`` where ``None`` is
       not "no bound") raises :class:`TypeError` naming the parameter, before anything is
-      read or deleted: when :meth:`replay`, :meth:`replay_chunks` or
-      :meth:`events_by_tag` is called (a wrapper that defers the call raises it on the
-      first ``__anext__``), when :meth:`delete_to` is awaited.
+      read or deleted: when :meth:`replay`, :meth:`replay_chunks`,
+      :meth:`events_by_tag` or :meth:`events_by_tag_chunks` is called (a wrapper that
+      defers the call raises it on the first ``__anext__``), when :meth:`delete_to` is
+      awaited.
 
     Backends apply this rule with :func:`read_after` and :func:`upper_bound`. The seqs
     of written records are checked by :meth:`write` instead (from 1, without a gap).
@@ -100,7 +105,7 @@ class Journal(abc.ABC):
         needs, without building a :class:`PersistentRecord` per event. ``from_seq``
         follows the bounds rule of the class. Optional: the default groups
         :meth:`replay`; a backend overrides it to read rows directly."""
-        return _Grouped(self.replay(persistence_id, from_seq))
+        return _Grouped(self.replay(persistence_id, from_seq), _replay_row)
 
     @abc.abstractmethod
     async def highest_seq(self, persistence_id: str) -> int:
@@ -121,9 +126,61 @@ class Journal(abc.ABC):
         rule of the class: below 0 is from the start, beyond :data:`SEQ_MAX` gives
         nothing."""
 
+    def events_by_tag_chunks(
+        self, tag: str, from_offset: int = 0
+    ) -> AsyncIterator[list[TaggedRow]]:
+        """The events of :meth:`events_by_tag` (tagged ``tag``, ``offset >
+        from_offset``, in offset order), as lists of row tuples holding the fields of a
+        :class:`PersistentRecord` in its order, ``(persistence_id, seq, serializer,
+        manifest, payload, tags, writer_id, timestamp, offset)`` (so
+        ``PersistentRecord(*row)`` is the record): what a tag reader that decodes events
+        in bulk needs (a projection), without building a record per event. No list is
+        empty. ``from_offset`` follows the bounds rule of the class. A backend that
+        checks integrity checks every row before its list is given; at a row refused,
+        the rows before it come as one list, the next ``__anext__`` raises
+        :class:`RecordCorrupt`, and iterating further goes on after that row (as
+        :meth:`events_by_tag` does). Optional: the default groups :meth:`events_by_tag`
+        into lists of up to 256 rows; a backend overrides it to read rows directly."""
+        records = self.events_by_tag(tag, from_offset)
+        return _Grouped(records, _tagged_row, rows_before_error=True)
+
     @abc.abstractmethod
     async def persistence_ids(self) -> list[str]:
         """Every persistence id with at least one event ever stored, sorted."""
+
+    async def highest_offset(self, tag: str | None = None) -> int | None:
+        """The highest offset of a stored event tagged ``tag`` (of any stored event if
+        ``tag`` is ``None``), 0 if there is none: where a reader of :meth:`events_by_tag`
+        that has seen everything stands, hence how far behind one is (its lag). Deleted
+        events do not count. Optional: the default returns ``None`` ("this journal
+        cannot tell"); the in-memory, SQLite and PostgreSQL journals implement it."""
+        await trio.lowlevel.checkpoint()
+        return None
+
+    _commit_waiters: trio.lowlevel.ParkingLot | None = None
+
+    async def wait_for_commit(self) -> None:
+        """Return once a write of events through this journal object, in this process,
+        has committed after the call; for readers of :meth:`events_by_tag` that tail
+        the journal, to read as soon as there may be something new. Writes by other
+        processes (or other journal objects on the same database) are not seen: wait
+        with a timeout and read anyway when it passes (``with
+        trio.move_on_after(interval): await journal.wait_for_commit()``). Cancelling
+        the wait has no other effect. The in-memory, SQLite and PostgreSQL journals
+        wake it; a backend that does not (it does not call :meth:`_committed`) leaves
+        its readers to the timeout."""
+        lot = self._commit_waiters
+        if lot is None:
+            lot = self._commit_waiters = trio.lowlevel.ParkingLot()
+        await lot.park()
+
+    def _committed(self) -> None:
+        """Wake the tasks in :meth:`wait_for_commit`: a backend calls it in the trio
+        thread once a write of events has committed (one attribute check when nobody
+        waits)."""
+        lot = self._commit_waiters
+        if lot is not None and lot:
+            lot.unpark_all()
 
     async def close(self) -> None:  # noqa: B027 - optional for backends
         """Release the backend's resources. The default does nothing."""
@@ -158,23 +215,71 @@ class SnapshotStore(abc.ABC):
         """Release the backend's resources. The default does nothing."""
 
 
-class _Grouped:
-    """Records of a replay, grouped into lists of up to 256 row tuples."""
+TaggedRow = tuple[str, int, str, str, bytes, frozenset[str], str, float, int]
+"""A row of :meth:`Journal.events_by_tag_chunks`: the fields of a
+:class:`PersistentRecord`, in its order."""
 
-    def __init__(self, records: AsyncIterator[PersistentRecord]) -> None:
+_Row = TypeVar("_Row")
+
+
+def _replay_row(record: PersistentRecord) -> tuple[int, str, str, bytes]:
+    return (record.seq, record.serializer, record.manifest, record.payload)
+
+
+def _tagged_row(r: PersistentRecord) -> TaggedRow:
+    return (
+        r.persistence_id,
+        r.seq,
+        r.serializer,
+        r.manifest,
+        r.payload,
+        r.tags,
+        r.writer_id,
+        r.timestamp,
+        r.offset,
+    )
+
+
+class _Grouped(Generic[_Row]):
+    """Records of a replay or a tag query, grouped into lists of up to 256 rows
+    (``row(record)`` each). An ``Exception`` of the records' iterator comes out of the
+    ``__anext__`` that meets it, dropping the rows before it in that group, or, if
+    ``rows_before_error``, out of the next one, after those rows. Either way a reader
+    that goes on reads what the records' iterator gives after it."""
+
+    def __init__(
+        self,
+        records: AsyncIterator[PersistentRecord],
+        row: Callable[[PersistentRecord], _Row],
+        *,
+        rows_before_error: bool = False,
+    ) -> None:
         self._records = records
+        self._row = row
+        self._keep = rows_before_error
+        self._error: Exception | None = None
         self._done = False
 
-    def __aiter__(self) -> _Grouped:
+    def __aiter__(self) -> _Grouped[_Row]:
         return self
 
-    async def __anext__(self) -> list[tuple[int, str, str, bytes]]:
-        rows: list[tuple[int, str, str, bytes]] = []
+    async def __anext__(self) -> list[_Row]:
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+        rows: list[_Row] = []
+        convert = self._row
         if not self._done:
-            async for record in self._records:
-                rows.append((record.seq, record.serializer, record.manifest, record.payload))
-                if len(rows) == 256:
-                    return rows
+            try:
+                async for record in self._records:
+                    rows.append(convert(record))
+                    if len(rows) == 256:
+                        return rows
+            except Exception as failure:
+                if not (self._keep and rows):
+                    raise
+                self._error = failure
+                return rows
             self._done = True
         if not rows:
             raise StopAsyncIteration

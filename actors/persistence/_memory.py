@@ -101,6 +101,8 @@ class InMemoryJournal(Journal):
         except (ValueError, SequenceConflict):
             await trio.lowlevel.cancel_shielded_checkpoint()
             raise
+        if offsets:
+            self._committed()
         await trio.lowlevel.cancel_shielded_checkpoint()
         return offsets
 
@@ -193,6 +195,16 @@ class InMemoryJournal(Journal):
     async def persistence_ids(self) -> list[str]:
         await trio.lowlevel.checkpoint()
         return sorted(self._streams)
+
+    async def highest_offset(self, tag: str | None = None) -> int:
+        await trio.lowlevel.checkpoint()
+        if tag is not None:
+            records = self._tagged.get(tag)
+            return records[-1].offset if records else 0
+        return max(
+            (stream.records[-1].offset for stream in self._streams.values() if stream.records),
+            default=0,
+        )
 
 
 def _offset_of(record: PersistentRecord) -> int:

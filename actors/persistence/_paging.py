@@ -93,3 +93,32 @@ class PageChunks(Pages[list[Any]]):
         rows = await self._next_page()
         convert = self._convert_page
         return rows if convert is None else convert(rows)
+
+
+class CheckedChunks(Pages[list[Any]]):
+    """Like :class:`PageChunks`, but a page is checked row by row by
+    ``check(rows, start)``, which returns the rows from ``rows[start]`` on, converted,
+    up to (excluding) the first one it refuses, and that row's index (``len(rows)`` if
+    none), and raises if ``rows[start]`` itself is refused. So the rows before a refused
+    one are given as a chunk, the next ``__anext__`` raises, and the one after that
+    goes on with the rows after it."""
+
+    def __init__(
+        self,
+        read_page: ReadPage,
+        after: int,
+        key: int,
+        limit: int,
+        check: Callable[[list[Any], int], tuple[list[Any], int]],
+    ) -> None:
+        super().__init__(read_page, after, key, limit, list)
+        self._check = check
+
+    async def __anext__(self) -> list[Any]:
+        if self._index >= len(self._rows):
+            self._rows = await self._next_page()
+            self._index = 0
+        start = self._index
+        self._index = start + 1  # past the row, if it is refused
+        chunk, self._index = self._check(self._rows, start)
+        return chunk

@@ -103,6 +103,14 @@ _TEMPLATES = {
         "ON e.event_offset = t.event_offset WHERE t.tag = %s AND t.event_offset > %s "
         "ORDER BY t.event_offset LIMIT %s"
     ),
+    # The same events as rows of Journal.events_by_tag_chunks (a record's fields in its
+    # order), the offset (the page's key) and the digest after them.
+    "by_tag_rows": (
+        "SELECT e.persistence_id, e.seq, e.serializer, e.manifest, e.payload, e.tags, "
+        "e.writer_id, e.timestamp, e.event_offset, e.digest FROM {event_tags} t JOIN "
+        "{events} e ON e.event_offset = t.event_offset WHERE t.tag = %s AND "
+        "t.event_offset > %s ORDER BY t.event_offset LIMIT %s"
+    ),
     "delete_tags": (
         "DELETE FROM {event_tags} WHERE event_offset IN (SELECT event_offset FROM "
         "{events} WHERE persistence_id = %s AND seq <= %s)"
@@ -112,6 +120,9 @@ _TEMPLATES = {
         "SELECT persistence_id FROM {journal_metadata} UNION "
         "SELECT DISTINCT persistence_id FROM {events} ORDER BY 1"
     ),
+    # The lag of a tag reader: one index lookup each (the primary keys).
+    "highest_offset": "SELECT max(event_offset) FROM {events}",
+    "highest_tag_offset": "SELECT max(event_offset) FROM {event_tags} WHERE tag = %s",
     "save_snapshot": (
         "INSERT INTO {snapshots} (persistence_id, seq, serializer, manifest, payload, "
         "timestamp, digest) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT "
@@ -143,9 +154,12 @@ class Statements:
     replay: Any
     replay_rows: Any
     by_tag: Any
+    by_tag_rows: Any
     delete_tags: Any
     delete_events: Any
     persistence_ids: Any
+    highest_offset: Any
+    highest_tag_offset: Any
     save_snapshot: Any
     load_snapshot: Any
     delete_snapshots: Any

@@ -56,8 +56,8 @@ import trio
 from .._interrupts import interrupt_in
 from ._errors import JournalFailure, SequenceConflict
 from ._group_commit import check_batch
-from ._journal import Journal, SnapshotStore, read_after, upper_bound
-from ._paging import PageChunks, Pages, ReadPage, page_reader
+from ._journal import Journal, SnapshotStore, TaggedRow, read_after, upper_bound
+from ._paging import CheckedChunks, PageChunks, Pages, ReadPage, page_reader
 from ._records import PersistentRecord, SnapshotRecord
 from ._sql_dialect import SqlConnection, SqlDialect
 from ._sql_writer import SqlGroupWriter
@@ -204,6 +204,7 @@ class SqlJournal(SqlGroupWriter[_C], Journal):
             await trio.lowlevel.wait_task_rescheduled(op)
         if op.error is not None:
             raise op.error
+        self._committed()
         result: list[int] = op.result
         return result
 
@@ -272,6 +273,24 @@ class SqlJournal(SqlGroupWriter[_C], Journal):
         pages = self._pages(f"events_by_tag {tag!r}", self._sql.by_tag, tag)
         return Pages(pages, after, 0, self._chunk_size, self._record)
 
+    def events_by_tag_chunks(
+        self, tag: str, from_offset: int = 0
+    ) -> AsyncIterator[list[TaggedRow]]:
+        """The fast path of tag readers (projections): pages of rows (a record's fields
+        in its order) in offset order, ``chunk_size`` rows per query, without building
+        records. Every row is checked before it is given, in one loop per page
+        (:meth:`Integrity.tagged_chunk`); at a row refused, the rows before it come
+        first, then :class:`RecordCorrupt` naming it."""
+        after = read_after("from_offset", from_offset, inclusive=False)
+        pages = self._pages(f"events_by_tag {tag!r}", self._sql.by_tag_rows, tag)
+        chunk = self._dialect.integrity.tagged_chunk
+        tags_text, decode_tags = self._dialect.tags_text, self._dialect.decode_tags
+
+        def checked(rows: list[Any], start: int) -> tuple[list[Any], int]:
+            return chunk(rows, start, tags_text, decode_tags)
+
+        return CheckedChunks(pages, after, 8, self._chunk_size, checked)
+
     async def persistence_ids(self) -> list[str]:
         """Every id with an event ever stored (deleted ones included), sorted (by code
         point)."""
@@ -281,6 +300,22 @@ class SqlJournal(SqlGroupWriter[_C], Journal):
             return [row[0] for row in conn.execute(statement).fetchall()]
 
         return await self._read("persistence_ids", query)
+
+    async def highest_offset(self, tag: str | None = None) -> int:
+        """The highest offset of a stored event tagged ``tag`` (any event: ``None``), 0
+        if none; read on a read connection (what was committed when it ran)."""
+        params: tuple[str, ...]
+        if tag is None:
+            statement, params = self._sql.highest_offset, ()
+        else:
+            statement, params = self._sql.highest_tag_offset, (tag,)
+
+        def query(conn: _C) -> int:
+            found = conn.execute(statement, params).fetchone()
+            return int(found[0]) if found and found[0] is not None else 0
+
+        what = "highest_offset" if tag is None else f"highest_offset of tag {tag!r}"
+        return await self._read(what, query)
 
     async def close(self) -> None:
         """Stop accepting operations (they raise :class:`JournalFailure`) and wait until

@@ -109,6 +109,7 @@ _UPGRADES = {
 ``digest`` columns, ``NULL`` in the rows already stored)."""
 
 _NO_TAGS: frozenset[str] = frozenset()
+_decoded_tags: dict[str, frozenset[str]] = {}
 
 _HIGHEST_MANY = (
     "SELECT j.value, (SELECT max(seq) FROM events WHERE persistence_id = j.value), "
@@ -216,7 +217,17 @@ class SqliteDialect(SqlDialect[sqlite3.Connection]):
         return json.dumps(sorted(tags)) if tags else "[]"
 
     def decode_tags(self, value: Any) -> frozenset[str]:
-        return _NO_TAGS if value == "[]" else frozenset(json.loads(value))
+        # A journal holds few distinct sets of tags: each is parsed once (a tag reader,
+        # such as a projection, decodes one per row). Bounded: cleared past 1,024.
+        if value == "[]":
+            return _NO_TAGS
+        tags = _decoded_tags.get(value)
+        if tags is None:
+            tags = frozenset(json.loads(value))
+            if len(_decoded_tags) >= 1024:
+                _decoded_tags.clear()
+            _decoded_tags[value] = tags
+        return tags
 
     def upgrade(self, conn: sqlite3.Connection, version: int) -> None:
         for statement in _UPGRADES[version]:

@@ -26,7 +26,8 @@ class Operation(enum.Enum):
     DELETE = "delete"
     """``Journal.delete_to``."""
     EVENTS_BY_TAG = "events_by_tag"
-    """``Journal.events_by_tag`` (no persistence id: policies get ``None``)."""
+    """``Journal.events_by_tag`` or ``Journal.events_by_tag_chunks`` (what projections
+    read; no persistence id: policies get ``None``)."""
     PERSISTENCE_IDS = "persistence_ids"
     """``Journal.persistence_ids`` (no persistence id: policies get ``None``)."""
     SNAPSHOT_SAVE = "snapshot_save"

@@ -14,7 +14,7 @@ from typing import Generic, TypeVar
 import trio
 
 from ...persistence._errors import EventRejected, JournalFailure
-from ...persistence._journal import Journal, SnapshotStore
+from ...persistence._journal import Journal, SnapshotStore, TaggedRow
 from ...persistence._records import PersistentRecord, SnapshotRecord
 from ._policies import REJECTABLE, JournalCall, JournalInjection, Operation, Policy, Verdict, _names
 
@@ -118,9 +118,27 @@ class _Gated(Journal, abc.ABC):
             each=self._gate_each_fetch,
         )
 
+    def events_by_tag_chunks(
+        self, tag: str, from_offset: int = 0
+    ) -> AsyncIterator[list[TaggedRow]]:
+        return _GatedIterator(
+            self._gate,
+            JournalCall(None, Operation.EVENTS_BY_TAG),
+            lambda: self.inner.events_by_tag_chunks(tag, from_offset),
+            each=self._gate_each_fetch,
+        )
+
     async def persistence_ids(self) -> list[str]:
         await self._gate(None, Operation.PERSISTENCE_IDS)
         return await self.inner.persistence_ids()
+
+    async def highest_offset(self, tag: str | None = None) -> int | None:
+        """The wrapped journal's (not gated: no policy sees it)."""
+        return await self.inner.highest_offset(tag)
+
+    async def wait_for_commit(self) -> None:
+        """The wrapped journal's: woken by its commits (not gated)."""
+        await self.inner.wait_for_commit()
 
     async def close(self) -> None:
         """Does nothing: the wrapper does not own the journal it wraps; close that one
