@@ -2,8 +2,8 @@
 
 Usage: ``python bench/run.py [W1 J2 ...] [--skip J1,J2] [--quick] [--no-postgres]``
 (default: all workloads). ``--skip`` leaves workloads out (repeatable, or a comma-separated
-list); ``--quick`` is passed to the journal, worker and cluster workloads (J1, J2, X1-X4,
-C1-C3): smaller counts for a smoke run; ``--no-postgres`` to the journal workloads: no
+list); ``--quick`` is passed to the journal, worker, cluster and stream workloads (J1, J2,
+X1-X4, C1-C3, S1-S3): smaller counts for a smoke run; ``--no-postgres`` to the journal workloads: no
 PostgreSQL rows.
 The environment variable ``BENCH_REPEATS`` (default 5) sets how many runs each figure is
 the best of.
@@ -43,6 +43,9 @@ WORKLOADS = {
     "C1": "c_cluster.py",
     "C2": "c_cluster.py",
     "C3": "c_cluster.py",
+    "S1": "s_streams.py",
+    "S2": "s_projection.py",
+    "S3": "s_groups.py",
 }
 JOURNAL_WORKLOADS = {"J1", "J2"}
 """The workloads that take ``--quick`` and ``--no-postgres``."""
@@ -51,6 +54,8 @@ WORKER_WORKLOADS = {"X1", "X2", "X3", "X4"}
 given the ids chosen."""
 CLUSTER_WORKLOADS = {"C1", "C2", "C3"}
 """The cluster workloads: they take ``--quick`` and share one script, as the X ones."""
+QUICK_WORKLOADS = {"S1", "S2", "S3"}
+"""Other workloads that take ``--quick``."""
 
 
 def run_workload(script: str, options: list[str]) -> Result:
@@ -97,7 +102,7 @@ def main() -> None:
     parser.add_argument(
         "--skip", action="append", default=[], metavar="ID[,ID...]", help="leave these out"
     )
-    parser.add_argument("--quick", action="store_true", help="J, X, C: smaller counts")
+    parser.add_argument("--quick", action="store_true", help="J, X, C, S: smaller counts")
     parser.add_argument("--no-postgres", action="store_true", help="J1/J2: no PostgreSQL")
     args = parser.parse_args()
     skipped = {name.strip().upper() for names in args.skip for name in names.split(",")}
@@ -129,6 +134,8 @@ def main() -> None:
         else:
             ids = [name]
             options = journal_options if name in JOURNAL_WORKLOADS else []
+            if name in QUICK_WORKLOADS:
+                options = ["--quick"] * args.quick
         print(f"running {', '.join(ids)} ({script}) ...", file=sys.stderr, flush=True)
         rows.extend(run_workload(script, options)["rows"])
     print(format_table(rows))

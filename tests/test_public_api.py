@@ -23,6 +23,8 @@ PACKAGES = (
     "actors",
     "actors.routing",
     "actors.persistence",
+    "actors.projection",
+    "actors.streams",
     "actors.testing",
     "actors.testing.journal",
     "supervision",
@@ -120,6 +122,26 @@ def test_record_corrupt_is_a_journal_failure_of_its_own() -> None:
     assert (copy.persistence_id, copy.seq, copy.offset, copy.needs_key) == ("a", 3, 7, False)
 
 
+def test_a_read_only_replica_is_named_by_replica_and_refused_by_its_own_error() -> None:
+    from actors.persistence import PersistentActor, ReadOnlyReplica, Replica
+
+    assert {"Replica", "ReadOnlyReplica"} <= set(actors.persistence.__all__)
+    assert issubclass(ReadOnlyReplica, actors.ActorError)
+    assert not issubclass(ReadOnlyReplica, actors.persistence.JournalFailure)
+    assert ReadOnlyReplica.default_directive is sv.Directive.RESUME
+    error = ReadOnlyReplica("a", "persist", "seq 3")
+    assert str(error) == (
+        "persist() refused: persistence id 'a' runs here as a read-only replica recovered "
+        "to seq 3; nothing was stored"
+    )
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.persistence_id, copy.call, copy.point) == ("a", "persist", "seq 3")
+    assert isinstance(PersistentActor.replica, property)
+    assert pickle.loads(pickle.dumps(Replica(PersistentActor, to_seq=2))) == Replica(
+        PersistentActor, to_seq=2
+    )
+
+
 RUNTIME_CLASSES = (
     actors.ActorRef,
     actors.ActorContext,
@@ -127,6 +149,8 @@ RUNTIME_CLASSES = (
     actors.EventBus,
     actors.Timers,
     actors.ReplyHandle,
+    actors.streams.Streams,
+    actors.streams.Subscription,
 )
 
 
@@ -214,3 +238,76 @@ def test_listen_for_stop_replaces_stop_requested() -> None:
     assert not hasattr(sv, "stop_requested")
     with pytest.raises(RuntimeError, match="inside a task run by a supervisor"):
         sv.listen_for_stop()
+
+
+def test_the_in_memory_stream_engine_is_public_and_follows_the_contract() -> None:
+    import actors.streams
+
+    assert "InMemoryStreams" in actors.streams.__all__
+    assert issubclass(actors.streams.InMemoryStreams, actors.streams.StreamEngine)
+    assert actors.streams.InMemoryStreams.__module__ == "actors.streams"
+
+
+def test_the_jetstream_engine_is_public_and_imports_nats_only_when_opened() -> None:
+    import subprocess
+    import sys
+
+    import actors.streams
+
+    assert {"JetStreamEngine", "open_jetstream"} <= set(actors.streams.__all__)
+    assert issubclass(actors.streams.JetStreamEngine, actors.streams.StreamEngine)
+    assert actors.streams.open_jetstream.__module__ == "actors.streams"
+    code = "import sys, actors.streams; print(sorted(m for m in sys.modules if 'nats' in m))"
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert found.strip() == "[]"
+
+
+def test_projections_are_public_and_import_no_stream_engine_until_asked() -> None:
+    import subprocess
+    import sys
+
+    import actors.projection
+
+    assert {
+        "Projection",
+        "ProjectionActor",
+        "JournalSource",
+        "StreamSource",
+        "AtLeastOnce",
+        "SqliteExactlyOnce",
+        "PostgresExactlyOnce",
+        "InMemoryOffsetStore",
+        "SqliteOffsetStore",
+        "PostgresOffsetStore",
+        "GetStatus",
+        "Rebuild",
+        "WaitCaughtUp",
+        "ProjectionStatus",
+        "Envelope",
+    } <= set(actors.projection.__all__)
+    assert issubclass(actors.projection.ProjectionActor, actors.Actor)
+    assert issubclass(actors.projection.ProjectionError, actors.ActorError)
+    prefixes = ("actors.streams", "nats", "psycopg")
+    code = (
+        "import sys, actors.projection; "
+        f"print(sorted(m for m in sys.modules if m.startswith({prefixes!r})))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert found.strip() == "[]"
+
+
+def test_the_outbox_is_public_in_actors_streams_and_is_a_projection_handler() -> None:
+    import actors.projection
+    import actors.streams
+
+    assert {"Outbox", "OutboxError", "UnpublishableEvent", "spawn_outbox"} <= set(
+        actors.streams.__all__
+    )
+    assert issubclass(actors.streams.Outbox, actors.projection.ProjectionHandler)
+    assert issubclass(actors.streams.UnpublishableEvent, actors.streams.OutboxError)
+    assert issubclass(actors.streams.OutboxError, actors.projection.ProjectionError)
+    assert actors.streams.spawn_outbox.__module__ == "actors.streams"

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import trio
 
 from .._address import Address
+from .._aio_interrupts import protect_aio_loops
 from .._errors import ActorDead, ActorError
 from .._node import TELL, Encoded, Node, _address, _ref_at
 from .._placement import AnyNode, OnNode
@@ -227,6 +228,7 @@ class ClusterNode(Node):
 
     # -- NATS, from trio --------------------------------------------------------------------
 
+    @trio.lowlevel.enable_ki_protection  # (Ctrl-C comes out of the wait, not halfway in)
     async def _aio(self, awaitable: Awaitable[_T]) -> _T:
         """Run a coroutine of the NATS client in the asyncio loop (one hop, ~0.2 ms)."""
         result: _T = await self._loop.run_aio_coroutine(awaitable)
@@ -329,6 +331,7 @@ class ClusterNode(Node):
                 except Exception as error:  # (it is going anyway)
                     _log.debug("%s: closing a NATS connection: %r", self.where, error)
 
+    @trio.lowlevel.enable_ki_protection
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Join the cluster and serve it until :meth:`leave`. Returns from
         ``nursery.start`` once this node is a member and knows the others; raises
@@ -336,9 +339,15 @@ class ClusterNode(Node):
 
         A node has two connections to NATS: one for the frames between nodes, one for
         the buckets (membership, names, shard owners), so that a flood of frames does
-        not hold up the heartbeats behind it."""
+        not hold up the heartbeats behind it.
+
+        Protected from ``KeyboardInterrupt`` (as the asyncio loop is: see
+        ``actors/_aio_interrupts.py``): Ctrl-C goes to the main task, which cancels this
+        one; raised in here it would stop the loop halfway (a hang, or an exception
+        group)."""
         import trio_asyncio
 
+        protect_aio_loops()
         failure: ClusterError | None = None
         # (Raised after the asyncio loop is closed, so that it comes out as itself, not
         # in the exception group of the loop's own nursery.)
