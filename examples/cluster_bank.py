@@ -32,8 +32,6 @@ import argparse
 import contextlib
 import importlib.util
 import os
-import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -45,6 +43,7 @@ from typing import Any
 
 import attrs
 import trio
+from example_processes import Failed, stop_processes, throwaway_nats, until_stdin_closes
 
 import actors
 from actors.cluster import Cluster, ClusterError, EntityRef, EntityType, NodeLost
@@ -200,86 +199,12 @@ async def serve_node(node: str, url: str, journal_path: str) -> None:
         print("ready", flush=True)
         # The main process closes this pipe to stop the node; the operating system closes
         # it too when the main process dies, however it dies: no node outlives it.
-        async with trio.lowlevel.FdStream(os.dup(sys.stdin.fileno())) as stdin:
-            while await stdin.receive_some():
-                pass
+        await until_stdin_closes()
     # (Leaving the block stops the accounts, then leaves the cluster: the other nodes
     # see this node go at once, rather than after down_after.)
 
 
 # -- the processes the main process starts ------------------------------------------------
-
-
-def find_nats_server() -> str | None:
-    found = shutil.which("nats-server")
-    if found:
-        return found
-    for candidate in ("/usr/sbin/nats-server", "/usr/bin/nats-server"):
-        if os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
-class Failed(Exception):
-    """The example could not run (a process that did not start): the message says why."""
-
-
-async def stop_processes(processes: list[trio.Process], grace: float) -> None:
-    """Wait ``grace`` seconds for ``processes`` to exit, then kill those still running:
-    at once if the wait is interrupted (a second Ctrl-C). Call it shielded."""
-    try:
-        with trio.move_on_after(grace):
-            for process in processes:
-                await process.wait()
-    finally:
-        for process in processes:
-            if process.returncode is None:
-                process.kill()
-    with trio.move_on_after(5):
-        for process in processes:
-            await process.wait()
-
-
-@contextlib.asynccontextmanager
-async def nats_server(binary: str, directory: Path) -> AsyncIterator[str]:
-    """A ``nats-server -js`` on a free port of 127.0.0.1, its store and log in
-    ``directory``; yields its URL once it accepts clients. Stopped by its PID at the end
-    (SIGTERM, SIGKILL after 10 seconds)."""
-    log_path = trio.Path(directory / "nats-server.log")
-    async with await log_path.open("wb") as log:
-        process = await trio.lowlevel.open_process(
-            [binary, "-js", "-a", "127.0.0.1", "-p", "-1", "-sd", str(directory / "nats")],
-            stdin=subprocess.DEVNULL,
-            stdout=log.fileno(),
-            stderr=log.fileno(),
-            # (A Ctrl-C in the terminal reaches this process only, which stops the nodes
-            # first, while the server still serves them, then the server.)
-            start_new_session=True,
-        )
-    try:
-        # It says on which port it listens, then that it is ready, in its log (there is
-        # nothing to wait on but the file).
-        url = None
-        with trio.move_on_after(15):
-            while process.returncode is None:
-                text = await log_path.read_text(errors="replace")
-                port = re.search(r"Listening for client connections on [\d.]+:(\d+)", text)
-                if port is not None and "Server is ready" in text:
-                    url = f"nats://127.0.0.1:{port[1]}"
-                    break
-                with trio.move_on_after(0.05):
-                    await process.wait()
-        if url is None:
-            log_text = await log_path.read_text(errors="replace")
-            tail = "\n".join(log_text.splitlines()[-10:])
-            raise Failed(f"nats-server did not start; the end of its log:\n{tail}")
-        print(f"nats-server started (pid {process.pid}) on {url}, with a temporary store")
-        yield url
-    finally:
-        with trio.CancelScope(shield=True):
-            if process.returncode is None:
-                process.terminate()
-            await stop_processes([process], 10)
 
 
 class NodeProcess:
@@ -428,14 +353,7 @@ async def scenario(system: actors.ActorSystem, nodes: dict[str, NodeProcess]) ->
 async def run_main(nats: str | None) -> int:
     with tempfile.TemporaryDirectory(prefix="cluster-bank-") as directory:
         async with contextlib.AsyncExitStack() as stack:
-            if nats is None:
-                binary = find_nats_server()
-                if binary is None:
-                    raise Failed(
-                        "nats-server not found (on PATH or in /usr/sbin): install nats-server "
-                        "(apt-get install nats-server) or pass --nats URL"
-                    )
-                nats = await stack.enter_async_context(nats_server(binary, Path(directory)))
+            nats = await stack.enter_async_context(throwaway_nats(nats, Path(directory)))
             journal = Path(directory) / "journal.db"
             # Made here, before the nodes open it: three processes that create one SQLite
             # journal at the same moment may find it locked.

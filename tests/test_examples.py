@@ -167,10 +167,11 @@ JITTERED = {"bank.py"}
 
 
 # Modules the examples import, not scripts: they only define things.
-MODULES = {"bank_events.py"}
+MODULES = {"bank_events.py", "example_processes.py"}
 # Examples run by a test file of their own (they need a nats-server, started or skipped
-# there): examples/cluster_bank.py by tests/test_example_cluster_bank.py.
-OWN_TESTS = {"cluster_bank.py"}
+# there): examples/cluster_bank.py by tests/test_example_cluster_bank.py,
+# examples/durable_orders.py by tests/test_example_durable_orders.py.
+OWN_TESTS = {"cluster_bank.py", "durable_orders.py"}
 
 
 def test_every_example_is_covered() -> None:
