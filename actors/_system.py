@@ -579,37 +579,47 @@ async def running_system(
                 # Re-raised below, outside the nursery, so that it is not wrapped in an
                 # exception group.
                 body_error = exc
-            settings = system.settings
-            system._terminating = True
-            system._host_scope.deadline = (
-                trio.current_time() + settings.shutdown_timeout + 2 * settings.stop_timeout
-            )
-            with trio.CancelScope(shield=True) as shield:
-                shield.deadline = trio.current_time() + settings.shutdown_timeout
-                await system._shutdown()
-            router = system._router
-            if isinstance(router, RootNode):  # the actors are down: now the workers
-                with trio.CancelScope(shield=True) as shield:
-                    shield.deadline = trio.current_time() + router.config.stop_timeout + 5
-                    await router.shut_down()
-            elif router is not None:  # (a node of a cluster leaves it)
-                with trio.CancelScope(shield=True) as shield:
-                    shield.deadline = trio.current_time() + 5
-                    await router.leave()
-            system._ask_deadlines_scope.cancel()
-            for scope in system._service_scopes:
-                scope.cancel()
-            if guardian._state != DEAD:
-                lifecycle_log.warning(
-                    "actor system %r did not shut down within shutdown_timeout (%g s); "
-                    "cancelling the actors still running (raise shutdown_timeout, or make "
-                    "handlers and post_stop return sooner)",
-                    name,
-                    settings.shutdown_timeout,
-                    extra=_NO_ACTOR,
+            try:
+                settings = system.settings
+                system._terminating = True
+                system._host_scope.deadline = (
+                    trio.current_time() + settings.shutdown_timeout + 2 * settings.stop_timeout
                 )
-                nursery.cancel_scope.cancel()  # past shutdown_timeout: cancel the rest
-            system._host_done.set()
+                with trio.CancelScope(shield=True) as shield:
+                    shield.deadline = trio.current_time() + settings.shutdown_timeout
+                    await system._shutdown()
+                router = system._router
+                if isinstance(router, RootNode):  # the actors are down: now the workers
+                    with trio.CancelScope(shield=True) as shield:
+                        shield.deadline = trio.current_time() + router.config.stop_timeout + 5
+                        await router.shut_down()
+                elif router is not None:  # (a node of a cluster leaves it)
+                    with trio.CancelScope(shield=True) as shield:
+                        shield.deadline = trio.current_time() + 5
+                        await router.leave()
+                system._ask_deadlines_scope.cancel()
+                for scope in system._service_scopes:
+                    scope.cancel()
+                if guardian._state != DEAD:
+                    lifecycle_log.warning(
+                        "actor system %r did not shut down within shutdown_timeout (%g s); "
+                        "cancelling the actors still running (raise shutdown_timeout, or make "
+                        "handlers and post_stop return sooner)",
+                        name,
+                        settings.shutdown_timeout,
+                        extra=_NO_ACTOR,
+                    )
+                    nursery.cancel_scope.cancel()  # past shutdown_timeout: cancel the rest
+            except BaseException:
+                # Ctrl-C during the shutdown (trio hands it to this task even in the
+                # shielded scopes above): stop waiting, cancel what still runs.
+                nursery.cancel_scope.cancel()
+                system._ask_deadlines_scope.cancel()
+                for scope in system._service_scopes:
+                    scope.cancel()
+                raise
+            finally:
+                system._host_done.set()
             lifecycle_log.info("actor system %r shut down", name, extra=_NO_ACTOR)
     except BaseException as crash:
         # A task of the system itself raised (a bug, or KeyboardInterrupt or SystemExit
