@@ -17,6 +17,7 @@ the same message id to be sure: the duplicate is dropped).
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Mapping, Sequence
 
 import attrs
@@ -128,6 +129,22 @@ class Received(abc.ABC):
     @abc.abstractmethod
     async def in_progress(self) -> None:
         """Still working on it: restart its ``ack_wait``."""
+
+
+def check_fetch(batch: object, timeout: object) -> float:
+    """The checks of :meth:`Consumer.fetch`'s arguments, shared by the engines:
+    ``ValueError`` naming the argument unless ``batch`` is an int >= 1 and ``timeout``
+    a number of seconds >= 0; returns ``timeout`` as a float."""
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"fetch needs a batch int >= 1, got {batch!r}")
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or math.isnan(timeout)
+        or timeout < 0
+    ):
+        raise ValueError(f"fetch needs a timeout of seconds >= 0, got {timeout!r}")
+    return float(timeout)
 
 
 class Consumer(abc.ABC):

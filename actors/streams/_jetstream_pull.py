@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Final
 import trio
 
 from ._config import ConsumerConfig
-from ._engine import Consumer, Received, StreamError, StreamNotFound
+from ._engine import Consumer, Received, StreamError, StreamNotFound, check_fetch
 
 if TYPE_CHECKING:
     from ._jetstream import JetStreamEngine
@@ -407,17 +407,9 @@ class JetStreamConsumer(Consumer):
         nothing: events that arrive for it go to the next fetch (or are delivered again
         after ``ack_wait``). :class:`StreamNotFound` if the consumer (or its stream) no
         longer exists (checked when the server answered nothing until the deadline)."""
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise ValueError(f"fetch(batch) takes an int >= 1, got {batch!r}")
-        if (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, int | float)
-            or math.isnan(timeout)
-            or timeout < 0
-        ):
-            raise ValueError(f"fetch(timeout) takes seconds >= 0, got {timeout!r}")
+        timeout = check_fetch(batch, timeout)
         engine = self._engine
-        puller, msgs = await engine._aio(self._fetch(batch, float(timeout)), "fetch")
+        puller, msgs = await engine._aio(self._fetch(batch, timeout), "fetch")
         return [JetStreamReceived(engine, puller, msg) for msg in msgs]
 
     async def _fetch(self, batch: int, timeout: float) -> tuple[Puller, list[Any]]:

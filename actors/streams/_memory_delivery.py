@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Literal
 import trio
 
 from ._config import ConsumerConfig
-from ._engine import Consumer, Received, StreamError
+from ._engine import Consumer, Received, StreamError, check_fetch
 from ._memory_state import ConsumerState, Delivery, Event, StreamData
 
 if TYPE_CHECKING:
@@ -79,15 +79,7 @@ class MemoryConsumer(Consumer):
 
     async def fetch(self, batch: int, timeout: float) -> list[Received]:
         """See :meth:`Consumer.fetch`. Cancelled while it waits, it took nothing."""
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise ValueError(f"fetch needs a batch int >= 1, got {batch!r}")
-        if (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, int | float)
-            or math.isnan(timeout)
-            or timeout < 0
-        ):
-            raise ValueError(f"fetch needs a timeout of seconds >= 0, got {timeout!r}")
+        timeout = check_fetch(batch, timeout)
         await trio.lowlevel.checkpoint_if_cancelled()
         deadline = trio.current_time() + timeout
         while True:
