@@ -95,6 +95,11 @@ class Watchdog:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def started(self) -> bool:
+        """Whether its thread was started (it may have stopped since)."""
+        return self._thread.ident is not None
+
     def stop(self) -> None:
         """Stop the thread and join it (it wakes at once)."""
         with self._lock:
@@ -306,10 +311,16 @@ def attach(system: ActorSystem) -> None:
     token = system._token
     watchdog = _watchdogs.get(token)
     if watchdog is None:
-        watchdog = _watchdogs[token] = Watchdog(token)
+        watchdog = Watchdog(token)
         watchdog.threshold = threshold
+        try:
+            watchdog.start()
+        except BaseException:  # (Ctrl-C landing while the thread starts)
+            if watchdog.started:
+                watchdog.stop()
+            raise
+        _watchdogs[token] = watchdog  # (only a started one: detach joins it)
         watchdog.systems.append(system)
-        watchdog.start()
         return
     watchdog.systems.append(system)
     watchdog.threshold = min(watchdog.threshold, threshold)
