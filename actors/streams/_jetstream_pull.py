@@ -6,15 +6,17 @@ Everything here but the trio-facing classes (:class:`JetStreamConsumer`,
 trio-asyncio), where a hop from trio costs ~0.2 ms; so:
 
 - **Fetching** is one hop per :meth:`JetStreamConsumer.fetch`. Each durable consumer
-  has one inbox subscription per engine (:class:`Puller`), shared by every handle on
-  it in this process. A fetch first asks the server for what is available at once
-  (``no_wait``); if nothing is, it asks for one event with an expiry (a lingering
-  request) and, once that one arrives, for what is available after it (``no_wait``
-  again), so that it neither waits for a full batch nor leaves a request open on the
-  server that would take events nobody waits for. Events that arrive for a request
-  after its fetch gave up (cancelled, or its deadline passed) stay in the inbox's
-  buffer and go to the next fetch; unfetched, they are delivered again after
-  ``ack_wait`` (at least once).
+  has one :class:`Puller` per engine, shared by every handle on it in this process,
+  with as many inbox subscriptions as fetches through it ever ran at once: each fetch
+  under way has an inbox of its own (an event arrives with its stream subject, so an
+  inbox cannot tell which request it answers). A fetch first asks the server for what
+  is available at once (``no_wait``); if nothing is, it asks for one event with an
+  expiry (a lingering request) and, once that one arrives, for what is available
+  after it (``no_wait`` again), so that it neither waits for a full batch nor leaves
+  a request open on the server that would take events nobody waits for. Events that
+  arrive for a request after its fetch gave up (cancelled, or its deadline passed)
+  stay in the inbox's buffer and go to the next fetch; unfetched, they are delivered
+  again after ``ack_wait`` (at least once).
 - **Settlements** never hop: :meth:`JetStreamReceived.ack` (and the others) queue
   the settlement and wake the :class:`Settler`, an asyncio task that publishes what
   is queued. A settlement the server never gets (the connection was lost) is not an
@@ -183,25 +185,26 @@ class Settler:
             puller.nak_sent = False
 
 
-class Puller:
-    """The inbox of one durable consumer in this engine, and the fetches through it
-    (asyncio side; see the module documentation)."""
+class Inbox:
+    """One inbox subscription of a :class:`Puller`, and the fetch through it: one fetch
+    at a time (its events arrive with their stream subjects, so the inbox cannot tell
+    the fetch's requests from another's; a fetch counts the events it waits for)."""
 
-    def __init__(self, nc: Any, stream: str, durable: str) -> None:
+    def __init__(self, nc: Any, next_subject: str) -> None:
         self._nc = nc
-        self.stream = stream
-        self.durable = durable
-        self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
+        self._next_subject = next_subject
         self._inbox = ""
         self._requests = 0
         self._sub: Any = None
-        self._buffer: collections.deque[Any] = collections.deque()
+        self.buffer: collections.deque[Any] = collections.deque()
         self._ended: dict[str, str] = {}  # (open request's subject -> its end status)
         self._open: set[str] = set()
         self._changed = asyncio.Event()
         self._waiting = 0  # (fetches waiting for _changed)
-        self.barrier: Waiter | None = None  # (the last settlement sent, confirmed)
-        self.nak_sent = False
+
+    @property
+    def subscribed(self) -> bool:
+        return self._sub is not None
 
     async def subscribe(self) -> None:
         self._inbox = self._nc.new_inbox() + "."
@@ -214,7 +217,7 @@ class Puller:
 
     async def _on_message(self, msg: Any) -> None:
         if msg.reply:  # (an event: its reply subject is the one to settle it on)
-            self._buffer.append(msg)
+            self.buffer.append(msg)
         else:  # (a status: the end of a request (404, 408, 409), or a heartbeat (100))
             headers = msg.headers or {}
             status = headers.get("Status", "")
@@ -242,41 +245,40 @@ class Puller:
 
     async def _wait(self, subject: str, count: int, deadline: float) -> None:
         """Until ``count`` events are buffered, or the request ``subject`` ended, or
-        the loop's clock passes ``deadline``."""
-        loop = asyncio.get_running_loop()
-        while len(self._buffer) < count and subject not in self._ended:
-            left = deadline - loop.time()
-            if left <= 0:
+        the loop's clock passes ``deadline``. (``asyncio.timeout_at``, not ``wait_for``:
+        on Python 3.11 ``wait_for`` loses a cancellation that comes as the event is
+        set, and the cancelled fetch would wait on until its deadline.)"""
+        while len(self.buffer) < count and subject not in self._ended:
+            if deadline <= asyncio.get_running_loop().time():
                 return
             self._waiting += 1
             try:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), left)
+                    async with asyncio.timeout_at(deadline):
+                        await self._changed.wait()
             finally:
                 self._waiting -= 1
 
-    def _take(self, batch: int, into: list[Any]) -> None:
-        buffer = self._buffer
+    def take(self, batch: int, into: list[Any]) -> None:
+        buffer = self.buffer
         while buffer and len(into) < batch:
             into.append(buffer.popleft())
 
-    async def fetch(self, batch: int, timeout: float) -> tuple[list[Any], bool]:
-        """Up to ``batch`` events (nats-py messages); and whether the server answered
-        at all (``False``: it was silent until the deadline)."""
+    async def fetch(self, batch: int, deadline: float) -> tuple[list[Any], bool]:
+        """See :meth:`Puller.fetch` (``deadline`` on the loop's clock)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
         taken: list[Any] = []
-        self._take(batch, taken)
+        self.take(batch, taken)
         if taken:
             return taken, True
         # Whatever is available at once.
         subject = await self._request(batch, expires=None)
         try:
             await self._wait(subject, batch, max(deadline, loop.time() + 0.05))
-            answered = subject in self._ended or bool(self._buffer)
+            answered = subject in self._ended or bool(self.buffer)
         finally:
             self._close_request(subject)
-        self._take(batch, taken)
+        self.take(batch, taken)
         if taken:
             return taken, True
         # Nothing: wait for one (the server expires the request just before the deadline).
@@ -286,10 +288,10 @@ class Puller:
         subject = await self._request(1, expires=expires)
         try:
             await self._wait(subject, 1, deadline)
-            answered = answered or subject in self._ended or bool(self._buffer)
+            answered = answered or subject in self._ended or bool(self.buffer)
         finally:
             self._close_request(subject)
-        self._take(batch, taken)
+        self.take(batch, taken)
         if not taken or len(taken) == batch:
             return taken, answered
         # The rest of what is available after the first (at once, as the first request).
@@ -298,8 +300,65 @@ class Puller:
             await self._wait(subject, batch - len(taken), loop.time() + _AFTER_FIRST)
         finally:
             self._close_request(subject)
-        self._take(batch, taken)
+        self.take(batch, taken)
         return taken, True
+
+
+class Puller:
+    """The inboxes of one durable consumer in this engine, the fetches through them,
+    and the confirmation of its settlements (asyncio side; see the module
+    documentation)."""
+
+    def __init__(self, nc: Any, stream: str, durable: str) -> None:
+        self._nc = nc
+        self.stream = stream
+        self.durable = durable
+        self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
+        self._inboxes: list[Inbox] = []
+        self._free: list[Inbox] = []  # (those no fetch is using)
+        self._closed = False
+        self.barrier: Waiter | None = None  # (the last settlement sent, confirmed)
+        self.nak_sent = False
+
+    async def _new_inbox(self) -> Inbox:
+        inbox = Inbox(self._nc, self._next_subject)
+        self._inboxes.append(inbox)  # (before subscribing: unsubscribe() sees it)
+        await inbox.subscribe()
+        return inbox
+
+    async def subscribe(self) -> None:
+        self._free.append(await self._new_inbox())
+
+    async def unsubscribe(self) -> None:
+        self._closed = True
+        self._free.clear()
+        inboxes, self._inboxes = self._inboxes, []
+        for inbox in inboxes:
+            await inbox.unsubscribe()
+
+    async def fetch(self, batch: int, timeout: float) -> tuple[list[Any], bool]:
+        """Up to ``batch`` events (nats-py messages); and whether the server answered
+        at all (``False``: it was silent until the deadline).
+
+        Each fetch under way has an inbox of its own (taken from those no fetch uses,
+        or a new one, so there are as many as fetches ever ran at once), so that the
+        events of its requests are counted by it alone: fetches through one shared
+        inbox would take each other's events and then wait for their own until their
+        deadline. Events left in an inbox by a fetch that gave up go to the next fetch
+        (through any inbox)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        taken: list[Any] = []
+        for idle in self._free:  # (leftovers: no fetch is counting on them)
+            idle.take(batch, taken)
+        if taken:
+            return taken, True
+        inbox = self._free.pop() if self._free else await self._new_inbox()
+        try:
+            return await inbox.fetch(batch, deadline)
+        finally:
+            if not self._closed and inbox.subscribed:
+                self._free.append(inbox)
 
 
 def headers_of(msg: Any) -> Mapping[str, str]:
