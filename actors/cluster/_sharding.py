@@ -52,8 +52,8 @@ import msgspec
 import trio
 
 from .._actor import Actor
-from .._errors import ActorDead, ActorError, AskTimeout
-from .._messages import DeadLetterReason
+from .._errors import ActorDead, ActorError, AskTimeout, MailboxFull
+from .._messages import DeadLetterReason, PoisonPill
 from .._node import PendingAsk, address_of
 from .._ref import ActorRef
 from .._spawning import check_name, spawn_child
@@ -383,10 +383,21 @@ class Region:
         for delivery in waiting or ():
             self.route(delivery)  # (activates it again here, or where its shard went)
 
-    def passivate(self, entity_id: str) -> None:
+    def passivate(self, entity_id: str, *, drain: bool = True) -> None:
+        """Stop the entity; what comes for it meanwhile waits, and is routed again once
+        it is gone. ``drain``: it first handles what its mailbox already holds (a
+        ``PoisonPill`` queued behind it), so that a hand-over or an idle passivation
+        fails no ask already delivered; otherwise it stops after its current message
+        (a node that fences itself)."""
         cell = self.entities.get(entity_id)
         if cell is not None and entity_id not in self.stopping:
             self.stopping[entity_id] = []
+            if drain:
+                try:
+                    cell.tell(PoisonPill, None)
+                    return
+                except MailboxFull:  # (a full bounded mailbox: stop it after its message)
+                    pass
             cell.request_stop()
 
     async def _passivate_idle(self) -> None:
@@ -411,7 +422,7 @@ class Region:
                 why,
             )
         for entity_id in list(self.entities):
-            self.passivate(entity_id)
+            self.passivate(entity_id, drain=False)
         for shard in [s for s, o in self.owners.items() if o.node == self.node.name]:
             del self.owners[shard]
 
