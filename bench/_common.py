@@ -163,3 +163,26 @@ def chosen_workloads(argv: Sequence[str], ids: Sequence[str]) -> tuple[list[str]
     if unknown:
         sys.exit(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(ids)}")
     return chosen or list(ids), "--quick" in argv
+
+
+def nats_missing() -> str | None:
+    """Why the workloads on NATS (C1-C3, S1, S3's JetStream rows) cannot run here, or
+    ``None``: the cluster extra (nats-py, trio-asyncio, msgspec) or a ``nats-server``
+    binary is missing. Finds the throwaway server's helper in ``tests/nats_server.py``."""
+    import importlib.util
+    from pathlib import Path
+
+    tests = str(Path(__file__).resolve().parent.parent / "tests")
+    if tests not in sys.path:
+        sys.path.append(tests)
+    from nats_server import SKIP_HINT, find_nats_server
+
+    absent = [m for m in ("nats", "trio_asyncio", "msgspec") if importlib.util.find_spec(m) is None]
+    if absent:
+        return (
+            f"the cluster extra is not installed (no {', '.join(absent)}): "
+            "pip install 'trio-actors[cluster]'"
+        )
+    if find_nats_server() is None:
+        return f"nats-server not found ({SKIP_HINT})"
+    return None

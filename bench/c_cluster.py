@@ -41,7 +41,6 @@ import argparse
 import contextlib
 import functools
 import gc
-import importlib.util
 import logging
 import math
 import os
@@ -69,6 +68,7 @@ from _common import (
     fmt_rate,
     fmt_ratio,
     main,
+    nats_missing,
     yes_no,
 )
 
@@ -689,21 +689,6 @@ def c3(url: str, sizes: Sizes, directory: Path) -> tuple[list[Row], dict[str, An
 # -- running -----------------------------------------------------------------------------------
 
 
-def missing() -> str | None:
-    """Why the C workloads cannot run here, or ``None``."""
-    from nats_server import SKIP_HINT, find_nats_server
-
-    absent = [m for m in ("nats", "trio_asyncio", "msgspec") if importlib.util.find_spec(m) is None]
-    if absent:
-        return (
-            f"the cluster extra is not installed (no {', '.join(absent)}): "
-            "pip install 'trio-actors[cluster]'"
-        )
-    if find_nats_server() is None:
-        return f"nats-server not found ({SKIP_HINT})"
-    return None
-
-
 def skipped(ids: Sequence[str], why: str) -> Result:
     print(f"C workloads skipped: {why}", file=sys.stderr)
     rows: list[Row] = [
@@ -722,7 +707,7 @@ def skipped(ids: Sequence[str], why: str) -> Result:
 
 
 def run(ids: Sequence[str] = IDS, quick: bool = False) -> Result:
-    why = missing()
+    why = nats_missing()
     if why is not None:
         return skipped(ids, why)
     from nats_server import NatsServer

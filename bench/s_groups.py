@@ -22,7 +22,6 @@ runs taking turns. ``--quick``: fewer events.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import itertools
 import sys
 import time
@@ -35,7 +34,17 @@ import attrs
 import trio
 import trio.lowlevel
 import trio.testing
-from _common import Latch, Result, Row, best_seconds, chosen_workloads, fmt_rate, fmt_ratio, main
+from _common import (
+    Latch,
+    Result,
+    Row,
+    best_seconds,
+    chosen_workloads,
+    fmt_rate,
+    fmt_ratio,
+    main,
+    nats_missing,
+)
 
 from actors import Actor, open_system
 from actors.streams import (
@@ -201,25 +210,10 @@ def rows_for(
     return rows, data
 
 
-def missing() -> str | None:
-    """Why the JetStream rows cannot run here, or ``None``."""
-    from nats_server import SKIP_HINT, find_nats_server
-
-    absent = [m for m in ("nats", "trio_asyncio") if importlib.util.find_spec(m) is None]
-    if absent:
-        return (
-            f"the cluster extra is not installed (no {', '.join(absent)}): "
-            "pip install 'trio-actors[cluster]'"
-        )
-    if find_nats_server() is None:
-        return f"nats-server not found ({SKIP_HINT})"
-    return None
-
-
 def run(ids: Sequence[str] = IDS, quick: bool = False) -> Result:
     sizes = Sizes(quick)
     rows, data = rows_for("the in-memory engine", memory_engine, sizes.memory)
-    why = missing()
+    why = nats_missing()
     if why is not None:
         print(f"S3 on JetStream skipped: {why}", file=sys.stderr)
         rows.append(

@@ -27,7 +27,6 @@ Without ``nats-server`` or the cluster extra (nats-py, trio-asyncio) the rows sa
 from __future__ import annotations
 
 import functools
-import importlib.util
 import itertools
 import sys
 import time
@@ -37,7 +36,17 @@ from typing import Any, Final
 
 import trio
 import trio.testing
-from _common import Result, Row, best_seconds, chosen_workloads, fmt_rate, fmt_ratio, main, yes_no
+from _common import (
+    Result,
+    Row,
+    best_seconds,
+    chosen_workloads,
+    fmt_rate,
+    fmt_ratio,
+    main,
+    nats_missing,
+    yes_no,
+)
 
 HERE: Final = Path(__file__).resolve().parent
 sys.path.append(str(HERE.parent / "tests"))  # (tests/nats_server.py: the throwaway nats-server)
@@ -264,23 +273,8 @@ def s1(url: str, sizes: Sizes) -> tuple[list[Row], dict[str, Any]]:
 # -- running -----------------------------------------------------------------------------------
 
 
-def missing() -> str | None:
-    """Why the S1 workload cannot run here, or ``None``."""
-    from nats_server import SKIP_HINT, find_nats_server
-
-    absent = [m for m in ("nats", "trio_asyncio") if importlib.util.find_spec(m) is None]
-    if absent:
-        return (
-            f"the cluster extra is not installed (no {', '.join(absent)}): "
-            "pip install 'trio-actors[cluster]'"
-        )
-    if find_nats_server() is None:
-        return f"nats-server not found ({SKIP_HINT})"
-    return None
-
-
 def run(ids: Sequence[str] = IDS, quick: bool = False) -> Result:
-    why = missing()
+    why = nats_missing()
     if why is not None:
         print(f"S1 skipped: {why}", file=sys.stderr)
         row: Row = {
