@@ -23,9 +23,7 @@ from actors.persistence._sql_writes import EventWrite
 def queue_write(journal: SqlJournal[Any], *records: PersistentRecord) -> WriterOp[Any]:
     """Queue a write as ``journal.write`` does, without a checkpoint (so that several
     land in one group, in this order)."""
-    return journal._submit(
-        None, None, draws_offsets=True, write=EventWrite(journal._dialect, records)
-    )
+    return journal._queue(EventWrite.of_batch(journal._dialect, records))
 
 
 async def outcome(journal: SqlJournal[Any], op: WriterOp[Any]) -> Any:

@@ -46,7 +46,6 @@ from actors.persistence import (
     SnapshotRecord,
     SnapshotStore,
 )
-from actors.persistence._group_commit import WriterOp
 from actors.persistence._postgres import PostgresJournal, open_postgres_journal
 from actors.persistence._sql_writes import EventWrite, store_writes
 
@@ -293,11 +292,9 @@ async def test_tag_offsets_follow_commit_order_across_writers(
         reader_position = first
         entered = threading.Event()
         release = threading.Event()
-        early = EventWrite(a._dialect, [event("early", 1, "t")])
-        what = early.describe()
+        op = EventWrite.of_batch(a._dialect, [event("early", 1, "t")])
 
         def held_open(conn: psycopg.Connection[Any]) -> list[int]:
-            op: WriterOp[Any] = WriterOp(what, None, True, early)
             highest = a._dialect.highest_many(conn, ["early"])
             store_writes(a._dialect, conn, [op], a._journal_name, highest)  # offsets drawn
             entered.set()
@@ -309,7 +306,7 @@ async def test_tag_offsets_follow_commit_order_across_writers(
         results: dict[str, list[int]] = {}
 
         async def write_early() -> None:
-            results["early"] = await a._wait(a._submit(what, held_open, draws_offsets=True))
+            results["early"] = await a._wait(a._submit(op.what, held_open, draws_offsets=True))
 
         async def write_late() -> None:
             results["late"] = await b.write([event("late", 1, "t")])

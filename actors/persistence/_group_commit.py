@@ -17,14 +17,18 @@ from __future__ import annotations
 import abc
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import trio
 
 from ._errors import JournalFailure, SequenceConflict
 from ._records import PersistentRecord
 
+if TYPE_CHECKING:
+    from ._sql_writes import EventWrite
+
 _C = TypeVar("_C")
+_O = TypeVar("_O", bound="WriterOp[Any]")
 
 
 def check_batch(batch: Sequence[PersistentRecord]) -> None:
@@ -49,31 +53,27 @@ def check_batch(batch: Sequence[PersistentRecord]) -> None:
 
 
 class WriterOp(Generic[_C]):
-    """One queued writer operation. Either ``run``, a function that executes in the
-    writer's thread, inside the group transaction (and, if an operation of the group
-    failed, in a savepoint of its own: it may run twice, so it has no effect outside the
-    transaction), given the backend's connection; or ``write``, the data of an event
-    write, which the backend stores together with the other writes of the group.
-    ``draws_offsets`` says that it inserts events (a backend may need to prepare the
-    transaction for that).
+    """One queued writer operation: ``run``, a function that executes in the writer's
+    thread, inside the group transaction (and, if an operation of the group failed, in
+    a savepoint of its own: it may run twice, so it has no effect outside the
+    transaction), given the backend's connection. An event write is the subclass
+    :class:`~._sql_writes.EventWrite`, which carries its rows instead of a function, so
+    that the backend stores every write of a group together; :attr:`write` is that
+    object itself (``None`` for a plain operation). ``draws_offsets`` says that it
+    inserts events (a backend may need to prepare the transaction for that).
 
     The writer task sets ``result`` or ``error``, then calls :meth:`finish`, which wakes
     the task waiting in :meth:`GroupCommitWriter._wait` (rescheduled directly: no event
     object per operation). The op is its own abort function for that wait (calling it
     with trio's ``raise_cancel`` forgets the waiter), so a wait allocates nothing."""
 
-    __slots__ = ("_what", "draws_offsets", "error", "finished", "result", "run", "waiter", "write")
+    __slots__ = ("_what", "draws_offsets", "error", "finished", "result", "run", "waiter")
 
     def __init__(
-        self,
-        what: str | None,
-        run: Callable[[_C], Any] | None,
-        draws_offsets: bool = False,
-        write: Any = None,
+        self, what: str | None, run: Callable[[_C], Any] | None, draws_offsets: bool = False
     ) -> None:
         self._what = what
         self.run = run
-        self.write = write
         self.draws_offsets = draws_offsets
         self.result: Any = None
         self.error: BaseException | None = None
@@ -81,12 +81,15 @@ class WriterOp(Generic[_C]):
         self.waiter: trio.lowlevel.Task | None = None
 
     @property
+    def write(self) -> EventWrite | None:
+        """The event write this op is (see :class:`~._sql_writes.EventWrite`), or
+        ``None``."""
+        return None
+
+    @property
     def what(self) -> str:
-        """The operation, for messages (a write describes itself, only when asked)."""
-        if self._what is None:
-            description: str = self.write.describe()
-            return description
-        return self._what
+        """The operation, for messages."""
+        return self._what or "operation"
 
     def finish(self) -> None:
         """Acknowledge the operation (its ``result`` or ``error`` is set) and wake its
@@ -130,17 +133,14 @@ class GroupCommitWriter(abc.ABC, Generic[_C]):
         that fails fails alone; set ``result`` or ``error`` on every op. Never raises."""
 
     def _submit(
-        self,
-        what: str | None,
-        run: Callable[[_C], Any] | None,
-        *,
-        draws_offsets: bool = False,
-        write: Any = None,
+        self, what: str, run: Callable[[_C], Any], *, draws_offsets: bool = False
     ) -> WriterOp[_C]:
-        """Queue an operation: ``run``, or the event ``write`` (``what`` may then be
-        ``None``: the write describes itself). Raises :class:`JournalFailure` if the
-        journal is closed."""
-        op = WriterOp(what, run, draws_offsets, write)
+        """Queue the operation ``run`` (described as ``what``); see :meth:`_queue`."""
+        return self._queue(WriterOp(what, run, draws_offsets))
+
+    def _queue(self, op: _O) -> _O:
+        """Queue ``op`` and return it. Raises :class:`JournalFailure` if the journal is
+        closed (nothing is queued then)."""
         if self._closed:
             raise JournalFailure(f"{op.what}: the {self._journal_name} is closed")
         try:

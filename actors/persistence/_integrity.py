@@ -215,19 +215,43 @@ class Integrity:
     def seal_event(self, r: PersistentRecord) -> bytes:
         """The digest of event ``r``. :class:`TypeError` naming the fields' types if a
         field is not of its type (nothing is queued then)."""
+        return self.seal_event_fields(
+            r.persistence_id,
+            r.seq,
+            r.serializer,
+            r.manifest,
+            r.payload,
+            r.tags,
+            r.writer_id,
+            r.timestamp,
+        )
+
+    def seal_event_fields(
+        self,
+        persistence_id: str,
+        seq: int,
+        serializer: str,
+        manifest: str,
+        payload: bytes,
+        tags: frozenset[str],
+        writer_id: str,
+        timestamp: float,
+    ) -> bytes:
+        """:meth:`seal_event` of the event with these fields, without its record (the
+        path of one persist builds none)."""
         try:
             prefix = event_prefix(
-                r.persistence_id,
-                r.serializer,
-                r.manifest,
-                tags_text(r.tags) if r.tags else "[]",
-                r.writer_id,
+                persistence_id,
+                serializer,
+                manifest,
+                tags_text(tags) if tags else "[]",
+                writer_id,
             )
-            middle = _seq_and_time(r.seq, r.timestamp)
+            middle = _seq_and_time(seq, timestamp)
             if self.key is None:  # the CRC of the message, without joining its parts
-                crc = _crc32(r.payload, _crc32(middle, _crc32(prefix)))
+                crc = _crc32(payload, _crc32(middle, _crc32(prefix)))
                 return CHECKSUM + crc.to_bytes(4, "big")
-            return self.seal(prefix + middle + r.payload)
+            return self.seal(prefix + middle + payload)
         except (TypeError, ValueError) as error:
             raise TypeError(
                 "a PersistentRecord holds str persistence_id, serializer, manifest and "

@@ -274,22 +274,47 @@ class PersistentActor(Actor):
         try:
             self._check_usable(state)
             seq = state.seq + 1
-            record = PersistentRecord(
-                persistence_id=state.persistence_id,
-                seq=seq,
-                serializer=serializer_id,
-                manifest=manifest,
-                payload=payload,
-                tags=frozenset(event_tags) if event_tags else _NO_TAGS,
-                writer_id=state.writer_id,
-                timestamp=time.time(),
-            )
+            frozen_tags = frozenset(event_tags) if event_tags else _NO_TAGS
             cell = state.cell
             saved = cell._limit_mailbox(self.persist_stash)
             try:
-                await state.journal.write((record,))
+                queue = state.queue_event
+                if queue is None:
+                    record = PersistentRecord(
+                        persistence_id=state.persistence_id,
+                        seq=seq,
+                        serializer=serializer_id,
+                        manifest=manifest,
+                        payload=payload,
+                        tags=frozen_tags,
+                        writer_id=state.writer_id,
+                        timestamp=time.time(),
+                    )
+                    await state.journal.write((record,))
+                else:
+                    # What SqlJournal.write does with a batch of one, inline: no record,
+                    # and no coroutine for the write or its wait.
+                    await trio.lowlevel.checkpoint_if_cancelled()
+                    op = queue(
+                        state.persistence_id,
+                        seq,
+                        serializer_id,
+                        manifest,
+                        payload,
+                        frozen_tags,
+                        state.writer_id,
+                        time.time(),
+                    )
+                    if op.finished:
+                        await trio.lowlevel.checkpoint()
+                    else:
+                        op.waiter = trio.lowlevel.current_task()
+                        await trio.lowlevel.wait_task_rescheduled(op)
+                    if op.error is not None:
+                        raise op.error
+                    state.journal._committed()
             except BaseException as error:
-                failure = self._write_failed(state, record, record, error)
+                failure = self._write_failed(state, seq, seq, error)
                 if failure is error:
                     raise
                 raise failure from error
@@ -404,7 +429,7 @@ class PersistentActor(Actor):
         try:
             await state.journal.write(records)
         except BaseException as error:
-            failure = self._write_failed(state, records[0], records[-1], error)
+            failure = self._write_failed(state, records[0].seq, records[-1].seq, error)
             if failure is error:
                 raise
             raise failure from error
@@ -412,13 +437,9 @@ class PersistentActor(Actor):
             cell._lift_limit(saved)
 
     def _write_failed(
-        self,
-        state: IncarnationState,
-        first: PersistentRecord,
-        last: PersistentRecord,
-        error: BaseException,
+        self, state: IncarnationState, first: int, last: int, error: BaseException
     ) -> BaseException:
-        """What the write of ``first``..``last`` raising ``error`` raises: ``error``
+        """What the write of seqs ``first``..``last`` raising ``error`` raises: ``error``
         itself (a rejection: nothing stored, the actor goes on; a failure; a
         cancellation, whose outcome is unknown), or a :class:`JournalFailure` naming an
         error the journal should not have raised. Every outcome but a rejection breaks
@@ -432,7 +453,7 @@ class PersistentActor(Actor):
             self._break(
                 state,
                 JournalFailure(
-                    f"{state.persistence_id}: the write of seq {first.seq}..{last.seq} "
+                    f"{state.persistence_id}: the write of seq {first}..{last} "
                     "was cancelled; its outcome is unknown"
                 ),
             )
@@ -440,8 +461,7 @@ class PersistentActor(Actor):
         if not isinstance(error, Exception):
             return error  # KeyboardInterrupt and the like go on as they are
         failure = JournalFailure(
-            f"{state.persistence_id}: the journal raised {error!r} writing seq "
-            f"{first.seq}..{last.seq}"
+            f"{state.persistence_id}: the journal raised {error!r} writing seq {first}..{last}"
         )
         self._break(state, failure)
         return failure

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ._errors import JournalFailure, RecordCorrupt, RecordUndecodable, RecoveryFailed
 from ._extension import Persistence, default_serialization
 from ._persistent_cell import PersistentCell, checked, settle_after_error, unawaited
+from ._sql_journal import event_queue
 from ._turns import Turns
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ class IncarnationState:
         "lock",
         "pending",
         "persistence_id",
+        "queue_event",
         "recovering",
         "replica",
         "seq",
@@ -77,6 +79,9 @@ class IncarnationState:
         self.cell = cell
         self.persistence_id = persistence_id
         self.journal = journal
+        #: The journal's way to queue one event without a record (``None``: none; see
+        #: ``_sql_journal.event_queue``), which ``persist`` takes when there is one.
+        self.queue_event = event_queue(journal)
         self.snapshots = snapshots
         self.serialization = serialization
         self.seq = 0

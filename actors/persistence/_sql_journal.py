@@ -194,8 +194,7 @@ class SqlJournal(SqlGroupWriter[_C], Journal):
         except (ValueError, SequenceConflict):
             await trio.lowlevel.checkpoint()
             raise
-        write = EventWrite(self._dialect, batch)
-        op = self._submit(None, None, draws_offsets=True, write=write)
+        op = self._queue(EventWrite.of_batch(self._dialect, batch))
         # What _wait does, inline: one coroutine object fewer per write in flight.
         if op.finished:
             await trio.lowlevel.checkpoint()
@@ -207,6 +206,37 @@ class SqlJournal(SqlGroupWriter[_C], Journal):
         self._committed()
         result: list[int] = op.result
         return result
+
+    def queue_event(
+        self,
+        persistence_id: str,
+        seq: int,
+        serializer: str,
+        manifest: str,
+        payload: bytes,
+        tags: frozenset[str],
+        writer_id: str,
+        timestamp: float,
+    ) -> EventWrite:
+        """Queue the write of one event (seq 1 or more) and return it, without waiting:
+        the path of ``PersistentActor.persist``, which builds no record for it. The
+        caller waits as :meth:`write` does, then calls :meth:`_committed` if it
+        succeeded (see :func:`event_queue`). Raises :class:`JournalFailure` if the
+        journal is closed and :class:`TypeError` for a field of the wrong type; nothing
+        is queued then."""
+        return self._queue(
+            EventWrite.of_event(
+                self._dialect,
+                persistence_id,
+                seq,
+                serializer,
+                manifest,
+                payload,
+                tags,
+                writer_id,
+                timestamp,
+            )
+        )
 
     def replay(
         self, persistence_id: str, from_seq: int = 1, to_seq: int | None = None
@@ -322,6 +352,16 @@ class SqlJournal(SqlGroupWriter[_C], Journal):
         the writer has committed or failed everything already queued. The connections are
         closed when the journal's ``open_*`` block exits."""
         await self._close_writer()
+
+
+def event_queue(journal: Journal) -> Callable[..., EventWrite] | None:
+    """The :meth:`SqlJournal.queue_event` of ``journal`` if it is a SQL journal whose
+    ``write`` is the one defined here (a subclass that overrides ``write`` is written
+    to through it); else ``None``."""
+    if isinstance(journal, SqlJournal) and type(journal).write is SqlJournal.write:
+        queue: Callable[..., EventWrite] = journal.queue_event
+        return queue
+    return None
 
 
 class SqlSnapshotStore(SnapshotStore):

@@ -36,28 +36,40 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import SequenceConflict
+from ._group_commit import WriterOp
 from ._records import PersistentRecord
 
 if TYPE_CHECKING:
-    from ._group_commit import WriterOp
     from ._sql_dialect import SqlConnection, SqlDialect
 
 _C = TypeVar("_C", bound="SqlConnection")
 
 
-class EventWrite:
-    """One checked batch of events of one persistence id, as rows ready to insert (the
-    columns of :data:`~._sql_dialect.EVENT_COLUMNS` but the offset). ``tags`` holds the
-    sorted tags of each row, or ``None`` when no row has any."""
+class EventWrite(WriterOp[Any]):
+    """The queued write of one checked batch of events of one persistence id: a
+    :class:`~._group_commit.WriterOp` whose :attr:`write` is itself, holding the rows
+    ready to insert (the columns of :data:`~._sql_dialect.EVENT_COLUMNS` but the offset)
+    instead of a function. ``tags`` holds the sorted tags of each row, or ``None`` when
+    no row has any. One object per write, with the op's fields: with a thousand persists
+    in flight, every object each one keeps alive lengthens the garbage collector's
+    passes.
+
+    Build it with :meth:`of_batch` or :meth:`of_event`; each raises :class:`TypeError`
+    naming the fields' types if a field is not of its type (nothing is queued)."""
 
     __slots__ = ("first", "last", "persistence_id", "rows", "tags")
 
-    def __init__(self, dialect: SqlDialect[Any], batch: Sequence[PersistentRecord]) -> None:
+    persistence_id: str
+    first: int
+    last: int
+    rows: tuple[tuple[Any, ...], ...]
+    tags: list[list[str]] | None
+
+    @classmethod
+    def of_batch(cls, dialect: SqlDialect[Any], batch: Sequence[PersistentRecord]) -> EventWrite:
+        """The write of ``batch`` (checked by ``check_batch``: one id, seqs in a run)."""
         encode_tags = dialect.encode_tags
         seal = dialect.integrity.seal_event  # the digest (see _integrity.py)
-        self.persistence_id = batch[0].persistence_id
-        self.first = batch[0].seq
-        self.last = batch[-1].seq
         rows = []
         tagged = False
         for r in batch:  # a loop, not a comprehension: no closure cells kept (Python 3.11)
@@ -75,10 +87,60 @@ class EventWrite:
                 )
             )
             tagged = tagged or bool(r.tags)
-        self.rows = rows
-        self.tags = [sorted(r.tags) for r in batch] if tagged else None
+        tags = [sorted(r.tags) for r in batch] if tagged else None
+        return cls(batch[0].persistence_id, batch[0].seq, batch[-1].seq, tuple(rows), tags)
 
-    def describe(self) -> str:
+    @classmethod
+    def of_event(
+        cls,
+        dialect: SqlDialect[Any],
+        persistence_id: str,
+        seq: int,
+        serializer: str,
+        manifest: str,
+        payload: bytes,
+        tags: frozenset[str],
+        writer_id: str,
+        timestamp: float,
+    ) -> EventWrite:
+        """The write of one event (seq 1 or more), without a record for it."""
+        digest = dialect.integrity.seal_event_fields(
+            persistence_id, seq, serializer, manifest, payload, tags, writer_id, timestamp
+        )
+        row = (
+            persistence_id,
+            seq,
+            serializer,
+            manifest,
+            payload,
+            dialect.encode_tags(tags),
+            writer_id,
+            timestamp,
+            digest,
+        )
+        return cls(persistence_id, seq, seq, (row,), [sorted(tags)] if tags else None)
+
+    def __init__(
+        self,
+        persistence_id: str,
+        first: int,
+        last: int,
+        rows: tuple[tuple[Any, ...], ...],
+        tags: list[list[str]] | None,
+    ) -> None:
+        super().__init__(None, None, draws_offsets=True)
+        self.persistence_id = persistence_id
+        self.first = first
+        self.last = last
+        self.rows = rows
+        self.tags = tags
+
+    @property
+    def write(self) -> EventWrite:
+        return self
+
+    @property
+    def what(self) -> str:
         """The write, for messages: ``write of 'pid' seq 1..3``."""
         return f"write of {self.persistence_id!r} seq {self.first}..{self.last}"
 
@@ -97,11 +159,12 @@ def store_writes(
     function updates it once its statements succeeded). Sets each op's ``result`` (its
     offsets) or ``error`` (a :class:`SequenceConflict` from the fence); raises the
     database's error if a statement fails (nothing is assigned or updated then)."""
-    writes: list[EventWrite] = [op.write for op in ops]
-    accepted: list[WriterOp[_C]] = []
+    accepted: list[EventWrite] = []
     rows: list[tuple[Any, ...]] = []
     now: dict[str, int] = {}  # the highest seqs once the accepted writes are stored
-    for op, write in zip(ops, writes, strict=True):
+    for op in ops:
+        write = op.write
+        assert write is not None
         pid = write.persistence_id
         stored = now.get(pid)
         if stored is None:
@@ -112,7 +175,7 @@ def store_writes(
             continue
         now[pid] = write.last
         op.error = None
-        accepted.append(op)
+        accepted.append(write)
         rows.extend(write.rows)
     if not rows:
         return
@@ -120,9 +183,7 @@ def store_writes(
     tag_rows: list[tuple[str, int]] = []
     at = 0
     results: list[list[int]] = []
-    for op in accepted:
-        write = op.write
-        assert write is not None
+    for write in accepted:
         n = len(write.rows)
         mine = offsets[at : at + n]
         if write.tags is not None:
@@ -139,7 +200,7 @@ def store_writes(
 
 
 def _conflict(write: EventWrite, stored: int, journal_name: str) -> SequenceConflict:
-    what = write.describe()
+    what = write.what
     pid = write.persistence_id
     if write.first <= stored:
         return SequenceConflict(
