@@ -7,7 +7,8 @@ timer ever waits for more work) and hands the group to the backend's ``_commit_g
 run in a thread: the backend (:mod:`._sql_writer`) runs one transaction for the group,
 in which an operation that fails fails alone, and sets each op's ``result`` or
 ``error``. Callers are woken once the group's thread has returned, i.e. after the
-``COMMIT``. The writer task is shielded from the cancellation of the scopes around it:
+``COMMIT``, by a callback in the trio thread rather than by a step of the writer task
+(see :class:`_Flight`). The writer task is shielded from the cancellation of the scopes around it:
 it ends once the journal stops accepting and its queue is drained, within a drain
 deadline (see :meth:`GroupCommitWriter._run_writer`).
 """
@@ -15,6 +16,7 @@ deadline (see :meth:`GroupCommitWriter._run_writer`).
 from __future__ import annotations
 
 import abc
+import contextlib
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -25,6 +27,8 @@ from ._errors import JournalFailure, SequenceConflict
 from ._records import PersistentRecord
 
 if TYPE_CHECKING:
+    from outcome import Outcome
+
     from ._sql_writes import EventWrite
 
 _C = TypeVar("_C")
@@ -172,6 +176,13 @@ class GroupCommitWriter(abc.ABC, Generic[_C]):
         queued, group by group, until the journal stops accepting
         (:meth:`_stop_accepting`) and the queue is empty.
 
+        One group is in flight at a time, in a thread of trio's thread cache. When its
+        thread returns, a callback in the trio thread acknowledges its operations at
+        once (their waiters are woken there, not by a step of this task), and the task,
+        which went back to wait for the queue meanwhile, starts the next group as soon
+        as an operation is queued: a lone writer's commit costs as many task steps as a
+        plain ``trio.to_thread.run_sync`` of it.
+
         It runs shielded: cancelling the scopes around it does not stop it, so that the
         journal outlives whatever still uses it while it shuts down (an actor system's
         ordered shutdown), and every operation queued before the journal stopped
@@ -182,14 +193,12 @@ class GroupCommitWriter(abc.ABC, Generic[_C]):
         abandoned, and finishes on its own), every op still queued is failed with
         :class:`JournalFailure` saying that nothing of it was stored, and the task ends.
         Each group's thread holds :attr:`_writer_lock` while it runs, so that closing the
-        connections can wait for an abandoned one."""
+        connections can wait for an abandoned one. If a group's thread raises (a
+        ``BaseException``: ``_commit_group`` handles the rest), the group fails, the
+        journal stops accepting and the task raises it."""
         self._drain_timeout = drain_timeout
-        lock = self._writer_lock = threading.Lock()
-
-        def commit(group: list[WriterOp[_C]]) -> None:
-            with lock:
-                self._commit_group(group)
-
+        self._writer_lock = threading.Lock()
+        flight: _Flight[_C] | None = None
         group: list[WriterOp[_C]] = []
         with trio.CancelScope(shield=True) as scope:
             self._writer_scope = scope
@@ -199,19 +208,35 @@ class GroupCommitWriter(abc.ABC, Generic[_C]):
             try:
                 async for first in receive:
                     group = [first]
+                    if flight is not None and not flight.done:
+                        # (only the drain deadline can cancel this: the scope is shielded)
+                        await flight.wait()
+                    if flight is not None and flight.broken is not None:
+                        break
                     for _ in range(receive.statistics().current_buffer_used):
                         group.append(receive.receive_nowait())
-                    # Only the drain deadline can cancel this (the scope is shielded).
-                    await trio.to_thread.run_sync(commit, group, abandon_on_cancel=True)
-                    self.transactions += 1
-                    self.ops_acknowledged += len(group)
-                    for op in group:
-                        op.finish()
+                    flight = _Flight(self, group)
                     group = []
+                if flight is not None and not flight.done:
+                    await flight.wait()
+                if flight is not None and flight.broken is not None:
+                    raise flight.broken
             finally:
                 late = scope.cancel_called
                 deadline = f"the drain deadline ({drain_timeout:g} s after it closed)"
+                in_flight: list[WriterOp[_C]] = []
+                if flight is not None:
+                    flight.abandoned = True  # (if it has not landed yet: ignored when it does)
+                    in_flight = flight.group
                 for op in group:
+                    if not op.finished:  # taken from the queue, never sent to the database
+                        when = f"reached {deadline}" if late else "stopped"
+                        op.error = JournalFailure(
+                            f"{op.what}: the {self._journal_name} {when} before this "
+                            "operation ran; nothing was stored"
+                        )
+                        op.finish()
+                for op in in_flight:
                     # The drain deadline passed during the group's transaction, or the
                     # writer itself broke mid-group: its fate is not known here.
                     if not op.finished:
@@ -252,3 +277,66 @@ class GroupCommitWriter(abc.ABC, Generic[_C]):
         goes on draining."""
         self._stop_accepting()
         await self._writer_done.wait()
+
+
+class _Flight(Generic[_C]):
+    """The group of operations whose transaction runs now, in a thread of trio's thread
+    cache (``trio.lowlevel.start_thread_soon``, started by the constructor). When the
+    thread returns, :meth:`_landed` runs in the trio thread (``run_sync_soon``): it
+    counts and acknowledges the group's operations, and wakes the writer task if it
+    waits for this flight (:meth:`wait`). An abandoned flight (the writer gave up on it
+    at its drain deadline, and failed its operations) is ignored when it lands."""
+
+    __slots__ = ("_waiter", "_writer", "abandoned", "broken", "done", "group")
+
+    def __init__(self, writer: GroupCommitWriter[_C], group: list[WriterOp[_C]]) -> None:
+        self._writer = writer
+        self.group = group
+        self.done = False
+        self.abandoned = False
+        self.broken: BaseException | None = None
+        self._waiter: trio.lowlevel.Task | None = None
+        token = trio.lowlevel.current_trio_token()
+        lock = writer._writer_lock
+        commit = writer._commit_group
+
+        def run() -> None:
+            with lock:
+                commit(group)
+
+        def deliver(result: Outcome[None]) -> None:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(self._landed, result)
+
+        trio.lowlevel.start_thread_soon(run, deliver)
+
+    def _landed(self, result: Outcome[None]) -> None:
+        # In trio's own task for run_sync_soon callbacks: nothing here may raise.
+        self.done = True
+        if self.abandoned:
+            return
+        error = getattr(result, "error", None)
+        writer = self._writer
+        if error is None:
+            writer.transactions += 1
+            writer.ops_acknowledged += len(self.group)
+            for op in self.group:
+                op.finish()
+        else:
+            self.broken = error
+            writer._stop_accepting()  # (wakes the writer waiting for the queue)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            trio.lowlevel.reschedule(waiter)
+
+    async def wait(self) -> None:
+        """Wait until the flight has landed. Cancellable (only the drain deadline can
+        cancel the writer): the flight is then abandoned by the caller."""
+        self._waiter = trio.lowlevel.current_task()
+
+        def abort(raise_cancel: object) -> trio.lowlevel.Abort:
+            self._waiter = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
