@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import trio
 from conftest import SqlBackend
-from journal_conformance import event
+from journal_conformance import event, events
 
 from actors.persistence import JournalFailure, PersistentRecord, SequenceConflict
 from actors.persistence._group_commit import WriterOp
@@ -146,3 +146,38 @@ async def test_a_long_queue_commits_in_one_group_in_queue_order(sql_backend: Sql
         assert offsets == sorted(offsets)
         assert len(set(offsets)) == 100
         assert len(await journal.persistence_ids()) == 100
+
+
+async def test_offsets_stay_exact_when_an_operation_between_writes_draws_some(
+    sql_backend: SqlBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Within one group the writer passes the offset mark it read with ``BEGIN`` from
+    one run of writes to the next (a one-row write takes its offset from the insert
+    itself, on SQLite), and reads it again after any other operation, which may have
+    drawn offsets: every write still gets the offsets its rows were stored with."""
+    _, open_journal, _ = sql_backend
+    async with open_journal() as journal:
+
+        def no_retry(*args: Any) -> bool:
+            raise AssertionError("the group was run again one savepoint per operation")
+
+        monkeypatch.setattr(journal, "_run_one_savepoint_each", no_retry)
+        dialect = journal._dialect
+        stray = EventWrite.of_batch(dialect, [event("stray", 1)]).rows[0]
+        one = queue_write(journal, event("one", 1))
+        three = queue_write(journal, *events("three", 1, 3))
+        drawn = journal._submit(
+            "insert", lambda conn: dialect.insert_events(conn, [stray]), draws_offsets=True
+        )
+        after = queue_write(journal, event("after", 1))
+        before = journal.transactions
+        results = [await journal._wait(op) for op in (one, three, drawn, after)]
+        assert journal.transactions - before == 1
+        stored = {
+            pid: [r.offset async for r in journal.replay(pid)]
+            for pid in ("one", "three", "stray", "after")
+        }
+        assert results == [stored["one"], stored["three"], stored["stray"], stored["after"]]
+        flat = [offset for result in results for offset in result]
+        assert flat == sorted(flat)
+        assert len(set(flat)) == 6

@@ -317,7 +317,9 @@ class PostgresDialect(SqlDialect[_Conn]):
         rows = conn.execute(self._highest_many, (list(persistence_ids),)).fetchall()
         return highest_of(rows)
 
-    def insert_events(self, conn: _Conn, rows: Sequence[tuple[Any, ...]]) -> list[int]:
+    def insert_events(
+        self, conn: _Conn, rows: Sequence[tuple[Any, ...]], mark: int | None = None
+    ) -> list[int]:
         # A few rows: one multi-row INSERT ... RETURNING (one round trip). More: draw
         # their offsets from the identity's sequence (under the offset lock, so in
         # order) and COPY the rows with them (two round trips, and COPY is far cheaper

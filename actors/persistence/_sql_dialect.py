@@ -275,10 +275,14 @@ class SqlDialect(abc.ABC, Generic[_C]):
         open transaction, in as few statements as the database allows."""
 
     @abc.abstractmethod
-    def insert_events(self, conn: _C, rows: Sequence[tuple[Any, ...]]) -> list[int]:
+    def insert_events(
+        self, conn: _C, rows: Sequence[tuple[Any, ...]], mark: int | None = None
+    ) -> list[int]:
         """Insert event rows (the columns of :data:`EVENT_COLUMNS` but the offset) in
         the open transaction, in as few statements as the database allows; return their
-        offsets, in order (increasing in row order)."""
+        offsets, in order (increasing in row order). ``mark``, when the caller knows it,
+        is the offset mark (:meth:`offset_mark`) as it stands now, in this transaction,
+        which a backend may use instead of reading it again."""
 
     @abc.abstractmethod
     def executemany(self, conn: _C, statement: Any, rows: Sequence[tuple[Any, ...]]) -> None:

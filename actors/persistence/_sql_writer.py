@@ -101,7 +101,7 @@ class SqlGroupWriter(GroupCommitWriter[_C]):
             self._abort_group(group, "begin transaction", error)
             return
         try:
-            self._run_ops(conn, group, highest)
+            self._run_ops(conn, group, highest, self._mark)
         except Exception as error:
             if dialect.is_broken(conn):
                 # The transaction died with the connection: nothing of it committed.
@@ -128,11 +128,19 @@ class SqlGroupWriter(GroupCommitWriter[_C]):
         else:
             self._known.forget()
 
-    def _run_ops(self, conn: _C, ops: list[WriterOp[_C]], highest: dict[str, int]) -> None:
+    def _run_ops(
+        self,
+        conn: _C,
+        ops: list[WriterOp[_C]],
+        highest: dict[str, int],
+        mark: int | None = None,
+    ) -> None:
         """Run ``ops`` in queue order in the open transaction: each run of consecutive
         event writes together (:func:`~._sql_writes.store_writes`, given and updating
         ``highest``, the highest seqs read when the transaction began), any other op
-        alone. Raises the first error of the database (or of an op's ``run``)."""
+        alone. ``mark``: the offset mark read when the transaction began, if nothing
+        has run in it since (the runs of writes pass it on; any other op may move it).
+        Raises the first error of the database (or of an op's ``run``)."""
         start = 0
         count = len(ops)
         while start < count:
@@ -140,12 +148,15 @@ class SqlGroupWriter(GroupCommitWriter[_C]):
             if op.write is None:
                 assert op.run is not None
                 op.result = op.run(conn)
+                mark = None
                 start += 1
                 continue
             end = start + 1
             while end < count and ops[end].write is not None:
                 end += 1
-            store_writes(self._dialect, conn, ops[start:end], self._journal_name, highest)
+            mark = store_writes(
+                self._dialect, conn, ops[start:end], self._journal_name, highest, mark
+            )
             start = end
 
     def _run_one_savepoint_each(

@@ -151,14 +151,18 @@ def store_writes(
     ops: Sequence[WriterOp[_C]],
     journal_name: str,
     highest: dict[str, int],
-) -> None:
+    mark: int | None = None,
+) -> int | None:
     """In the writer's thread, inside the group's transaction: store the writes of
     ``ops`` (each has a :class:`EventWrite`) as the module describes, against
     ``highest``: the highest seq of (at least) every id they write, read when the
     transaction began and kept up to date by the runs of writes before these (this
     function updates it once its statements succeeded). Sets each op's ``result`` (its
     offsets) or ``error`` (a :class:`SequenceConflict` from the fence); raises the
-    database's error if a statement fails (nothing is assigned or updated then)."""
+    database's error if a statement fails (nothing is assigned or updated then).
+    ``mark``: the offset mark as it stands in the transaction, if the caller knows it
+    (see ``SqlDialect.insert_events``). Returns the mark after these writes (the last
+    offset inserted, or ``mark`` if none was)."""
     accepted: list[EventWrite] = []
     rows: list[tuple[Any, ...]] = []
     now: dict[str, int] = {}  # the highest seqs once the accepted writes are stored
@@ -178,8 +182,8 @@ def store_writes(
         accepted.append(write)
         rows.extend(write.rows)
     if not rows:
-        return
-    offsets = dialect.insert_events(conn, rows)
+        return mark
+    offsets = dialect.insert_events(conn, rows, mark)
     tag_rows: list[tuple[str, int]] = []
     at = 0
     results: list[list[int]] = []
@@ -197,6 +201,7 @@ def store_writes(
     for op, result in zip(accepted, results, strict=True):
         op.result = result
     highest.update(now)
+    return offsets[-1]
 
 
 def _conflict(write: EventWrite, stored: int, journal_name: str) -> SequenceConflict:

@@ -193,14 +193,21 @@ class SqliteDialect(SqlDialect[sqlite3.Connection]):
         mark: int = conn.execute(_LAST_OFFSET).fetchone()[0]
         return mark
 
-    def insert_events(self, conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> list[int]:
-        # One executemany for every row. The writer holds the write lock (BEGIN
-        # IMMEDIATE), so AUTOINCREMENT hands the rows the offsets that follow the largest
-        # ever handed out, one after the other: read that one before, check the last
-        # one after.
-        base = self.offset_mark(conn)
-        conn.executemany(self.sql.insert_event, rows)
-        last: int = conn.execute(_LAST_INSERTED).fetchone()[0]
+    def insert_events(
+        self, conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]], mark: int | None = None
+    ) -> list[int]:
+        # One executemany for every row (one execute for one row, which gives its rowid
+        # without a query). The writer holds the write lock (BEGIN IMMEDIATE), so
+        # AUTOINCREMENT hands the rows the offsets that follow the largest ever handed
+        # out (the mark: read now unless the writer knows it), one after the other;
+        # the last one is checked after.
+        base = self.offset_mark(conn) if mark is None else mark
+        last: int
+        if len(rows) == 1:
+            last = conn.execute(self.sql.insert_event, rows[0]).lastrowid or 0
+        else:
+            conn.executemany(self.sql.insert_event, rows)
+            last = conn.execute(_LAST_INSERTED).fetchone()[0]
         if last != base + len(rows):
             raise sqlite3.DatabaseError(
                 f"the {len(rows)} events inserted after offset {base} did not get the "
