@@ -11,11 +11,13 @@ are skipped, or fail in CI, when there is none).
 
 from __future__ import annotations
 
+import math
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.lowlevel
@@ -642,3 +644,109 @@ async def test_the_connections_are_closed_on_exit(postgres_dsn: str, schema: str
             if admin(postgres_dsn, *count) == [(0,)]:
                 break
             await trio.sleep(0.01)
+
+
+# -- a small group in one round trip before its COMMIT ----------------------------------------
+
+
+class RoundTrips:
+    """Counts the groups the dialect began and inserted in one round trip."""
+
+    def __init__(self, journal: PostgresJournal, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.taken = 0
+        dialect = journal._dialect
+        original = dialect.begin_and_insert
+
+        def counted(conn: Any, rows: Any) -> Any:
+            done = original(conn, rows)
+            if done is not None:
+                self.taken += 1
+            return done
+
+        monkeypatch.setattr(dialect, "begin_and_insert", counted)
+
+
+def awkward(pid: str, seq: int, **changes: Any) -> PersistentRecord:
+    """A record whose fields need escaping as SQL literals."""
+    fields: dict[str, Any] = {
+        "persistence_id": pid,
+        "seq": seq,
+        "serializer": "pick'le\\",
+        "manifest": "mod.Événement'); DROP TABLE events; --",
+        "payload": bytes(range(256)) + b"'\\",
+        "tags": frozenset(),
+        "writer_id": "/user/a\\b#'x'",
+        "timestamp": 1733461234.123456789,
+    }
+    fields.update(changes)
+    return PersistentRecord(**fields)
+
+
+async def test_a_lone_write_sends_its_rows_with_begin_and_loses_nothing(
+    journal: PostgresJournal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the writer remembers an id's highest seq, a small group of its writes is
+    begun and inserted in one round trip, the rows as literals escaped by libpq: every
+    field comes back exactly (its digest, checked on every read, covers them all)."""
+    trips = RoundTrips(journal, monkeypatch)
+    pid = "it's a \\ pid ✓"
+    written = [awkward(pid, 1)]
+    await journal.write(written)  # (the first write of an id reads its highest seq)
+    offsets = []
+    for seq in range(2, 6):
+        batch = [awkward(pid, seq)]
+        offsets += await journal.write(batch)
+        written += batch
+    assert trips.taken == 4
+    stored = await collect(journal.replay(pid))
+    assert [attrs.evolve(r, offset=0) for r in stored] == written
+    assert [r.offset for r in stored[1:]] == offsets
+    with pytest.raises(SequenceConflict, match="already has events up to seq 5"):
+        await journal.write([awkward(pid, 5)])  # the fence: the usual path says why
+
+
+async def test_another_writer_in_between_is_noticed(
+    postgres_dsn: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a writer remembers is checked with the offset mark read in the same round
+    trip: after another writer stored events, the round trip is rolled back and the
+    group runs the usual way (a write the other writer got ahead of fails alone)."""
+    async with (
+        open_postgres_journal(postgres_dsn, schema=schema) as first,
+        open_postgres_journal(postgres_dsn, schema=schema) as second,
+    ):
+        trips = RoundTrips(first, monkeypatch)
+        await first.write([event("x", 1)])
+        await first.write([event("x", 2)])
+        assert trips.taken == 1
+        await second.write([event("y", 1)])  # the mark moves
+        await first.write([event("x", 3)])  # tried in one trip, rolled back, run again
+        await second.write([event("x", 4, payload=b"second")])
+        with pytest.raises(SequenceConflict, match="already has events up to seq 4"):
+            # (its INSERT meets the other writer's row: rolled back, run again)
+            await first.write([event("x", 4, payload=b"first")])
+        assert trips.taken == 2  # x:2 kept, x:3 rolled back (the mark had moved)
+        assert [r.payload for r in await collect(first.replay("x"))] == [
+            b"x:1",
+            b"x:2",
+            b"x:3",
+            b"second",
+        ]
+        assert [r.seq for r in await collect(first.replay("y"))] == [1]
+
+
+async def test_what_has_no_plain_literal_takes_the_usual_round_trips(
+    journal: PostgresJournal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trips = RoundTrips(journal, monkeypatch)
+    await journal.write([awkward("p", 1)])
+    unusual = [
+        awkward("p", 2, tags=frozenset({"t"})),
+        awkward("p", 3, timestamp=math.inf),
+        awkward("p", 4),
+    ]
+    for record in unusual:
+        await journal.write([record])
+    assert trips.taken == 1  # (only the last one)
+    stored = await collect(journal.replay("p"))
+    assert [attrs.evolve(r, offset=0) for r in stored][1:] == unusual

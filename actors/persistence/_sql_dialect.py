@@ -238,6 +238,20 @@ class SqlDialect(abc.ABC, Generic[_C]):
             return None, {}
         return self.offset_mark(conn), self.highest_many(conn, ids) if ids else {}
 
+    rows_with_begin: int = 0
+    """At most how many event rows :meth:`begin_and_insert` takes (0: it is not
+    implemented: an embedded database has no round trip to save)."""
+
+    def begin_and_insert(
+        self, conn: _C, rows: Sequence[tuple[Any, ...]]
+    ) -> tuple[int, list[int]] | None:
+        """For a database across a network: :meth:`begin` a transaction that draws
+        offsets, read the offset mark and insert the event ``rows`` in it, in one round
+        trip; return ``(mark, offsets)``, the mark as read before the insert. ``None``
+        if the dialect does not, or not for these rows (nothing was sent then). The
+        default: ``None``."""
+        return None
+
     @abc.abstractmethod
     def offset_mark(self, conn: _C) -> int:
         """In a transaction begun to draw offsets: the largest offset ever handed out

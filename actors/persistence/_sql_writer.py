@@ -30,7 +30,8 @@ Failure of the whole group
 from __future__ import annotations
 
 import math
-from typing import TypeVar
+from contextlib import suppress
+from typing import Any, TypeVar
 
 import trio
 
@@ -95,6 +96,8 @@ class SqlGroupWriter(GroupCommitWriter[_C]):
         dialect = self._dialect
         draws_offsets = any(op.draws_offsets for op in group)
         ids = {op.write.persistence_id for op in group if op.write is not None}
+        if len(group) <= dialect.rows_with_begin and self._in_one_round_trip(group, ids):
+            return
         try:
             conn, highest = self._begin(draws_offsets, ids)
         except dialect.error as error:
@@ -127,6 +130,65 @@ class SqlGroupWriter(GroupCommitWriter[_C]):
             self._known.committed(self._mark, highest, group)
         else:
             self._known.forget()
+
+    def _in_one_round_trip(self, group: list[WriterOp[_C]], ids: set[str]) -> bool:
+        """A group of a few event writes without tags, whose ids' highest seqs the
+        writer remembers: checked against the fence here, then begun, its offset mark
+        read and its rows inserted in one round trip
+        (:meth:`~._sql_dialect.SqlDialect.begin_and_insert`), then committed. If the
+        mark read is not the one remembered (another writer stored events since), the
+        transaction is rolled back and what is remembered forgotten. ``True`` if the
+        group was run (its ops have their outcome, as after :meth:`_commit`);
+        ``False`` if nothing of it was kept: the usual path runs it then (and gives a
+        write that fails the fence its error)."""
+        known = self._known
+        conn = self._writer
+        dialect = self._dialect
+        recalled = known.recall(ids)
+        if conn is None or recalled is None:
+            return False
+        mark, highest = recalled
+        rows: list[tuple[Any, ...]] = []
+        now: dict[str, int] = {}
+        for op in group:
+            write = op.write
+            if write is None or write.tags is not None:
+                return False
+            pid = write.persistence_id
+            if write.first != now.get(pid, highest[pid]) + 1:
+                return False
+            now[pid] = write.last
+            rows.extend(write.rows)
+        if len(rows) > dialect.rows_with_begin or dialect.is_broken(conn):
+            return False
+        try:
+            done = dialect.begin_and_insert(conn, rows)
+            if done is not None and done[0] != mark:
+                conn.execute("ROLLBACK")  # (another writer stored events since)
+                known.forget()
+                return False
+        except dialect.error:
+            known.forget()
+            if not dialect.is_broken(conn):
+                with suppress(dialect.error):
+                    conn.execute("ROLLBACK")  # (what the round trip began, if anything)
+            return False
+        if done is None:
+            return False
+        offsets = done[1]
+        at = 0
+        for op in group:
+            count = len(op.write.rows)  # type: ignore[union-attr]
+            op.result = offsets[at : at + count]
+            op.error = None
+            at += count
+        highest.update(now)
+        self._mark = mark
+        if self._commit(conn, group):
+            known.committed(mark, highest, group)
+        else:
+            known.forget()
+        return True
 
     def _run_ops(
         self,

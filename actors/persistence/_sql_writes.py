@@ -246,6 +246,16 @@ class KnownHighest:
         highest = self._highest
         return {pid for pid in ids if pid not in highest} if highest else ids
 
+    def recall(self, ids: set[str]) -> tuple[int, dict[str, int]] | None:
+        """The offset mark remembered and the highest seq of every id of ``ids``, if
+        the writer remembers all of them (else ``None``): valid as long as the mark has
+        not moved, which the caller checks under the writer's lock."""
+        mark = self._mark
+        known = self._highest
+        if mark is None or not ids <= known.keys():
+            return None
+        return mark, {pid: known[pid] for pid in ids}
+
     def fill(self, mark: int | None, ids: set[str], highest: dict[str, int]) -> set[str]:
         """Given the offset ``mark`` read with ``BEGIN`` and ``highest`` read for the
         unknown ids, add what is remembered of the other ids of ``ids`` to ``highest``
