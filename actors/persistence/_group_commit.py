@@ -8,9 +8,9 @@ run in a thread: the backend (:mod:`._sql_writer`) runs one transaction for the 
 in which an operation that fails fails alone, and sets each op's ``result`` or
 ``error``. Callers are woken once the group's thread has returned, i.e. after the
 ``COMMIT``, by a callback in the trio thread rather than by a step of the writer task
-(see :class:`_Flight`). The writer task is shielded from the cancellation of the scopes around it:
-it ends once the journal stops accepting and its queue is drained, within a drain
-deadline (see :meth:`GroupCommitWriter._run_writer`).
+(see :class:`_Flight`). The writer task is shielded from the cancellation of the scopes
+around it: it ends once the journal stops accepting and its queue is drained, within a
+drain deadline (see :meth:`GroupCommitWriter._run_writer`).
 """
 
 from __future__ import annotations
@@ -66,10 +66,11 @@ class WriterOp(Generic[_C]):
     object itself (``None`` for a plain operation). ``draws_offsets`` says that it
     inserts events (a backend may need to prepare the transaction for that).
 
-    The writer task sets ``result`` or ``error``, then calls :meth:`finish`, which wakes
-    the task waiting in :meth:`GroupCommitWriter._wait` (rescheduled directly: no event
-    object per operation). The op is its own abort function for that wait (calling it
-    with trio's ``raise_cancel`` forgets the waiter), so a wait allocates nothing."""
+    The backend sets ``result`` or ``error`` in the group's thread; when the thread
+    has returned, :meth:`finish` is called in the trio thread and wakes the task waiting
+    for the op (rescheduled directly: no event object per operation). The op is its own
+    abort function for that wait (calling it with trio's ``raise_cancel`` forgets the
+    waiter), so a wait allocates nothing."""
 
     __slots__ = ("_what", "draws_offsets", "error", "finished", "result", "run", "waiter")
 

@@ -207,7 +207,7 @@ class SqlJournal(SqlGroupWriter[_C], Journal):
         result: list[int] = op.result
         return result
 
-    def queue_event(
+    def _queue_event(
         self,
         persistence_id: str,
         seq: int,
@@ -355,11 +355,11 @@ class SqlJournal(SqlGroupWriter[_C], Journal):
 
 
 def event_queue(journal: Journal) -> Callable[..., EventWrite] | None:
-    """The :meth:`SqlJournal.queue_event` of ``journal`` if it is a SQL journal whose
+    """The :meth:`SqlJournal._queue_event` of ``journal`` if it is a SQL journal whose
     ``write`` is the one defined here (a subclass that overrides ``write`` is written
     to through it); else ``None``."""
     if isinstance(journal, SqlJournal) and type(journal).write is SqlJournal.write:
-        queue: Callable[..., EventWrite] = journal.queue_event
+        queue: Callable[..., EventWrite] = journal._queue_event
         return queue
     return None
 
