@@ -31,14 +31,14 @@ from __future__ import annotations
 
 import math
 from contextlib import suppress
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import trio
 
 from ._errors import JournalFailure, SequenceConflict
 from ._group_commit import GroupCommitWriter, WriterOp
 from ._sql_dialect import SqlConnection, SqlDialect, Statements
-from ._sql_writes import KnownHighest, store_writes
+from ._sql_writes import KnownHighest, check_fence, store_writes
 
 _C = TypeVar("_C", bound=SqlConnection)
 
@@ -148,18 +148,10 @@ class SqlGroupWriter(GroupCommitWriter[_C]):
         if conn is None or recalled is None:
             return False
         mark, highest = recalled
-        rows: list[tuple[Any, ...]] = []
-        now: dict[str, int] = {}
-        for op in group:
-            write = op.write
-            if write is None or write.tags is not None:
-                return False
-            pid = write.persistence_id
-            if write.first != now.get(pid, highest[pid]) + 1:
-                return False
-            now[pid] = write.last
-            rows.extend(write.rows)
-        if len(rows) > dialect.rows_with_begin or dialect.is_broken(conn):
+        if any(op.write is None or op.write.tags is not None for op in group):
+            return False
+        _, rows, now, refused = check_fence(group, highest)
+        if refused or len(rows) > dialect.rows_with_begin or dialect.is_broken(conn):
             return False
         try:
             done = dialect.begin_and_insert(conn, rows)

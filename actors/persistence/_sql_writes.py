@@ -163,24 +163,12 @@ def store_writes(
     ``mark``: the offset mark as it stands in the transaction, if the caller knows it
     (see ``SqlDialect.insert_events``). Returns the mark after these writes (the last
     offset inserted, or ``mark`` if none was)."""
-    accepted: list[EventWrite] = []
-    rows: list[tuple[Any, ...]] = []
-    now: dict[str, int] = {}  # the highest seqs once the accepted writes are stored
-    for op in ops:
-        write = op.write
-        assert write is not None
-        pid = write.persistence_id
-        stored = now.get(pid)
-        if stored is None:
-            stored = highest.get(pid, 0)
-        if write.first != stored + 1:
-            op.result = None
-            op.error = _conflict(write, stored, journal_name)
-            continue
-        now[pid] = write.last
-        op.error = None
-        accepted.append(write)
-        rows.extend(write.rows)
+    accepted, rows, now, refused = check_fence(ops, highest)
+    for write, stored in refused:
+        write.result = None
+        write.error = _conflict(write, stored, journal_name)
+    for write in accepted:
+        write.error = None
     if not rows:
         return mark
     offsets = dialect.insert_events(conn, rows, mark)
@@ -202,6 +190,33 @@ def store_writes(
         op.result = result
     highest.update(now)
     return offsets[-1]
+
+
+def check_fence(
+    ops: Sequence[WriterOp[Any]], highest: dict[str, int]
+) -> tuple[list[EventWrite], list[tuple[Any, ...]], dict[str, int], list[tuple[EventWrite, int]]]:
+    """The fence, write after write in queue order (each op is an event write):
+    ``(accepted, their rows, the highest seqs once they are stored, refused)``, where a
+    refused write comes with the highest seq it does not continue. ``highest`` holds
+    the highest seq of every id (0 if absent); nothing is changed."""
+    accepted: list[EventWrite] = []
+    rows: list[tuple[Any, ...]] = []
+    now: dict[str, int] = {}
+    refused: list[tuple[EventWrite, int]] = []
+    for op in ops:
+        write = op.write
+        assert write is not None
+        pid = write.persistence_id
+        stored = now.get(pid)
+        if stored is None:
+            stored = highest.get(pid, 0)
+        if write.first != stored + 1:
+            refused.append((write, stored))
+            continue
+        now[pid] = write.last
+        accepted.append(write)
+        rows.extend(write.rows)
+    return accepted, rows, now, refused
 
 
 def _conflict(write: EventWrite, stored: int, journal_name: str) -> SequenceConflict:
