@@ -207,37 +207,6 @@ class SqlJournal(SqlGroupWriter[_C], Journal):
         result: list[int] = op.result
         return result
 
-    def _queue_event(
-        self,
-        persistence_id: str,
-        seq: int,
-        serializer: str,
-        manifest: str,
-        payload: bytes,
-        tags: frozenset[str],
-        writer_id: str,
-        timestamp: float,
-    ) -> EventWrite:
-        """Queue the write of one event (seq 1 or more) and return it, without waiting:
-        the path of ``PersistentActor.persist``, which builds no record for it. The
-        caller waits as :meth:`write` does, then calls :meth:`_committed` if it
-        succeeded (see :func:`event_queue`). Raises :class:`JournalFailure` if the
-        journal is closed and :class:`TypeError` for a field of the wrong type; nothing
-        is queued then."""
-        return self._queue(
-            EventWrite.of_event(
-                self._dialect,
-                persistence_id,
-                seq,
-                serializer,
-                manifest,
-                payload,
-                tags,
-                writer_id,
-                timestamp,
-            )
-        )
-
     def replay(
         self, persistence_id: str, from_seq: int = 1, to_seq: int | None = None
     ) -> AsyncIterator[PersistentRecord]:
@@ -355,13 +324,25 @@ class SqlJournal(SqlGroupWriter[_C], Journal):
 
 
 def event_queue(journal: Journal) -> Callable[..., EventWrite] | None:
-    """The :meth:`SqlJournal._queue_event` of ``journal`` if it is a SQL journal whose
-    ``write`` is the one defined here (a subclass that overrides ``write`` is written
-    to through it); else ``None``."""
-    if isinstance(journal, SqlJournal) and type(journal).write is SqlJournal.write:
-        queue: Callable[..., EventWrite] = journal._queue_event
-        return queue
-    return None
+    """For a SQL journal whose ``write`` is the one defined here (a subclass that
+    overrides ``write`` is written to through it; any other journal: ``None``): a
+    function that queues the write of one event, given the fields of
+    :meth:`EventWrite.of_event <._sql_writes.EventWrite.of_event>` but the dialect, and
+    returns it without waiting. The path of ``PersistentActor.persist``, which builds
+    no record for the event: the caller waits as :meth:`SqlJournal.write` does, then
+    calls ``_committed`` if it succeeded. It raises :class:`JournalFailure` if the
+    journal is closed and :class:`TypeError` for a field of the wrong type; nothing is
+    queued then."""
+    if not (isinstance(journal, SqlJournal) and type(journal).write is SqlJournal.write):
+        return None
+    dialect = journal._dialect
+    queue = journal._queue
+    of_event = EventWrite.of_event
+
+    def queue_event(*fields: Any) -> EventWrite:
+        return queue(of_event(dialect, *fields))
+
+    return queue_event
 
 
 class SqlSnapshotStore(SnapshotStore):
