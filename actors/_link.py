@@ -8,6 +8,16 @@ messages costs one system call rather than one each. One reader task splits what
 arrives into frames and hands each payload to the callback given to :meth:`Link.run`.
 Payloads are opaque bytes: nothing here decodes them.
 
+Bursts of small parts: :meth:`Link.append` adds a part to the last frame queued when that
+frame was made by ``append`` with the same head and the writer has not taken it yet, so a
+thousand tells to one actor cost one frame (one header, one head, one split on arrival)
+rather than a thousand.
+
+A sender that never yields: once :data:`FLUSH_AT` bytes are queued, the sender's own
+task writes what the socket takes (one non-blocking ``writev``), so the peer starts on
+them while the sender goes on; what the socket does not take waits for the writer, and
+the sender tries again after :data:`FLUSH_AT` more bytes.
+
 Latency: a frame sent when the link is quiet (nothing queued or being written, and the
 last frame written directly has been answered since: a frame came in, or the writer
 has written) is written at once by :meth:`Link.send` itself, with one non-blocking
@@ -41,6 +51,13 @@ link_log: Final = logging.getLogger("actors.link")
 
 RECEIVE_SIZE: Final = 64 * 1024
 """Bytes asked of the stream per read."""
+
+FLUSH_AT: Final = 64 * 1024
+"""Payload bytes queued at which the sender's task writes them itself (see the module
+documentation); also the most that :meth:`Link.append` puts in one frame."""
+
+IOV_MAX: Final = 1024
+"""The most chunks handed to one ``writev`` (the POSIX minimum of the system's limit)."""
 
 CLOSE_TIMEOUT: Final = 1.0
 """Seconds a closing stream may take before it is closed hard."""
@@ -105,12 +122,17 @@ class Link:
         "_ending",
         "_fd",
         "_finished",
+        "_flush_at",
         "_in_flight",
         "_max_frame",
         "_max_outbox_bytes",
+        "_open_head",
+        "_open_limit",
         "_outbox",
         "_outbox_bytes",
         "_outbox_frames",
+        "_parts",
+        "_room",
         "_scope",
         "_started",
         "_stream",
@@ -139,11 +161,21 @@ class Link:
         self.name = name
         self._max_frame = check_max_frame(max_frame)
         self._max_outbox_bytes = max_outbox_bytes
-        # Headers and payloads, in order, waiting for the writer.
-        self._outbox: list[bytes] = []
+        # Headers and payloads, in pairs, in order, waiting for the writer. A frame
+        # written in part by send() or _write_now() is left as b"" and the rest of it.
+        self._outbox: list[bytes | memoryview] = []
+        # The frame append() is filling (see _seal), if _open_head is not None: its
+        # pieces, and the bytes it may still take (_room, of _open_limit at the start).
+        # It is the last pair of _outbox, as placeholders until sealed.
+        self._open_head: bytes | None = None
+        self._parts: list[bytes] = []
+        self._room = self._open_limit = 0
         self._outbox_frames = 0
-        # Payload bytes queued or being written: what max_outbox_bytes bounds.
+        # Payload bytes queued or being written: what max_outbox_bytes bounds (for a
+        # frame written in part, what is left of it; for the frame being filled, what
+        # it had when it was started).
         self._outbox_bytes = 0
+        self._flush_at = FLUSH_AT  # (queued bytes at which send() writes: _write_now)
         self._in_flight = 0  # frames of the write in progress
         self._wakeup = trio.Event()
         self._closing: str | None = None
@@ -179,6 +211,8 @@ class Link:
     @property
     def queued_bytes(self) -> int:
         """Payload bytes queued or being written (what ``max_outbox_bytes`` bounds)."""
+        if self._open_head is not None:
+            return self._outbox_bytes + self._open_limit - self._room
         return self._outbox_bytes
 
     def send(self, payload: bytes) -> None:
@@ -191,6 +225,8 @@ class Link:
         A queued frame is written unless the link ends other than by :meth:`close`."""
         if self._closing is not None or self._ending is not None:
             raise self._refusal()
+        if self._open_head is not None:
+            self._seal()
         if type(payload) is not bytes:
             raise TypeError(
                 f"a link sends bytes, not {type(payload).__qualname__} (encode the message first)"
@@ -220,16 +256,129 @@ class Link:
             if written == len(data):
                 self.frames_sent += 1
                 return
-            self._outbox_bytes = queued + size
-            self._outbox.append(data[written:])  # the rest of the frame, for the writer
+            rest = data[written:]  # the rest of the frame, for the writer
+            self._outbox_bytes = queued + len(rest)
+            self._outbox += (b"", rest)
             self._outbox_frames += 1
             self._wakeup.set()
             return
         self._outbox_bytes = queued + size
-        self._outbox.append(pack_header(size))
-        self._outbox.append(payload)
+        self._outbox += (pack_header(size), payload)
         self._outbox_frames += 1
         self._wakeup.set()
+        if queued + size >= self._flush_at:
+            self._write_now()
+
+    def append(self, head: bytes, part: bytes) -> None:
+        """Queue ``part`` in a frame whose payload is ``head`` then parts, each one its
+        length (4 bytes, as a frame's header) and itself. Never blocks and never yields.
+
+        The part goes into the last frame queued if ``append`` made that frame with this
+        very ``head`` (the same object: callers keep their heads), the writer has not
+        taken it yet, and it stays within :data:`FLUSH_AT` bytes; else it starts a new
+        frame. Frames in between (:meth:`send`) end the frame being filled, so the order
+        of everything sent on the link is kept. Raises as :meth:`send` (for the frame the
+        part would make), with nothing queued when it raises."""
+        if self._open_head is head:
+            room = self._room - len(part) - 4
+            if room >= 0:  # (within FLUSH_AT and max_outbox_bytes: see _append_new)
+                self._room = room
+                parts = self._parts
+                parts.append(pack_header(len(part)))
+                parts.append(part)
+                return
+        self._append_new(head, part)
+
+    def _append_new(self, head: bytes, part: bytes) -> None:
+        """:meth:`append` of a part that starts a frame of its own."""
+        if type(head) is not bytes or type(part) is not bytes:
+            raise TypeError("a link appends bytes (the head and the part)")
+        if self._closing is not None or self._ending is not None or self._fd < 0:
+            self.send(head + pack_header(len(part)) + part)  # (refused, or queued whole)
+            return
+        queued = self.queued_bytes
+        if queued + 4 + len(part) > self._max_outbox_bytes:  # (no room even as a part)
+            raise LinkFull(self.name, queued, 4 + len(part), self._max_outbox_bytes)
+        if self._open_head is not None:
+            self._seal()
+        size = len(head) + 4 + len(part)
+        if size > self._max_frame:
+            raise FrameTooLarge(self.name, size, self._max_frame, received=False)
+        queued = self._outbox_bytes
+        if queued + size > self._max_outbox_bytes:
+            raise LinkFull(self.name, queued, size, self._max_outbox_bytes)
+        if (
+            not self._direct_pending
+            and not self._outbox
+            and not self._in_flight
+            and self._scope is not None
+        ):
+            self.send(head + pack_header(len(part)) + part)  # (quiet: written at once)
+            return
+        if queued + size > self._flush_at:
+            self._write_now()  # (what was queued before this frame)
+            queued = self._outbox_bytes
+        self._outbox += (b"", b"")  # (placeholders: see _seal)
+        self._outbox_frames += 1
+        self._wakeup.set()
+        self._parts = [head, pack_header(len(part)), part]
+        self._open_head = head
+        self._outbox_bytes = queued + size
+        self._room = self._open_limit = min(FLUSH_AT - size, self._max_outbox_bytes - queued - size)
+
+    def _seal(self) -> None:
+        """End the frame that :meth:`append` is filling: its payload joined, its header
+        made and its bytes counted, now that its size is known."""
+        self._open_head = None
+        body = b"".join(self._parts)
+        self._parts = []
+        self._outbox_bytes += self._open_limit - self._room
+        outbox = self._outbox
+        outbox[-2] = pack_header(len(body))
+        outbox[-1] = body
+
+    def _write_now(self) -> None:
+        """Write from the sender's task what the socket takes now of the queue (one
+        non-blocking ``writev``), if the writer is not writing; see the module docs."""
+        if self._in_flight or self._fd < 0 or self._scope is None:
+            return
+        if self._open_head is not None:
+            self._seal()
+        outbox = self._outbox
+        try:
+            written = os.writev(self._fd, outbox[:IOV_MAX])
+        except OSError:  # (full, or broken: the writer meets it and says so)
+            written = 0
+        if written:
+            self.writes += 1
+            self.bytes_sent += written
+        left = written
+        frames = 0
+        done = 0  # (chunks fully written)
+        gone = 0  # (payload bytes fully written)
+        count = len(outbox)
+        while done < count:
+            header, body = len(outbox[done]), len(outbox[done + 1])
+            if header + body > left:
+                break
+            left -= header + body
+            gone += body
+            done += 2
+            frames += 1
+        if done < count and left:  # a frame written in part: what is left of it
+            header_chunk, body_chunk = outbox[done], outbox[done + 1]
+            if left < len(header_chunk):
+                rest = memoryview(bytes(header_chunk[left:]) + body_chunk)
+            else:
+                rest = memoryview(body_chunk)[left - len(header_chunk) :]
+            gone += len(body_chunk) - len(rest)
+            outbox[done] = b""
+            outbox[done + 1] = rest
+        del outbox[:done]
+        self.frames_sent += frames
+        self._outbox_frames -= frames
+        self._outbox_bytes -= gone
+        self._flush_at = self._outbox_bytes + FLUSH_AT
 
     def close(self, reason: str = CLOSED_BY_THIS_SIDE) -> None:
         """Stop accepting sends; :meth:`run` writes what is queued, closes the stream
@@ -237,6 +386,8 @@ class Link:
         ignored), never blocks. To wait for the end, use :meth:`aclose`."""
         if self._closing is None and self._ending is None:
             self._closing = reason
+            if self._open_head is not None:
+                self._seal()
             self._wakeup.set()
 
     async def aclose(self, flush_timeout: float = 5.0) -> None:
@@ -363,6 +514,8 @@ class Link:
                 self._wakeup = trio.Event()
                 await self._wakeup.wait()
                 continue
+            if self._open_head is not None:
+                self._seal()
             chunks = self._outbox
             frames = self._outbox_frames
             payload_bytes = self._outbox_bytes
@@ -381,6 +534,7 @@ class Link:
                 return
             # (sends made during the write added to _outbox_bytes; these are gone now)
             self._outbox_bytes -= payload_bytes
+            self._flush_at = self._outbox_bytes + FLUSH_AT
             self._in_flight = 0
             self._direct_pending = False
             self.writes += 1
@@ -393,6 +547,7 @@ class Link:
         """End the link with ``ending`` (unless it has ended already): stop both tasks."""
         if self._ending is None:
             self._ending = ending
+        self._open_head = None  # (nothing more is added to what is queued)
         if self._scope is not None:
             self._scope.cancel()
 

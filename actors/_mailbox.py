@@ -120,6 +120,19 @@ class MailboxOps(CellState):
             self._parked = None
             _reschedule(task)
 
+    def _accept_many(self, envelopes: list[Envelope], on_full: int) -> None:
+        """:meth:`_accept` of each envelope, in order: all appended at once (one
+        wake-up) when the mailbox is unbounded and the actor not dead."""
+        if self._capacity is None and self._state != DEAD:
+            self._mailbox.extend(envelopes)
+            task = self._parked
+            if task is not None:
+                self._parked = None
+                _reschedule(task)
+            return
+        for envelope in envelopes:
+            self._accept(envelope, on_full)
+
     def _append_uncounted(self, envelope: Envelope) -> None:
         """Enqueue a timer tick or a note: outside capacity, never dropped by overflow."""
         if self._state != DEAD:

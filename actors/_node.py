@@ -18,8 +18,10 @@ Frames
     be unpickled there becomes a dead letter (``undecodable``) naming why. Nothing is
     unpickled before the link has authenticated its peer (``_handshake.py``).
 
-    a tell (the frame of :meth:`Node.tell_frame`: its addresses pickled once per pair,
-    then the message), ``("tell", target, sender, payload)`` (the same, pickled),
+    tells (the frame of :meth:`Node.tell_head`: its addresses pickled once per pair,
+    then one or more messages, each its length and its pickle: a link puts a burst of
+    tells from one sender to one actor in one frame), ``("tell", target, sender,
+    payload)`` (one tell, pickled),
     ``("ask", ask_id, target, sender, payload, timeout)``,
     ``("reply", ask_id, ok, payload, described)`` (``described``: the type and text of
     an error, for when its class cannot be unpickled here), ``("stop", target)``,
@@ -64,7 +66,7 @@ import trio
 from ._address import Address
 from ._cell import ActorCell
 from ._delivery import ASKED
-from ._envelope import RemoteReply
+from ._envelope import Envelope, RemoteReply
 from ._errors import (
     ActorDead,
     ActorError,
@@ -77,7 +79,7 @@ from ._errors import (
 from ._mailbox import POLICY_IF_FULL
 from ._messages import DeadLetterReason
 from ._ref import ActorRef, ActorStats
-from ._wire import MAX_FRAME, FrameTooLarge
+from ._wire import HEADER_SIZE, MAX_FRAME, FrameTooLarge, pack_header, unpack_header
 
 if TYPE_CHECKING:
     from ._cell import ActorCell, Cell
@@ -99,6 +101,13 @@ MAX_MESSAGE: Final = MAX_FRAME - 64 * 1024
 the frame: its addresses and kind)."""
 
 
+PICKLE_PROTOCOL: Final = pickle.HIGHEST_PROTOCOL
+SHORTEST_MAIN: Final = 17
+"""Pickles this short cannot name anything of ``__main__``: a reference to ``__main__.X``
+takes at least 17 bytes (the protocol, the two names and ``STACK_GLOBAL``), and more
+with the frame header that protocols 4 and up add."""
+
+
 def dumps(obj: Any) -> bytes:
     """``obj`` pickled for another process of the system: with plain :mod:`pickle`
     (several times faster for the small values messages usually are) when that gives
@@ -109,7 +118,7 @@ def dumps(obj: Any) -> bytes:
         payload = _pickle_dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:
         return _dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    if b"__main__" in payload:
+    if payload.find(b"__main__") >= 0:  # (find: several times faster than "in" here)
         return _dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     return payload
 
@@ -302,7 +311,7 @@ class Node(abc.ABC):
         self._ask_ids = itertools.count(1)
         self._routes: dict[Address, RemoteRefCell] = {}
         self._resolved: dict[Address, Cell] = {}  # (see resolve)
-        # The heads of tell frames, made and read (see tell_frame).
+        # The heads of tell frames, made and read (see tell_head).
         self._heads_out: dict[tuple[Address, Address | None], bytes] = {}
         self._heads_in: dict[bytes, tuple[Address, ActorRef | None]] = {}
         self._nursery: trio.Nursery | None = None  # for the relays of incoming asks
@@ -317,11 +326,21 @@ class Node(abc.ABC):
     def encode(self, message: Any) -> bytes:
         """``message`` as it crosses (at the call: :class:`UnpicklableMessage` or the
         codec's own ``TypeError`` if it cannot, :class:`FrameTooLarge` if too large)."""
-        return payload_of(message)
+        if message.__class__ is Encoded:
+            payload: bytes = message.payload
+            return payload
+        try:  # (encode_message, inline for the common case: see dumps)
+            payload = _pickle_dumps(message, PICKLE_PROTOCOL)
+        except Exception:
+            return encode_message(message)
+        size = len(payload)
+        if size > SHORTEST_MAIN and (size > MAX_MESSAGE or payload.find(b"__main__") >= 0):
+            return encode_message(message)
+        return payload
 
-    def decode(self, payload: bytes) -> Any:
-        """A message (or an answer's value) that crossed; raises if it cannot be read."""
-        return _loads(payload)
+    decode: Callable[[bytes], Any] = staticmethod(_loads)
+    """``decode(payload)``: a message (or an answer's value) that crossed; raises if it
+    cannot be read (:func:`pickle.loads` here; a cluster node uses its codec)."""
 
     def pack(self, frame: tuple[Any, ...]) -> bytes:
         """One of the frames of the module documentation, as it crosses."""
@@ -390,30 +409,63 @@ class Node(abc.ABC):
         :meth:`send_bytes`)."""
         self.send_bytes(node, self.pack(frame))
 
+    def send_part(self, node: str, head: bytes, part: bytes) -> None:
+        """Queue ``part`` in a frame that starts with ``head`` on the link that leads to
+        ``node`` (errors as :meth:`send_bytes`): a frame of its own here; a link adds it
+        to the frame before it when that one has the same head (``Link.append``)."""
+        self.send_bytes(node, head + pack_header(len(part)) + part)
+
     # -- tells in binary frames ---------------------------------------------------------------
 
-    def tell_frame(self, target: Address, sender: ActorRef | None, payload: bytes) -> bytes:
-        """The frame of a tell: ``T``, the length of its head (2 bytes), the head (the
-        target's and the sender's addresses, pickled once per pair and remembered), and
-        the message's own pickle. Nothing but the message is pickled per tell."""
+    def tell_head(self, target: Address, sender: ActorRef | None) -> bytes | None:
+        """The head of a tell frame from ``sender`` to ``target``: ``T``, the length of
+        the rest of the head (2 bytes), then both addresses, pickled once per pair and
+        remembered (the same object each time, so that a link adds the tells of a burst
+        to one frame). The messages follow, each as its length (4 bytes) and its pickle.
+        ``None`` for addresses too long for a head (paths of absurd depth): such a tell
+        goes as a pickled ``("tell", ...)`` frame."""
         key = (target, None if sender is None else sender.address)
         head = self._heads_out.get(key)
         if head is None:
             addresses = (tuple(target), None if sender is None else tuple(sender.address))
             pickled = self.pack(addresses)
-            if len(pickled) > 0xFFFF:  # (paths of absurd depth: a pickled frame)
-                return self.pack(("tell", *addresses, payload))
+            if len(pickled) > 0xFFFF:
+                return None
             head = TELL + len(pickled).to_bytes(2, "big") + pickled
             heads = self._heads_out
             if len(heads) >= _RESOLVED_KEPT:
                 heads.clear()
             heads[key] = head
-        return head + payload
+        return head
+
+    def tell_frame(self, target: Address, sender: ActorRef | None, payload: bytes) -> bytes:
+        """The frame of one tell (:meth:`tell_head`) of ``payload``, a pickled message."""
+        head = self.tell_head(target, sender)
+        if head is None:
+            sent_by = None if sender is None else tuple(sender.address)
+            return self.pack(("tell", tuple(target), sent_by, payload))
+        return head + pack_header(len(payload)) + payload
+
+    def send_tell(
+        self, node: str, target: Address, sender: ActorRef | None, payload: bytes
+    ) -> None:
+        """Queue the tell of ``payload`` (a pickled message) on the link that leads to
+        ``node`` (errors as :meth:`send_bytes`). Nothing but the message is pickled per
+        tell."""
+        head = self.tell_head(target, sender)
+        if head is None:
+            sent_by = None if sender is None else tuple(sender.address)
+            self.send_frame(node, ("tell", tuple(target), sent_by, payload))
+        else:
+            self.send_part(node, head, payload)
 
     def on_tell_frame(self, frame: bytes) -> None:
-        """A frame made by :meth:`tell_frame`, received."""
+        """A tell frame (:meth:`tell_head`) received: each of its messages delivered, in
+        order. ``ValueError`` if its parts do not add up to the frame (the peer broke
+        the protocol: nothing of it is delivered)."""
         size = int.from_bytes(frame[1:3], "big")
-        head = frame[3 : 3 + size]
+        start = 3 + size
+        head = frame[3:start]
         known = self._heads_in.get(head)
         if known is None:
             target, sender = self.unpack(head)
@@ -422,7 +474,45 @@ class Node(abc.ABC):
             if len(heads) >= _RESOLVED_KEPT:
                 heads.clear()
             heads[head] = known
-        self.deliver_tell(known[0], known[1], frame[3 + size :])
+        target, sender = known
+        end = len(frame)
+        unpack_from = unpack_header
+        position = start
+        cell = self.resolve(target)
+        if cell is not None and cell.__class__ is ActorCell and not cell._slow:
+            # The common case (an actor of this process, with no hook): each message
+            # decoded as it is cut from the frame, then all accepted at once.
+            decode = self.decode
+            envelopes: list[Envelope] = []
+            refused: list[tuple[bytes, Exception]] = []
+            while end - position >= HEADER_SIZE:
+                (size,) = unpack_from(frame, position)
+                position += HEADER_SIZE
+                stop = position + size
+                if stop > end:
+                    break
+                payload = frame[position:stop]
+                position = stop
+                try:
+                    envelopes.append((decode(payload), sender, None))
+                except Exception as error:
+                    refused.append((payload, error))
+            _check_split(frame, start, position, target)
+            for payload, problem in refused:
+                self._refused(target, sender, payload, problem)
+            cell._accept_many(envelopes, POLICY_IF_FULL)
+            return
+        payloads: list[bytes] = []
+        while end - position >= HEADER_SIZE:
+            (size,) = unpack_from(frame, position)
+            position += HEADER_SIZE
+            stop = position + size
+            if stop > end:
+                break
+            payloads.append(frame[position:stop])
+            position = stop
+        _check_split(frame, start, position, target)
+        self.deliver_tells(target, sender, payloads)
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -432,7 +522,7 @@ class Node(abc.ABC):
         """Send a tell (to ``target``'s node, or to node ``via``, which hosts it); what
         cannot be sent becomes a dead letter with the reason."""
         try:
-            self.send_bytes(via or target.node, self.tell_frame(target, sender, payload))
+            self.send_tell(via or target.node, target, sender, payload)
         except ProcessLost:
             self._undelivered(payload, sender, target, DeadLetterReason.PROCESS_LOST)
         except ActorError as error:  # the link is full (or the frame too large)
@@ -595,30 +685,46 @@ class Node(abc.ABC):
         return cell
 
     def deliver_tell(self, target: Address, sender: ActorRef | None, payload: bytes) -> None:
+        self.deliver_tells(target, sender, [payload])
+
+    def deliver_tells(
+        self, target: Address, sender: ActorRef | None, payloads: list[bytes]
+    ) -> None:
+        """Messages (pickled) from ``sender`` to ``target``, in order: into the mailbox
+        of an actor of this process, passed on (still pickled) to the process that hosts
+        it, or to dead letters (no such actor; undecodable)."""
         cell = self.resolve(target)
         if cell is None:
-            self._undelivered(payload, sender, target, DeadLetterReason.NO_SUCH_ACTOR)
+            for payload in payloads:
+                self._undelivered(payload, sender, target, DeadLetterReason.NO_SUCH_ACTOR)
             return
         if target.node != self.system.node and not _is_full_cell(cell):
-            # Not here: pass it on, still pickled.
-            self.tell_remote(target, payload, sender)
+            # Not here: pass them on, still pickled.
+            for payload in payloads:
+                self.tell_remote(target, payload, sender)
             return
-        if _is_placed(cell):  # on to a worker: as it came, still pickled
-            cell.offer(Encoded(payload, "message"), sender, False, "tell")
+        if _is_placed(cell):  # on to a worker: as they came, still pickled
+            for payload in payloads:
+                cell.offer(Encoded(payload, "message"), sender, False, "tell")
             return
-        try:
-            message = self.decode(payload)
-        except Exception as error:
-            self._refused(target, sender, payload, error)
-            return
-        self._accept_here(cell, message, sender)
-
-    def _accept_here(self, cell: Cell, message: Any, sender: ActorRef | None) -> None:
+        decode = self.decode
         if cell.__class__ is ActorCell and not cell._slow:
             # (what offer does in the system's thread, with no hook and no copy to make)
-            cell._accept((message, sender, None), POLICY_IF_FULL)
+            envelopes: list[Envelope] = []
+            for payload in payloads:
+                try:
+                    envelopes.append((decode(payload), sender, None))
+                except Exception as error:
+                    self._refused(target, sender, payload, error)
+            cell._accept_many(envelopes, POLICY_IF_FULL)
             return
-        cell.offer(message, sender, False, "tell")
+        for payload in payloads:
+            try:
+                message = decode(payload)
+            except Exception as error:
+                self._refused(target, sender, payload, error)
+                continue
+            cell.offer(message, sender, False, "tell")
 
     def _refused(
         self, target: Address, sender: ActorRef | None, payload: bytes, error: BaseException
@@ -722,6 +828,16 @@ class Node(abc.ABC):
         except Exception as error:
             failure = error
         self._send_answer(origin, ask_id, value, failure)
+
+
+def _check_split(frame: bytes, start: int, position: int, target: Address) -> None:
+    """Raise ``ValueError`` if a tell frame's messages (from ``start``) did not end at
+    its end (``position``: where they did), or there were none."""
+    if position != len(frame) or position == start:
+        raise ValueError(
+            f"a tell frame of {len(frame)} bytes for {target.path} does not split into "
+            "messages (the peer broke the protocol; none of them was delivered)"
+        )
 
 
 def _is_placed(cell: Cell) -> bool:

@@ -65,6 +65,9 @@ class Remote(enum.IntEnum):
     GONE = 5  # terminated
 
 
+_UP: Final = Remote.UP
+
+
 class _Answer:
     """What a hook of the stand-in waits for: the worker's report that the real
     instance has ``started``, is ``down``, or is ``gone`` (stopped)."""
@@ -228,12 +231,12 @@ class RemoteChildCell(ActorCell):
     ) -> tuple[Any, BaseException | None]:
         return value, error  # it came off the wire: already a copy
 
-    def _nothing_ahead(self) -> bool:
+    def _nothing_ahead(self) -> bool:  # (inline in tell: keep both the same)
         """Whether a message may go to the worker at once, from the sender's task: the
         real instance is up, and this cell's mailbox is empty and it handles nothing (so
         the order of messages is kept)."""
         return (
-            self._remote_state == Remote.UP
+            self._remote_state is _UP
             and not self._mailbox
             and self._current is None
             and self._sysq is None
@@ -245,11 +248,16 @@ class RemoteChildCell(ActorCell):
         """``ActorRef.tell``. The fast path, with no delivery hook installed and nothing
         ahead of it: pickled and sent at once. Else through the delivery seam, as any
         tell (and :meth:`_accept` below)."""
-        if (
-            not self.system._delivery_hooks
+        if (  # (_nothing_ahead, inline: the fast path of a stream of tells)
+            self._remote_state is _UP
+            and not self._mailbox
+            and self._current is None
+            and self._sysq is None
+            and self._state == RUNNING
+            and not self._stop_requested
+            and not self.system._delivery_hooks
             and self._thread == _get_ident()
-            and self._nothing_ahead()
-            and self._root.try_tell(self._target, self._root.encode(message), sender)
+            and self._root.tell_now(self._target, message, sender)
         ):
             return
         super().tell(message, sender)

@@ -23,6 +23,8 @@ _LARGEST: Final = 2**32 - 1  # what a 4-byte header can announce
 _header: Final = struct.Struct(">I")
 pack_header: Final = _header.pack
 """``pack_header(size)``: the 4-byte header of a payload of ``size`` bytes."""
+unpack_header: Final = _header.unpack_from
+"""``unpack_header(data, offset)``: ``(size,)``, read from the header at ``offset``."""
 
 
 class WireError(ActorError):

@@ -55,6 +55,12 @@ class WorkerNode(Node):
             raise ProcessLost("local", None, "the link to the root process has closed")
         link.send(data)
 
+    def send_part(self, node: str, head: bytes, part: bytes) -> None:
+        link = self.link
+        if link.closed:
+            raise ProcessLost("local", None, "the link to the root process has closed")
+        link.append(head, part)
+
     def report_dead_letter(
         self,
         message: Any,

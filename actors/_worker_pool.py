@@ -32,7 +32,7 @@ import pickle
 import secrets
 import socket
 import sys
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import trio
@@ -40,7 +40,7 @@ import trio
 from ._errors import ActorError, ProcessLost, WorkerError
 from ._handshake import handshake
 from ._link import Link
-from ._node import TELL, Node, dumps
+from ._node import MAX_MESSAGE, PICKLE_PROTOCOL, SHORTEST_MAIN, TELL, Node, dumps
 from ._placement import AnyWorker, OnWorker, OwnProcess, Workers
 from ._remote_child import RemoteChildCell, SlotAsk
 
@@ -69,6 +69,9 @@ class WorkerInfo:
     """How many actors placed from the root run there now."""
     restarts: int
     """How many times its process was lost and started again."""
+
+
+_pickle_dumps: Final = pickle.dumps
 
 
 class WorkerSlot:
@@ -102,6 +105,8 @@ class RootNode(Node):
         self.slots_of_pool = list(self.slots)
         self._round_robin = itertools.cycle(self.slots_of_pool)
         self._own_count = 0
+        # The head of the last tell_now: target, sender, head (a burst reuses it).
+        self._last_head: tuple[Address | None, ActorRef | None, bytes] = (None, None, b"")
 
     # -- placement -----------------------------------------------------------------------------
 
@@ -190,15 +195,54 @@ class RootNode(Node):
 
     # -- frames -----------------------------------------------------------------------------------
 
+    def tell_now(self, target: Address, message: Any, sender: ActorRef | None) -> bool:
+        """:meth:`try_tell` of ``message``, pickled here (:meth:`encode`: raises at the
+        call if it cannot be) if the link to its worker is up; ``False`` (nothing
+        pickled or sent) if it is not. The fast path of ``tell`` to an actor placed on a
+        worker: a burst of tells to one actor from one sender checks its worker, finds
+        its head and adds to one frame (``Link.append``) per message."""
+        slot = self.slots.get(target.node)
+        if slot is None or slot.state != "up" or (link := slot.link) is None:
+            return False
+        try:  # (encode, inline for the common case: a message plain pickle takes)
+            payload = _pickle_dumps(message, PICKLE_PROTOCOL)
+        except Exception:
+            payload = self.encode(message)
+        else:
+            size = len(payload)
+            if size > SHORTEST_MAIN and (size > MAX_MESSAGE or payload.find(b"__main__") >= 0):
+                payload = self.encode(message)
+        last = self._last_head
+        if last[0] is target and last[1] is sender:
+            head = last[2]
+        else:
+            known = self._heads_out.get((target, None if sender is None else sender.address))
+            if known is None:
+                known = self.tell_head(target, sender)
+                if known is None:
+                    return self.try_tell(target, payload, sender)
+            head = known
+            self._last_head = (target, sender, head)
+        try:
+            link.append(head, payload)  # (LinkClosed if it has closed)
+        except ActorError:
+            return False
+        return True
+
     def try_tell(self, target: Address, payload: bytes, sender: ActorRef | None) -> bool:
         """Send a tell now if the link to its worker is up (``True``); ``False`` to
         leave it to the mailbox of its cell (nothing sent)."""
         slot = self.slots.get(target.node)
-        link = None if slot is None else slot.link
-        if link is None or link.closed or slot is None or slot.state != "up":
+        if slot is None or slot.state != "up" or (link := slot.link) is None:
             return False
+        head = self._heads_out.get((target, None if sender is None else sender.address))
+        if head is None:
+            head = self.tell_head(target, sender)
         try:
-            link.send(self.tell_frame(target, sender, payload))
+            if head is None:
+                self.send_tell(target.node, target, sender, payload)
+            else:
+                link.append(head, payload)  # (LinkClosed if it has closed)
         except ActorError:
             return False
         return True
@@ -231,6 +275,15 @@ class RootNode(Node):
         if link is None or link.closed or slot.state != "up":
             raise ProcessLost(node, slot.pid, f"it is {slot.state}")
         link.send(data)
+
+    def send_part(self, node: str, head: bytes, part: bytes) -> None:
+        slot = self.slots.get(node)
+        if slot is None:
+            raise ProcessLost(node, None, "this system has no worker of that name")
+        link = slot.link
+        if link is None or link.closed or slot.state != "up":
+            raise ProcessLost(node, slot.pid, f"it is {slot.state}")
+        link.append(head, part)
 
     def _on_frame(self, slot: WorkerSlot, payload: bytes) -> None:
         if payload[:1] == TELL:

@@ -718,12 +718,15 @@ class ClusterNode(Node):
         cell._host = host
         return host
 
+    def tell_now(self, target: Address, message: Any, sender: ActorRef | None) -> bool:
+        return self.try_tell(target, self.encode(message), sender)
+
     def try_tell(self, target: Address, payload: bytes, sender: ActorRef | None) -> bool:
         cell = self.placing.placed.get(target)
         if cell is None:
             return False
         try:
-            self.send_bytes(cell._host, self.tell_frame(target, sender, payload))
+            self.send_tell(cell._host, target, sender, payload)
         except ActorError:
             return False
         return True
