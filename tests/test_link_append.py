@@ -177,3 +177,56 @@ async def test_append_checks_its_arguments() -> None:
         with pytest.raises(TypeError, match="a link appends bytes"):
             link.append(HEAD, "text")  # type: ignore[arg-type]
         assert link.queued_bytes == 0
+
+
+class RecordingStream(trio.abc.HalfCloseableStream):
+    """A stream that notes each ``receive_some`` in ``log`` (and passes it on)."""
+
+    def __init__(self, inner: trio.SocketStream, log: list[str]) -> None:
+        self.inner = inner
+        self.log = log
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        self.log.append("read")
+        return await self.inner.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        await self.inner.send_eof()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_the_tasks_a_frame_wakes_run_before_the_reader_reads_again() -> None:
+    left, right = stream_pair()
+    log: list[str] = []
+    link = Link(RecordingStream(left, log), name="w")
+    wake = trio.Event()
+
+    async def answerer() -> None:
+        nonlocal wake
+        for _ in range(20):
+            await wake.wait()
+            wake = trio.Event()
+            log.append("answered")
+
+    def on_frame(payload: bytes) -> None:
+        log.append("frame")
+        wake.set()
+
+    async with right, trio.open_nursery() as nursery:
+        nursery.start_soon(answerer)
+        nursery.start_soon(link.run, on_frame)
+        for i in range(20):
+            await trio.testing.wait_all_tasks_blocked()
+            await right.send_all(b"\x00\x00\x00\x01%c" % i)
+        await trio.testing.wait_all_tasks_blocked()
+        link.close()
+    assert log[:1] == ["read"]
+    assert log[1:61] == ["frame", "answered", "read"] * 20
