@@ -105,8 +105,10 @@ class RootNode(Node):
         self.slots_of_pool = list(self.slots)
         self._round_robin = itertools.cycle(self.slots_of_pool)
         self._own_count = 0
-        # The head of the last tell_now: target, sender, head (a burst reuses it).
-        self._last_head: tuple[Address | None, ActorRef | None, bytes] = (None, None, b"")
+        # The target, sender and head of the last tell_now (a burst reuses the head).
+        self._last_target: Address | None = None
+        self._last_sender: ActorRef | None = None
+        self._last_head = b""
 
     # -- placement -----------------------------------------------------------------------------
 
@@ -212,17 +214,17 @@ class RootNode(Node):
             size = len(payload)
             if size > SHORTEST_MAIN and (size > MAX_MESSAGE or payload.find(b"__main__") >= 0):
                 payload = self.encode(message)
-        last = self._last_head
-        if last[0] is target and last[1] is sender:
-            head = last[2]
+        if sender is self._last_sender and target is self._last_target:
+            head = self._last_head
         else:
             known = self._heads_out.get((target, None if sender is None else sender.address))
             if known is None:
                 known = self.tell_head(target, sender)
                 if known is None:
                     return self.try_tell(target, payload, sender)
-            head = known
-            self._last_head = (target, sender, head)
+            head = self._last_head = known
+            self._last_target = target
+            self._last_sender = sender
         try:
             link.append(head, payload)  # (LinkClosed if it has closed)
         except ActorError:
