@@ -22,9 +22,11 @@ Frames
     then one or more messages, each its length and its pickle: a link puts a burst of
     tells from one sender to one actor in one frame), ``("tell", target, sender,
     payload)`` (one tell, pickled),
-    ``("ask", ask_id, target, sender, payload, timeout)``,
-    ``("reply", ask_id, ok, payload, described)`` (``described``: the type and text of
-    an error, for when its class cannot be unpickled here), ``("stop", target)``,
+    an ask (the frame of :meth:`Node.ask_frame`: a tell's head, the ask's id and
+    timeout, the question), ``("ask", ask_id, target, sender, payload, timeout)`` (the
+    same, pickled), an answer that is a value (:meth:`Node.reply_frame`: the ask's id,
+    the value), ``("reply", ask_id, ok, payload, described)`` (an error: ``described``
+    is its type and text, for when its class cannot be unpickled here), ``("stop", target)``,
     ``("dead-letter", recipient, sender, payload, reason)`` (a worker's dead letters go to
     the root, so that the system's dead letters are seen in one place), and death watch:
     ``("watch", target)``, ``("unwatch", target)``,
@@ -55,6 +57,7 @@ import logging
 import math
 import os
 import pickle
+import struct
 import threading
 import traceback
 from collections.abc import Callable
@@ -264,6 +267,12 @@ def address_of(ref: ActorRef | None) -> tuple[Any, ...] | None:
 _address: Final = Address._make
 TELL: Final = b"T"
 """The first byte of a tell frame (a pickled frame starts with ``0x80``)."""
+ASK: Final = b"A"
+"""The first byte of an ask frame (:meth:`Node.ask_frame`)."""
+REPLY: Final = b"R"
+"""The first byte of the frame of an answer that is a value (:meth:`Node.reply_frame`)."""
+_ask_numbers: Final = struct.Struct(">Qd")  # (an ask's id and timeout)
+_reply_number: Final = struct.Struct(">Q")  # (the id of the ask answered)
 _RESOLVED_KEPT: Final = 10_000
 
 
@@ -314,6 +323,7 @@ class Node(abc.ABC):
         # The heads of tell frames, made and read (see tell_head).
         self._heads_out: dict[tuple[Address, Address | None], bytes] = {}
         self._heads_in: dict[bytes, tuple[Address, ActorRef | None]] = {}
+        self._ask_heads: dict[tuple[Address, Address | None], bytes] = {}
         self._nursery: trio.Nursery | None = None  # for the relays of incoming asks
 
     @property
@@ -463,18 +473,8 @@ class Node(abc.ABC):
         """A tell frame (:meth:`tell_head`) received: each of its messages delivered, in
         order. ``ValueError`` if its parts do not add up to the frame (the peer broke
         the protocol: nothing of it is delivered)."""
-        size = int.from_bytes(frame[1:3], "big")
-        start = 3 + size
-        head = frame[3:start]
-        known = self._heads_in.get(head)
-        if known is None:
-            target, sender = self.unpack(head)
-            known = (_address(target), _ref_at(sender))
-            heads = self._heads_in
-            if len(heads) >= _RESOLVED_KEPT:
-                heads.clear()
-            heads[head] = known
-        target, sender = known
+        start = 3 + int.from_bytes(frame[1:3], "big")
+        target, sender = self._known_head(frame[3:start])
         end = len(frame)
         unpack_from = unpack_header
         position = start
@@ -514,6 +514,76 @@ class Node(abc.ABC):
         _check_split(frame, start, position, target)
         self.deliver_tells(target, sender, payloads)
 
+    def _known_head(self, head: bytes) -> tuple[Address, ActorRef | None]:
+        """The target and sender that the addresses of a head name (the head of a tell
+        or ask frame, without its first 3 bytes), decoded once and remembered."""
+        known = self._heads_in.get(head)
+        if known is None:
+            target, sender = self.unpack(head)
+            known = (_address(target), _ref_at(sender))
+            heads = self._heads_in
+            if len(heads) >= _RESOLVED_KEPT:
+                heads.clear()
+            heads[head] = known
+        return known
+
+    # -- asks and answers in binary frames ------------------------------------------------------
+
+    def ask_frame(
+        self,
+        ask_id: int,
+        target: Address,
+        sender: ActorRef | None,
+        payload: bytes,
+        timeout: float,
+    ) -> bytes:
+        """The frame of an ask: ``A``, then the head of a tell from ``sender`` to
+        ``target`` without its ``T`` (:meth:`tell_head`), the ask's id (8 bytes) and
+        timeout (a double), then the question's pickle. A pickled ``("ask", ...)`` frame
+        for addresses too long for a head."""
+        key = (target, None if sender is None else sender.address)
+        head = self._ask_heads.get(key)
+        if head is None:
+            tell = self.tell_head(target, sender)
+            if tell is None:
+                sent_by = address_of(sender)
+                return self.pack(("ask", ask_id, tuple(target), sent_by, payload, timeout))
+            head = ASK + tell[1:]
+            heads = self._ask_heads
+            if len(heads) >= _RESOLVED_KEPT:
+                heads.clear()
+            heads[key] = head
+        return head + _ask_numbers.pack(ask_id, timeout) + payload
+
+    def on_ask_frame(self, origin: str, frame: bytes) -> None:
+        """An ask frame (:meth:`ask_frame`) received from the node ``origin``."""
+        start = 3 + int.from_bytes(frame[1:3], "big")
+        target, sender = self._known_head(frame[3:start])
+        ask_id, timeout = _ask_numbers.unpack_from(frame, start)
+        payload = frame[start + _ask_numbers.size :]
+        self.deliver_ask(origin, ask_id, target, sender, payload, timeout)
+
+    @staticmethod
+    def reply_frame(ask_id: int, answer: bytes) -> bytes:
+        """The frame of an answer that is a value: ``R``, the ask's id (8 bytes), then
+        the value's pickle. (An error goes as a pickled ``("reply", ...)`` frame.)"""
+        return REPLY + _reply_number.pack(ask_id) + answer
+
+    def on_binary_frame(self, origin: str, frame: bytes) -> bool:
+        """Handle a tell, ask or answer frame in its binary form (from the node
+        ``origin``); ``False`` if ``frame`` is not one (a pickled frame, say)."""
+        kind = frame[:1]
+        if kind == TELL:
+            self.on_tell_frame(frame)
+        elif kind == ASK:
+            self.on_ask_frame(origin, frame)
+        elif kind == REPLY:
+            (ask_id,) = _reply_number.unpack_from(frame, 1)
+            self._on_reply(ask_id, True, frame[1 + _reply_number.size :], None)
+        else:
+            return False
+        return True
+
     # -- sending ----------------------------------------------------------------------------
 
     def tell_remote(
@@ -547,10 +617,7 @@ class Node(abc.ABC):
         ask_id = next(self._ask_ids)
         pending = PendingAsk(target.node, target.path, trio.lowlevel.current_task())
         try:
-            self.send_frame(
-                target.node,
-                ("ask", ask_id, tuple(target), address_of(sender), payload, timeout),
-            )
+            self.send_bytes(target.node, self.ask_frame(ask_id, target, sender, payload, timeout))
         except ProcessLost as error:
             await trio.lowlevel.checkpoint()
             raise ActorDead(target.path, "is in a process that was lost", error) from error
@@ -593,20 +660,7 @@ class Node(abc.ABC):
             self.deliver_ask(origin, ask_id, _address(target), _ref_at(sender), payload, timeout)
         elif kind == "reply":
             _, ask_id, ok, payload, described = frame
-            pending = self._asks.pop(ask_id, None)
-            try:
-                value = self.decode(payload) if ok else self.decode_error(payload)
-            except Exception as error:
-                value = _undecodable_answer(ok, described, error, self.where)
-                ok = False
-            if pending is not None and pending.settle(value if ok else None, None if ok else value):
-                return True
-            if ok or not isinstance(value, AskTimeout):
-                # Its caller gave up first. (Not the other process's own timeout of the
-                # same question: the caller's said so already.)
-                self.system._dead_letter(
-                    value, None, self.system._guardian.ref, DeadLetterReason.ASK_EXPIRED
-                )
+            self._on_reply(ask_id, ok, payload, described)
         elif kind == "stop":
             cell = self.resolve(_address(frame[1]))
             if cell is not None:
@@ -637,6 +691,24 @@ class Node(abc.ABC):
         else:
             return False
         return True
+
+    def _on_reply(self, ask_id: int, ok: bool, payload: bytes, described: Any) -> None:
+        """The answer to this process's ask ``ask_id``: to its caller, or (if the caller
+        gave up) to dead letters."""
+        pending = self._asks.pop(ask_id, None)
+        try:
+            value = self.decode(payload) if ok else self.decode_error(payload)
+        except Exception as error:
+            value = _undecodable_answer(ok, described, error, self.where)
+            ok = False
+        if pending is not None and pending.settle(value if ok else None, None if ok else value):
+            return
+        if ok or not isinstance(value, AskTimeout):
+            # Its caller gave up first. (Not the other process's own timeout of the
+            # same question: the caller's said so already.)
+            self.system._dead_letter(
+                value, None, self.system._guardian.ref, DeadLetterReason.ASK_EXPIRED
+            )
 
     def _watch_for(self, origin: str, target: Address) -> None:
         """Another process watches ``target``: watch it on its behalf."""
@@ -793,7 +865,10 @@ class Node(abc.ABC):
             cls = type(error)
             described = (f"{cls.__module__}.{cls.__qualname__}", str(error))
         with contextlib.suppress(ActorError):  # (else its process is gone: nobody waits)
-            self.send_frame(origin, ("reply", ask_id, error is None, answer, described))
+            if error is None:
+                self.send_bytes(origin, self.reply_frame(ask_id, answer))
+            else:
+                self.send_frame(origin, ("reply", ask_id, False, answer, described))
 
     async def _relay_ask(
         self,

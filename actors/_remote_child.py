@@ -303,16 +303,8 @@ class RemoteChildCell(ActorCell):
             timeout = slot.timeout
             root._asks[ask_id] = HandleAsk(self._host, target.path, handle)  # type: ignore[assignment]
             try:
-                root.send_frame(
-                    self._host,
-                    (
-                        "ask",
-                        ask_id,
-                        tuple(target),
-                        None if sender is None else tuple(sender.address),
-                        payload,
-                        timeout,
-                    ),
+                root.send_bytes(
+                    self._host, root.ask_frame(ask_id, target, sender, payload, timeout)
                 )
             except ActorError as error:
                 root._asks.pop(ask_id, None)

@@ -24,7 +24,7 @@ from ._cell import ActorCell
 from ._cell_state import DEAD
 from ._errors import ActorError, ProcessLost
 from ._messages import DeadLetterReason
-from ._node import TELL, Node, encode_error, encode_message
+from ._node import Node, encode_error, encode_message
 from ._ref import ActorRef
 from ._supervising import RelayedOrders
 
@@ -113,8 +113,7 @@ class WorkerNode(Node):
     # -- frames from the root ---------------------------------------------------------------------
 
     def dispatch(self, payload: bytes) -> None:
-        if payload[:1] == TELL:
-            self.on_tell_frame(payload)
+        if self.on_binary_frame("local", payload):
             return
         try:
             frame = pickle.loads(payload)

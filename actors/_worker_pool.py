@@ -40,7 +40,7 @@ import trio
 from ._errors import ActorError, ProcessLost, WorkerError
 from ._handshake import handshake
 from ._link import Link
-from ._node import MAX_MESSAGE, PICKLE_PROTOCOL, SHORTEST_MAIN, TELL, Node, dumps
+from ._node import MAX_MESSAGE, PICKLE_PROTOCOL, SHORTEST_MAIN, Node, dumps
 from ._placement import AnyWorker, OnWorker, OwnProcess, Workers
 from ._remote_child import RemoteChildCell, SlotAsk
 
@@ -254,17 +254,14 @@ class RootNode(Node):
     ) -> bool:
         """Send an ask now for its caller (``reply``: the caller's slot, answered when the
         reply comes back), as :meth:`try_tell`."""
-        target = cell.ref.address
+        target = cell._target
         slot = self.slots.get(target.node)
-        link = None if slot is None else slot.link
-        if link is None or link.closed or slot is None or slot.state != "up":
+        if slot is None or slot.state != "up" or (link := slot.link) is None:
             return False
         ask_id = next(self._ask_ids)
-        sent_by = None if sender is None else tuple(sender.address)
-        frame = ("ask", ask_id, tuple(target), sent_by, payload, reply.timeout)
         try:
-            link.send(dumps(frame))
-        except ActorError:
+            link.send(self.ask_frame(ask_id, target, sender, payload, reply.timeout))
+        except ActorError:  # (LinkClosed if it has closed)
             return False
         self._asks[ask_id] = SlotAsk(cell, reply)  # type: ignore[assignment]
         return True
@@ -288,8 +285,7 @@ class RootNode(Node):
         link.append(head, part)
 
     def _on_frame(self, slot: WorkerSlot, payload: bytes) -> None:
-        if payload[:1] == TELL:
-            self.on_tell_frame(payload)
+        if self.on_binary_frame(slot.name, payload):
             return
         try:
             frame = pickle.loads(payload)

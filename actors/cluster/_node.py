@@ -44,7 +44,7 @@ import trio
 from .._address import Address
 from .._aio_interrupts import protect_aio_loops
 from .._errors import ActorDead, ActorError
-from .._node import TELL, Encoded, Node, _address, _ref_at
+from .._node import Encoded, Node, _address, _ref_at
 from .._placement import AnyNode, OnNode
 from .._ref import ActorRef
 from .._wire import FrameTooLarge, LinkFull
@@ -582,8 +582,7 @@ class ClusterNode(Node):
             return
         for body in frames:
             try:
-                if body[:1] == TELL:
-                    self.on_tell_frame(body)
+                if self.on_binary_frame(origin, body):
                     continue
                 frame = self.unpack(body)
                 if not self.on_frame(origin, tuple(frame)):

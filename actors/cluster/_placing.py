@@ -264,9 +264,8 @@ def try_ask(
     """Send an ask to a placed child's host now, for its caller's reply slot."""
     ask_id = next(node._ask_ids)
     target = cell.ref.address
-    sent_by = None if sender is None else tuple(sender.address)
     try:
-        node.send_frame(cell._host, ("ask", ask_id, tuple(target), sent_by, payload, reply.timeout))
+        node.send_bytes(cell._host, node.ask_frame(ask_id, target, sender, payload, reply.timeout))
     except ActorError:
         return False
     node._asks[ask_id] = SlotAsk(cell, reply)  # type: ignore[assignment]

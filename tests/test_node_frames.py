@@ -1,8 +1,12 @@
-"""Tell frames (``actors._node``): a burst of tells from one sender to one actor crosses
-as one frame (its addresses once, then each message as its length and its pickle), and
-the receiving node delivers every message of it, in order; an undecodable message is a
-dead letter while the others arrive; a frame whose messages do not add up is refused
-whole. Driven on a node of a single-process system, without a link."""
+"""The binary frames of a node (``actors._node``), driven on a node of a single-process
+system, without a link.
+
+Tells: a burst of tells from one sender to one actor crosses as one frame (its
+addresses once, then each message as its length and its pickle), and the receiving node
+delivers every message of it, in order; an undecodable message is a dead letter while
+the others arrive; a frame whose messages do not add up is refused whole. Asks and
+answers: an ask frame reaches the actor and its answer goes back as a reply frame (an
+error as a pickled frame); a reply frame settles the ask that waits for it."""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import trio
 import trio.testing
 
 import actors
-from actors._node import Node
+from actors._node import ASK, REPLY, Node
 from actors._wire import pack_header
 
 
@@ -119,3 +123,56 @@ async def test_a_tell_to_another_node_goes_as_a_frame_of_its_own_messages() -> N
         assert head is not None
         assert frame == tells(head, pickled("hello"))
         assert frame == node.tell_frame(target, None, pickled("hello"))
+
+
+class Answerer(actors.Actor):
+    def receive(self, message: Any) -> Any:
+        if message == "fail":
+            raise KeyError("no such thing")
+        return ("answer to", message)
+
+
+async def test_an_ask_frame_reaches_the_actor_and_its_answer_goes_back_in_a_reply_frame() -> None:
+    async with actors.open_system("frames") as system:
+        answerer = system.spawn(Answerer)
+        asker = system.spawn(Answerer)
+        node = LoopbackNode(system)
+        frame = node.ask_frame(7, answerer.address, asker, pickled("question"), 5.0)
+        assert frame[:1] == ASK
+        assert node.on_binary_frame("w9", frame)
+        node.on_binary_frame("w9", node.ask_frame(8, answerer.address, None, pickled("fail"), 5.0))
+        await system.idle()
+        [(to, answer), (to_too, failure)] = node.sent
+    assert (to, to_too) == ("w9", "w9")
+    assert answer[:1] == REPLY
+    assert answer == node.reply_frame(7, answer[9:])
+    assert pickle.loads(answer[9:]) == ("answer to", "question")
+    # An error: a pickled frame, that says what it was.
+    kind, ask_id, ok, payload, described = pickle.loads(failure)
+    assert (kind, ask_id, ok) == ("reply", 8, False)
+    assert described == ("builtins.KeyError", "'no such thing'")
+    assert isinstance(pickle.loads(payload), KeyError)
+
+
+async def test_a_reply_frame_settles_the_ask_that_waits_for_it() -> None:
+    async with actors.open_system("frames") as system:
+        node = LoopbackNode(system)
+        target = actors.Address("frames", "/user/far", 7, "w9")
+        answers: list[Any] = []
+
+        async def ask() -> None:
+            answers.append(await node.ask_remote(target, pickled("question"), 5.0, None))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ask)
+            await trio.testing.wait_all_tasks_blocked()
+            [(to, frame)] = node.sent
+            assert to == "w9"
+            assert frame[:1] == ASK
+            # It reads back as it was made: to the same target, with its id and timeout.
+            ask_id = max(node._asks)
+            assert frame == node.ask_frame(ask_id, target, None, pickled("question"), 5.0)
+            assert node.on_binary_frame("w9", node.reply_frame(ask_id, pickled(42)))
+        assert answers == [42]
+        # A pickled frame is not a binary one.
+        assert not node.on_binary_frame("w9", pickle.dumps(("reply", ask_id, True, b"", None)))
