@@ -24,13 +24,13 @@ actor asked a question answers (and writes its answer) before the reader pays fo
 waiting on the socket again (a ``recv`` that finds nothing, a registration with the
 I/O poller); in a request and its reply, that cost is off the path of both.
 
-Latency, writing: a frame sent when the link is quiet (nothing queued or being written, and the
-last frame written directly has been answered since: a frame came in, or the writer
-has written) is written at once by :meth:`Link.send` itself, with one non-blocking
-system call, rather than handed to the writer task: a request and its reply cost no
-task switch to the writer on either side. Frames sent right after it are queued and
-coalesced as usual, so a burst still costs one write (and what the socket does not
-take at once is left to the writer).
+Latency, writing: a frame sent when the link is quiet (nothing queued or being written,
+and the last frame written directly has been answered since: a frame came in, or the
+writer has written) is written at once by :meth:`Link.send` itself, with one
+non-blocking system call, rather than handed to the writer task: a request and its
+reply cost no task switch to the writer on either side. Frames sent right after it are
+queued and coalesced as usual, so a burst still costs one write (and what the socket
+does not take at once is left to the writer).
 """
 
 from __future__ import annotations

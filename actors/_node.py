@@ -336,17 +336,7 @@ class Node(abc.ABC):
     def encode(self, message: Any) -> bytes:
         """``message`` as it crosses (at the call: :class:`UnpicklableMessage` or the
         codec's own ``TypeError`` if it cannot, :class:`FrameTooLarge` if too large)."""
-        if message.__class__ is Encoded:
-            payload: bytes = message.payload
-            return payload
-        try:  # (encode_message, inline for the common case: see dumps)
-            payload = _pickle_dumps(message, PICKLE_PROTOCOL)
-        except Exception:
-            return encode_message(message)
-        size = len(payload)
-        if size > SHORTEST_MAIN and (size > MAX_MESSAGE or payload.find(b"__main__") >= 0):
-            return encode_message(message)
-        return payload
+        return payload_of(message)
 
     decode: Callable[[bytes], Any] = staticmethod(_loads)
     """``decode(payload)``: a message (or an answer's value) that crossed; raises if it
@@ -464,8 +454,7 @@ class Node(abc.ABC):
         tell."""
         head = self.tell_head(target, sender)
         if head is None:
-            sent_by = None if sender is None else tuple(sender.address)
-            self.send_frame(node, ("tell", tuple(target), sent_by, payload))
+            self.send_bytes(node, self.tell_frame(target, sender, payload))
         else:
             self.send_part(node, head, payload)
 

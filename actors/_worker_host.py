@@ -50,16 +50,16 @@ class WorkerNode(Node):
     # -- routing --------------------------------------------------------------------------------
 
     def send_bytes(self, node: str, data: bytes) -> None:
-        link = self.link
-        if link.closed:
-            raise ProcessLost("local", None, "the link to the root process has closed")
-        link.send(data)
+        self._link_up().send(data)
 
     def send_part(self, node: str, head: bytes, part: bytes) -> None:
-        link = self.link
-        if link.closed:
+        self._link_up().append(head, part)
+
+    def _link_up(self) -> Link:
+        """The link to the root; :class:`ProcessLost` if it has closed."""
+        if self.link.closed:
             raise ProcessLost("local", None, "the link to the root process has closed")
-        link.append(head, part)
+        return self.link
 
     def report_dead_letter(
         self,

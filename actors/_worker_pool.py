@@ -206,7 +206,7 @@ class RootNode(Node):
         slot = self.slots.get(target.node)
         if slot is None or slot.state != "up" or (link := slot.link) is None:
             return False
-        try:  # (encode, inline for the common case: a message plain pickle takes)
+        try:  # (encode, inline for the common case, as dumps does: plain pickle will do)
             payload = _pickle_dumps(message, PICKLE_PROTOCOL)
         except Exception:
             payload = self.encode(message)
@@ -217,11 +217,9 @@ class RootNode(Node):
         if sender is self._last_sender and target is self._last_target:
             head = self._last_head
         else:
-            known = self._heads_out.get((target, None if sender is None else sender.address))
+            known = self.tell_head(target, sender)
             if known is None:
-                known = self.tell_head(target, sender)
-                if known is None:
-                    return self.try_tell(target, payload, sender)
+                return self.try_tell(target, payload, sender)
             head = self._last_head = known
             self._last_target = target
             self._last_sender = sender
@@ -237,9 +235,7 @@ class RootNode(Node):
         slot = self.slots.get(target.node)
         if slot is None or slot.state != "up" or (link := slot.link) is None:
             return False
-        head = self._heads_out.get((target, None if sender is None else sender.address))
-        if head is None:
-            head = self.tell_head(target, sender)
+        head = self.tell_head(target, sender)
         try:
             if head is None:
                 self.send_tell(target.node, target, sender, payload)
@@ -267,22 +263,20 @@ class RootNode(Node):
         return True
 
     def send_bytes(self, node: str, data: bytes) -> None:
-        slot = self.slots.get(node)
-        if slot is None:
-            raise ProcessLost(node, None, "this system has no worker of that name")
-        link = slot.link
-        if link is None or link.closed or slot.state != "up":
-            raise ProcessLost(node, slot.pid, f"it is {slot.state}")
-        link.send(data)
+        self._link_to(node).send(data)
 
     def send_part(self, node: str, head: bytes, part: bytes) -> None:
+        self._link_to(node).append(head, part)
+
+    def _link_to(self, node: str) -> Link:
+        """The link to worker ``node``; :class:`ProcessLost` if it has none up."""
         slot = self.slots.get(node)
         if slot is None:
             raise ProcessLost(node, None, "this system has no worker of that name")
         link = slot.link
         if link is None or link.closed or slot.state != "up":
             raise ProcessLost(node, slot.pid, f"it is {slot.state}")
-        link.append(head, part)
+        return link
 
     def _on_frame(self, slot: WorkerSlot, payload: bytes) -> None:
         if self.on_binary_frame(slot.name, payload):
