@@ -5,10 +5,13 @@ X1
     ``w1`` (``tell`` never yields), then asks it for its count; the clock stops when the
     answer arrives. Baseline: a raw trio socketpair to a child process (started the same
     way, ``trio.lowlevel.open_process`` with the child's end in ``pass_fds``), each
-    message pickled with cloudpickle as the runtime pickles messages, framed (4-byte
+    message pickled with the standard ``pickle`` as the runtime pickles messages (it
+    falls back to cloudpickle only for what pickle cannot carry), framed (4-byte
     length) and queued in an outbox from which one writer task writes everything queued
     with one ``send_all``; the child unpickles and counts every frame and answers the
-    final one with its count. A reference row pickles with the standard ``pickle``.
+    final one with its count. A reference row pickles with cloudpickle; another also
+    writes the queue from the loop once 64 KiB are queued, as the runtime's link does
+    (:class:`EagerOutbox`).
 X2
     5,000 sequential ``await ref.ask(i)`` to an echo actor on ``w1``; asks/s and p50/p99
     latency. Baseline: request/reply of pickled frames over a raw trio socketpair with a
