@@ -302,41 +302,25 @@ class Link:
         self._append_new(head, part)
 
     def _append_new(self, head: bytes, part: bytes) -> None:
-        """:meth:`append` of a part that starts a frame of its own."""
+        """:meth:`append` of a part that starts a frame of its own: sent as a frame (all
+        of :meth:`send`'s checks, and its write at once on a quiet link), then, if it
+        waits whole in the outbox, left open for the parts that follow."""
         if type(head) is not bytes or type(part) is not bytes:
             raise TypeError("a link appends bytes (the head and the part)")
-        if self._closing is not None or self._ending is not None or self._fd < 0:
-            self.send(head + pack_header(len(part)) + part)  # (refused, or queued whole)
-            return
-        queued = self.queued_bytes
-        if queued + 4 + len(part) > self._max_outbox_bytes:  # (no room even as a part)
-            raise LinkFull(self.name, queued, 4 + len(part), self._max_outbox_bytes)
-        if self._open_head is not None:
-            self._seal()
-        size = len(head) + 4 + len(part)
-        if size > self._max_frame:
-            raise FrameTooLarge(self.name, size, self._max_frame, received=False)
-        queued = self._outbox_bytes
-        if queued + size > self._max_outbox_bytes:
-            raise LinkFull(self.name, queued, size, self._max_outbox_bytes)
-        if (
-            not self._direct_pending
-            and not self._outbox
-            and not self._in_flight
-            and self._scope is not None
-        ):
-            self.send(head + pack_header(len(part)) + part)  # (quiet: written at once)
-            return
-        if queued + size > self._flush_at:
-            self._write_now()  # (what was queued before this frame)
-            queued = self._outbox_bytes
-        self._outbox += (b"", b"")  # (placeholders: see _seal)
-        self._outbox_frames += 1
-        self._wakeup.set()
-        self._parts = [head, pack_header(len(part)), part]
-        self._open_head = head
-        self._outbox_bytes = queued + size
-        self._room = self._open_limit = min(FLUSH_AT - size, self._max_outbox_bytes - queued - size)
+        if self._open_head is head:  # (full: its room is what max_outbox_bytes left)
+            queued = self.queued_bytes
+            if queued + 4 + len(part) > self._max_outbox_bytes:
+                raise LinkFull(self.name, queued, 4 + len(part), self._max_outbox_bytes)
+        payload = head + pack_header(len(part)) + part
+        self.send(payload)
+        outbox = self._outbox
+        if outbox and outbox[-1] is payload:
+            outbox[-2] = b""  # (a placeholder: see _seal)
+            self._parts = [payload]
+            self._open_head = head
+            self._room = self._open_limit = min(
+                FLUSH_AT - len(payload), self._max_outbox_bytes - self._outbox_bytes
+            )
 
     def _seal(self) -> None:
         """End the frame that :meth:`append` is filling: its payload joined, its header

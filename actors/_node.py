@@ -468,40 +468,40 @@ class Node(abc.ABC):
         unpack_from = unpack_header
         position = start
         cell = self.resolve(target)
-        if cell is not None and cell.__class__ is ActorCell and not cell._slow:
-            # The common case (an actor of this process, with no hook): each message
-            # decoded as it is cut from the frame, then all accepted at once.
-            decode = self.decode
-            envelopes: list[Envelope] = []
-            refused: list[tuple[bytes, Exception]] = []
-            while end - position >= HEADER_SIZE:
-                (size,) = unpack_from(frame, position)
-                position += HEADER_SIZE
-                stop = position + size
-                if stop > end:
-                    break
-                payload = frame[position:stop]
-                position = stop
-                try:
-                    envelopes.append((decode(payload), sender, None))
-                except Exception as error:
-                    refused.append((payload, error))
-            _check_split(frame, start, position, target)
-            for payload, problem in refused:
-                self._refused(target, sender, payload, problem)
-            cell._accept_many(envelopes, POLICY_IF_FULL)
-            return
-        payloads: list[bytes] = []
+        # The common case (an actor of this process, with no hook): each message is
+        # decoded as it is cut from the frame, then all are accepted at once.
+        fast = cell is not None and cell.__class__ is ActorCell and not cell._slow
+        decode = self.decode
+        envelopes: list[Envelope] = []
+        payloads: list[bytes] = []  # (not fast: cut out, for deliver_tells)
+        refused: list[tuple[bytes, Exception]] = []
         while end - position >= HEADER_SIZE:
             (size,) = unpack_from(frame, position)
             position += HEADER_SIZE
             stop = position + size
             if stop > end:
                 break
-            payloads.append(frame[position:stop])
+            payload = frame[position:stop]
             position = stop
-        _check_split(frame, start, position, target)
-        self.deliver_tells(target, sender, payloads)
+            if not fast:
+                payloads.append(payload)
+                continue
+            try:
+                envelopes.append((decode(payload), sender, None))
+            except Exception as error:
+                refused.append((payload, error))
+        if position != end or position == start:
+            raise ValueError(
+                f"a tell frame of {end} bytes for {target.path} does not split into "
+                "messages (the peer broke the protocol; none of them was delivered)"
+            )
+        if not fast:
+            self.deliver_tells(target, sender, payloads)
+            return
+        for payload, problem in refused:
+            self._refused(target, sender, payload, problem)
+        assert isinstance(cell, ActorCell)  # (fast)
+        cell._accept_many(envelopes, POLICY_IF_FULL)
 
     def _known_head(self, head: bytes) -> tuple[Address, ActorRef | None]:
         """The target and sender that the addresses of a head name (the head of a tell
@@ -892,16 +892,6 @@ class Node(abc.ABC):
         except Exception as error:
             failure = error
         self._send_answer(origin, ask_id, value, failure)
-
-
-def _check_split(frame: bytes, start: int, position: int, target: Address) -> None:
-    """Raise ``ValueError`` if a tell frame's messages (from ``start``) did not end at
-    its end (``position``: where they did), or there were none."""
-    if position != len(frame) or position == start:
-        raise ValueError(
-            f"a tell frame of {len(frame)} bytes for {target.path} does not split into "
-            "messages (the peer broke the protocol; none of them was delivered)"
-        )
 
 
 def _is_placed(cell: Cell) -> bool:

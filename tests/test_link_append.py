@@ -8,20 +8,12 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
+from test_link import never_called, read_to_eof, stream_pair
 
 from actors._link import FLUSH_AT, Link
-from actors._wire import FrameParser, LinkClosed, LinkFull, unpack_header
+from actors._wire import LinkClosed, LinkFull, unpack_header
 
 HEAD = b"T-head"
-
-
-def stream_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
-    a, b = trio.socket.socketpair()
-    return trio.SocketStream(a), trio.SocketStream(b)
-
-
-def never_called(payload: bytes) -> None:
-    raise AssertionError(f"unexpected frame {payload!r}")
 
 
 def split(frame: bytes, head: bytes = HEAD) -> list[bytes]:
@@ -34,15 +26,6 @@ def split(frame: bytes, head: bytes = HEAD) -> list[bytes]:
         position += 4 + size
     assert position == len(frame)
     return parts
-
-
-async def read_to_eof(stream: trio.SocketStream) -> list[bytes]:
-    parser = FrameParser()
-    payloads: list[bytes] = []
-    while data := await stream.receive_some(65536):
-        payloads += parser.feed(data)
-    assert parser.buffered == 0
-    return payloads
 
 
 async def flushed(link: Link, right: trio.SocketStream) -> list[bytes]:
