@@ -496,7 +496,7 @@ class Node(abc.ABC):
                 "messages (the peer broke the protocol; none of them was delivered)"
             )
         if not fast:
-            self.deliver_tells(target, sender, payloads)
+            self.deliver_tells(cell, target, sender, payloads)
             return
         for payload, problem in refused:
             self._refused(target, sender, payload, problem)
@@ -746,15 +746,16 @@ class Node(abc.ABC):
         return cell
 
     def deliver_tell(self, target: Address, sender: ActorRef | None, payload: bytes) -> None:
-        self.deliver_tells(target, sender, [payload])
+        self.deliver_tells(self.resolve(target), target, sender, [payload])
 
     def deliver_tells(
-        self, target: Address, sender: ActorRef | None, payloads: list[bytes]
+        self, cell: Cell | None, target: Address, sender: ActorRef | None, payloads: list[bytes]
     ) -> None:
-        """Messages (pickled) from ``sender`` to ``target``, in order: into the mailbox
-        of an actor of this process, passed on (still pickled) to the process that hosts
-        it, or to dead letters (no such actor; undecodable)."""
-        cell = self.resolve(target)
+        """Messages (pickled) from ``sender`` to ``target`` (whose cell here is ``cell``,
+        from :meth:`resolve`), in order: into the mailbox of an actor of this process,
+        passed on (still pickled) to the process that hosts it, or to dead letters (no
+        such actor; undecodable). (:meth:`on_tell_frame` takes a faster way for an
+        actor of this process with no delivery hook.)"""
         if cell is None:
             for payload in payloads:
                 self._undelivered(payload, sender, target, DeadLetterReason.NO_SUCH_ACTOR)
@@ -768,20 +769,9 @@ class Node(abc.ABC):
             for payload in payloads:
                 cell.offer(Encoded(payload, "message"), sender, False, "tell")
             return
-        decode = self.decode
-        if cell.__class__ is ActorCell and not cell._slow:
-            # (what offer does in the system's thread, with no hook and no copy to make)
-            envelopes: list[Envelope] = []
-            for payload in payloads:
-                try:
-                    envelopes.append((decode(payload), sender, None))
-                except Exception as error:
-                    self._refused(target, sender, payload, error)
-            cell._accept_many(envelopes, POLICY_IF_FULL)
-            return
         for payload in payloads:
             try:
-                message = decode(payload)
+                message = self.decode(payload)
             except Exception as error:
                 self._refused(target, sender, payload, error)
                 continue
