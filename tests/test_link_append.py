@@ -5,6 +5,8 @@ leaving to the writer what the socket does not take. At real AF_UNIX sockets."""
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 import trio
 import trio.testing
@@ -79,10 +81,12 @@ async def test_a_frame_takes_parts_up_to_flush_at_bytes() -> None:
 async def test_a_sender_that_never_yields_writes_from_its_own_task() -> None:
     left, right = stream_pair()
     link = Link(left, name="w")
+    # (room in the socket for all the loop writes, whatever the system's default)
+    left.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1024 * 1024)
     async with right, trio.open_nursery() as nursery:
         nursery.start_soon(link.run, never_called)
         await trio.testing.wait_all_tasks_blocked()  # (the writer waits for work)
-        parts = [i.to_bytes(4, "big") * 25 for i in range(3 * FLUSH_AT // 100)]
+        parts = [i.to_bytes(4, "big") * 25 for i in range(5 * FLUSH_AT // 200)]
         for part in parts:  # (no checkpoint: the writer task cannot run)
             link.append(HEAD, part)
         # The first part went at once (the link was quiet); then every FLUSH_AT bytes
