@@ -66,6 +66,16 @@ FORWARD: Final = "forward"
 PUBLISH: Final = "publish"
 
 
+def take_answer(reply: Reply) -> Any:
+    """The answer an ask's caller gets once its reply slot is settled: the value, or the
+    error raised. The slot keeps neither (the deadline heap may hold it a while longer)."""
+    error, value = reply.error, reply.value
+    reply.error = reply.value = reply.message = None
+    if error is not None:
+        raise error
+    return value
+
+
 class DeliveryHook(Protocol):
     """Sees every message on its way into a mailbox through the seam (installed with
     ``ActorSystem._add_delivery_hook``): delivery tracing and the testkit's fault
@@ -234,12 +244,7 @@ class Delivery(MailboxOps):
             await _wait_task_rescheduled(reply.abort)
         else:  # answered while it was delivered (a delivery hook refused it at once)
             await trio.lowlevel.cancel_shielded_checkpoint()
-        error, value = reply.error, reply.value
-        # The deadline heap may hold the reply a while longer: keep nothing alive in it.
-        reply.error = reply.value = reply.message = None
-        if error is not None:
-            raise error
-        return value
+        return take_answer(reply)
 
     def _copy_message(self, message: Any) -> Any:
         """What a delivery under ``roundtrip_messages`` enqueues: a copy of ``message``

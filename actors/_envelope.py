@@ -101,7 +101,16 @@ class RemoteReply(Reply):
         sender: ActorRef | None,
         answered: Callable[[RemoteReply], None],
     ) -> None:
-        super().__init__(REMOTE_ASKER, path, message, timeout, sender)  # type: ignore[arg-type]
+        # (Reply.__init__, inline: one call less for every ask from another process)
+        self.task = REMOTE_ASKER  # type: ignore[assignment]
+        self.sender = sender
+        self.path = path
+        self.message = message
+        self.timeout = timeout
+        self.value = None
+        self.error = None
+        self.unhandled = False
+        self.parked = False
         self.answered = answered
 
 

@@ -22,7 +22,10 @@ Latency, reading: after handing over the frames of what it read, the reader lets
 tasks they woke run (:data:`READER_YIELDS` checkpoints) before it reads again, so an
 actor asked a question answers (and writes its answer) before the reader pays for
 waiting on the socket again (a ``recv`` that finds nothing, a registration with the
-I/O poller); in a request and its reply, that cost is off the path of both.
+I/O poller); in a request and its reply, that cost is off the path of both. On a socket,
+the reader reads with ``os.read`` and, after a read that did not fill its buffer (the peer
+had nothing more to say), waits for the socket to be readable before it reads again,
+rather than first trying a read that finds nothing (:meth:`Link._receive_fd`).
 
 Latency, writing: a frame sent when the link is quiet (nothing queued or being written,
 and the last frame written directly has been answered since: a frame came in, or the
@@ -54,6 +57,9 @@ from ._wire import (
 )
 
 link_log: Final = logging.getLogger("actors.link")
+
+_wait_readable: Final = trio.lowlevel.wait_readable
+_checkpoint: Final = trio.lowlevel.checkpoint
 
 RECEIVE_SIZE: Final = 64 * 1024
 """Bytes asked of the stream per read."""
@@ -149,6 +155,7 @@ class Link:
         "_started",
         "_stream",
         "_stream_closed",
+        "_wait_first",
         "_wakeup",
         "bytes_sent",
         "frames_received",
@@ -204,6 +211,7 @@ class Link:
         # socket's descriptor, and whether a direct write waits for an answer.
         self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
         self._direct_pending = False
+        self._wait_first = False  # (see _receive_fd)
 
     def __repr__(self) -> str:
         state = (
@@ -465,7 +473,7 @@ class Link:
 
     async def _read(self, on_frame: Callable[[bytes], None]) -> None:
         parser = FrameParser(self._max_frame, self.name)
-        receive_some = self._stream.receive_some
+        receive_some = self._receive_fd if self._fd >= 0 else self._stream.receive_some
         while True:
             try:
                 data = await receive_some(RECEIVE_SIZE)
@@ -502,6 +510,29 @@ class Link:
             if payloads:  # (let the tasks they woke run first: see the module docs)
                 for _ in range(READER_YIELDS):
                     await trio.lowlevel.checkpoint()
+
+    async def _receive_fd(self, size: int) -> bytes:
+        """The stream's ``receive_some`` for a socket, read with ``os.read``: after a
+        read that did not fill ``size`` (the peer had nothing more to say), wait until
+        the socket is readable before reading, rather than first trying a read that
+        finds nothing; after a full read, read at once (there is likely more). Errors as
+        ``receive_some``'s: ``BrokenResourceError`` with the OS error as its cause, or
+        ``ClosedResourceError``."""
+        fd = self._fd
+        if self._wait_first:
+            await _wait_readable(fd)
+        else:
+            await _checkpoint()
+        while True:
+            try:
+                data = os.read(fd, size)
+            except BlockingIOError:
+                await _wait_readable(fd)
+                continue
+            except OSError as error:
+                raise trio.BrokenResourceError(f"reading link {self.name}") from error
+            self._wait_first = len(data) < size
+            return data
 
     async def _write(self) -> None:
         send_all = self._stream.send_all

@@ -130,10 +130,15 @@ def encode_message(message: Any) -> bytes:
     """``message`` pickled for another process (:func:`dumps`);
     :class:`UnpicklableMessage` naming its type if it cannot be, :class:`FrameTooLarge`
     if it is too large for a frame (nothing is sent either way)."""
-    try:
-        payload = dumps(message)
-    except Exception as error:
-        raise UnpicklableMessage(message, error, crossing=True) from error
+    try:  # (dumps, inline for the common case: the path of every message that crosses)
+        payload = _pickle_dumps(message, PICKLE_PROTOCOL)
+    except Exception:
+        payload = _cloudpickled(message)
+    else:
+        if len(payload) <= SHORTEST_MAIN:
+            return payload
+        if payload.find(b"__main__") >= 0:
+            payload = _cloudpickled(message)
     if len(payload) > MAX_MESSAGE:
         cls = type(message)
         raise FrameTooLarge(
@@ -143,6 +148,15 @@ def encode_message(message: Any) -> bytes:
             received=False,
         )
     return payload
+
+
+def _cloudpickled(message: Any) -> bytes:
+    """``message`` pickled by cloudpickle (see :func:`dumps`), or
+    :class:`UnpicklableMessage` naming its type."""
+    try:
+        return _dumps(message, protocol=PICKLE_PROTOCOL)
+    except Exception as error:
+        raise UnpicklableMessage(message, error, crossing=True) from error
 
 
 class Encoded:
@@ -336,7 +350,10 @@ class Node(abc.ABC):
     def encode(self, message: Any) -> bytes:
         """``message`` as it crosses (at the call: :class:`UnpicklableMessage` or the
         codec's own ``TypeError`` if it cannot, :class:`FrameTooLarge` if too large)."""
-        return payload_of(message)
+        if message.__class__ is Encoded:
+            payload: bytes = message.payload
+            return payload
+        return encode_message(message)
 
     decode: Callable[[bytes], Any] = staticmethod(_loads)
     """``decode(payload)``: a message (or an answer's value) that crossed; raises if it
@@ -547,7 +564,9 @@ class Node(abc.ABC):
     def on_ask_frame(self, origin: str, frame: bytes) -> None:
         """An ask frame (:meth:`ask_frame`) received from the node ``origin``."""
         start = 3 + int.from_bytes(frame[1:3], "big")
-        target, sender = self._known_head(frame[3:start])
+        head = frame[3:start]
+        known = self._heads_in.get(head)  # (_known_head's common case, inline)
+        target, sender = self._known_head(head) if known is None else known
         ask_id, timeout = _ask_numbers.unpack_from(frame, start)
         payload = frame[start + _ask_numbers.size :]
         self.deliver_ask(origin, ask_id, target, sender, payload, timeout)
@@ -803,8 +822,10 @@ class Node(abc.ABC):
         payload: bytes,
         timeout: float,
     ) -> None:
-        cell = self.resolve(target)
-        if isinstance(cell, ActorCell) and not _is_placed(cell):
+        cell = self._resolved.get(target)  # (resolve's common case, inline)
+        if cell is None or cell.is_dead():
+            cell = self.resolve(target)
+        if cell.__class__ is ActorCell or (isinstance(cell, ActorCell) and not _is_placed(cell)):
             # An actor of this process: the question goes into its mailbox with a reply
             # slot that sends the answer back when it is given (no task per ask).
             try:
@@ -844,8 +865,8 @@ class Node(abc.ABC):
             cls = type(error)
             described = (f"{cls.__module__}.{cls.__qualname__}", str(error))
         with contextlib.suppress(ActorError):  # (else its process is gone: nobody waits)
-            if error is None:
-                self.send_bytes(origin, self.reply_frame(ask_id, answer))
+            if error is None:  # (reply_frame, inline)
+                self.send_bytes(origin, REPLY + _reply_number.pack(ask_id) + answer)
             else:
                 self.send_frame(origin, ("reply", ask_id, False, answer, described))
 

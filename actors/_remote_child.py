@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import functools
+import math
 import threading
 from typing import TYPE_CHECKING, Any, Final
 
@@ -38,8 +39,10 @@ import trio
 
 from ._actor import Actor
 from ._address import Address
+from ._ask_deadlines import check_timeout
 from ._cell import ActorCell
 from ._cell_state import DEAD, FAIL, RUNNING
+from ._delivery import take_answer
 from ._envelope import ASK, Envelope, Reply
 from ._errors import ActorDead, ActorError, ActorInitializationError, ProcessLost
 from ._messages import DeadLetterReason
@@ -52,6 +55,12 @@ if TYPE_CHECKING:
     from ._reply_later import ReplyHandle
     from ._system import ActorSystem
     from ._worker_pool import RootNode
+
+_get_ident: Final = threading.get_ident
+_current_task: Final = trio.lowlevel.current_task
+_reschedule: Final = trio.lowlevel.reschedule
+_wait_task_rescheduled: Final = trio.lowlevel.wait_task_rescheduled
+_checkpoint_if_cancelled: Final = trio.lowlevel.checkpoint_if_cancelled
 
 
 class Remote(enum.IntEnum):
@@ -120,9 +129,17 @@ class SlotAsk:
         self.slot = slot
 
     def settle(self, value: Any, error: BaseException | None) -> bool:
-        if self.slot.task is None:
+        slot = self.slot
+        task = slot.task
+        if task is None:
             return False  # its caller gave up: a late answer
-        self.cell._complete(self.slot, value, error)
+        if slot.parked and slot.__class__ is Reply:  # (_complete, inline: a waiting task)
+            slot.task = None
+            slot.value = value
+            slot.error = error
+            _reschedule(task)
+        else:
+            self.cell._complete(slot, value, error)
         return True
 
 
@@ -148,8 +165,6 @@ class Placed(Actor):
 
 
 _PLACED: Final = Placed
-
-_get_ident: Final = threading.get_ident
 
 START_ATTEMPTS: Final = 3
 """How many processes a start is tried on when the process is lost during it."""
@@ -261,6 +276,30 @@ class RemoteChildCell(ActorCell):
         ):
             return
         super().tell(message, sender)
+
+    async def ask(self, message: Any, timeout: float | None, sender: ActorRef | None) -> Any:
+        """``ActorRef.ask``. The fast path, as :meth:`tell`'s (no delivery hook, nothing
+        ahead, the link to the worker up): the question is pickled and sent from the
+        caller's task, with no copy wrapper and no delivery seam, and the caller waits
+        for the answer as any asker does (cancelled: a late answer is a dead letter).
+        Else ``ActorCell.ask``, which ends in :meth:`_accept` below."""
+        if self.system._delivery_hooks or self._thread != _get_ident() or not self._nothing_ahead():
+            return await super().ask(message, timeout, sender)
+        await _checkpoint_if_cancelled()  # cancelled: nothing is sent
+        system = self.system
+        if timeout is None:
+            timeout = system.settings.ask_timeout
+        elif timeout.__class__ is not float or not timeout > 0:
+            timeout = check_timeout(timeout)  # (an int, or an error to raise)
+        root = self._root
+        reply = Reply(_current_task(), self.ref.path, message, timeout, sender)
+        if not root.try_ask(self, root.encode(message), sender, reply):
+            return await super().ask(message, timeout, sender)  # (the link is down)
+        if timeout != math.inf:
+            system._ask_deadlines.add(trio.current_time() + timeout, reply)
+        reply.parked = True
+        await _wait_task_rescheduled(reply.abort)
+        return take_answer(reply)
 
     def _accept(self, envelope: Envelope, on_full: int) -> None:
         """Where a delivery ends (after the delivery hooks): passed on to the worker at

@@ -193,6 +193,11 @@ class FrameParser:
         if self._broken is not None:
             raise self._broken
         buffer = self._buffer
+        if not buffer and data.__class__ is bytes and len(data) >= HEADER_SIZE:
+            # The common case of a request or its reply: exactly one frame.
+            (size,) = _header.unpack_from(data)
+            if size + HEADER_SIZE == len(data) and size <= self._max_frame:
+                return [data[HEADER_SIZE:]]
         source: bytes | bytearray
         if buffer:
             buffer += data

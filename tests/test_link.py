@@ -7,6 +7,7 @@ callback, by cancellation) and what it logs."""
 from __future__ import annotations
 
 import logging
+import os
 import random
 from collections.abc import Callable
 
@@ -426,3 +427,66 @@ async def test_a_base_exception_from_on_frame_propagates_out_of_run() -> None:
     with pytest.raises(LinkClosed) as refused:
         link.send(b"after")
     assert str(refused.value) == "link w closed: run() was interrupted (Interrupt: stop)"
+
+
+async def test_a_peer_that_resets_the_connection_closed_the_link() -> None:
+    # The peer closes its socket without reading what we sent: the OS resets the
+    # connection, and the read after the data it did send fails with ECONNRESET.
+    left, right = stream_pair()
+    link = Link(left, name="w")
+    calls: list[bytes] = []
+    runner = Runner()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(runner, link, calls.append)
+        link.send(b"never read")
+        await trio.testing.wait_all_tasks_blocked()
+        await right.send_all(frame(b"last words"))
+        await right.aclose()
+    assert calls == [b"last words"]
+    assert runner.result is not None
+    assert runner.result.reason == "peer closed the link"
+    assert isinstance(runner.result.__cause__, trio.BrokenResourceError)
+    assert isinstance(runner.result.__cause__.__cause__, ConnectionResetError)
+
+
+async def test_the_reader_waits_for_a_socket_after_a_short_read_rather_than_reading_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Requests and replies: after a read that did not fill its buffer, the reader waits
+    # until the socket is readable, so no read of the link's socket finds nothing; a
+    # frame larger than one read still arrives whole, read at once piece after piece.
+    left, right = stream_pair()
+    link = Link(left, name="w")
+    fd = left.socket.fileno()
+    reads: list[int] = []
+    empty: list[int] = []
+    real_read = os.read
+
+    def read(descriptor: int, size: int) -> bytes:
+        if descriptor != fd:
+            return real_read(descriptor, size)
+        try:
+            data = real_read(descriptor, size)
+        except BlockingIOError:
+            empty.append(descriptor)
+            raise
+        reads.append(len(data))
+        return data
+
+    monkeypatch.setattr(os, "read", read)
+    got: list[bytes] = []
+    big = bytes(range(256)) * 1024  # 256 KiB: several reads
+    async with right, trio.open_nursery() as nursery:
+        nursery.start_soon(link.run, got.append)
+        for i in range(50):
+            await right.send_all(frame(b"request %d" % i))
+            await trio.testing.wait_all_tasks_blocked()
+            assert got[-1] == b"request %d" % i
+        await right.send_all(frame(big))
+        await trio.testing.wait_all_tasks_blocked()
+        link.close()
+    assert got[-1] == big
+    assert len(got) == 51
+    assert empty == []
+    assert reads[:50] == [len(frame(b"request %d" % i)) for i in range(50)]
+    assert sum(reads) == sum(len(frame(p)) for p in got)

@@ -10,6 +10,7 @@ The actor classes placed on workers live in ``worker_actors.py`` (importable the
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from worker_actors import Boss, CustomError, Get, Peer, Recorder, Sink, Watcher
 
 import actors
 import supervision as sv
+from actors._remote_child import RemoteChildCell
+from actors.testing import FaultInjector, MessageTrace
 
 LIMIT = 30  # seconds: a bound on waits for other processes, never an expectation
 
@@ -126,6 +129,69 @@ async def test_ask_timeout_names_the_type_of_the_message() -> None:
                 await slow.ask(("block", "gate", sink), timeout=0.5)
             await opener.ask(("open", "gate"))
         assert str(caught.value) == "no reply from /user/slow within 0.5 s to tuple"
+
+
+@pytest.mark.workers
+async def test_an_ask_from_the_root_goes_straight_to_the_worker_with_the_same_semantics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # With nothing queued ahead and no delivery hook, an ask skips the delivery seam
+    # (RemoteChildCell.ask): checked by recording what reaches the cell's _accept, where
+    # the seam ends. Order with tells, argument checks, errors at the call, a cancelled
+    # caller, and a delivery hook (which then sees the ask) behave as for any ask.
+    accepted: list[Any] = []
+    accept = RemoteChildCell._accept
+
+    def recording(cell: RemoteChildCell, envelope: Any, on_full: int) -> None:
+        accepted.append(envelope[0])
+        accept(cell, envelope, on_full)
+
+    monkeypatch.setattr(RemoteChildCell, "_accept", recording)
+    recorder = Recorder()
+    with trio.fail_after(LIMIT):
+        async with actors.open_system("ask-straight", workers=1) as system:
+            sink = system.spawn(Sink, recorder, name="sink")
+            system.events.subscribe(sink, actors.DeadLetter)
+            ref = system.spawn(Peer, tag="p", name="p", placement=actors.OnWorker("w1"))
+            opener = system.spawn(Peer, name="opener", placement=actors.OnWorker("w1"))
+            assert await ref.ask("n") == 0
+            accepted.clear()  # (what the cell took while its instance started)
+            answers = []
+            for tells in (1, 0, 2, 3):
+                for _ in range(tells):
+                    ref.tell("inc")
+                answers.append(await ref.ask("inc"))
+            assert answers == [2, 3, 6, 10]  # every tell before it was counted first
+            assert await ref.ask("n", timeout=5) == 10  # (an int timeout)
+            with pytest.raises(ValueError, match="ask timeout must be > 0 seconds"):
+                await ref.ask("n", timeout=0)
+            with pytest.raises(TypeError, match="ask timeout must be a number of seconds"):
+                await ref.ask("n", timeout="1")  # type: ignore[arg-type]
+            with pytest.raises(actors.UnpicklableMessage, match=r"_thread\.lock"):
+                await ref.ask(("a lock", threading.Lock()))
+            with pytest.raises(RuntimeError, match="p told to fail"):
+                await ref.ask("fail")
+            assert accepted == []
+
+            # A caller cancelled while it waits: the late answer is a dead letter.
+            with trio.move_on_after(0.5) as waiting:
+                await ref.ask(("block", "gate", sink))
+            assert waiting.cancelled_caught
+            await opener.ask(("open", "gate"))
+            expired = await recorder.wait_for(
+                lambda got: any(isinstance(m, actors.DeadLetter) for m in got)
+            )
+            [letter] = [m for m in expired if isinstance(m, actors.DeadLetter)]
+            assert letter.reason is actors.DeadLetterReason.ASK_EXPIRED
+            assert accepted == []
+
+            # A delivery hook sees every delivery: the ask goes through the seam.
+            faults = FaultInjector(seed=1)
+            faults.install(system)
+            trace = MessageTrace.attach(faults)
+            assert await ref.ask("n") == 10
+            assert [(e.kind, e.recipient) for e in trace.entries] == [("ask", "/user/p@w1")]
+            assert len(accepted) == 1
 
 
 # -- 2. refs: senders, refs inside messages, children of remote actors -----------------------
