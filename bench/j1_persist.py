@@ -488,40 +488,54 @@ async def raw_trio_group_commit(actor_count: int, per_actor: int) -> float:
     queued in one transaction in ``trio.to_thread`` (natural group commit, no actors,
     no serializer, no journal)."""
     async with raw_sqlite() as conn:
-        send, receive = trio.open_memory_channel[tuple[tuple[Any, ...], trio.Event]](math.inf)
 
         def commit(rows: list[tuple[Any, ...]]) -> None:
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(INSERT_SQLITE, rows)
             conn.execute("COMMIT")
 
-        async def writer() -> None:
-            async for first in receive:
-                group = [first]
-                while True:
-                    try:
-                        group.append(receive.receive_nowait())
-                    except trio.WouldBlock:
-                        break
-                await trio.to_thread.run_sync(commit, [row for row, _ in group])
-                for _, done in group:
-                    done.set()
+        return await tasks_through_one_writer(commit, actor_count, per_actor, event_row)
 
-        async def task(pid: str) -> None:
-            for seq in range(1, per_actor + 1):
-                done = trio.Event()
-                send.send_nowait((event_row(pid, seq, seq - 1), done))
-                await done.wait()
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(writer)
-            start = time.perf_counter()
-            async with trio.open_nursery() as tasks:
-                for a in range(actor_count):
-                    tasks.start_soon(task, f"w{a}")
-            elapsed = time.perf_counter() - start
-            send.close()
-        return elapsed
+async def tasks_through_one_writer(
+    commit: Callable[[list[tuple[Any, ...]]], None],
+    actor_count: int,
+    per_actor: int,
+    make_row: Callable[[str, int, int], tuple[Any, ...]],
+) -> float:
+    """The seconds ``actor_count`` plain trio tasks take to store ``per_actor`` rows each
+    (``make_row(pid, seq, value)``), awaiting each one, through one writer task that
+    hands whatever is queued to ``commit`` in ``trio.to_thread``: the raw trio group
+    commit."""
+    send, receive = trio.open_memory_channel[tuple[tuple[Any, ...], trio.Event]](math.inf)
+
+    async def writer() -> None:
+        async for first in receive:
+            group = [first]
+            while True:
+                try:
+                    group.append(receive.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            await trio.to_thread.run_sync(commit, [row for row, _ in group])
+            for _, done in group:
+                done.set()
+
+    async def task(pid: str) -> None:
+        for seq in range(1, per_actor + 1):
+            done = trio.Event()
+            send.send_nowait((make_row(pid, seq, seq - 1), done))
+            await done.wait()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(writer)
+        start = time.perf_counter()
+        async with trio.open_nursery() as tasks:
+            for a in range(actor_count):
+                tasks.start_soon(task, f"w{a}")
+        elapsed = time.perf_counter() - start
+        send.close()
+    return elapsed
 
 
 # -- measurements: PostgreSQL baselines ---------------------------------------------------
@@ -579,48 +593,86 @@ async def raw_pg_insert_per_row(
         return time.perf_counter() - start
 
 
+def pg_group_commit(
+    conn: psycopg.Connection[Any], schema: str
+) -> Callable[[list[tuple[Any, ...]]], None]:
+    """``commit(rows)``: one transaction storing PostgreSQL rows (:func:`pg_row`) the way
+    the journal stores a group: ``BEGIN``; one read of the highest seqs of the rows' ids;
+    the offsets drawn with ``nextval`` over ``generate_series``; the rows by ``COPY``;
+    ``COMMIT``."""
+    from psycopg import sql
+
+    events = sql.Identifier(schema, "events")
+    highest = sql.SQL(
+        "SELECT p, (SELECT max(seq) FROM {} WHERE persistence_id = p), "
+        "(SELECT highest_seq FROM {} WHERE persistence_id = p) "
+        "FROM unnest(%s::text[]) AS p"
+    ).format(events, sql.Identifier(schema, "journal_metadata"))
+    draw = sql.SQL(
+        "SELECT nextval(pg_get_serial_sequence(format('%%I.%%I', %s::text, 'events'), "
+        "'event_offset')) FROM generate_series(1, %s)"
+    )
+    copy_in = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        events, sql.SQL(", ").join(map(sql.Identifier, EVENT_COLUMNS))
+    )
+    execute = conn.execute
+
+    def commit(chunk: list[tuple[Any, ...]]) -> None:
+        execute("BEGIN")
+        execute(highest, (list({row[0] for row in chunk}),)).fetchall()
+        drawn = execute(draw, (schema, len(chunk))).fetchall()
+        offsets = sorted(int(offset) for (offset,) in drawn)
+        with conn.cursor() as cursor, cursor.copy(copy_in) as copy:
+            write_row = copy.write_row
+            for offset, row in zip(offsets, chunk, strict=True):
+                write_row((offset, *row))
+        execute("COMMIT")
+
+    return commit
+
+
+def pg_count(conn: psycopg.Connection[Any], schema: str) -> int:
+    from psycopg import sql
+
+    counted = conn.execute(
+        sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, "events"))
+    ).fetchone()
+    assert counted is not None
+    return int(counted[0])
+
+
 async def raw_pg_same_batching(
     dsn: str, actor_count: int, per_actor: int, stats: ManyStats
 ) -> float:
-    """(b) PostgreSQL baseline: the same rows in transactions of the batch size the group
-    commit achieved in the previous actors run, each stored the way the journal stores a
-    group: ``BEGIN``; one read of the highest seqs of the batch's ids; the offsets drawn
-    with ``nextval`` over ``generate_series``; the rows by ``COPY``; ``COMMIT``."""
-    from psycopg import sql
-
+    """(b) PostgreSQL baseline: the same rows, made before the clock starts, stored in
+    transactions of the batch size the group commit achieved in the previous actors run,
+    each as the journal stores a group (:func:`pg_group_commit`), one after the other
+    from the trio thread."""
     batch = stats.last_batch()
     async with raw_postgres(dsn) as (conn, schema):
-        events = sql.Identifier(schema, "events")
-        highest = sql.SQL(
-            "SELECT p, (SELECT max(seq) FROM {} WHERE persistence_id = p), "
-            "(SELECT highest_seq FROM {} WHERE persistence_id = p) "
-            "FROM unnest(%s::text[]) AS p"
-        ).format(events, sql.Identifier(schema, "journal_metadata"))
-        draw = sql.SQL(
-            "SELECT nextval(pg_get_serial_sequence(format('%%I.%%I', %s::text, 'events'), "
-            "'event_offset')) FROM generate_series(1, %s)"
-        )
-        copy_in = sql.SQL("COPY {} ({}) FROM STDIN").format(
-            events, sql.SQL(", ").join(map(sql.Identifier, EVENT_COLUMNS))
-        )
+        commit = pg_group_commit(conn, schema)
         rows = [pg_row(row) for row in round_robin_rows(actor_count, per_actor)]
-        execute = conn.execute
         start = time.perf_counter()
         for first in range(0, len(rows), batch):
-            chunk = rows[first : first + batch]
-            execute("BEGIN")
-            execute(highest, (list({row[0] for row in chunk}),)).fetchall()
-            drawn = execute(draw, (schema, len(chunk))).fetchall()
-            offsets = sorted(int(offset) for (offset,) in drawn)
-            with conn.cursor() as cursor, cursor.copy(copy_in) as copy:
-                write_row = copy.write_row
-                for offset, row in zip(offsets, chunk, strict=True):
-                    write_row((offset, *row))
-            execute("COMMIT")
+            commit(rows[first : first + batch])
         elapsed = time.perf_counter() - start
-        counted = execute(sql.SQL("SELECT count(*) FROM {}").format(events)).fetchone()
-    assert counted is not None
-    assert counted[0] == len(rows), (counted[0], len(rows))
+        assert pg_count(conn, schema) == len(rows)
+    return elapsed
+
+
+async def raw_trio_pg_group_commit(dsn: str, actor_count: int, per_actor: int) -> float:
+    """(b) reference: what raw trio reaches with that batching, as
+    :func:`raw_trio_group_commit` for SQLite: ``actor_count`` plain trio tasks, each
+    making its rows and awaiting their commit one by one, through one writer task that
+    stores whatever is queued with :func:`pg_group_commit` in ``trio.to_thread``."""
+    async with raw_postgres(dsn) as (conn, schema):
+        commit = pg_group_commit(conn, schema)
+
+        def make_row(pid: str, seq: int, value: int) -> tuple[Any, ...]:
+            return pg_row(event_row(pid, seq, value))
+
+        elapsed = await tasks_through_one_writer(commit, actor_count, per_actor, make_row)
+        assert pg_count(conn, schema) == actor_count * per_actor
     return elapsed
 
 
@@ -760,13 +812,16 @@ def measure_postgres(sizes: Sizes, dsn: str, where: str) -> tuple[list[Row], dic
     actor_rate, thread_rate, raw_rate = (single / s for s in (actor_s, thread_s, raw_s))
     stats = ManyStats()
     count, per = sizes.pg_actors, sizes.pg_per_actor
-    many_s, same_s, per_row_s = best_seconds(
+    many_s, same_s, trio_s, per_row_s = best_seconds(
         functools.partial(actors_many, opener, count, per, stats),
         functools.partial(raw_pg_same_batching, dsn, count, per, stats),
+        functools.partial(raw_trio_pg_group_commit, dsn, count, per),
         functools.partial(raw_pg_insert_per_row, dsn, count, per, stats),
     )
     events = count * per
-    many_rate, same_rate, per_row_rate = (events / s for s in (many_s, same_s, per_row_s))
+    many_rate, same_rate, trio_rate, per_row_rate = (
+        events / s for s in (many_s, same_s, trio_s, per_row_s)
+    )
     best_stats = group_stats(stats, many_s)
     batches = f" (batches of {round(best_stats['batch'])})"
     ratio_a = actor_rate / thread_rate
@@ -806,6 +861,12 @@ def measure_postgres(sizes: Sizes, dsn: str, where: str) -> tuple[list[Row], dic
             ratio_b >= TARGET_PG_MANY_RATIO,
         ),
         reference(
+            "J1b PostgreSQL (vs raw trio tasks through one writer, that same batching)",
+            many_fmt,
+            fmt_rate(trio_rate, "events/s"),
+            many_rate / trio_rate,
+        ),
+        reference(
             "J1b PostgreSQL (vs raw psycopg, one INSERT per row)",
             many_fmt,
             fmt_rate(per_row_rate, "events/s") + batches,
@@ -824,6 +885,7 @@ def measure_postgres(sizes: Sizes, dsn: str, where: str) -> tuple[list[Row], dic
         "pg_many_group_commit": best_stats,
         "pg_many_all_runs": stats.runs,
         "pg_raw_same_batching_events_per_s": same_rate,
+        "pg_raw_trio_group_commit_events_per_s": trio_rate,
         "pg_raw_insert_per_row_events_per_s": per_row_rate,
     }
     return rows, data
