@@ -81,7 +81,17 @@ from typing import TYPE_CHECKING, Any, Final
 
 import trio
 import trio.testing
-from _common import Latch, Result, Row, best_seconds, fmt_rate, fmt_ratio, main, yes_no
+from _common import (
+    Latch,
+    Result,
+    Row,
+    best_seconds,
+    fmt_rate,
+    fmt_ratio,
+    main,
+    start_clock,
+    yes_no,
+)
 
 import actors
 from actors.persistence import Journal, Persistence, PersistentActor, open_sqlite_journal
@@ -332,7 +342,7 @@ async def actors_single(open_journal: OpenJournal, events: int) -> float:
             ref = system.spawn(Writer, "single")
             await ref.ask("ready")  # recovered and started
             await trio.testing.wait_all_tasks_blocked()
-            start = time.perf_counter()
+            start = start_clock()
             count = await ref.ask(("run", events), timeout=math.inf)
             elapsed = time.perf_counter() - start
     assert count == events, count
@@ -365,7 +375,7 @@ async def actors_many(
                 await ref.ask("ready")
             await trio.testing.wait_all_tasks_blocked()
             transactions, ops = journal_counters(journal)
-            start = time.perf_counter()
+            start = start_clock()
             for ref in refs:
                 ref.tell(("run", per_actor))
             await latch.done.wait()
@@ -398,7 +408,7 @@ async def raw_fsync(events: int) -> float:
     with temp_dir() as directory:
         fd = os.open(directory / "raw.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
-            start = time.perf_counter()
+            start = start_clock()
             for _ in range(events):
                 os.write(fd, RAW_RECORD)
                 os.fsync(fd)
@@ -413,7 +423,7 @@ async def raw_sqlite_single(events: int) -> float:
     async with raw_sqlite() as conn:
         rows = [event_row("single", seq, seq - 1) for seq in range(1, events + 1)]
         execute = conn.execute
-        start = time.perf_counter()
+        start = start_clock()
         for row in rows:
             execute("BEGIN IMMEDIATE")
             execute(INSERT_SQLITE, row)
@@ -432,7 +442,7 @@ async def raw_sqlite_single_in_thread(events: int) -> float:
             conn.execute(INSERT_SQLITE, row)
             conn.execute("COMMIT")
 
-        start = time.perf_counter()
+        start = start_clock()
         for row in rows:
             await trio.to_thread.run_sync(commit, row)
         return time.perf_counter() - start
@@ -445,7 +455,7 @@ async def raw_sqlite_batched(actor_count: int, per_actor: int, stats: ManyStats)
     async with raw_sqlite() as conn:
         rows = round_robin_rows(actor_count, per_actor)
         execute = conn.execute
-        start = time.perf_counter()
+        start = start_clock()
         for first in range(0, len(rows), batch):
             execute("BEGIN IMMEDIATE")
             for row in rows[first : first + batch]:
@@ -466,7 +476,7 @@ async def raw_sqlite_journal_statements(
         rows = round_robin_rows(actor_count, per_actor)
         execute = conn.execute
         executemany = conn.executemany
-        start = time.perf_counter()
+        start = start_clock()
         for first in range(0, len(rows), batch):
             chunk = rows[first : first + batch]
             execute("BEGIN IMMEDIATE")
@@ -529,7 +539,7 @@ async def tasks_through_one_writer(
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(writer)
-        start = time.perf_counter()
+        start = start_clock()
         async with trio.open_nursery() as tasks:
             for a in range(actor_count):
                 tasks.start_soon(task, f"w{a}")
@@ -548,7 +558,7 @@ async def raw_pg_single(dsn: str, events: int) -> float:
         insert = pg_insert(schema)
         rows = [pg_row(event_row("single", seq, seq - 1)) for seq in range(1, events + 1)]
         execute = conn.execute
-        start = time.perf_counter()
+        start = start_clock()
         for row in rows:
             execute("BEGIN")
             execute(insert, row).fetchone()
@@ -568,7 +578,7 @@ async def raw_pg_single_in_thread(dsn: str, events: int) -> float:
             conn.execute(insert, row).fetchone()
             conn.execute("COMMIT")
 
-        start = time.perf_counter()
+        start = start_clock()
         for row in rows:
             await trio.to_thread.run_sync(commit, row)
         return time.perf_counter() - start
@@ -584,7 +594,7 @@ async def raw_pg_insert_per_row(
         insert = pg_insert(schema)
         rows = [pg_row(row) for row in round_robin_rows(actor_count, per_actor)]
         execute = conn.execute
-        start = time.perf_counter()
+        start = start_clock()
         for first in range(0, len(rows), batch):
             execute("BEGIN")
             for row in rows[first : first + batch]:
@@ -652,7 +662,7 @@ async def raw_pg_same_batching(
     async with raw_postgres(dsn) as (conn, schema):
         commit = pg_group_commit(conn, schema)
         rows = [pg_row(row) for row in round_robin_rows(actor_count, per_actor)]
-        start = time.perf_counter()
+        start = start_clock()
         for first in range(0, len(rows), batch):
             commit(rows[first : first + batch])
         elapsed = time.perf_counter() - start
