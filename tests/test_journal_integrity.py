@@ -44,7 +44,7 @@ from actors.persistence import (
     open_sqlite_journal,
 )
 from actors.persistence._cli import main
-from actors.persistence._integrity import event_message
+from actors.persistence._integrity import Integrity, event_message
 from actors.persistence._sql_dialect import TABLES
 from actors.testing import TestProbe
 
@@ -217,6 +217,43 @@ async def test_every_record_is_stored_with_a_checksum_or_with_a_signature(
         loaded = await journal.snapshots.load("b")
         assert loaded is not None
         assert loaded.seq == 2
+
+
+def test_the_checksum_of_events_of_one_actor_and_type_is_the_same_when_its_prefix_is_kept() -> None:
+    # seal_event_fields remembers the CRC of the fields every event of one actor and
+    # type share (no key, no tags): each digest is still the CRC-32 of the whole message.
+    integrity = Integrity(None, "test journal")
+    cases: list[tuple[str, int, str, str, bytes, frozenset[str], str, float]] = [
+        ("a", seq, "pickle", "builtins.int", pickle.dumps(seq), frozenset(), "w1", T0 + seq)
+        for seq in range(1, 4)
+    ] + [
+        ("b", 1, "pickle", "builtins.int", b"other", frozenset(), "w1", T0),
+        ("a", 4, "pickle", "builtins.str", b"another type", frozenset(), "w1", T0),
+        ("a", 5, "pickle", "builtins.int", b"tagged", frozenset({"t"}), "w1", T0),
+        ("a", 6, "pickle", "builtins.int", b"another writer", frozenset(), "w2", T0),
+    ]
+    for _ in range(2):  # (the second time, every untagged prefix is known)
+        for pid, seq, serializer, manifest, payload, tags, writer, ts in cases:
+            tags_text = json.dumps(sorted(tags))
+            message = event_message(pid, seq, serializer, manifest, payload, tags_text, writer, ts)
+            assert integrity.seal_event_fields(
+                pid, seq, serializer, manifest, payload, tags, writer, ts
+            ) == b"\x01" + zlib.crc32(message).to_bytes(4, "big")
+    with pytest.raises(TypeError, match="nothing was stored"):
+        integrity.seal_event_fields(
+            "a", 2**64, "pickle", "builtins.int", b"", frozenset(), "w1", T0
+        )
+    with pytest.raises(TypeError, match="nothing was stored"):
+        integrity.seal_event_fields(
+            "a",
+            1,
+            "pickle",
+            "builtins.int",
+            "text",  # type: ignore[arg-type]
+            frozenset(),
+            "w1",
+            T0,
+        )
 
 
 @pytest.mark.parametrize("key", [None, KEY])

@@ -1,8 +1,8 @@
 """The single writer task with natural group commit, shared by the SQLite and PostgreSQL
 journals.
 
-A journal queues every write as a :class:`WriterOp` on a memory channel to ONE writer
-task. Whenever the previous commit has finished, the writer takes everything queued (no
+A journal queues every write as a :class:`WriterOp` on a :class:`WriterQueue` to ONE
+writer task. Whenever the previous commit has finished, the writer takes everything queued (no
 timer ever waits for more work) and hands the group to the backend's ``_commit_group``,
 run in a thread: the backend (:mod:`._sql_writer`) runs one transaction for the group,
 in which an operation that fails fails alone, and sets each op's ``result`` or
@@ -16,6 +16,7 @@ drain deadline (see :meth:`GroupCommitWriter._run_writer`).
 from __future__ import annotations
 
 import abc
+import collections
 import contextlib
 import threading
 from collections.abc import Callable, Sequence
@@ -110,6 +111,58 @@ class WriterOp(Generic[_C]):
         return trio.lowlevel.Abort.SUCCEEDED
 
 
+class WriterQueue(Generic[_O]):
+    """The writer's queue: operations in the order they were queued, and the one task
+    that takes them (the writer) parked while it is empty. A plain deque, not a memory
+    channel: a queued persist costs an append and, when the writer waits, one
+    reschedule. Closing it ends :meth:`first` once it is empty; nothing checks
+    :meth:`put` against a closed queue (the journal refuses first)."""
+
+    __slots__ = ("_closed", "_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: collections.deque[_O] = collections.deque()
+        self._closed = False
+        self._waiter: trio.lowlevel.Task | None = None
+
+    def put(self, op: _O) -> None:
+        self._items.append(op)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            trio.lowlevel.reschedule(waiter)
+
+    def close(self) -> None:
+        self._closed = True
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            trio.lowlevel.reschedule(waiter)
+
+    async def first(self) -> _O | None:
+        """The first operation queued, waiting for one; ``None`` once the queue is
+        closed and empty. A checkpoint for cancellation (raises ``Cancelled`` when the
+        scope around it is cancelled, even with operations queued: they stay queued)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        items = self._items
+        while not items:
+            if self._closed:
+                return None
+            self._waiter = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(self._abort)
+        return items.popleft()
+
+    def take_all(self) -> list[_O]:
+        """Every operation queued now, in order (the queue is then empty)."""
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+    def _abort(self, _: object) -> trio.lowlevel.Abort:
+        self._waiter = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+
 class GroupCommitWriter(abc.ABC, Generic[_C]):
     """The writer side of a journal, as a base class: the queue, the writer task's loop
     and the draining on exit. The backend implements :meth:`_commit_group` and names
@@ -125,8 +178,8 @@ class GroupCommitWriter(abc.ABC, Generic[_C]):
     transactions: int
     ops_acknowledged: int
 
-    def _init_writer(self, send: trio.MemorySendChannel[WriterOp[_C]]) -> None:
-        self._send = send
+    def _init_writer(self) -> None:
+        self._ops: WriterQueue[WriterOp[_C]] = WriterQueue()
         self._closed = False
         self._writer_done = trio.Event()
         self.transactions = 0
@@ -148,10 +201,7 @@ class GroupCommitWriter(abc.ABC, Generic[_C]):
         closed (nothing is queued then)."""
         if self._closed:
             raise JournalFailure(f"{op.what}: the {self._journal_name} is closed")
-        try:
-            self._send.send_nowait(op)
-        except (trio.ClosedResourceError, trio.BrokenResourceError) as error:
-            raise JournalFailure(f"{op.what}: the {self._journal_name} is closed") from error
+        self._ops.put(op)
         return op
 
     async def _wait(self, op: WriterOp[_C]) -> Any:
@@ -168,7 +218,6 @@ class GroupCommitWriter(abc.ABC, Generic[_C]):
 
     async def _run_writer(
         self,
-        receive: trio.MemoryReceiveChannel[WriterOp[_C]],
         *,
         drain_timeout: float = 30.0,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -206,16 +255,16 @@ class GroupCommitWriter(abc.ABC, Generic[_C]):
             if self._closed:  # it stopped accepting before the writer started
                 scope.deadline = trio.current_time() + drain_timeout
             task_status.started()
+            ops = self._ops
             try:
-                async for first in receive:
+                while (first := await ops.first()) is not None:
                     group = [first]
                     if flight is not None and not flight.done:
                         # (only the drain deadline can cancel this: the scope is shielded)
                         await flight.wait()
                     if flight is not None and flight.broken is not None:
                         break
-                    for _ in range(receive.statistics().current_buffer_used):
-                        group.append(receive.receive_nowait())
+                    group += ops.take_all()
                     flight = _Flight(self, group)
                     group = []
                 if flight is not None and not flight.done:
@@ -248,18 +297,15 @@ class GroupCommitWriter(abc.ABC, Generic[_C]):
                                 "during its transaction (outcome unknown)"
                             )
                         op.finish()
-                while True:
-                    try:
-                        op = receive.receive_nowait()
-                    except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                        break
+                self._closed = True  # (nothing more is queued)
+                ops.close()
+                for op in ops.take_all():
                     when = f"reached {deadline}" if late else "closed"
                     op.error = JournalFailure(
                         f"{op.what}: the {self._journal_name} {when} before this operation "
                         "ran; nothing was stored"
                     )
                     op.finish()
-                receive.close()
                 self._writer_done.set()
 
     def _stop_accepting(self) -> None:
@@ -267,7 +313,7 @@ class GroupCommitWriter(abc.ABC, Generic[_C]):
         commits what is queued and ends, within its drain timeout from the first call
         (see :meth:`_run_writer`). Synchronous, so that it can run in a ``finally``."""
         self._closed = True
-        self._send.close()
+        self._ops.close()
         scope: trio.CancelScope | None = getattr(self, "_writer_scope", None)
         if scope is not None:  # else the writer, once started, sets its deadline itself
             scope.deadline = min(scope.deadline, trio.current_time() + self._drain_timeout)

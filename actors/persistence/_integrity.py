@@ -121,6 +121,15 @@ def _seq_and_time(seq: int, timestamp: float) -> bytes:
 
 _NONE: Final = object()  # equal to no column's value
 
+
+def _all_str(*values: object) -> bool:
+    return all(type(value) is str for value in values)
+
+
+_PREFIXES_KEPT: Final = 4096
+"""How many prefix CRCs :meth:`Integrity.seal_event_fields` remembers (then it starts
+again): one per persistent actor and event type is the common case."""
+
 _pack_seq_and_time: Final = struct.Struct(">qd").pack
 _unpack_checksum: Final = struct.Struct(">xI").unpack  # the CRC of a CHECKSUM digest
 
@@ -194,13 +203,16 @@ class Integrity:
     (``None``: checksums only; else checked by :func:`check_key`), ``where`` naming the
     journal in errors (the dialect's ``journal_name``)."""
 
-    __slots__ = ("_mac", "key", "where")
+    __slots__ = ("_mac", "_prefix_crcs", "key", "where")
 
     def __init__(self, key: bytes | None, where: str) -> None:
         self.key = check_key(key)
         # HMAC-SHA256 keyed once: each signature copies it (cheaper than keying again).
         self._mac = None if self.key is None else hmac.new(self.key, digestmod="sha256")
         self.where = where
+        # The CRC of the prefix of an event without tags, by (persistence_id, serializer,
+        # manifest, writer_id): the same for every event an actor persists of one type.
+        self._prefix_crcs: dict[tuple[str, str, str, str], int] = {}
 
     # -- sealing (the write path: a checksum or a signature per record) --------------------
 
@@ -239,6 +251,26 @@ class Integrity:
     ) -> bytes:
         """:meth:`seal_event` of the event with these fields, without its record (the
         path of one persist builds none)."""
+        if (  # the common case: the CRC of the prefix, remembered for these fields
+            self.key is None
+            and not tags
+            and type(seq) is int
+            and type(timestamp) is float
+            and type(payload) is bytes
+            and type(persistence_id) is str
+            and type(writer_id) is str
+            and type(serializer) is str
+            and type(manifest) is str
+        ):
+            start = self._prefix_crcs.get((persistence_id, serializer, manifest, writer_id))
+            if start is not None:
+                try:
+                    middle = _pack_seq_and_time(seq, timestamp)
+                except struct.error:
+                    pass  # (named below)
+                else:
+                    crc = _crc32(payload, _crc32(middle, start))
+                    return CHECKSUM + crc.to_bytes(4, "big")
         try:
             prefix = event_prefix(
                 persistence_id,
@@ -249,7 +281,13 @@ class Integrity:
             )
             middle = _seq_and_time(seq, timestamp)
             if self.key is None:  # the CRC of the message, without joining its parts
-                crc = _crc32(payload, _crc32(middle, _crc32(prefix)))
+                start = _crc32(prefix)
+                if not tags and _all_str(persistence_id, serializer, manifest, writer_id):
+                    crcs = self._prefix_crcs
+                    if len(crcs) >= _PREFIXES_KEPT:
+                        crcs.clear()
+                    crcs[persistence_id, serializer, manifest, writer_id] = start
+                crc = _crc32(payload, _crc32(middle, start))
                 return CHECKSUM + crc.to_bytes(4, "big")
             return self.seal(prefix + middle + payload)
         except (TypeError, ValueError) as error:

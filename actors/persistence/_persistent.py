@@ -60,6 +60,11 @@ if TYPE_CHECKING:
     from ._point_in_time import Replica
 
 _log: Final = logging.getLogger("actors.persistence")
+_time: Final = time.time
+_current_task: Final = trio.lowlevel.current_task
+_wait_task_rescheduled: Final = trio.lowlevel.wait_task_rescheduled
+_checkpoint: Final = trio.lowlevel.checkpoint
+_checkpoint_if_cancelled: Final = trio.lowlevel.checkpoint_if_cancelled
 _NO_TAGS: Final[frozenset[str]] = frozenset()
 _T = TypeVar("_T")
 
@@ -294,7 +299,7 @@ class PersistentActor(Actor):
                 else:
                     # What SqlJournal.write does with a batch of one, inline: no record,
                     # and no coroutine for the write or its wait.
-                    await trio.lowlevel.checkpoint_if_cancelled()
+                    await _checkpoint_if_cancelled()
                     op = queue(
                         state.persistence_id,
                         seq,
@@ -303,13 +308,13 @@ class PersistentActor(Actor):
                         payload,
                         frozen_tags,
                         state.writer_id,
-                        time.time(),
+                        _time(),
                     )
                     if op.finished:
-                        await trio.lowlevel.checkpoint()
+                        await _checkpoint()
                     else:
-                        op.waiter = trio.lowlevel.current_task()
-                        await trio.lowlevel.wait_task_rescheduled(op)
+                        op.waiter = _current_task()
+                        await _wait_task_rescheduled(op)
                     if op.error is not None:
                         raise op.error
                     state.journal._committed()

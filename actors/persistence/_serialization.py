@@ -134,7 +134,8 @@ class _PickleFormat(Serializer):
             pickle.loads(payload)
         except Exception as error:
             raise self._unreadable(obj, error) from error
-        return manifest_of(obj), payload
+        manifest = _manifests.get(type(obj))  # (manifest_of's common case, inline)
+        return manifest_of(obj) if manifest is None else manifest, payload
 
     def from_binary(self, manifest: str, payload: bytes) -> object:
         try:

@@ -204,8 +204,7 @@ class SqlJournal(SqlGroupWriter[_C], Journal):
         if op.error is not None:
             raise op.error
         self._committed()
-        result: list[int] = op.result
-        return result
+        return list(op.result)  # (a range, or a list, made in the writer's thread)
 
     def replay(
         self, persistence_id: str, from_seq: int = 1, to_seq: int | None = None
@@ -339,8 +338,29 @@ def event_queue(journal: Journal) -> Callable[..., EventWrite] | None:
     queue = journal._queue
     of_event = EventWrite.of_event
 
-    def queue_event(*fields: Any) -> EventWrite:
-        return queue(of_event(dialect, *fields))
+    def queue_event(
+        persistence_id: str,
+        seq: int,
+        serializer: str,
+        manifest: str,
+        payload: bytes,
+        tags: frozenset[str],
+        writer_id: str,
+        timestamp: float,
+    ) -> EventWrite:
+        return queue(
+            of_event(
+                dialect,
+                persistence_id,
+                seq,
+                serializer,
+                manifest,
+                payload,
+                tags,
+                writer_id,
+                timestamp,
+            )
+        )
 
     return queue_event
 
@@ -467,7 +487,7 @@ async def serving(journal: _J) -> AsyncIterator[_J]:
     try:
         async with trio.open_nursery() as nursery:
             try:
-                await nursery.start(journal._run_writer, journal._receive)
+                await nursery.start(journal._run_writer)
                 yield journal
             except BaseException as error:
                 # Re-raised below, outside the nursery, so that it is not wrapped in an

@@ -29,16 +29,13 @@ Failure of the whole group
 
 from __future__ import annotations
 
-import math
 from contextlib import suppress
 from typing import TypeVar
-
-import trio
 
 from ._errors import JournalFailure, SequenceConflict
 from ._group_commit import GroupCommitWriter, WriterOp
 from ._sql_dialect import SqlConnection, SqlDialect, Statements
-from ._sql_writes import KnownHighest, check_fence, store_writes
+from ._sql_writes import EventWrite, KnownHighest, check_fence, consecutive, store_writes
 
 _C = TypeVar("_C", bound=SqlConnection)
 
@@ -46,7 +43,7 @@ _C = TypeVar("_C", bound=SqlConnection)
 class SqlGroupWriter(GroupCommitWriter[_C]):
     """The writer side of a SQL journal over ``dialect``, owning the ``writer``
     connection (already open; replaced when it breaks) and the queue of operations
-    (:attr:`_receive` is for the writer task)."""
+    (:class:`~._group_commit.WriterQueue`, taken by the writer task)."""
 
     def __init__(self, dialect: SqlDialect[_C], writer: _C) -> None:
         self._dialect = dialect
@@ -54,8 +51,7 @@ class SqlGroupWriter(GroupCommitWriter[_C]):
         #: Where the journal is, for messages (never a password).
         self.where = dialect.where
         self._journal_name = dialect.journal_name
-        send, self._receive = trio.open_memory_channel[WriterOp[_C]](math.inf)
-        self._init_writer(send)
+        self._init_writer()
         self._writer: _C | None = writer
         self._known = KnownHighest()
         self._mark: int | None = None  # the offset mark read when the group began
@@ -95,7 +91,7 @@ class SqlGroupWriter(GroupCommitWriter[_C]):
         or ``error`` on every op of the group; never raises but for a BaseException."""
         dialect = self._dialect
         draws_offsets = any(op.draws_offsets for op in group)
-        ids = {op.write.persistence_id for op in group if op.write is not None}
+        ids = {op.persistence_id for op in group if isinstance(op, EventWrite)}
         if len(group) <= dialect.rows_with_begin and self._in_one_round_trip(group, ids):
             return
         try:
@@ -148,7 +144,7 @@ class SqlGroupWriter(GroupCommitWriter[_C]):
         if conn is None or recalled is None:
             return False
         mark, highest = recalled
-        if any(op.write is None or op.write.tags is not None for op in group):
+        if any(not isinstance(op, EventWrite) or op.tags is not None for op in group):
             return False
         _, rows, now, refused = check_fence(group, highest)
         if refused or len(rows) > dialect.rows_with_begin or dialect.is_broken(conn):
@@ -167,7 +163,7 @@ class SqlGroupWriter(GroupCommitWriter[_C]):
             return False
         if done is None:
             return False
-        offsets = done[1]
+        offsets = consecutive(done[1])
         at = 0
         for op in group:
             count = len(op.write.rows)  # type: ignore[union-attr]
@@ -199,14 +195,14 @@ class SqlGroupWriter(GroupCommitWriter[_C]):
         count = len(ops)
         while start < count:
             op = ops[start]
-            if op.write is None:
+            if not isinstance(op, EventWrite):
                 assert op.run is not None
                 op.result = op.run(conn)
                 mark = None
                 start += 1
                 continue
             end = start + 1
-            while end < count and ops[end].write is not None:
+            while end < count and isinstance(ops[end], EventWrite):
                 end += 1
             mark = store_writes(
                 self._dialect, conn, ops[start:end], self._journal_name, highest, mark
