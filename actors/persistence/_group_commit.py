@@ -190,6 +190,11 @@ class GroupCommitWriter(abc.ABC, Generic[_C]):
         """In the writer's thread: one transaction for ``group``, in which an operation
         that fails fails alone; set ``result`` or ``error`` on every op. Never raises."""
 
+    def _group_committed(self, group: list[WriterOp[_C]]) -> None:
+        """In the trio thread, once a group's thread has returned and its operations are
+        acknowledged: a hook for the journal (wake its readers). The default does
+        nothing. Must not raise."""
+
     def _submit(
         self, what: str, run: Callable[[_C], Any], *, draws_offsets: bool = False
     ) -> WriterOp[_C]:
@@ -369,6 +374,7 @@ class _Flight(Generic[_C]):
             writer.ops_acknowledged += len(self.group)
             for op in self.group:
                 op.finish()
+            writer._group_committed(self.group)
         else:
             self.broken = error
             writer._stop_accepting()  # (wakes the writer waiting for the queue)

@@ -317,7 +317,6 @@ class PersistentActor(Actor):
                         await _wait_task_rescheduled(op)
                     if op.error is not None:
                         raise op.error
-                    state.journal._committed()
             except BaseException as error:
                 failure = self._write_failed(state, seq, seq, error)
                 if failure is error:

@@ -238,6 +238,11 @@ class SqlDialect(abc.ABC, Generic[_C]):
             return None, {}
         return self.offset_mark(conn), self.highest_many(conn, ids) if ids else {}
 
+    blob: Callable[[bytes], Any] | None = None
+    """What the event rows hold a payload and a digest as, if not the ``bytes`` they
+    are made as (``None``): made once per row, when the write is queued, so that the
+    driver binds them at the least cost (SQLite: see ``SqliteDialect.blob``)."""
+
     rows_with_begin: int = 0
     """At most how many event rows :meth:`begin_and_insert` takes (0: it is not
     implemented: an embedded database has no round trip to save)."""

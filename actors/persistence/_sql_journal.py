@@ -55,7 +55,7 @@ import trio
 
 from .._interrupts import interrupt_in
 from ._errors import JournalFailure, SequenceConflict
-from ._group_commit import check_batch
+from ._group_commit import WriterOp, check_batch
 from ._journal import Journal, SnapshotStore, TaggedRow, read_after, upper_bound
 from ._paging import CheckedChunks, PageChunks, Pages, ReadPage, page_reader
 from ._records import PersistentRecord, SnapshotRecord
@@ -203,8 +203,13 @@ class SqlJournal(SqlGroupWriter[_C], Journal):
             await trio.lowlevel.wait_task_rescheduled(op)
         if op.error is not None:
             raise op.error
-        self._committed()
         return list(op.result)  # (a range, or a list, made in the writer's thread)
+
+    def _group_committed(self, group: list[WriterOp[_C]]) -> None:
+        """Wake the readers waiting for a commit (``wait_for_commit``) once a group
+        stored events: once per group, not per write."""
+        if any(op.draws_offsets and op.error is None for op in group):
+            self._committed()
 
     def replay(
         self, persistence_id: str, from_seq: int = 1, to_seq: int | None = None

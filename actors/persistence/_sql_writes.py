@@ -70,6 +70,7 @@ class EventWrite(WriterOp[Any]):
         """The write of ``batch`` (checked by ``check_batch``: one id, seqs in a run)."""
         encode_tags = dialect.encode_tags
         seal = dialect.integrity.seal_event  # the digest (see _integrity.py)
+        blob = dialect.blob or _as_is
         rows = []
         tagged = False
         for r in batch:  # a loop, not a comprehension: no closure cells kept (Python 3.11)
@@ -79,11 +80,11 @@ class EventWrite(WriterOp[Any]):
                     r.seq,
                     r.serializer,
                     r.manifest,
-                    r.payload,
+                    blob(r.payload),
                     encode_tags(r.tags),
                     r.writer_id,
                     r.timestamp,
-                    seal(r),
+                    blob(seal(r)),
                 )
             )
             tagged = tagged or bool(r.tags)
@@ -107,6 +108,9 @@ class EventWrite(WriterOp[Any]):
         digest = dialect.integrity.seal_event_fields(
             persistence_id, seq, serializer, manifest, payload, tags, writer_id, timestamp
         )
+        blob = dialect.blob
+        if blob is not None:
+            payload, digest = blob(payload), blob(digest)
         row = (
             persistence_id,
             seq,
@@ -208,6 +212,10 @@ def consecutive(offsets: Sequence[int]) -> Sequence[int]:
     if offsets and offsets[-1] - offsets[0] == len(offsets) - 1:
         return range(offsets[0], offsets[-1] + 1)
     return offsets
+
+
+def _as_is(data: bytes) -> bytes:
+    return data
 
 
 def check_fence(

