@@ -284,7 +284,7 @@ class KnownHighest:
     def unknown(self, ids: set[str]) -> set[str]:
         """The ids of ``ids`` whose highest seq is not remembered."""
         highest = self._highest
-        return {pid for pid in ids if pid not in highest} if highest else ids
+        return ids - highest.keys() if highest else ids
 
     def recall(self, ids: set[str]) -> tuple[int, dict[str, int]] | None:
         """The offset mark remembered and the highest seq of every id of ``ids``, if
@@ -302,7 +302,7 @@ class KnownHighest:
         if the mark has not moved; else forget everything and return the ids still to
         read."""
         known = self._highest
-        rest = {pid for pid in ids if pid in known} if known else set()
+        rest = ids & known.keys() if known else set()
         if mark is None or mark != self._mark:
             self.forget()
             return rest
@@ -323,11 +323,14 @@ class KnownHighest:
         if len(known) + len(highest) > self.LIMIT:
             known.clear()
         known.update(highest)
-        for op in ops:
+        # The group's writes drew their offsets in queue order: the last one stored
+        # drew the largest.
+        for op in reversed(ops):
             if isinstance(op, EventWrite) and op.error is None and op.result:
                 last = op.result[-1]
                 if last > mark:
                     mark = last
+                break
         self._mark = mark
 
     def forget(self) -> None:
