@@ -208,19 +208,30 @@ async def test_a_peer_announcing_too_large_a_frame_ends_the_link(
         link.send(b"late")
 
 
-async def test_end_of_stream_from_the_peer(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("unread", [False, True], ids=["end-of-stream", "reset"])
+async def test_end_of_stream_from_the_peer(caplog: pytest.LogCaptureFixture, unread: bool) -> None:
+    # unread: the peer closes its socket without reading what we sent, so the OS resets
+    # the connection and the read after the data it did send fails with ECONNRESET: the
+    # peer closed the link all the same, with the OS error as the cause.
     left, right = stream_pair()
     link = Link(left, name="w")
     calls: list[bytes] = []
     runner = Runner()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(runner, link, calls.append)
+        if unread:
+            link.send(b"never read")
+            await trio.testing.wait_all_tasks_blocked()
         await right.send_all(frame(b"last words"))
         await right.aclose()
     assert calls == [b"last words"]
     assert runner.result is not None
     assert runner.result.reason == "peer closed the link"
-    assert str(runner.result) == "link w closed: peer closed the link"
+    if unread:
+        assert isinstance(runner.result.__cause__, trio.BrokenResourceError)
+        assert isinstance(runner.result.__cause__.__cause__, ConnectionResetError)
+    else:
+        assert str(runner.result) == "link w closed: peer closed the link"
     assert not [r for r in caplog.records if r.name == "actors.link"]
     with pytest.raises(LinkClosed, match="link w closed: peer closed the link") as caught:
         link.send(b"after")
@@ -427,26 +438,6 @@ async def test_a_base_exception_from_on_frame_propagates_out_of_run() -> None:
     with pytest.raises(LinkClosed) as refused:
         link.send(b"after")
     assert str(refused.value) == "link w closed: run() was interrupted (Interrupt: stop)"
-
-
-async def test_a_peer_that_resets_the_connection_closed_the_link() -> None:
-    # The peer closes its socket without reading what we sent: the OS resets the
-    # connection, and the read after the data it did send fails with ECONNRESET.
-    left, right = stream_pair()
-    link = Link(left, name="w")
-    calls: list[bytes] = []
-    runner = Runner()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(runner, link, calls.append)
-        link.send(b"never read")
-        await trio.testing.wait_all_tasks_blocked()
-        await right.send_all(frame(b"last words"))
-        await right.aclose()
-    assert calls == [b"last words"]
-    assert runner.result is not None
-    assert runner.result.reason == "peer closed the link"
-    assert isinstance(runner.result.__cause__, trio.BrokenResourceError)
-    assert isinstance(runner.result.__cause__.__cause__, ConnectionResetError)
 
 
 async def test_the_reader_waits_for_a_socket_after_a_short_read_rather_than_reading_nothing(

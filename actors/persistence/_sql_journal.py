@@ -343,29 +343,8 @@ def event_queue(journal: Journal) -> Callable[..., EventWrite] | None:
     queue = journal._queue
     of_event = EventWrite.of_event
 
-    def queue_event(
-        persistence_id: str,
-        seq: int,
-        serializer: str,
-        manifest: str,
-        payload: bytes,
-        tags: frozenset[str],
-        writer_id: str,
-        timestamp: float,
-    ) -> EventWrite:
-        return queue(
-            of_event(
-                dialect,
-                persistence_id,
-                seq,
-                serializer,
-                manifest,
-                payload,
-                tags,
-                writer_id,
-                timestamp,
-            )
-        )
+    def queue_event(*fields: Any) -> EventWrite:
+        return queue(of_event(dialect, *fields))
 
     return queue_event
 
