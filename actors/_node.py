@@ -196,14 +196,6 @@ class Encoded:
         return f"<{self.type_name}, pickled: {len(self.payload)} bytes>"
 
 
-def payload_of(message: Any) -> bytes:
-    """The bytes to send for ``message`` (already pickled if it is :class:`Encoded`)."""
-    if message.__class__ is Encoded:
-        payload: bytes = message.payload
-        return payload
-    return encode_message(message)
-
-
 def _travels(error: BaseException) -> bool:
     """Whether ``error`` survives the trip (:func:`dumps`, then loading): with cloudpickle
     for a class defined in ``__main__`` or one that came by value from another process
