@@ -509,7 +509,7 @@ class Link:
                     return
             if payloads:  # (let the tasks they woke run first: see the module docs)
                 for _ in range(READER_YIELDS):
-                    await trio.lowlevel.checkpoint()
+                    await _checkpoint()
 
     async def _receive_fd(self, size: int) -> bytes:
         """The stream's ``receive_some`` for a socket, read with ``os.read``: after a

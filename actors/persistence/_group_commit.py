@@ -2,11 +2,11 @@
 journals.
 
 A journal queues every write as a :class:`WriterOp` on a :class:`WriterQueue` to ONE
-writer task. Whenever the previous commit has finished, the writer takes everything queued (no
-timer ever waits for more work) and hands the group to the backend's ``_commit_group``,
-run in a thread: the backend (:mod:`._sql_writer`) runs one transaction for the group,
-in which an operation that fails fails alone, and sets each op's ``result`` or
-``error``. Callers are woken once the group's thread has returned, i.e. after the
+writer task. Whenever the previous commit has finished, the writer takes everything
+queued (no timer ever waits for more work) and hands the group to the backend's
+``_commit_group``, run in a thread: the backend (:mod:`._sql_writer`) runs one
+transaction for the group, in which an operation that fails fails alone, and sets each
+op's ``result`` or ``error``. Callers are woken once the group's thread has returned, i.e. after the
 ``COMMIT``, by a callback in the trio thread rather than by a step of the writer task
 (see :class:`_Flight`). The writer task is shielded from the cancellation of the scopes
 around it: it ends once the journal stops accepting and its queue is drained, within a
@@ -127,13 +127,13 @@ class WriterQueue(Generic[_O]):
 
     def put(self, op: _O) -> None:
         self._items.append(op)
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            trio.lowlevel.reschedule(waiter)
+        self._wake()
 
     def close(self) -> None:
         self._closed = True
+        self._wake()
+
+    def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
